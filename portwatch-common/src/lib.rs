@@ -1,0 +1,233 @@
+//! The ABI between portwatch's eBPF programs and its userspace.
+//!
+//! Every type here is `#[repr(C)]`, made of fixed-width integers only (no
+//! `bool`, no enums) and has its size asserted, so there is no hidden padding
+//! and both sides agree byte for byte. Userspace never transmutes these bytes:
+//! it decodes them with length checks (`portwatch::event`).
+#![no_std]
+
+/// Name of the ring buffer that carries [`RawEvent`]s.
+pub const EVENTS_MAP: &str = "EVENTS";
+/// Name of the per-CPU array of `u64` counters indexed by `STAT_*`.
+pub const STATS_MAP: &str = "STATS";
+/// Name of the LRU hash of sockets being followed (key: socket address).
+pub const SOCKS_MAP: &str = "SOCKS";
+/// Name of the hash of in-flight `connect()` calls (key: thread id).
+pub const CONNECTS_MAP: &str = "CONNECTS";
+
+/// Ring buffer size in bytes. Userspace drains it every 10 ms; at 30,000
+/// connections/s that is ~300 records (~45 KiB). 4 MiB leaves room for a
+/// ~250 ms stall of the reader at that rate before anything is lost.
+pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
+/// Sockets followed at once. Each entry is ~72 bytes of value; 65,536 covers
+/// far more concurrently open outbound connections than a port range allows
+/// per destination, while staying a few MiB of kernel memory.
+pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
+/// Threads inside `connect()` at once.
+pub const CONNECTS_MAX_ENTRIES: u32 = 16_384;
+/// When this many bytes are waiting in the ring buffer the producer wakes the
+/// reader instead of leaving the data for the next timed drain.
+pub const WAKEUP_THRESHOLD_BYTES: u64 = (EVENTS_RING_BYTES as u64) / 8;
+
+/// `STATS` index: a ring buffer reservation failed; the event was lost.
+pub const STAT_RINGBUF_LOST: u32 = 0;
+/// `STATS` index: a socket was inserted while `SOCKS` was full, so the LRU
+/// evicted another one; that connection will never be reported.
+pub const STAT_SOCK_EVICTED: u32 = 1;
+/// `STATS` index: `CONNECTS` was full; a connect() could not be followed.
+pub const STAT_CONNECT_MAP_FULL: u32 = 2;
+/// `STATS` index: a socket closed that was never seen opening (it predates
+/// portwatch, or was evicted). Not an error; shown for completeness.
+pub const STAT_UNTRACKED_CLOSE: u32 = 3;
+/// `STATS` index: events submitted to the ring buffer.
+pub const STAT_EVENTS_SUBMITTED: u32 = 4;
+/// Number of `STATS` slots.
+pub const STATS_LEN: u32 = 8;
+
+/// `RawEvent::kind`: a TCP connection reached CLOSE.
+pub const KIND_CLOSE: u32 = 1;
+/// `RawEvent::kind`: a `connect()` failed (or a port allocation failed
+/// outside any `connect()` syscall, e.g. io_uring).
+pub const KIND_CONNECT_ERROR: u32 = 2;
+
+/// The local side sent the first FIN (passed FIN_WAIT1): a TIME_WAIT socket
+/// now holds the local port for 60 s.
+pub const FLAG_LOCAL_CLOSE: u32 = 1 << 0;
+/// The connection reached ESTABLISHED at some point.
+pub const FLAG_ESTABLISHED: u32 = 1 << 1;
+/// Passive open (accepted by a listener on this host).
+pub const FLAG_INBOUND: u32 = 1 << 2;
+/// `pid`, `tid`, `comm` and `cgroup_id` are those of the task that opened
+/// the connection. Unset for inbound connections, which are created in
+/// softirq context where the current task is unrelated.
+pub const FLAG_HAS_TASK: u32 = 1 << 3;
+/// Port allocation failed: SYN_SENT→CLOSE with source port 0 in the
+/// caller's context, i.e. the ephemeral range is exhausted for this
+/// destination.
+pub const FLAG_PORT_EXHAUSTED: u32 = 1 << 4;
+/// The peer sent the first FIN (passed CLOSE_WAIT).
+pub const FLAG_PEER_CLOSE: u32 = 1 << 5;
+/// `bytes_sent`/`bytes_received` were read (BTF offsets were available).
+pub const FLAG_HAS_BYTES: u32 = 1 << 6;
+/// For KIND_CONNECT_ERROR: a SYN_SENT state was seen during this connect()
+/// (the socket is TCP and got as far as choosing a route).
+pub const FLAG_SAW_SYN_SENT: u32 = 1 << 7;
+
+/// `AF_INET` as carried in `RawEvent::family`.
+pub const AF_INET: u16 = 2;
+/// `AF_INET6` as carried in `RawEvent::family`.
+pub const AF_INET6: u16 = 10;
+
+/// One record in the ring buffer: a closed connection or a failed connect.
+///
+/// Addresses are 16 bytes; IPv4 uses the first 4 (network byte order).
+/// Ports are host byte order. Times are `bpf_ktime_get_ns()` (CLOCK_MONOTONIC).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RawEvent {
+    /// `KIND_*`.
+    pub kind: u32,
+    /// `FLAG_*`.
+    pub flags: u32,
+    /// Connection: CLOSE→SYN_SENT (or first passive state). Connect error:
+    /// entry into connect().
+    pub start_ns: u64,
+    /// Connection: →CLOSE. Connect error: exit from connect().
+    pub end_ns: u64,
+    /// SYN_SENT→ESTABLISHED, 0 when never established.
+    pub handshake_ns: u64,
+    pub cgroup_id: u64,
+    /// `tcp_sock.bytes_acked`.
+    pub bytes_sent: u64,
+    /// `tcp_sock.bytes_received`.
+    pub bytes_received: u64,
+    /// Inode number of the socket's (or task's) network namespace, 0 if unknown.
+    pub netns: u32,
+    /// Thread group id (the process id users know).
+    pub pid: u32,
+    pub tid: u32,
+    /// Positive errno: `sk_err` of a failed handshake, or `-ret` of connect().
+    pub errno: u32,
+    pub family: u16,
+    pub sport: u16,
+    pub dport: u16,
+    pub _pad: u16,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub comm: [u8; 16],
+}
+
+/// Byte size of [`RawEvent`]; userspace rejects records of any other size.
+pub const RAW_EVENT_SIZE: usize = 128;
+const _: () = assert!(core::mem::size_of::<RawEvent>() == RAW_EVENT_SIZE);
+
+/// Field offsets of the tracepoint records the programs read. These records
+/// are ABI-stable in practice, so the programs use them as constants; userspace
+/// checks every one against the tracepoint's `format` file before loading and
+/// refuses to run on a kernel where they differ.
+pub mod tp {
+    /// `sock:inet_sock_set_state`: `const void *skaddr`.
+    pub const SKADDR: usize = 8;
+    /// `int oldstate`.
+    pub const OLDSTATE: usize = 16;
+    /// `int newstate`.
+    pub const NEWSTATE: usize = 20;
+    /// `__u16 sport` (host byte order).
+    pub const SPORT: usize = 24;
+    /// `__u16 dport` (host byte order).
+    pub const DPORT: usize = 26;
+    /// `__u16 family`.
+    pub const FAMILY: usize = 28;
+    /// `__u16 protocol`.
+    pub const PROTOCOL: usize = 30;
+    /// `__u8 saddr[4]`.
+    pub const SADDR: usize = 32;
+    /// `__u8 daddr[4]`.
+    pub const DADDR: usize = 36;
+    /// `__u8 saddr_v6[16]`.
+    pub const SADDR_V6: usize = 40;
+    /// `__u8 daddr_v6[16]`.
+    pub const DADDR_V6: usize = 56;
+    /// `syscalls:sys_enter_connect`: `struct sockaddr * uservaddr`.
+    pub const CONNECT_USERVADDR: usize = 24;
+    /// `syscalls:sys_exit_connect`: `long ret`.
+    pub const CONNECT_RET: usize = 16;
+
+    /// (tracepoint, field name, offset, size) for the load-time check.
+    pub const EXPECTED: &[(&str, &str, usize, usize)] = &[
+        ("sock/inet_sock_set_state", "skaddr", SKADDR, 8),
+        ("sock/inet_sock_set_state", "oldstate", OLDSTATE, 4),
+        ("sock/inet_sock_set_state", "newstate", NEWSTATE, 4),
+        ("sock/inet_sock_set_state", "sport", SPORT, 2),
+        ("sock/inet_sock_set_state", "dport", DPORT, 2),
+        ("sock/inet_sock_set_state", "family", FAMILY, 2),
+        ("sock/inet_sock_set_state", "protocol", PROTOCOL, 2),
+        ("sock/inet_sock_set_state", "saddr", SADDR, 4),
+        ("sock/inet_sock_set_state", "daddr", DADDR, 4),
+        ("sock/inet_sock_set_state", "saddr_v6", SADDR_V6, 16),
+        ("sock/inet_sock_set_state", "daddr_v6", DADDR_V6, 16),
+        (
+            "syscalls/sys_enter_connect",
+            "uservaddr",
+            CONNECT_USERVADDR,
+            8,
+        ),
+        ("syscalls/sys_exit_connect", "ret", CONNECT_RET, 8),
+    ];
+}
+
+/// Kernel struct field offsets that differ between kernels and builds. aya's
+/// Rust eBPF side has no CO-RE relocation, so userspace resolves them from
+/// /sys/kernel/btf/vmlinux and writes them into the program's `OFFSETS`
+/// global before load. `OFFSET_UNKNOWN` means "not resolved; do not read":
+/// the programs then report 0 for what depends on it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Offsets {
+    /// `tcp_sock.bytes_acked` (u64).
+    pub tcp_bytes_acked: u32,
+    /// `tcp_sock.bytes_received` (u64).
+    pub tcp_bytes_received: u32,
+    /// `sock.sk_err` (int).
+    pub sock_sk_err: u32,
+    /// `sock.__sk_common.skc_net` (a `possible_net_t`, i.e. `struct net *`).
+    pub sock_net: u32,
+    /// `net.ns.inum` (unsigned int).
+    pub net_inum: u32,
+    /// `task_struct.nsproxy` (pointer).
+    pub task_nsproxy: u32,
+    /// `nsproxy.net_ns` (pointer).
+    pub nsproxy_net_ns: u32,
+    pub _pad: u32,
+}
+
+/// Marks an offset that could not be resolved.
+pub const OFFSET_UNKNOWN: u32 = u32::MAX;
+
+impl Offsets {
+    /// Every offset unknown: what the object holds until userspace fills it in.
+    pub const UNKNOWN: Offsets = Offsets {
+        tcp_bytes_acked: OFFSET_UNKNOWN,
+        tcp_bytes_received: OFFSET_UNKNOWN,
+        sock_sk_err: OFFSET_UNKNOWN,
+        sock_net: OFFSET_UNKNOWN,
+        net_inum: OFFSET_UNKNOWN,
+        task_nsproxy: OFFSET_UNKNOWN,
+        nsproxy_net_ns: OFFSET_UNKNOWN,
+        _pad: 0,
+    };
+}
+
+const _: () = assert!(core::mem::size_of::<Offsets>() == 8 * 4);
+
+/// Name of the global in the eBPF object that holds [`Offsets`].
+pub const OFFSETS_GLOBAL: &str = "OFFSETS";
+
+#[cfg(feature = "user")]
+// SAFETY: RawEvent is repr(C), all fields are integers or integer arrays, and
+// its size is asserted above, so every bit pattern is valid and there is no padding.
+unsafe impl aya::Pod for RawEvent {}
+
+#[cfg(feature = "user")]
+// SAFETY: as for RawEvent: repr(C), integers only, size asserted.
+unsafe impl aya::Pod for Offsets {}

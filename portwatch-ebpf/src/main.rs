@@ -1,0 +1,504 @@
+//! portwatch's kernel side: observe TCP connection lifecycles and failed
+//! connects, emit one compact record per connection or failure.
+//!
+//! Only tracepoints are used (no kprobes, no fentry/fexit): they exist on
+//! hardened kernels where the others are compiled out or rejected.
+//!
+//! * `sock:inet_sock_set_state` follows every TCP socket from its first state
+//!   (CLOSE→SYN_SENT for active opens, LISTEN→SYN_RECV for accepted ones) to
+//!   CLOSE, keeping what it learns in `SOCKS` keyed by the socket's address,
+//!   and emits one `KIND_CLOSE` record at CLOSE. Only CLOSE→SYN_SENT runs in
+//!   the connecting task; later transitions run in softirq context, so task
+//!   attribution always comes from the map entry.
+//! * `syscalls:sys_{enter,exit}_connect` remember each thread's destination
+//!   and emit `KIND_CONNECT_ERROR` when connect() fails, unless the failure
+//!   was already reported as a failed handshake.
+//!
+//! Records go to one ring buffer without waking the reader (it drains on a
+//! 10 ms timer); a wake-up costs ~10 µs per event on small VMs, the record
+//! itself ~0.1 µs. The reader is woken only when the buffer fills up.
+#![no_std]
+#![no_main]
+// The bpf target's core has no atomic RMW methods; the intrinsic compiles to
+// the BPF atomic add instruction. RUSTC_BOOTSTRAP is already required by aya-ebpf.
+#![feature(core_intrinsics)]
+#![expect(internal_features, reason = "core_intrinsics for BPF atomic add")]
+
+use core::intrinsics::{AtomicOrdering, atomic_xadd};
+
+use aya_ebpf::{
+    bindings::{BPF_ANY, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
+        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+    },
+    macros::{map, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    programs::TracePointContext,
+};
+use aya_log_ebpf::debug;
+use portwatch_common::{
+    AF_INET, AF_INET6, CONNECTS_MAX_ENTRIES, EVENTS_RING_BYTES, FLAG_ESTABLISHED, FLAG_HAS_BYTES,
+    FLAG_HAS_TASK, FLAG_INBOUND, FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED,
+    FLAG_SAW_SYN_SENT, KIND_CLOSE, KIND_CONNECT_ERROR, OFFSET_UNKNOWN, Offsets, RawEvent,
+    SOCKS_MAX_ENTRIES, STAT_CONNECT_MAP_FULL, STAT_EVENTS_SUBMITTED, STAT_RINGBUF_LOST,
+    STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_LEN, WAKEUP_THRESHOLD_BYTES, tp,
+};
+
+const IPPROTO_TCP: u16 = 6;
+
+// TCP states (include/net/tcp_states.h).
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_FIN_WAIT1: i32 = 4;
+const TCP_CLOSE: i32 = 7;
+const TCP_CLOSE_WAIT: i32 = 8;
+const TCP_LISTEN: i32 = 10;
+
+const EADDRNOTAVAIL: u32 = 99;
+const EINPROGRESS: i64 = 115;
+const EALREADY: i64 = 114;
+const EISCONN: i64 = 106;
+
+/// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
+const BPF_RB_AVAIL_DATA: u64 = 0;
+
+/// Per-connection state while a socket is followed.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SockInfo {
+    start_ns: u64,
+    handshake_ns: u64,
+    cgroup_id: u64,
+    pid: u32,
+    tid: u32,
+    netns: u32,
+    /// `FLAG_*` gathered along the way.
+    flags: u32,
+    comm: [u8; 16],
+}
+
+/// `ConnectInfo::flags`: the failure was already reported by the socket
+/// tracepoint (failed handshake), so connect()'s exit must stay silent.
+const CONNECT_REPORTED: u32 = 1 << 31;
+
+/// A thread inside connect().
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ConnectInfo {
+    start_ns: u64,
+    /// `FLAG_PORT_EXHAUSTED`, `FLAG_SAW_SYN_SENT`, `CONNECT_REPORTED`.
+    flags: u32,
+    family: u16,
+    dport: u16,
+    daddr: [u8; 16],
+}
+
+/// Filled in by userspace from BTF before load (`EbpfLoader::set_global`).
+/// Lives in .rodata, so the verifier sees the values as constants.
+#[unsafe(no_mangle)]
+static OFFSETS: Offsets = Offsets::UNKNOWN;
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
+
+#[map]
+static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
+
+/// Key: the socket's kernel address (`skaddr`). LRU so that sockets whose
+/// CLOSE we never see (should not happen, but a leak must not fill the map
+/// forever) age out; every eviction is counted via `SOCKS_LIVE`.
+#[map]
+static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(SOCKS_MAX_ENTRIES, 0);
+
+/// One slot: how many entries `SOCKS` holds, to know when an insert evicts.
+#[map]
+static SOCKS_LIVE: Array<u64> = Array::with_max_entries(1, 0);
+
+/// Key: thread id.
+#[map]
+static CONNECTS: HashMap<u32, ConnectInfo> = HashMap::with_max_entries(CONNECTS_MAX_ENTRIES, 0);
+
+#[inline(always)]
+fn offsets() -> Offsets {
+    // SAFETY: OFFSETS is a plain static; read_volatile keeps the compiler
+    // from folding the UNKNOWN default in, since userspace rewrites it.
+    unsafe { core::ptr::read_volatile(&raw const OFFSETS) }
+}
+
+#[inline(always)]
+fn bump(stat: u32) {
+    if let Some(p) = STATS.get_ptr_mut(stat) {
+        // SAFETY: per-CPU slot, only this CPU writes it while we run.
+        unsafe { *p += 1 }
+    }
+}
+
+/// Entries in `SOCKS` now (approximate under races between CPUs).
+#[inline(always)]
+fn socks_live() -> u64 {
+    match SOCKS_LIVE.get_ptr(0) {
+        // SAFETY: map value pointer from a successful lookup.
+        Some(p) => unsafe { core::ptr::read_volatile(p) },
+        None => 0,
+    }
+}
+
+/// Adds `delta` (wrapping: `u64::MAX` subtracts one) to the live count.
+/// The result of the add is not used: the fetching form needs BPF cpu v3.
+#[inline(always)]
+fn socks_live_add(delta: u64) {
+    if let Some(p) = SOCKS_LIVE.get_ptr_mut(0) {
+        // SAFETY: the map value is a u64 that lives as long as the map; all
+        // writers update it with this atomic add.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, delta) };
+    }
+}
+
+/// Reads a `T` at `base + off` from kernel memory; `None` when the offset is
+/// unknown or the read faults.
+#[inline(always)]
+fn read_kernel<T>(base: u64, off: u32) -> Option<T> {
+    if off == OFFSET_UNKNOWN || base == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel copes with any address; a bad one
+    // returns an error instead of faulting.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+fn sock_netns(sk: u64, o: &Offsets) -> u32 {
+    let net: u64 = read_kernel(sk, o.sock_net).unwrap_or(0);
+    read_kernel(net, o.net_inum).unwrap_or(0)
+}
+
+fn task_netns(o: &Offsets) -> u32 {
+    // SAFETY: returns the current task pointer; only dereferenced through
+    // bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    let nsproxy: u64 = read_kernel(task, o.task_nsproxy).unwrap_or(0);
+    let net: u64 = read_kernel(nsproxy, o.nsproxy_net_ns).unwrap_or(0);
+    read_kernel(net, o.net_inum).unwrap_or(0)
+}
+
+/// Submits without waking the reader unless a lot is pending.
+#[inline(always)]
+fn emit(ev: &RawEvent) {
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_THRESHOLD_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    } as u64;
+    // reserve() takes no flags (must be 0); the wake-up choice goes to submit().
+    match EVENTS.reserve::<RawEvent>(0) {
+        Some(mut entry) => {
+            entry.write(*ev);
+            entry.submit(flags);
+            bump(STAT_EVENTS_SUBMITTED);
+        }
+        None => bump(STAT_RINGBUF_LOST),
+    }
+}
+
+#[tracepoint]
+pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
+    let _ = try_inet_sock_set_state(&ctx);
+    0
+}
+
+#[inline(always)]
+fn read_ctx<T>(ctx: &TracePointContext, off: usize) -> Result<T, i32> {
+    // SAFETY: `off` is one of the tp:: constants, checked by userspace
+    // against the tracepoint's format file before load.
+    unsafe { ctx.read_at::<T>(off) }
+}
+
+fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
+    if read_ctx::<u16>(ctx, tp::PROTOCOL)? != IPPROTO_TCP {
+        return Ok(());
+    }
+    let old: i32 = read_ctx(ctx, tp::OLDSTATE)?;
+    let new: i32 = read_ctx(ctx, tp::NEWSTATE)?;
+    let sk: u64 = read_ctx(ctx, tp::SKADDR)?;
+    match new {
+        TCP_SYN_SENT => on_active_open(ctx, sk),
+        TCP_SYN_RECV if old == TCP_LISTEN => on_passive_open(ctx, sk),
+        TCP_ESTABLISHED => {
+            if let Some(info) = SOCKS.get_ptr_mut(sk) {
+                // SAFETY: map value pointer from a successful lookup.
+                let info = unsafe { &mut *info };
+                info.flags |= FLAG_ESTABLISHED;
+                info.handshake_ns = bpf_ktime_now().saturating_sub(info.start_ns);
+            }
+            Ok(())
+        }
+        TCP_FIN_WAIT1 => add_flags(sk, FLAG_LOCAL_CLOSE),
+        TCP_CLOSE_WAIT => add_flags(sk, FLAG_PEER_CLOSE),
+        TCP_CLOSE => on_close(ctx, sk, old),
+        _ => Ok(()),
+    }
+}
+
+#[inline(always)]
+fn bpf_ktime_now() -> u64 {
+    // SAFETY: no arguments, no memory access.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+fn add_flags(sk: u64, flags: u32) -> Result<(), i32> {
+    if let Some(info) = SOCKS.get_ptr_mut(sk) {
+        // SAFETY: map value pointer from a successful lookup.
+        unsafe { (*info).flags |= flags };
+    }
+    Ok(())
+}
+
+fn insert_sock(ctx: &TracePointContext, sk: u64, info: &SockInfo) {
+    match SOCKS.insert(sk, info, BPF_NOEXIST as u64) {
+        Ok(()) => {
+            if socks_live() >= SOCKS_MAX_ENTRIES as u64 {
+                // The map was full: the LRU made room by evicting a followed
+                // socket, whose connection will never be reported.
+                bump(STAT_SOCK_EVICTED);
+            } else {
+                socks_live_add(1);
+            }
+        }
+        // A stale entry for a reused socket address: replace it, count unchanged.
+        Err(_) => {
+            if SOCKS.insert(sk, info, BPF_ANY as u64).is_err() {
+                debug!(ctx, "portwatch: SOCKS insert failed");
+            }
+        }
+    }
+}
+
+fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
+    let o = offsets();
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let info = SockInfo {
+        start_ns: bpf_ktime_now(),
+        handshake_ns: 0,
+        // SAFETY: no arguments; reads the current task's cgroup.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        pid: (pid_tgid >> 32) as u32,
+        tid,
+        netns: sock_netns(sk, &o),
+        flags: FLAG_HAS_TASK,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    };
+    insert_sock(ctx, sk, &info);
+    if let Some(c) = CONNECTS.get_ptr_mut(tid) {
+        // SAFETY: map value pointer from a successful lookup.
+        unsafe { (*c).flags |= FLAG_SAW_SYN_SENT };
+    }
+    Ok(())
+}
+
+fn on_passive_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
+    let o = offsets();
+    // Softirq context: the current task is unrelated, so no task fields.
+    let info = SockInfo {
+        start_ns: bpf_ktime_now(),
+        handshake_ns: 0,
+        cgroup_id: 0,
+        pid: 0,
+        tid: 0,
+        netns: sock_netns(sk, &o),
+        flags: FLAG_INBOUND,
+        comm: [0; 16],
+    };
+    insert_sock(ctx, sk, &info);
+    Ok(())
+}
+
+fn read_addrs(ctx: &TracePointContext, ev: &mut RawEvent) -> Result<(), i32> {
+    ev.family = read_ctx(ctx, tp::FAMILY)?;
+    ev.sport = read_ctx(ctx, tp::SPORT)?;
+    ev.dport = read_ctx(ctx, tp::DPORT)?;
+    if ev.family == AF_INET {
+        let s: [u8; 4] = read_ctx(ctx, tp::SADDR)?;
+        let d: [u8; 4] = read_ctx(ctx, tp::DADDR)?;
+        ev.saddr[..4].copy_from_slice(&s);
+        ev.daddr[..4].copy_from_slice(&d);
+    } else {
+        ev.saddr = read_ctx(ctx, tp::SADDR_V6)?;
+        ev.daddr = read_ctx(ctx, tp::DADDR_V6)?;
+    }
+    Ok(())
+}
+
+fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
+    let Some(p) = SOCKS.get_ptr(sk) else {
+        bump(STAT_UNTRACKED_CLOSE);
+        return Ok(());
+    };
+    // SAFETY: map value pointer from a successful lookup; copied out before
+    // the entry is removed.
+    let info = unsafe { *p };
+    if SOCKS.remove(sk).is_ok() {
+        socks_live_add(u64::MAX);
+    }
+    let o = offsets();
+    let now = bpf_ktime_now();
+    let mut ev = RawEvent {
+        kind: KIND_CLOSE,
+        flags: info.flags,
+        start_ns: info.start_ns,
+        end_ns: now,
+        handshake_ns: info.handshake_ns,
+        cgroup_id: info.cgroup_id,
+        netns: info.netns,
+        pid: info.pid,
+        tid: info.tid,
+        comm: info.comm,
+        ..RawEvent::default()
+    };
+    read_addrs(ctx, &mut ev)?;
+    let established = info.flags & FLAG_ESTABLISHED != 0;
+
+    // tcp_v4/v6_connect() set SYN_SENT before picking the source port; if
+    // inet_hash_connect() finds no free port they go straight back to CLOSE,
+    // still in the caller's context, with sport 0. That is port exhaustion.
+    if old == TCP_SYN_SENT && !established && ev.sport == 0 {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        if let Some(c) = CONNECTS.get_ptr_mut(tid) {
+            // connect()'s exit reports it, with errno, marked as exhaustion.
+            // SAFETY: map value pointer from a successful lookup.
+            unsafe { (*c).flags |= FLAG_PORT_EXHAUSTED };
+            return Ok(());
+        }
+        // Not inside connect() (io_uring, in-kernel users): report it here.
+        ev.kind = KIND_CONNECT_ERROR;
+        ev.flags = FLAG_PORT_EXHAUSTED | FLAG_SAW_SYN_SENT | (info.flags & FLAG_HAS_TASK);
+        ev.errno = EADDRNOTAVAIL;
+        emit(&ev);
+        return Ok(());
+    }
+
+    if !established {
+        // Failed handshake (refused, reset, timed out): sk_err says which.
+        let err: i32 = read_kernel(sk, o.sock_sk_err).unwrap_or(0);
+        ev.errno = err.unsigned_abs();
+        if info.flags & FLAG_HAS_TASK != 0 {
+            if let Some(c) = CONNECTS.get_ptr_mut(info.tid) {
+                // A blocking connect() is still waiting: this is its one report.
+                // SAFETY: map value pointer from a successful lookup.
+                unsafe { (*c).flags |= CONNECT_REPORTED };
+            }
+        }
+    } else if let (Some(acked), Some(received)) = (
+        read_kernel::<u64>(sk, o.tcp_bytes_acked),
+        read_kernel::<u64>(sk, o.tcp_bytes_received),
+    ) {
+        ev.bytes_sent = acked;
+        ev.bytes_received = received;
+        ev.flags |= FLAG_HAS_BYTES;
+    }
+    emit(&ev);
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_enter_connect(&ctx);
+    0
+}
+
+fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i32> {
+    let uaddr: u64 = read_ctx(ctx, tp::CONNECT_USERVADDR)?;
+    // SAFETY: bpf_probe_read_user copes with any user address.
+    let family: u16 = unsafe { bpf_probe_read_user(uaddr as *const u16)? };
+    let mut info = ConnectInfo {
+        start_ns: bpf_ktime_now(),
+        flags: 0,
+        family,
+        dport: 0,
+        daddr: [0; 16],
+    };
+    // sockaddr_in and sockaddr_in6 both carry the port (network order) at 2;
+    // the address is at 4 (v4) or 8 (v6, after flowinfo).
+    // SAFETY (both reads): bpf_probe_read_user copes with any user address.
+    let port: u16 = unsafe { bpf_probe_read_user((uaddr + 2) as *const u16)? };
+    info.dport = u16::from_be(port);
+    match family {
+        AF_INET => {
+            let a: [u8; 4] = unsafe { bpf_probe_read_user((uaddr + 4) as *const [u8; 4])? };
+            info.daddr[..4].copy_from_slice(&a);
+        }
+        AF_INET6 => {
+            info.daddr = unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16])? };
+        }
+        // Unix, netlink, ...: not portwatch's business.
+        _ => return Ok(()),
+    }
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if CONNECTS.insert(tid, &info, BPF_ANY as u64).is_err() {
+        bump(STAT_CONNECT_MAP_FULL);
+    }
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    let _ = try_sys_exit_connect(&ctx);
+    0
+}
+
+fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let Some(p) = CONNECTS.get_ptr(tid) else {
+        return Ok(());
+    };
+    // SAFETY: map value pointer from a successful lookup; copied before removal.
+    let info = unsafe { *p };
+    let _ = CONNECTS.remove(tid);
+    let ret: i64 = read_ctx(ctx, tp::CONNECT_RET)?;
+    // Success, a non-blocking connect under way, or a repeated connect() on a
+    // socket that is connecting/connected: none of these is a failure.
+    if ret >= 0 || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN {
+        return Ok(());
+    }
+    if info.flags & CONNECT_REPORTED != 0 {
+        return Ok(());
+    }
+    let o = offsets();
+    let errno = (-ret) as u32;
+    let mut flags = FLAG_HAS_TASK | (info.flags & FLAG_SAW_SYN_SENT);
+    if errno == EADDRNOTAVAIL && info.flags & FLAG_PORT_EXHAUSTED != 0 {
+        flags |= FLAG_PORT_EXHAUSTED;
+    }
+    let ev = RawEvent {
+        kind: KIND_CONNECT_ERROR,
+        flags,
+        start_ns: info.start_ns,
+        end_ns: bpf_ktime_now(),
+        // SAFETY: no arguments; reads the current task's cgroup.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        netns: task_netns(&o),
+        pid: (pid_tgid >> 32) as u32,
+        tid,
+        errno,
+        family: info.family,
+        dport: info.dport,
+        daddr: info.daddr,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        ..RawEvent::default()
+    };
+    emit(&ev);
+    Ok(())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// GPL-compatible licence: bpf_probe_read_kernel and friends require it.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

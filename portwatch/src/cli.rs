@@ -1,0 +1,62 @@
+//! Command-line interface (clap derive). `main.rs` parses and dispatches.
+
+use std::net::IpAddr;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portwatch",
+    version,
+    about = "Find the service that exhausts ephemeral ports by churning short-lived TCP connections",
+    long_about = "portwatch attaches eBPF programs to the kernel's TCP state tracepoints and to \
+connect() failures, and attributes short-lived outbound connections (and the TIME_WAIT sockets \
+they leave behind) to processes and destinations.\n\nNeeds root (or CAP_BPF + CAP_PERFMON) and \
+Linux 5.8+.",
+    after_help = "Examples:\n  sudo portwatch trace                      # every closed connection and failed connect\n  sudo portwatch trace --json --duration 30 # JSON Lines for 30 s\n  sudo portwatch trace --dport 443 --comm curl"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print one line per closed TCP connection and per failed connect, as they happen.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch trace\n  sudo portwatch trace --json | jq 'select(.cause == \"port_exhaustion\")'\n  sudo portwatch trace --pid 1234 --duration 60\n  sudo portwatch trace --daddr 10.0.0.5 --dport 5432\n\nText columns: TIME (local), PID, COMM, DIR (out/in), LOCAL and REMOTE addr:port,\nLIFE_MS (connection lifetime), CLOSED (who sent the first FIN: local means a\nTIME_WAIT socket now holds the local port for 60 s), RESULT (ok, or the errno)."
+    )]
+    Trace(TraceArgs),
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct TraceArgs {
+    /// JSON Lines output with stable field names (see README).
+    #[arg(long)]
+    pub json: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Event filters; all given ones must match.
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Only this process id (thread group id).
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Only tasks whose name (comm) is exactly this (15 characters at most).
+    #[arg(long)]
+    pub comm: Option<String>,
+    /// Only this remote port.
+    #[arg(long)]
+    pub dport: Option<u16>,
+    /// Only this remote address (IPv4 or IPv6).
+    #[arg(long)]
+    pub daddr: Option<IpAddr>,
+    /// Only this network namespace (inode, as in `readlink /proc/PID/ns/net`).
+    #[arg(long)]
+    pub netns: Option<u32>,
+}

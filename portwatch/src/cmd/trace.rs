@@ -1,0 +1,145 @@
+//! `portwatch trace`: stream closed connections and failed connects.
+
+use std::io::{self, BufWriter, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::TraceArgs;
+use crate::clock::WallClock;
+use crate::event::Event;
+use crate::filter::Filter;
+use crate::output::{JsonEvent, TEXT_HEADER, write_text};
+use crate::probe::Probe;
+
+pub fn run(args: TraceArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    rt.block_on(trace(args))
+}
+
+/// Why the loop stopped.
+enum Stop {
+    Signal(&'static str),
+    Duration,
+    /// stdout went away (e.g. `| head`): stop quietly.
+    BrokenPipe,
+}
+
+async fn trace(args: TraceArgs) -> Result<()> {
+    let mut probe = Probe::load()?;
+    for w in &probe.warnings {
+        eprintln!("portwatch: warning: {w}");
+    }
+    let clock = WallClock::now();
+    let filter = Filter::new(&args.filter);
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let deadline = args
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    if !args.json {
+        writeln!(out, "{TEXT_HEADER}")?;
+        out.flush()?;
+    }
+    eprintln!("portwatch: tracing TCP connections (Ctrl-C to stop)");
+
+    let mut sink = Sink {
+        json: args.json,
+        filter,
+        clock,
+        events: 0,
+        error: None,
+        out,
+    };
+    let stop = loop {
+        tokio::select! {
+            _ = sigint.recv() => break Stop::Signal("SIGINT"),
+            _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => break Stop::Duration,
+            _ = probe.wait() => {
+                probe.drain(|ev| sink.write(&ev));
+                sink.flush();
+                if let Some(e) = sink.error.take() {
+                    if e.kind() == io::ErrorKind::BrokenPipe {
+                        break Stop::BrokenPipe;
+                    }
+                    return Err(e).context("writing output");
+                }
+            }
+        }
+    };
+    // Whatever the kernel submitted before we stopped is still delivered.
+    probe.drain(|ev| sink.write(&ev));
+    sink.flush();
+    let events = sink.events;
+    let losses = probe.losses();
+    drop(probe); // detaches every program
+    match stop {
+        Stop::BrokenPipe => {}
+        Stop::Signal(_) | Stop::Duration => {
+            let why = match stop {
+                Stop::Signal(s) => s,
+                _ => "duration reached",
+            };
+            eprintln!(
+                "portwatch: stopped ({why}): {events} events, {} lost (ring buffer full: {}, \
+                 socket map evictions: {}, connect() untracked: {}, undecodable: {})",
+                losses.total(),
+                losses.ringbuf_lost,
+                losses.sock_evicted,
+                losses.connect_untracked,
+                losses.decode_errors
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Filters, formats and writes events; remembers the first write error.
+struct Sink<W: Write> {
+    json: bool,
+    filter: Filter,
+    clock: WallClock,
+    events: u64,
+    error: Option<io::Error>,
+    out: W,
+}
+
+impl<W: Write> Sink<W> {
+    fn write(&mut self, ev: &Event) {
+        if self.error.is_some() || !self.filter.matches(ev) {
+            return;
+        }
+        self.events += 1;
+        let r = if self.json {
+            serde_json::to_writer(&mut self.out, &JsonEvent::new(ev, &self.clock))
+                .map_err(io::Error::from)
+                .and_then(|()| self.out.write_all(b"\n"))
+        } else {
+            write_text(&mut self.out, ev, &self.clock)
+        };
+        if let Err(e) = r {
+            self.error = Some(e);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.error.is_none()
+            && let Err(e) = self.out.flush()
+        {
+            self.error = Some(e);
+        }
+    }
+}

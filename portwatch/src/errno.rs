@@ -1,0 +1,56 @@
+//! Names of the errnos a TCP connect can fail with. libc has messages
+//! (strerror) but no symbolic names, and users grep for the names.
+
+/// Symbolic name of `errno`, e.g. 99 → "EADDRNOTAVAIL"; unknown ones as "E<n>".
+pub fn name(errno: i32) -> String {
+    let s = match errno {
+        1 => "EPERM",
+        4 => "EINTR",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        88 => "ENOTSOCK",
+        93 => "EPROTONOSUPPORT",
+        97 => "EAFNOSUPPORT",
+        98 => "EADDRINUSE",
+        99 => "EADDRNOTAVAIL",
+        100 => "ENETDOWN",
+        101 => "ENETUNREACH",
+        103 => "ECONNABORTED",
+        104 => "ECONNRESET",
+        105 => "ENOBUFS",
+        106 => "EISCONN",
+        110 => "ETIMEDOUT",
+        111 => "ECONNREFUSED",
+        112 => "EHOSTDOWN",
+        113 => "EHOSTUNREACH",
+        114 => "EALREADY",
+        115 => "EINPROGRESS",
+        125 => "ECANCELED",
+        _ => return format!("E{errno}"),
+    };
+    s.to_string()
+}
+
+/// Parses a name back ("ECONNREFUSED" → 111), for filters and trace files.
+pub fn from_name(name: &str) -> Option<i32> {
+    (1..=133).find(|&e| self::name(e) == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(name(99), "EADDRNOTAVAIL");
+        assert_eq!(name(111), "ECONNREFUSED");
+        assert_eq!(name(4242), "E4242");
+        assert_eq!(from_name("ETIMEDOUT"), Some(110));
+        assert_eq!(from_name("NOPE"), None);
+    }
+}

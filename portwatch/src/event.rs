@@ -1,0 +1,425 @@
+//! Decoded events: what the kernel reported, in userspace types.
+//!
+//! Everything downstream (trace output, engine, recorder) works on [`Event`];
+//! only [`Event::decode`] looks at the kernel's bytes, with length checks.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use portwatch_common::{
+    AF_INET, AF_INET6, FLAG_ESTABLISHED, FLAG_HAS_BYTES, FLAG_HAS_TASK, FLAG_INBOUND,
+    FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED, FLAG_SAW_SYN_SENT, KIND_CLOSE,
+    KIND_CONNECT_ERROR, RAW_EVENT_SIZE, RawEvent,
+};
+
+/// EADDRNOTAVAIL: the errno that port exhaustion produces.
+pub const EADDRNOTAVAIL: i32 = 99;
+
+/// A task name as the kernel keeps it: at most 15 bytes, NUL-padded.
+/// Kept inline (no allocation) because there is one per event.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Comm([u8; 16]);
+
+impl Comm {
+    pub fn from_bytes(raw: [u8; 16]) -> Self {
+        Comm(raw)
+    }
+
+    /// Builds a comm from a string, truncated to 15 bytes like the kernel does.
+    pub fn new(s: &str) -> Self {
+        let mut raw = [0u8; 16];
+        let n = s.len().min(15);
+        raw[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Comm(raw)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|&b| b == 0).unwrap_or(16);
+        &self.0[..end]
+    }
+
+    pub fn raw(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0[0] == 0
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    /// This host connected out (active open).
+    Outbound,
+    /// A listener on this host accepted it (passive open).
+    Inbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "out",
+            Direction::Inbound => "in",
+        }
+    }
+}
+
+/// The task an event is attributed to: the one that called connect().
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Task {
+    /// Thread group id (the process id users know).
+    pub pid: u32,
+    pub tid: u32,
+    pub comm: Comm,
+    /// cgroup v2 id of the task (`bpf_get_current_cgroup_id`).
+    pub cgroup_id: u64,
+}
+
+/// One TCP connection, reported when it reached CLOSE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnClose {
+    /// CLOCK_MONOTONIC ns at the first state change (SYN_SENT or SYN_RECV).
+    pub start_ns: u64,
+    /// CLOCK_MONOTONIC ns at CLOSE.
+    pub end_ns: u64,
+    /// SYN_SENT→ESTABLISHED (outbound) or SYN_RECV→ESTABLISHED (inbound);
+    /// `None` if it never got established.
+    pub handshake_ns: Option<u64>,
+    /// Known for outbound connections only; inbound ones are created in
+    /// softirq context where no task is meaningfully "current".
+    pub task: Option<Task>,
+    /// Network namespace inode, 0 if unknown.
+    pub netns: u32,
+    pub direction: Direction,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// (sent, received) payload bytes, if the kernel's BTF let us read them.
+    pub bytes: Option<(u64, u64)>,
+    /// This host sent the first FIN: a TIME_WAIT socket holds `sport` for 60 s.
+    pub local_close: bool,
+    /// The peer sent the first FIN.
+    pub peer_close: bool,
+    pub established: bool,
+    /// For failed handshakes: the socket error (ECONNREFUSED, ETIMEDOUT...).
+    pub errno: Option<i32>,
+}
+
+impl ConnClose {
+    pub fn lifetime_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// Why a connect failed, as far as portwatch can tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// EADDRNOTAVAIL because no ephemeral port was free for this destination.
+    PortExhaustion,
+    /// EADDRNOTAVAIL for another reason (source address not assigned, route).
+    AddressUnavailable,
+    /// Any other errno; see `errno`.
+    Other,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::PortExhaustion => "port_exhaustion",
+            Cause::AddressUnavailable => "address_unavailable",
+            Cause::Other => "other",
+        }
+    }
+}
+
+/// A failed connect: connect() returned an error, or a port allocation
+/// failed outside any connect() syscall (io_uring).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectError {
+    /// CLOCK_MONOTONIC ns when connect() returned.
+    pub ts_ns: u64,
+    /// connect() duration.
+    pub duration_ns: u64,
+    pub task: Option<Task>,
+    pub netns: u32,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// Positive errno.
+    pub errno: i32,
+    pub cause: Cause,
+    /// The kernel got as far as SYN_SENT: this was a TCP socket.
+    pub saw_syn_sent: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Close(ConnClose),
+    ConnectError(ConnectError),
+}
+
+impl Event {
+    /// CLOCK_MONOTONIC ns at which the event happened (close or failure).
+    pub fn ts_ns(&self) -> u64 {
+        match self {
+            Event::Close(c) => c.end_ns,
+            Event::ConnectError(e) => e.ts_ns,
+        }
+    }
+
+    pub fn task(&self) -> Option<&Task> {
+        match self {
+            Event::Close(c) => c.task.as_ref(),
+            Event::ConnectError(e) => e.task.as_ref(),
+        }
+    }
+
+    /// Decodes one ring-buffer record. Never panics on any input.
+    pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+        if bytes.len() < RAW_EVENT_SIZE {
+            return Err(DecodeError::Short(bytes.len()));
+        }
+        // SAFETY: the length is checked above, RawEvent is repr(C) of
+        // integers only (every bit pattern valid), and read_unaligned makes
+        // no alignment assumption about the ring buffer's bytes.
+        let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        Event::try_from(&raw)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than an event ({RAW_EVENT_SIZE} bytes)")]
+    Short(usize),
+    #[error("unknown event kind {0}")]
+    Kind(u32),
+    #[error("unknown address family {0}")]
+    Family(u16),
+}
+
+fn addr(family: u16, raw: &[u8; 16]) -> Result<IpAddr, DecodeError> {
+    match family {
+        AF_INET => Ok(IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))),
+        AF_INET6 => Ok(IpAddr::V6(Ipv6Addr::from(*raw))),
+        f => Err(DecodeError::Family(f)),
+    }
+}
+
+impl TryFrom<&RawEvent> for Event {
+    type Error = DecodeError;
+
+    fn try_from(raw: &RawEvent) -> Result<Event, DecodeError> {
+        let has = |f: u32| raw.flags & f != 0;
+        let task = has(FLAG_HAS_TASK).then(|| Task {
+            pid: raw.pid,
+            tid: raw.tid,
+            comm: Comm::from_bytes(raw.comm),
+            cgroup_id: raw.cgroup_id,
+        });
+        let errno = i32::try_from(raw.errno).unwrap_or(i32::MAX);
+        match raw.kind {
+            KIND_CLOSE => {
+                let established = has(FLAG_ESTABLISHED);
+                Ok(Event::Close(ConnClose {
+                    start_ns: raw.start_ns,
+                    end_ns: raw.end_ns,
+                    handshake_ns: established.then_some(raw.handshake_ns),
+                    task,
+                    netns: raw.netns,
+                    direction: if has(FLAG_INBOUND) {
+                        Direction::Inbound
+                    } else {
+                        Direction::Outbound
+                    },
+                    saddr: addr(raw.family, &raw.saddr)?,
+                    sport: raw.sport,
+                    daddr: addr(raw.family, &raw.daddr)?,
+                    dport: raw.dport,
+                    bytes: has(FLAG_HAS_BYTES).then_some((raw.bytes_sent, raw.bytes_received)),
+                    local_close: has(FLAG_LOCAL_CLOSE),
+                    peer_close: has(FLAG_PEER_CLOSE),
+                    established,
+                    errno: (!established && errno != 0).then_some(errno),
+                }))
+            }
+            KIND_CONNECT_ERROR => Ok(Event::ConnectError(ConnectError {
+                ts_ns: raw.end_ns,
+                duration_ns: raw.end_ns.saturating_sub(raw.start_ns),
+                task,
+                netns: raw.netns,
+                daddr: addr(raw.family, &raw.daddr)?,
+                dport: raw.dport,
+                errno,
+                cause: if has(FLAG_PORT_EXHAUSTED) {
+                    Cause::PortExhaustion
+                } else if errno == EADDRNOTAVAIL {
+                    Cause::AddressUnavailable
+                } else {
+                    Cause::Other
+                },
+                saw_syn_sent: has(FLAG_SAW_SYN_SENT),
+            })),
+            k => Err(DecodeError::Kind(k)),
+        }
+    }
+}
+
+/// Lost and dropped counts, summed over CPUs. Shown, never hidden.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Losses {
+    /// Ring buffer full: events that never reached userspace.
+    pub ringbuf_lost: u64,
+    /// Followed sockets evicted from the full socket map: connections that
+    /// will never be reported.
+    pub sock_evicted: u64,
+    /// connect() calls that could not be followed (map full).
+    pub connect_untracked: u64,
+    /// Userspace could not decode a record.
+    pub decode_errors: u64,
+}
+
+impl Losses {
+    pub fn total(&self) -> u64 {
+        self.ringbuf_lost + self.sock_evicted + self.connect_untracked + self.decode_errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw_close_v4() -> RawEvent {
+        let mut r = RawEvent {
+            kind: KIND_CLOSE,
+            flags: FLAG_HAS_TASK | FLAG_ESTABLISHED | FLAG_LOCAL_CLOSE | FLAG_HAS_BYTES,
+            start_ns: 1_000,
+            end_ns: 5_000_000,
+            handshake_ns: 40_000,
+            cgroup_id: 7,
+            bytes_sent: 10,
+            bytes_received: 20,
+            netns: 4026531840,
+            pid: 42,
+            tid: 43,
+            errno: 0,
+            family: AF_INET,
+            sport: 40001,
+            dport: 8080,
+            ..RawEvent::default()
+        };
+        r.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        r.daddr[..4].copy_from_slice(&[127, 0, 0, 2]);
+        r.comm[..4].copy_from_slice(b"curl");
+        r
+    }
+
+    fn bytes_of(r: &RawEvent) -> Vec<u8> {
+        // SAFETY: RawEvent is repr(C) integers only, no padding (size asserted).
+        unsafe { std::slice::from_raw_parts((r as *const RawEvent).cast::<u8>(), RAW_EVENT_SIZE) }
+            .to_vec()
+    }
+
+    #[test]
+    fn decodes_an_established_ipv4_close() {
+        let Event::Close(c) = Event::decode(&bytes_of(&raw_close_v4())).unwrap() else {
+            panic!("not a close");
+        };
+        assert_eq!(c.saddr, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(c.daddr, "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!((c.sport, c.dport), (40001, 8080));
+        assert_eq!(c.lifetime_ns(), 4_999_000);
+        assert_eq!(c.handshake_ns, Some(40_000));
+        assert_eq!(c.bytes, Some((10, 20)));
+        assert!(c.local_close && c.established && !c.peer_close);
+        assert_eq!(c.direction, Direction::Outbound);
+        let t = c.task.unwrap();
+        assert_eq!((t.pid, t.tid, t.cgroup_id), (42, 43, 7));
+        assert_eq!(t.comm.to_string(), "curl");
+        assert_eq!(c.errno, None);
+    }
+
+    #[test]
+    fn decodes_ipv6_and_inbound_without_task() {
+        let mut r = raw_close_v4();
+        r.family = AF_INET6;
+        r.flags = FLAG_INBOUND | FLAG_ESTABLISHED;
+        r.saddr = Ipv6Addr::LOCALHOST.octets();
+        r.daddr = "::ffff:10.0.0.1".parse::<Ipv6Addr>().unwrap().octets();
+        let Event::Close(c) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a close");
+        };
+        assert_eq!(c.saddr, IpAddr::V6(Ipv6Addr::LOCALHOST));
+        assert_eq!(c.daddr.to_string(), "::ffff:10.0.0.1");
+        assert_eq!(c.direction, Direction::Inbound);
+        assert_eq!(c.task, None);
+        assert_eq!(c.bytes, None);
+    }
+
+    #[test]
+    fn failed_handshake_carries_the_socket_error() {
+        let mut r = raw_close_v4();
+        r.flags = FLAG_HAS_TASK;
+        r.errno = 111;
+        let Event::Close(c) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a close");
+        };
+        assert!(!c.established);
+        assert_eq!(c.errno, Some(111));
+        assert_eq!(c.handshake_ns, None);
+    }
+
+    #[test]
+    fn connect_error_causes() {
+        let mut r = raw_close_v4();
+        r.kind = KIND_CONNECT_ERROR;
+        r.errno = 99;
+        r.flags = FLAG_HAS_TASK | FLAG_PORT_EXHAUSTED;
+        let Event::ConnectError(e) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a connect error");
+        };
+        assert_eq!(e.cause, Cause::PortExhaustion);
+        assert_eq!(e.ts_ns, 5_000_000);
+        r.flags = FLAG_HAS_TASK;
+        let Event::ConnectError(e) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a connect error");
+        };
+        assert_eq!(e.cause, Cause::AddressUnavailable);
+        r.errno = 111;
+        let Event::ConnectError(e) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a connect error");
+        };
+        assert_eq!(e.cause, Cause::Other);
+    }
+
+    #[test]
+    fn rejects_short_records_unknown_kinds_and_families() {
+        let b = bytes_of(&raw_close_v4());
+        assert_eq!(Event::decode(&b[..100]), Err(DecodeError::Short(100)));
+        let mut r = raw_close_v4();
+        r.kind = 9;
+        assert_eq!(Event::decode(&bytes_of(&r)), Err(DecodeError::Kind(9)));
+        let mut r = raw_close_v4();
+        r.family = 1;
+        assert_eq!(Event::decode(&bytes_of(&r)), Err(DecodeError::Family(1)));
+    }
+
+    #[test]
+    fn comm_truncates_like_the_kernel() {
+        let c = Comm::new("a-very-long-process-name");
+        assert_eq!(c.to_string(), "a-very-long-pro");
+        assert_eq!(Comm::new("").to_string(), "");
+        assert!(Comm::new("").is_empty());
+    }
+}

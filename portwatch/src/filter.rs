@@ -1,0 +1,95 @@
+//! Event filters of `trace` (and later views).
+
+use std::net::IpAddr;
+
+use crate::cli::FilterArgs;
+use crate::event::{Comm, Event};
+
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub pid: Option<u32>,
+    pub comm: Option<Comm>,
+    pub dport: Option<u16>,
+    pub daddr: Option<IpAddr>,
+    pub netns: Option<u32>,
+}
+
+/// `::ffff:a.b.c.d` and `a.b.c.d` are the same destination for filtering.
+fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
+        v4 => v4,
+    }
+}
+
+impl Filter {
+    pub fn new(a: &FilterArgs) -> Filter {
+        Filter {
+            pid: a.pid,
+            comm: a.comm.as_deref().map(Comm::new),
+            dport: a.dport,
+            daddr: a.daddr.map(canonical),
+            netns: a.netns,
+        }
+    }
+
+    pub fn matches(&self, ev: &Event) -> bool {
+        let task = ev.task();
+        let (daddr, dport, netns) = match ev {
+            Event::Close(c) => (c.daddr, c.dport, c.netns),
+            Event::ConnectError(e) => (e.daddr, e.dport, e.netns),
+        };
+        self.pid.is_none_or(|p| task.is_some_and(|t| t.pid == p))
+            && self.comm.is_none_or(|c| task.is_some_and(|t| t.comm == c))
+            && self.dport.is_none_or(|p| p == dport)
+            && self.daddr.is_none_or(|a| a == canonical(daddr))
+            && self.netns.is_none_or(|n| n == netns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Cause, ConnectError, Task};
+
+    fn ev(pid: u32, comm: &str, daddr: &str, dport: u16) -> Event {
+        Event::ConnectError(ConnectError {
+            ts_ns: 1,
+            duration_ns: 1,
+            task: Some(Task {
+                pid,
+                tid: pid,
+                comm: Comm::new(comm),
+                cgroup_id: 1,
+            }),
+            netns: 77,
+            daddr: daddr.parse().unwrap(),
+            dport,
+            errno: 111,
+            cause: Cause::Other,
+            saw_syn_sent: true,
+        })
+    }
+
+    #[test]
+    fn every_given_criterion_must_match() {
+        let f = Filter::new(&FilterArgs {
+            pid: Some(10),
+            comm: Some("curl".into()),
+            dport: Some(80),
+            daddr: Some("10.0.0.1".parse().unwrap()),
+            netns: Some(77),
+        });
+        assert!(f.matches(&ev(10, "curl", "10.0.0.1", 80)));
+        assert!(f.matches(&ev(10, "curl", "::ffff:10.0.0.1", 80)));
+        assert!(!f.matches(&ev(11, "curl", "10.0.0.1", 80)));
+        assert!(!f.matches(&ev(10, "wget", "10.0.0.1", 80)));
+        assert!(!f.matches(&ev(10, "curl", "10.0.0.2", 80)));
+        assert!(!f.matches(&ev(10, "curl", "10.0.0.1", 81)));
+    }
+
+    #[test]
+    fn empty_filter_matches_everything() {
+        assert!(Filter::default().matches(&ev(1, "x", "::1", 1)));
+    }
+}

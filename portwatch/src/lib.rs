@@ -1,0 +1,13 @@
+//! portwatch: find the service that exhausts ephemeral ports.
+//!
+//! Layout: `probe` is the only part that touches the kernel (aya, root);
+//! `event` is what it produces; everything else is plain, testable Rust.
+
+pub mod cli;
+pub mod clock;
+pub mod cmd;
+pub mod errno;
+pub mod event;
+pub mod filter;
+pub mod output;
+pub mod probe;

@@ -1,0 +1,18 @@
+use clap::Parser;
+
+use portwatch::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Trace(args) => portwatch::cmd::trace::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("portwatch: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

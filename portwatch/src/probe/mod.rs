@@ -1,0 +1,276 @@
+//! The only code that touches aya or needs root: preflight checks, loading
+//! and attaching the eBPF programs, draining the ring buffer, and reading
+//! the kernel-side loss counters.
+
+pub mod btf;
+pub mod tracefs;
+
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use portwatch_common::{
+    EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, STAT_CONNECT_MAP_FULL, STAT_RINGBUF_LOST,
+    STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_MAP, tp,
+};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::event::{Event, Losses};
+
+/// The eBPF object built by build.rs, embedded so the binary is self-contained.
+/// Aligned because the ELF parser reads it in place.
+static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/portwatch.bpf.o"));
+
+/// How often the ring buffer is drained when the kernel did not wake us.
+/// Producers submit without wake-ups (see portwatch-ebpf), so this bounds
+/// the delay of an event on a quiet host.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Minimum kernel: BPF ring buffer (5.8).
+const MIN_KERNEL: (u32, u32) = (5, 8);
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// Checks what loading needs and says precisely what is missing.
+pub fn preflight() -> Result<()> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    if let Some(v) = parse_kernel_version(release.trim())
+        && v < MIN_KERNEL
+    {
+        bail!(
+            "kernel {} is too old: portwatch needs Linux {}.{} or newer (BPF ring buffer)",
+            release.trim(),
+            MIN_KERNEL.0,
+            MIN_KERNEL.1
+        );
+    }
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    let allowed = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
+    if !allowed {
+        let mut missing = Vec::new();
+        if !has(CAP_BPF) {
+            missing.push("CAP_BPF");
+        }
+        if !has(CAP_PERFMON) {
+            missing.push("CAP_PERFMON");
+        }
+        bail!(
+            "portwatch needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {}); \
+             run it with sudo",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut it = release.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// Resolves the kernel struct offsets the programs need from vmlinux BTF.
+/// Without BTF the programs still run; they report no bytes, no socket
+/// error and no network namespace.
+pub fn resolve_offsets() -> (Offsets, Vec<String>) {
+    let mut o = Offsets::UNKNOWN;
+    let mut warnings = Vec::new();
+    let data = match std::fs::read("/sys/kernel/btf/vmlinux") {
+        Ok(d) => d,
+        Err(e) => {
+            warnings.push(format!(
+                "no kernel BTF (/sys/kernel/btf/vmlinux: {e}): bytes sent/received, \
+                 handshake socket errors and network namespaces will not be reported"
+            ));
+            return (o, warnings);
+        }
+    };
+    let btf = match btf::Btf::parse(&data) {
+        Ok(b) => b,
+        Err(e) => {
+            warnings.push(format!("cannot parse kernel BTF: {e}"));
+            return (o, warnings);
+        }
+    };
+    let mut get = |ty: &str, path: &str| match btf.offset_of(ty, path) {
+        Ok(v) => v,
+        Err(e) => {
+            warnings.push(format!("BTF: {e}"));
+            OFFSET_UNKNOWN
+        }
+    };
+    o.tcp_bytes_acked = get("tcp_sock", "bytes_acked");
+    o.tcp_bytes_received = get("tcp_sock", "bytes_received");
+    o.sock_sk_err = get("sock", "sk_err");
+    o.sock_net = get("sock", "__sk_common.skc_net");
+    o.net_inum = get("net", "ns.inum");
+    o.task_nsproxy = get("task_struct", "nsproxy");
+    o.nsproxy_net_ns = get("nsproxy", "net_ns");
+    (o, warnings)
+}
+
+/// Loaded and attached programs plus the maps userspace reads. Dropping it
+/// detaches every program.
+pub struct Probe {
+    ring: AsyncFd<RingBuf<MapData>>,
+    stats: PerCpuArray<MapData, u64>,
+    // Kept alive: dropping it closes the log map (see shared/toolchain.md).
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    _ebpf: Ebpf,
+    decode_errors: u64,
+    /// Warnings worth showing the user once (missing BTF, tracepoints).
+    pub warnings: Vec<String>,
+}
+
+impl Probe {
+    /// Checks the host, loads and attaches. Must run inside a tokio runtime.
+    pub fn load() -> Result<Probe> {
+        preflight()?;
+        let tracefs = tracefs::ensure_mounted()?;
+        let missing = tracefs::check_layouts(&tracefs, tp::EXPECTED)?;
+        if missing.iter().any(|m| m.starts_with("sock/")) {
+            bail!(
+                "the kernel has no tracepoint sock:inet_sock_set_state (needs Linux 4.16+ \
+                 with CONFIG_TRACEPOINTS)"
+            );
+        }
+        let (offsets, mut warnings) = resolve_offsets();
+        let syscalls_ok = missing.is_empty();
+        if !syscalls_ok {
+            warnings.push(format!(
+                "tracepoints {} are missing (CONFIG_FTRACE_SYSCALLS): failed connect() calls \
+                 are reported only when they are port exhaustion or failed handshakes",
+                missing.join(", ")
+            ));
+        }
+
+        let mut ebpf = EbpfLoader::new()
+            .override_global(OFFSETS_GLOBAL, &offsets, true)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object into the kernel")?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::debug!("eBPF logger not initialised: {e}");
+                None
+            }
+        };
+        let mut attach = |prog: &str, category: &str, name: &str| -> Result<()> {
+            let p: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("program {prog} missing from the object"))?
+                .try_into()?;
+            p.load()
+                .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
+            p.attach(category, name)
+                .with_context(|| format!("attaching to tracepoint {category}:{name}"))?;
+            Ok(())
+        };
+        attach("inet_sock_set_state", "sock", "inet_sock_set_state")?;
+        if syscalls_ok {
+            attach("sys_enter_connect", "syscalls", "sys_enter_connect")?;
+            attach("sys_exit_connect", "syscalls", "sys_exit_connect")?;
+        }
+        let ring = RingBuf::try_from(
+            ebpf.take_map(EVENTS_MAP)
+                .context("ring buffer map missing")?,
+        )?;
+        let stats = PerCpuArray::try_from(ebpf.take_map(STATS_MAP).context("stats map missing")?)?;
+        Ok(Probe {
+            // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
+            // for as long as it lives, which is as long as the AsyncFd.
+            ring: unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+                .map_err(|e| anyhow::anyhow!("registering the ring buffer fd: {e}"))?,
+            stats,
+            logger,
+            _ebpf: ebpf,
+            decode_errors: 0,
+            warnings,
+        })
+    }
+
+    /// Waits until the kernel wakes us or `DRAIN_INTERVAL` passes, whichever
+    /// comes first. Cancel-safe.
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            guard = self.ring.readable_mut() => {
+                if let Ok(mut g) = guard {
+                    g.clear_ready();
+                }
+            }
+            _ = tokio::time::sleep(DRAIN_INTERVAL) => {}
+        }
+    }
+
+    /// Hands every pending record to `f`; returns how many were read.
+    pub fn drain(&mut self, mut f: impl FnMut(Event)) -> usize {
+        if let Some(l) = self.logger.as_mut() {
+            l.flush();
+        }
+        let ring = self.ring.get_mut();
+        let mut n = 0;
+        while let Some(item) = ring.next() {
+            n += 1;
+            match Event::decode(&item) {
+                Ok(ev) => f(ev),
+                Err(e) => {
+                    self.decode_errors += 1;
+                    log::warn!("undecodable event: {e}");
+                }
+            }
+        }
+        n
+    }
+
+    /// Kernel-side loss counters, summed over CPUs.
+    pub fn losses(&self) -> Losses {
+        let sum =
+            |idx: u32| -> u64 { self.stats.get(&idx, 0).map(|v| v.iter().sum()).unwrap_or(0) };
+        Losses {
+            ringbuf_lost: sum(STAT_RINGBUF_LOST),
+            sock_evicted: sum(STAT_SOCK_EVICTED),
+            connect_untracked: sum(STAT_CONNECT_MAP_FULL),
+            decode_errors: self.decode_errors,
+        }
+    }
+
+    /// Closes that were seen without their opening (sockets older than the
+    /// probe). Informational.
+    pub fn untracked_closes(&self) -> u64 {
+        self.stats
+            .get(&STAT_UNTRACKED_CLOSE, 0)
+            .map(|v| v.iter().sum())
+            .unwrap_or(0)
+    }
+
+    pub fn ring_fd(&self) -> i32 {
+        self.ring.get_ref().as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_releases() {
+        assert_eq!(parse_kernel_version("6.18.44-fc-v669"), Some((6, 18)));
+        assert_eq!(parse_kernel_version("5.4.0-150-generic"), Some((5, 4)));
+        assert_eq!(parse_kernel_version("garbage"), None);
+    }
+}

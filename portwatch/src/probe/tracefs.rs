@@ -1,0 +1,187 @@
+//! tracefs: find or mount it, and check tracepoint record layouts against
+//! the offsets the eBPF programs were compiled with.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+const CANDIDATES: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
+/// Returns the tracefs mount point, mounting tracefs at /sys/kernel/tracing
+/// if it is not mounted yet (as bpftrace does). aya looks in the same places.
+pub fn ensure_mounted() -> Result<PathBuf> {
+    if let Some(p) = find() {
+        return Ok(p);
+    }
+    let target = c"/sys/kernel/tracing";
+    // SAFETY: all pointers are valid NUL-terminated strings; data is null.
+    let rc = unsafe {
+        libc::mount(
+            c"tracefs".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let err = std::io::Error::last_os_error();
+        bail!(
+            "tracefs is not mounted and mounting it failed ({err}); mount it with:\n    \
+             mount -t tracefs tracefs /sys/kernel/tracing"
+        );
+    }
+    log::info!("mounted tracefs at /sys/kernel/tracing");
+    find().context("tracefs mounted but /sys/kernel/tracing/events is missing")
+}
+
+fn find() -> Option<PathBuf> {
+    CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("events").is_dir())
+}
+
+/// One `field:` line of a tracepoint format file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub offset: usize,
+    pub size: usize,
+}
+
+/// Parses the `field:` lines of a tracepoint `format` file, e.g.
+/// `field:__u16 sport;<TAB>offset:24;<TAB>size:2;<TAB>signed:0;`.
+pub fn parse_format(text: &str) -> Vec<Field> {
+    let mut fields = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
+        let mut parts = rest.split(';').map(str::trim);
+        let Some(decl) = parts.next() else { continue };
+        // The name is the last word of the declaration, minus any [N].
+        let name = decl
+            .rsplit(|c: char| c.is_whitespace() || c == '*')
+            .next()
+            .unwrap_or("")
+            .split('[')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let mut offset = None;
+        let mut size = None;
+        for p in parts {
+            if let Some(v) = p.strip_prefix("offset:") {
+                offset = v.parse().ok();
+            } else if let Some(v) = p.strip_prefix("size:") {
+                size = v.parse().ok();
+            }
+        }
+        if let (Some(offset), Some(size)) = (offset, size) {
+            fields.push(Field { name, offset, size });
+        }
+    }
+    fields
+}
+
+/// Checks `expected` (tracepoint, field, offset, size) against the live
+/// format files. Returns the tracepoints that do not exist at all.
+pub fn check_layouts(
+    tracefs: &Path,
+    expected: &[(&str, &str, usize, usize)],
+) -> Result<Vec<String>> {
+    let mut missing = Vec::new();
+    let mut mismatches = Vec::new();
+    let mut current: Option<(&str, Vec<Field>)> = None;
+    for &(tp, field, offset, size) in expected {
+        if current.as_ref().map(|(t, _)| *t) != Some(tp) {
+            let path = tracefs.join("events").join(tp).join("format");
+            match std::fs::read_to_string(&path) {
+                Ok(text) => current = Some((tp, parse_format(&text))),
+                Err(_) => {
+                    if !missing.iter().any(|m| m == tp) {
+                        missing.push(tp.to_string());
+                    }
+                    current = Some((tp, Vec::new()));
+                    continue;
+                }
+            }
+        }
+        let Some((_, fields)) = &current else {
+            continue;
+        };
+        if fields.is_empty() {
+            continue;
+        }
+        match fields.iter().find(|f| f.name == field) {
+            Some(f) if f.offset == offset && f.size == size => {}
+            Some(f) => mismatches.push(format!(
+                "{tp}.{field}: kernel has offset {} size {}, portwatch expects offset {offset} size {size}",
+                f.offset, f.size
+            )),
+            None => mismatches.push(format!("{tp}.{field}: field missing in the kernel's format")),
+        }
+    }
+    if !mismatches.is_empty() {
+        bail!(
+            "this kernel's tracepoint layout differs from what portwatch was built for:\n  {}",
+            mismatches.join("\n  ")
+        );
+    }
+    Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "name: inet_sock_set_state
+ID: 1234
+format:
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;
+\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;
+\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;
+\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;
+
+print fmt: \"family=%s\"";
+
+    #[test]
+    fn parses_field_names_offsets_and_sizes() {
+        let f = parse_format(SAMPLE);
+        assert_eq!(f.len(), 4);
+        assert_eq!(
+            f[1],
+            Field {
+                name: "skaddr".into(),
+                offset: 8,
+                size: 8
+            }
+        );
+        assert_eq!(f[3].name, "saddr_v6");
+        assert_eq!((f[3].offset, f[3].size), (40, 16));
+    }
+
+    #[test]
+    fn layout_mismatch_is_an_error_and_missing_tracepoints_are_listed() {
+        let dir = std::env::temp_dir().join(format!("pw-tracefs-{}", std::process::id()));
+        let tp = dir.join("events/sock/inet_sock_set_state");
+        std::fs::create_dir_all(&tp).unwrap();
+        std::fs::write(tp.join("format"), SAMPLE).unwrap();
+        let ok = check_layouts(
+            &dir,
+            &[
+                ("sock/inet_sock_set_state", "oldstate", 16, 4),
+                ("syscalls/sys_enter_connect", "uservaddr", 24, 8),
+            ],
+        )
+        .unwrap();
+        assert_eq!(ok, vec!["syscalls/sys_enter_connect".to_string()]);
+        let err = check_layouts(&dir, &[("sock/inet_sock_set_state", "oldstate", 20, 4)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("oldstate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
