@@ -9,5 +9,6 @@ pub mod cmd;
 pub mod errno;
 pub mod event;
 pub mod filter;
+pub mod input;
 pub mod output;
 pub mod probe;

@@ -1,0 +1,129 @@
+//! Everything the engine is told, as one stream of [`Input`]s.
+//!
+//! Live mode builds this stream from the probe (events, losses) and from
+//! collectors that read /proc, /sys and netlink (host context, socket table,
+//! kernel counters, cgroup paths). The recorder writes the same stream to a
+//! file and replay reads it back, so live and replayed views are computed by
+//! the same engine from the same inputs. The engine itself never does I/O
+//! and never reads a clock: time only advances through `Tick` and event
+//! timestamps (CLOCK_MONOTONIC ns, the kernel's `bpf_ktime_get_ns`).
+
+use std::net::IpAddr;
+
+use crate::clock::WallClock;
+use crate::event::{Event, Losses};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// Host context; the first input of every stream.
+    Host(HostInfo),
+    /// A connection closed or a connect failed.
+    Event(Event),
+    /// Time has passed; `now_ns` is CLOCK_MONOTONIC.
+    Tick { now_ns: u64 },
+    /// A cgroup id resolved to its path relative to the cgroup root
+    /// (e.g. `/system.slice/nginx.service`), or `None` when it could not be
+    /// resolved (unknown id, cgroup gone).
+    Cgroup { id: u64, path: Option<String> },
+    /// The live socket table (netlink sock_diag), read at start and then
+    /// periodically to correct drift from missed or lost events.
+    Sockets(SocketTable),
+    /// Kernel counters from /proc/net/sockstat and /proc/net/netstat.
+    Counters(KernelCounters),
+    /// Cumulative kernel-side loss counters.
+    Losses { ts_ns: u64, losses: Losses },
+}
+
+impl Input {
+    /// CLOCK_MONOTONIC time this input describes, if it has one.
+    pub fn ts_ns(&self) -> Option<u64> {
+        match self {
+            Input::Host(h) => Some(h.clock.mono_ns),
+            Input::Event(e) => Some(e.ts_ns()),
+            Input::Tick { now_ns } => Some(*now_ns),
+            Input::Cgroup { .. } => None,
+            Input::Sockets(t) => Some(t.ts_ns),
+            Input::Counters(c) => Some(c.ts_ns),
+            Input::Losses { ts_ns, .. } => Some(*ts_ns),
+        }
+    }
+}
+
+/// What is known about the host when observation starts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostInfo {
+    pub hostname: String,
+    /// `uname -r`.
+    pub kernel: String,
+    /// Monotonic → wall-clock anchor for display.
+    pub clock: WallClock,
+    /// Network namespace the sysctls were read in (inode), 0 if unknown.
+    pub netns: u32,
+    pub sysctls: Sysctls,
+}
+
+/// The sysctls the port budget and the advice depend on (net.ipv4.*).
+/// `None` where the kernel does not have the knob.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Sysctls {
+    /// `ip_local_port_range` (inclusive).
+    pub port_range: (u16, u16),
+    /// `ip_local_reserved_ports`, as inclusive ranges.
+    pub reserved_ports: Vec<(u16, u16)>,
+    pub tcp_tw_reuse: Option<i64>,
+    /// `tcp_tw_reuse_delay` (ms), Linux 6.6+.
+    pub tcp_tw_reuse_delay_ms: Option<i64>,
+    pub tcp_timestamps: Option<i64>,
+    pub tcp_max_tw_buckets: Option<i64>,
+    pub tcp_fin_timeout: Option<i64>,
+}
+
+/// TCP states as sock_diag reports them (include/net/tcp_states.h numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SockState {
+    Established,
+    SynSent,
+    TimeWait,
+    /// Any other state (FIN_WAIT*, CLOSE_WAIT, LISTEN, ...), with its number.
+    Other(u8),
+}
+
+/// One socket of the live table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketEntry {
+    pub state: SockState,
+    pub saddr: IpAddr,
+    pub sport: u16,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// For TIME_WAIT: ms until the kernel frees it; else the socket's
+    /// timer, 0 if none.
+    pub expires_ms: u32,
+    /// Owning uid and inode (0 for TIME_WAIT, which has no owner).
+    pub uid: u32,
+    pub inode: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SocketTable {
+    pub ts_ns: u64,
+    /// Network namespace the table was read in (inode), 0 if unknown.
+    pub netns: u32,
+    pub entries: Vec<SocketEntry>,
+}
+
+/// Cumulative kernel counters; the engine turns them into rates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KernelCounters {
+    pub ts_ns: u64,
+    /// /proc/net/sockstat `TCP: inuse`.
+    pub tcp_inuse: u64,
+    /// /proc/net/sockstat `TCP: tw`.
+    pub tcp_tw: u64,
+    /// /proc/net/netstat TcpExt `TW` (TIME_WAIT sockets finished normally).
+    pub tw: u64,
+    /// TcpExt `TWRecycled` (TIME_WAIT reused by tcp_tw_reuse).
+    pub tw_recycled: u64,
+    /// TcpExt `TCPTimeWaitOverflow` (tcp_max_tw_buckets hit).
+    pub tw_overflow: u64,
+}
