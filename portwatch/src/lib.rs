@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod engine;
 pub mod errno;
 pub mod event;
 pub mod filter;
