@@ -13,3 +13,4 @@ pub mod filter;
 pub mod input;
 pub mod output;
 pub mod probe;
+pub mod system;
