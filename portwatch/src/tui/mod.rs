@@ -3,4 +3,5 @@
 
 pub mod app;
 pub mod draw;
+pub mod term;
 pub mod view;
