@@ -13,4 +13,5 @@ pub mod filter;
 pub mod input;
 pub mod output;
 pub mod probe;
+pub mod render;
 pub mod system;
