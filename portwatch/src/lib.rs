@@ -13,5 +13,6 @@ pub mod filter;
 pub mod input;
 pub mod output;
 pub mod probe;
+pub mod render;
 pub mod system;
 pub mod tui;

@@ -1,1 +1,2 @@
+pub mod top_batch;
 pub mod trace;

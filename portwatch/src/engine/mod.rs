@@ -408,6 +408,11 @@ impl Engine {
     }
 
     fn on_close(&mut self, c: &ConnClose) {
+        let c = &ConnClose {
+            saddr: canonical(c.saddr),
+            daddr: canonical(c.daddr),
+            ..*c
+        };
         if c.netns != 0 {
             self.netns_seen.insert(c.netns);
         }
@@ -442,6 +447,10 @@ impl Engine {
     }
 
     fn on_connect_error(&mut self, e: &ConnectError) {
+        let e = &ConnectError {
+            daddr: canonical(e.daddr),
+            ..*e
+        };
         if e.netns != 0 {
             self.netns_seen.insert(e.netns);
         }
@@ -599,6 +608,7 @@ impl Engine {
 
         let sys_stats = self.sys.stats(&now);
         let mut system = SystemModel {
+            clock: self.host.as_ref().map(|h| h.clock),
             hostname: self
                 .host
                 .as_ref()
@@ -687,6 +697,15 @@ impl Engine {
     /// 10 s. Per key only totals are kept; this one rate is system-wide.
     fn error_rate(&self, now: &Now) -> f64 {
         now.rate(&self.sys_errors, 10)
+    }
+}
+
+/// `::ffff:a.b.c.d` (a dual-stack socket) and `a.b.c.d` are the same peer
+/// and share the same ports: one key.
+fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        v4 => v4,
     }
 }
 

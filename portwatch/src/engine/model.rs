@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::service::ServiceId;
+use crate::clock::WallClock;
 use crate::event::Losses;
 use crate::input::Sysctls;
 
@@ -169,6 +170,9 @@ pub struct Advice {
 #[derive(Clone, Debug, PartialEq, Serialize, Default)]
 pub struct SystemModel {
     pub hostname: String,
+    /// Monotonic → wall-clock anchor of the host input, for display.
+    #[serde(skip)]
+    pub clock: Option<WallClock>,
     pub kernel: String,
     #[serde(skip)]
     pub sysctls: Option<Sysctls>,
