@@ -37,9 +37,19 @@ pub enum Command {
 
 #[derive(Args, Debug, Clone)]
 pub struct TopArgs {
-    /// Print snapshots to stdout instead of the interactive view (needed for now).
+    /// Print snapshots to stdout instead of the interactive view (like `top -b`).
     #[arg(long)]
     pub batch: bool,
+    /// Refresh interval of the interactive view, in seconds (default 1).
+    #[arg(short = 'd', long, value_name = "SECS")]
+    pub delay: Option<f64>,
+    /// View to open: services, destinations or failures.
+    #[arg(long, value_name = "VIEW", default_value = "services",
+          value_parser = ["services", "destinations", "failures"])]
+    pub view: String,
+    /// Start with this filter (substring of name, address or port).
+    #[arg(long = "filter", value_name = "TEXT")]
+    pub filter_text: Option<String>,
     /// Seconds between snapshots.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub interval: f64,

@@ -11,6 +11,7 @@ pub mod errno;
 pub mod event;
 pub mod filter;
 pub mod input;
+pub mod live;
 pub mod output;
 pub mod probe;
 pub mod render;

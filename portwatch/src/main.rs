@@ -7,7 +7,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => portwatch::cmd::trace::run(args),
-        Command::Top(args) => portwatch::cmd::top_batch::run(args),
+        Command::Top(args) => portwatch::cmd::top::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

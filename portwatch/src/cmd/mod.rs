@@ -1,2 +1,3 @@
+pub mod top;
 pub mod top_batch;
 pub mod trace;

@@ -58,6 +58,18 @@ impl LogHist {
         self.total
     }
 
+    /// Samples whose bucket lies wholly below `limit_us` (limits at powers
+    /// of ten fall inside a bucket; that bucket counts above: coarse on
+    /// purpose, this feeds a decade histogram).
+    pub fn count_below_us(&self, limit_us: u64) -> u64 {
+        self.counts
+            .iter()
+            .enumerate()
+            .take_while(|(i, _)| value_of(*i) < limit_us)
+            .map(|(_, &c)| u64::from(c))
+            .sum()
+    }
+
     /// The q-quantile (0.0..=1.0), `None` when empty.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
         if self.total == 0 {

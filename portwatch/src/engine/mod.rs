@@ -102,6 +102,7 @@ pub(crate) struct Acc {
     last_ns: u64,
     /// Most recent first.
     pids: Vec<u32>,
+    last_error_ns: Option<u64>,
 }
 
 impl Activity for Acc {
@@ -128,6 +129,7 @@ impl Acc {
         }
         if let Some(e) = c.errno {
             self.record_errno(e);
+            self.last_error_ns = self.last_error_ns.max(Some(c.end_ns));
         }
         self.last_ns = self.last_ns.max(c.end_ns);
         if let Some(t) = &c.task {
@@ -137,6 +139,7 @@ impl Acc {
 
     fn record_error(&mut self, e: &ConnectError) {
         self.record_errno(e.errno);
+        self.last_error_ns = self.last_error_ns.max(Some(e.ts_ns));
         self.last_ns = self.last_ns.max(e.ts_ns);
         if let Some(t) = &e.task {
             self.note_pid(t.pid);
@@ -186,6 +189,11 @@ impl Acc {
             tw_expiring_60s: exp[2],
             connect_errors: errno_counts(&self.errors),
             connect_errors_total: errors_total,
+            new_series_60s: (now.sec.saturating_sub(60)..now.sec)
+                .map(|s| self.new.get(s))
+                .collect(),
+            lifetime_buckets: lifetime_decades(&self.lifetime),
+            last_error_ns: self.last_error_ns,
         }
     }
 
@@ -204,6 +212,26 @@ fn tw_from_closes(ring: &SecondRing, now_s: u64) -> (u64, [u64; 3]) {
     let held = ring.sum(first, now_s);
     let exp = [10, 30, 60].map(|x: u64| ring.sum(first, (now_s + x).saturating_sub(TIME_WAIT_S)));
     (held, exp)
+}
+
+/// Lifetime counts by decade for the TUI's histogram.
+fn lifetime_decades(h: &LogHist) -> Vec<(&'static str, u64)> {
+    let limits = [
+        ("<1ms", 1_000),
+        ("<10ms", 10_000),
+        ("<100ms", 100_000),
+        ("<1s", 1_000_000),
+        ("<10s", 10_000_000),
+    ];
+    let mut out = Vec::with_capacity(limits.len() + 1);
+    let mut below_prev = 0;
+    for (label, limit) in limits {
+        let below = h.count_below_us(limit);
+        out.push((label, below - below_prev));
+        below_prev = below;
+    }
+    out.push((">=10s", h.count() - below_prev));
+    out
 }
 
 /// EADDRNOTAVAIL first (it is what port exhaustion looks like), then by count.

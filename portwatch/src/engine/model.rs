@@ -51,6 +51,16 @@ pub struct Stats {
     /// then by count.
     pub connect_errors: Vec<ErrnoCount>,
     pub connect_errors_total: u64,
+    /// New connections in each of the last 60 complete seconds, oldest
+    /// first (the TUI's sparklines and rate chart).
+    #[serde(skip)]
+    pub new_series_60s: Vec<u32>,
+    /// Lifetime counts by decade: "<1ms", "<10ms", "<100ms", "<1s", "<10s", ">=10s".
+    #[serde(skip)]
+    pub lifetime_buckets: Vec<(&'static str, u64)>,
+    /// When the last failed connect or handshake happened (CLOCK_MONOTONIC).
+    #[serde(skip)]
+    pub last_error_ns: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

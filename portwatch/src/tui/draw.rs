@@ -415,7 +415,12 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
         .title_bottom(Span::styled(" Esc back ", t.dim()));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let verdict_h = if d.verdict.is_some() { 5 } else { 1 };
+    // The verdict's evidence is a few sentences: give it room to wrap.
+    let verdict_h = if d.verdict.is_some() {
+        8.min(inner.height / 2)
+    } else {
+        1
+    };
     let [top, verdict] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(verdict_h)]).areas(inner);
     let [peers, charts] =
@@ -445,7 +450,7 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
     let chart = BarChart::default()
         .block(Block::default().title(Span::styled("lifetime", t.dim())))
         .data(BarGroup::default().bars(&bars))
-        .bar_width(4)
+        .bar_width(6)
         .bar_gap(1);
     f.render_widget(chart, hist_area);
 

@@ -3,7 +3,7 @@
 //! over a bad link) can never hold up event intake.
 
 use std::io::{self, Stdout};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -33,7 +33,7 @@ fn install_panic_hook() {
     }));
 }
 
-type Frame = (App, Arc<Screen>);
+type Frame = Box<(App, Arc<Screen>)>;
 
 /// Owns the terminal through a drawing thread.
 pub struct Tui {
@@ -76,12 +76,10 @@ impl Tui {
 
     /// Queues a frame; never blocks. Returns false if it was dropped.
     pub fn show(&self, app: &App, screen: Arc<Screen>) -> bool {
-        match self.frames.as_ref().map(|f| f.try_send((app.clone(), screen))) {
-            Some(Ok(())) => true,
-            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
-                false
-            }
-        }
+        // Full or disconnected: drop this frame; the next refresh redraws.
+        self.frames
+            .as_ref()
+            .is_some_and(|f| f.try_send(Box::new((app.clone(), screen))).is_ok())
     }
 
     pub fn failed(&self) -> bool {
@@ -94,7 +92,8 @@ fn draw_loop(
     rx: Receiver<Frame>,
     error: Arc<Mutex<Option<io::Error>>>,
 ) -> io::Result<()> {
-    for (app, screen) in rx {
+    for frame in rx {
+        let (app, screen) = *frame;
         if let Err(e) = term.draw(|f| draw(f, &app, &screen)) {
             if let Ok(mut slot) = error.lock() {
                 *slot = Some(io::Error::new(e.kind(), e.to_string()));
