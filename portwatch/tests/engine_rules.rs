@@ -81,6 +81,37 @@ fn time_wait_ages_out_after_60_s() {
 }
 
 #[test]
+fn nothing_expires_soon_early_in_the_observation() {
+    let t = task(10, "curl", 1);
+    let inputs = vec![host(32768, 60999), conn(t, "10.0.0.1:80", 0, MS, true)];
+    let s = &run(&inputs, 20 * S).destinations[0].stats;
+    assert_eq!(s.time_wait, 1);
+    assert_eq!(
+        (s.tw_expiring_10s, s.tw_expiring_30s, s.tw_expiring_60s),
+        (0, 0, 1)
+    );
+    let s = &run(&inputs, 50 * S).destinations[0].stats;
+    assert_eq!((s.tw_expiring_10s, s.tw_expiring_30s), (1, 1));
+}
+
+#[test]
+fn destinations_first_seen_after_a_socket_table_start_from_it() {
+    let t = task(10, "curl", 1);
+    let inputs = vec![
+        host(32768, 60999),
+        Input::Sockets(SocketTable {
+            ts_ns: S,
+            netns: 0,
+            entries: vec![],
+        }),
+        conn(t, "10.0.0.1:80", 2 * S, MS, true),
+    ];
+    let d = &run(&inputs, 3 * S).destinations[0];
+    assert!(d.from_socket_table);
+    assert_eq!(d.held_ports, 1);
+}
+
+#[test]
 fn budget_is_the_range_minus_reserved_ports() {
     let mut s = sysctls(40000, 40009);
     assert_eq!(portwatch::engine::port_budget(&s), 10);

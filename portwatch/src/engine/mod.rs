@@ -202,7 +202,13 @@ impl Acc {
 fn tw_from_closes(ring: &SecondRing, now_s: u64) -> (u64, [u64; 3]) {
     let first = (now_s + 1).saturating_sub(TIME_WAIT_S);
     let held = ring.sum(first, now_s);
-    let exp = [10, 30, 60].map(|x: u64| ring.sum(first, (now_s + x).saturating_sub(TIME_WAIT_S)));
+    // Expiring within x s: closed in `first..=now + x - 60` (none when that
+    // is before time 0, i.e. early in the observation).
+    let exp = [10, 30, 60].map(|x: u64| {
+        (now_s + x)
+            .checked_sub(TIME_WAIT_S)
+            .map_or(0, |last| ring.sum(first, last))
+    });
     (held, exp)
 }
 
@@ -302,6 +308,8 @@ pub struct Engine {
     counters: Option<KernelCounters>,
     prev_counters: Option<KernelCounters>,
     losses: Losses,
+    /// Time of the last socket table, if any was read.
+    last_table_ns: Option<u64>,
     aged_out: u64,
     /// Network namespaces seen in events, to tell when containers have
     /// their own (and so their own sysctls).
@@ -334,6 +342,7 @@ impl Engine {
             counters: None,
             prev_counters: None,
             losses: Losses::default(),
+            last_table_ns: None,
             aged_out: 0,
             netns_seen: HashSet::new(),
         }
@@ -433,6 +442,7 @@ impl Engine {
         self.services.entry(&svc).record_close(c);
         self.pairs.entry(&(svc, c.daddr, c.dport)).record_close(c);
         let d = self.destinations.entry(&(c.daddr, c.dport));
+        Self::seed_table(d, self.last_table_ns);
         d.acc.record_close(c);
         if let Some(t) = &mut d.table {
             // Open at the table's time (started before it, closed after it).
@@ -464,14 +474,27 @@ impl Engine {
         }
         self.services.entry(&svc).record_error(e);
         self.pairs.entry(&(svc, e.daddr, e.dport)).record_error(e);
-        self.destinations
-            .entry(&(e.daddr, e.dport))
-            .acc
-            .record_error(e);
+        let d = self.destinations.entry(&(e.daddr, e.dport));
+        Self::seed_table(d, self.last_table_ns);
+        d.acc.record_error(e);
+    }
+
+    /// A destination first seen after a socket table held nothing at the
+    /// table's time: it starts from that (empty) truth, not from "unknown".
+    fn seed_table(d: &mut DestAcc, last_table_ns: Option<u64>) {
+        if d.table.is_none()
+            && let Some(ts_ns) = last_table_ns
+        {
+            d.table = Some(DestTable {
+                ts_ns,
+                ..DestTable::default()
+            });
+        }
     }
 
     /// Replaces what each destination's held ports are counted from.
     fn on_sockets(&mut self, t: &SocketTable) {
+        self.last_table_ns = Some(t.ts_ns);
         // Sockets whose local port a listener owns were accepted here:
         // inbound, not ports this host spent connecting out.
         let listen: HashSet<(Option<IpAddr>, u16)> = t
