@@ -289,13 +289,24 @@ impl Activity for DestAcc {
 
 type PairKey = (ServiceId, IpAddr, u16);
 
+/// What a cgroup id says about the service.
+#[derive(Clone, Debug, PartialEq)]
+enum CgroupName {
+    /// A unit, container or pod.
+    Unit(ServiceId),
+    /// A cgroup without one (e.g. `/`): name by comm.
+    NoUnit,
+    /// Unknown or vanished.
+    Gone,
+}
+
 pub struct Engine {
     config: Config,
     host: Option<HostInfo>,
     start_ns: Option<u64>,
     now_ns: u64,
     gc_epoch: u64,
-    cgroups: HashMap<u64, Option<String>>,
+    cgroups: HashMap<u64, CgroupName>,
     processes: Table<(u32, crate::event::Comm), (Acc, Option<ServiceId>)>,
     services: Table<ServiceId, Acc>,
     destinations: Table<(IpAddr, u16), DestAcc>,
@@ -368,7 +379,14 @@ impl Engine {
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => {
                 if self.cgroups.len() < MAX_CGROUPS || self.cgroups.contains_key(id) {
-                    self.cgroups.insert(*id, path.clone());
+                    // Named once here, not per event: events are many.
+                    let named = match path {
+                        Some(p) => {
+                            service_from_cgroup(p).map_or(CgroupName::NoUnit, CgroupName::Unit)
+                        }
+                        None => CgroupName::Gone,
+                    };
+                    self.cgroups.insert(*id, named);
                 }
             }
             Input::Sockets(t) => self.on_sockets(t),
@@ -402,16 +420,16 @@ impl Engine {
                 name: "?".into(),
             };
         };
-        let comm = t.comm.to_string();
         match self.cgroups.get(&t.cgroup_id) {
-            Some(Some(path)) => service_from_cgroup(path).unwrap_or(ServiceId {
+            Some(CgroupName::Unit(s)) => s.clone(),
+            Some(CgroupName::NoUnit) => ServiceId {
                 kind: ServiceKind::Comm,
-                name: comm,
-            }),
+                name: t.comm.to_string(),
+            },
             // Told it is gone, or never told: shown as unknown, by comm.
-            Some(None) | None => ServiceId {
+            Some(CgroupName::Gone) | None => ServiceId {
                 kind: ServiceKind::UnknownCgroup,
-                name: comm,
+                name: t.comm.to_string(),
             },
         }
     }
