@@ -74,9 +74,13 @@ fn a_hundred_thousand_destinations_stay_within_the_table_bound() {
     assert_eq!(m.destinations.len(), 1000);
     assert_eq!(m.processes.len(), 1000);
     assert_eq!(m.pairs.len(), 1000);
-    // The estimate saturates around 34k distinct keys (4096-bit bitmap):
-    // it says "many", not an exact count.
-    assert!(m.others.destinations > 20_000, "{}", m.others.destinations);
+    // 100,000 distinct destinations, 1000 tracked: the HyperLogLog
+    // estimate of the other 99,000 is within a few percent.
+    assert!(
+        (94_000..104_000).contains(&m.others.destinations),
+        "{}",
+        m.others.destinations
+    );
     // Tracked keys keep exact counts; system-wide rates include folded ones.
     let tracked: u64 = m.destinations.iter().map(|d| d.stats.new_total).sum();
     assert_eq!(tracked, 1000);

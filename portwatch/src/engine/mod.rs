@@ -8,20 +8,23 @@
 //! complete seconds, TIME_WAIT held = connections closed locally in the last
 //! 60 s (Linux's fixed `TCP_TIMEWAIT_LEN`), ±1 s.
 
+pub mod hash;
 pub mod hist;
+mod intern;
 pub mod model;
 pub mod service;
 pub mod table;
 pub mod verdict;
 pub mod window;
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use crate::errno;
-use crate::event::{ConnClose, ConnectError, Direction, EADDRNOTAVAIL, Event, Losses, Task};
+use crate::event::{Comm, ConnClose, ConnectError, Direction, EADDRNOTAVAIL, Event, Losses, Task};
 use crate::input::{HostInfo, Input, KernelCounters, SockState, SocketTable};
+use hash::{FxHashMap, FxHashSet, mixed_hash};
 use hist::LogHist;
+use intern::{Interner, ServiceIdx};
 pub use model::*;
 use service::{ServiceId, ServiceKind, service_from_cgroup};
 use table::{Activity, Table};
@@ -37,6 +40,9 @@ const GC_EVERY_S: u64 = 10;
 const MAX_PIDS: usize = 16;
 /// At most this many cgroup ids remembered.
 const MAX_CGROUPS: usize = 65_536;
+/// At most this many (cgroup id, comm) → service resolutions cached; past
+/// it the cache starts over (it only saves work, it decides nothing).
+const MAX_RESOLVED: usize = 65_536;
 /// TCP_LISTEN in include/net/tcp_states.h.
 const TCP_LISTEN: u8 = 10;
 
@@ -315,7 +321,10 @@ impl Activity for DestAcc {
     }
 }
 
-type PairKey = (ServiceId, IpAddr, u16);
+type PairKey = (ServiceIdx, IpAddr, u16);
+/// What a service is resolved from: the task's (cgroup id, comm), or
+/// `None` for events without a task.
+type TaskKey = Option<(u64, Comm)>;
 
 /// What a cgroup id says about the service.
 #[derive(Clone, Debug, PartialEq)]
@@ -334,9 +343,15 @@ pub struct Engine {
     start_ns: Option<u64>,
     now_ns: u64,
     gc_epoch: u64,
-    cgroups: HashMap<u64, CgroupName>,
-    processes: Table<(u32, crate::event::Comm), (Acc, Option<ServiceId>)>,
-    services: Table<ServiceId, Acc>,
+    cgroups: FxHashMap<u64, CgroupName>,
+    /// Service names by index; the tables below hold indices.
+    names: Interner,
+    /// Service of each (cgroup id, comm) seen, so an event costs one
+    /// lookup, not a cgroup lookup, a string and an intern. Entries of a
+    /// cgroup are dropped when an `Input::Cgroup` renames it.
+    resolved: FxHashMap<TaskKey, ServiceIdx>,
+    processes: Table<(u32, Comm), (Acc, Option<ServiceIdx>)>,
+    services: Table<ServiceIdx, Acc>,
     destinations: Table<(IpAddr, u16), DestAcc>,
     pairs: Table<PairKey, Acc>,
     inbound: Table<(IpAddr, u16), Acc>,
@@ -352,10 +367,10 @@ pub struct Engine {
     aged_out: u64,
     /// Network namespaces seen in events, to tell when containers have
     /// their own (and so their own sysctls).
-    netns_seen: HashSet<u32>,
+    netns_seen: FxHashSet<u32>,
 }
 
-impl Activity for (Acc, Option<ServiceId>) {
+impl Activity for (Acc, Option<ServiceIdx>) {
     fn last_ns(&self) -> u64 {
         self.0.last_ns
     }
@@ -370,7 +385,9 @@ impl Engine {
             start_ns: None,
             now_ns: 0,
             gc_epoch: 0,
-            cgroups: HashMap::new(),
+            cgroups: FxHashMap::default(),
+            names: Interner::default(),
+            resolved: FxHashMap::default(),
             processes: Table::new(n),
             services: Table::new(n),
             destinations: Table::new(n),
@@ -383,7 +400,7 @@ impl Engine {
             losses: Losses::default(),
             last_table_ns: None,
             aged_out: 0,
-            netns_seen: HashSet::new(),
+            netns_seen: FxHashSet::default(),
         }
     }
 
@@ -414,7 +431,10 @@ impl Engine {
                         }
                         None => CgroupName::Gone,
                     };
-                    self.cgroups.insert(*id, named);
+                    if self.cgroups.insert(*id, named.clone()) != Some(named) {
+                        self.resolved
+                            .retain(|k, _| k.is_none_or(|(cgroup, _)| cgroup != *id));
+                    }
                 }
             }
             Input::Sockets(t) => self.on_sockets(t),
@@ -437,7 +457,53 @@ impl Engine {
                 + self.destinations.age_out(cutoff)
                 + self.pairs.age_out(cutoff)
                 + self.inbound.age_out(cutoff);
+            self.free_unused_services();
         }
+    }
+
+    /// Frees the indices of services no table refers to any more, and
+    /// forgets the resolutions to them.
+    fn free_unused_services(&mut self) {
+        let mut live = vec![false; self.names.capacity()];
+        let processes = self.processes.map.values().filter_map(|(_, s)| *s);
+        let services = self.services.map.keys().copied();
+        let pairs = self.pairs.map.keys().map(|k| k.0);
+        for i in processes.chain(services).chain(pairs) {
+            live[i as usize] = true;
+        }
+        if self.names.retain(&live) {
+            self.resolved.retain(|_, i| live[*i as usize]);
+        }
+    }
+
+    /// The service index of a task, resolved once per (cgroup id, comm).
+    fn service_idx(&mut self, task: Option<&Task>) -> ServiceIdx {
+        let key = task.map(|t| (t.cgroup_id, t.comm));
+        if let Some(&i) = self.resolved.get(&key) {
+            return i;
+        }
+        let i = self.names.intern(self.service_of(task));
+        if self.resolved.len() >= MAX_RESOLVED {
+            self.resolved.clear();
+        }
+        self.resolved.insert(key, i);
+        i
+    }
+
+    /// Counts a service into the estimate by name, like [`Self::pair_entry`].
+    fn service_entry(&mut self, svc: ServiceIdx) -> &mut Acc {
+        let name_hash = self.names.name_hash(svc);
+        self.services
+            .entry_or_fold(svc, |d| d.insert_hash(name_hash))
+    }
+
+    /// Counts a pair into the pairs table's estimate by service name, not
+    /// index (indices are reused).
+    fn pair_entry(&mut self, svc: ServiceIdx, daddr: IpAddr, dport: u16) -> &mut Acc {
+        let name_hash = self.names.name_hash(svc);
+        self.pairs.entry_or_fold((svc, daddr, dport), |d| {
+            d.insert_hash(mixed_hash(&(name_hash, daddr, dport)));
+        })
     }
 
     /// The service a task belongs to (see [`service`]).
@@ -472,22 +538,22 @@ impl Engine {
             self.netns_seen.insert(c.netns);
         }
         if c.direction == Direction::Inbound {
-            self.inbound.entry(&(c.saddr, c.sport)).record_close(c);
+            self.inbound.entry((c.saddr, c.sport)).record_close(c);
             return;
         }
         self.sys.record_close(c);
         if c.errno.is_some() {
             self.sys_errors.add(c.end_ns / NS_PER_S, 1);
         }
-        let svc = self.service_of(c.task.as_ref());
+        let svc = self.service_idx(c.task.as_ref());
         if let Some(t) = &c.task {
-            let p = self.processes.entry(&(t.pid, t.comm));
+            let p = self.processes.entry((t.pid, t.comm));
             p.0.record_close(c);
-            p.1 = Some(svc.clone());
+            p.1 = Some(svc);
         }
-        self.services.entry(&svc).record_close(c);
-        self.pairs.entry(&(svc, c.daddr, c.dport)).record_close(c);
-        let d = self.destinations.entry(&(c.daddr, c.dport));
+        self.service_entry(svc).record_close(c);
+        self.pair_entry(svc, c.daddr, c.dport).record_close(c);
+        let d = self.destinations.entry((c.daddr, c.dport));
         Self::seed_table(d, self.last_table_ns);
         d.acc.record_close(c);
         if let Some(t) = &mut d.table {
@@ -512,15 +578,15 @@ impl Engine {
         }
         self.sys.record_error(e);
         self.sys_errors.add(e.ts_ns / NS_PER_S, 1);
-        let svc = self.service_of(e.task.as_ref());
+        let svc = self.service_idx(e.task.as_ref());
         if let Some(t) = &e.task {
-            let p = self.processes.entry(&(t.pid, t.comm));
+            let p = self.processes.entry((t.pid, t.comm));
             p.0.record_error(e);
-            p.1 = Some(svc.clone());
+            p.1 = Some(svc);
         }
-        self.services.entry(&svc).record_error(e);
-        self.pairs.entry(&(svc, e.daddr, e.dport)).record_error(e);
-        let d = self.destinations.entry(&(e.daddr, e.dport));
+        self.service_entry(svc).record_error(e);
+        self.pair_entry(svc, e.daddr, e.dport).record_error(e);
+        let d = self.destinations.entry((e.daddr, e.dport));
         Self::seed_table(d, self.last_table_ns);
         d.acc.record_error(e);
     }
@@ -543,13 +609,13 @@ impl Engine {
         self.last_table_ns = Some(t.ts_ns);
         // Sockets whose local port a listener owns were accepted here:
         // inbound, not ports this host spent connecting out.
-        let listen: HashSet<(Option<IpAddr>, u16)> = t
+        let listen: FxHashSet<(Option<IpAddr>, u16)> = t
             .entries
             .iter()
             .filter(|e| e.state == SockState::Other(TCP_LISTEN))
             .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
             .collect();
-        let mut fresh: HashMap<(IpAddr, u16), DestTable> = HashMap::new();
+        let mut fresh: FxHashMap<(IpAddr, u16), DestTable> = FxHashMap::default();
         for e in &t.entries {
             if listen.contains(&(None, e.sport)) || listen.contains(&(Some(e.saddr), e.sport)) {
                 continue;
@@ -577,7 +643,7 @@ impl Engine {
             });
         }
         for (key, table) in fresh {
-            self.destinations.entry(&key).table = Some(table);
+            self.destinations.entry(key).table = Some(table);
         }
     }
 
@@ -598,10 +664,13 @@ impl Engine {
             .map(|((pid, comm), (acc, svc))| ProcessRow {
                 pid: *pid,
                 comm: comm.to_string(),
-                service: svc.clone().unwrap_or(ServiceId {
-                    kind: ServiceKind::Comm,
-                    name: comm.to_string(),
-                }),
+                service: svc.map_or_else(
+                    || ServiceId {
+                        kind: ServiceKind::Comm,
+                        name: comm.to_string(),
+                    },
+                    |i| self.names.name(i).clone(),
+                ),
                 stats: acc.stats(&now),
             })
             .collect();
@@ -611,8 +680,8 @@ impl Engine {
             .services
             .map
             .iter()
-            .map(|(svc, acc)| ServiceRow {
-                service: svc.clone(),
+            .map(|(&svc, acc)| ServiceRow {
+                service: self.names.name(svc).clone(),
                 pids: acc.pids.clone(),
                 stats: acc.stats(&now),
             })
@@ -633,11 +702,11 @@ impl Engine {
             .pairs
             .map
             .iter()
-            .map(|((svc, daddr, dport), acc)| PairRow {
-                service: svc.clone(),
+            .map(|(&(svc, daddr, dport), acc)| PairRow {
+                service: self.names.name(svc).clone(),
                 pids: acc.pids.clone(),
-                daddr: *daddr,
-                dport: *dport,
+                daddr,
+                dport,
                 stats: acc.stats(&now),
             })
             .collect();
@@ -662,9 +731,9 @@ impl Engine {
         let verdicts: Vec<Verdict> = pairs
             .iter()
             .filter(|p| {
-                self.pairs
-                    .map
-                    .get(&(p.service.clone(), p.daddr, p.dport))
+                self.names
+                    .get(&p.service)
+                    .and_then(|svc| self.pairs.map.get(&(svc, p.daddr, p.dport)))
                     .is_some_and(|a| a.recent(&now))
             })
             .filter_map(|p| {
