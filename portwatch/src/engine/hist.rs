@@ -20,7 +20,8 @@ pub struct LogHist {
     total: u64,
 }
 
-fn bucket_of(v_us: u64) -> usize {
+/// The bucket a value falls in; see [`LogHist::record_bucket`].
+pub fn bucket_of(v_us: u64) -> usize {
     if v_us < FIRST_LOG {
         return v_us as usize;
     }
@@ -46,7 +47,13 @@ fn value_of(idx: usize) -> u64 {
 
 impl LogHist {
     pub fn record(&mut self, v_us: u64) {
-        let b = bucket_of(v_us);
+        self.record_bucket(bucket_of(v_us));
+    }
+
+    /// Records a value by its bucket ([`bucket_of`]), computed once for
+    /// the several histograms one event lands in.
+    #[inline]
+    pub fn record_bucket(&mut self, b: usize) {
         if self.counts.len() <= b {
             self.counts.resize(b + 1, 0);
         }

@@ -117,18 +117,45 @@ impl Activity for Acc {
     }
 }
 
-impl Acc {
-    fn record_close(&mut self, c: &ConnClose) {
-        self.new.add(c.start_ns / NS_PER_S, 1);
-        self.new_total += 1;
-        if c.established {
-            self.lifetime.record(c.lifetime_ns() / 1000);
+/// What every accumulator a closed connection lands in needs from it,
+/// computed once per event rather than once per accumulator (an outbound
+/// event lands in five).
+struct CloseFacts<'a> {
+    c: &'a ConnClose,
+    start_s: u64,
+    end_s: u64,
+    lifetime_bucket: Option<usize>,
+    handshake_bucket: Option<usize>,
+}
+
+impl<'a> CloseFacts<'a> {
+    fn new(c: &'a ConnClose) -> Self {
+        CloseFacts {
+            c,
+            start_s: c.start_ns / NS_PER_S,
+            end_s: c.end_ns / NS_PER_S,
+            lifetime_bucket: c
+                .established
+                .then(|| hist::bucket_of(c.lifetime_ns() / 1000)),
+            handshake_bucket: c.handshake_ns.map(|h| hist::bucket_of(h / 1000)),
         }
-        if let Some(h) = c.handshake_ns {
-            self.handshake.record(h / 1000);
+    }
+}
+
+impl Acc {
+    #[inline]
+    fn record_close(&mut self, f: &CloseFacts) {
+        let c = f.c;
+        self.new.add(f.start_s, 1);
+        self.new_total += 1;
+        if let Some(b) = f.lifetime_bucket {
+            self.lifetime.record_bucket(b);
+        }
+        if let Some(b) = f.handshake_bucket {
+            self.handshake.record_bucket(b);
         }
         if c.local_close {
-            self.local_close.add(c.end_ns / NS_PER_S, 1);
+            self.local_close.add(f.end_s, 1);
             self.local_closes += 1;
         } else if c.peer_close {
             self.peer_closes += 1;
@@ -350,6 +377,9 @@ pub struct Engine {
     /// lookup, not a cgroup lookup, a string and an intern. Entries of a
     /// cgroup are dropped when an `Input::Cgroup` renames it.
     resolved: FxHashMap<TaskKey, ServiceIdx>,
+    /// The last resolution, checked before `resolved`: events come in runs
+    /// from one task. Cleared whenever `resolved` loses entries.
+    last_resolved: Option<(TaskKey, ServiceIdx)>,
     processes: Table<(u32, Comm), (Acc, Option<ServiceIdx>)>,
     services: Table<ServiceIdx, Acc>,
     destinations: Table<(IpAddr, u16), DestAcc>,
@@ -368,6 +398,8 @@ pub struct Engine {
     /// Network namespaces seen in events, to tell when containers have
     /// their own (and so their own sysctls).
     netns_seen: FxHashSet<u32>,
+    /// The last namespace put in `netns_seen` (0: none yet).
+    last_netns: u32,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -388,6 +420,7 @@ impl Engine {
             cgroups: FxHashMap::default(),
             names: Interner::default(),
             resolved: FxHashMap::default(),
+            last_resolved: None,
             processes: Table::new(n),
             services: Table::new(n),
             destinations: Table::new(n),
@@ -401,6 +434,7 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             netns_seen: FxHashSet::default(),
+            last_netns: 0,
         }
     }
 
@@ -434,6 +468,7 @@ impl Engine {
                     if self.cgroups.insert(*id, named.clone()) != Some(named) {
                         self.resolved
                             .retain(|k, _| k.is_none_or(|(cgroup, _)| cgroup != *id));
+                        self.last_resolved = None;
                     }
                 }
             }
@@ -473,20 +508,30 @@ impl Engine {
         }
         if self.names.retain(&live) {
             self.resolved.retain(|_, i| live[*i as usize]);
+            self.last_resolved = None;
         }
     }
 
     /// The service index of a task, resolved once per (cgroup id, comm).
     fn service_idx(&mut self, task: Option<&Task>) -> ServiceIdx {
         let key = task.map(|t| (t.cgroup_id, t.comm));
-        if let Some(&i) = self.resolved.get(&key) {
+        if let Some((k, i)) = self.last_resolved
+            && k == key
+        {
             return i;
         }
-        let i = self.names.intern(self.service_of(task));
-        if self.resolved.len() >= MAX_RESOLVED {
-            self.resolved.clear();
-        }
-        self.resolved.insert(key, i);
+        let i = match self.resolved.get(&key) {
+            Some(&i) => i,
+            None => {
+                let i = self.names.intern(self.service_of(task));
+                if self.resolved.len() >= MAX_RESOLVED {
+                    self.resolved.clear();
+                }
+                self.resolved.insert(key, i);
+                i
+            }
+        };
+        self.last_resolved = Some((key, i));
         i
     }
 
@@ -529,33 +574,40 @@ impl Engine {
     }
 
     fn on_close(&mut self, c: &ConnClose) {
-        let c = &ConnClose {
-            saddr: canonical(c.saddr),
-            daddr: canonical(c.daddr),
-            ..*c
+        // Copied only when an address needs rewriting: IPv4 events (most)
+        // are used as they are.
+        let rewritten;
+        let c = if is_canonical(c.saddr) && is_canonical(c.daddr) {
+            c
+        } else {
+            rewritten = ConnClose {
+                saddr: canonical(c.saddr),
+                daddr: canonical(c.daddr),
+                ..*c
+            };
+            &rewritten
         };
-        if c.netns != 0 {
-            self.netns_seen.insert(c.netns);
-        }
+        self.note_netns(c.netns);
+        let f = &CloseFacts::new(c);
         if c.direction == Direction::Inbound {
-            self.inbound.entry((c.saddr, c.sport)).record_close(c);
+            self.inbound.entry((c.saddr, c.sport)).record_close(f);
             return;
         }
-        self.sys.record_close(c);
+        self.sys.record_close(f);
         if c.errno.is_some() {
             self.sys_errors.add(c.end_ns / NS_PER_S, 1);
         }
         let svc = self.service_idx(c.task.as_ref());
         if let Some(t) = &c.task {
             let p = self.processes.entry((t.pid, t.comm));
-            p.0.record_close(c);
+            p.0.record_close(f);
             p.1 = Some(svc);
         }
-        self.service_entry(svc).record_close(c);
-        self.pair_entry(svc, c.daddr, c.dport).record_close(c);
+        self.service_entry(svc).record_close(f);
+        self.pair_entry(svc, c.daddr, c.dport).record_close(f);
         let d = self.destinations.entry((c.daddr, c.dport));
         Self::seed_table(d, self.last_table_ns);
-        d.acc.record_close(c);
+        d.acc.record_close(f);
         if let Some(t) = &mut d.table {
             // Open at the table's time (started before it, closed after it).
             if c.start_ns <= t.ts_ns && c.end_ns > t.ts_ns {
@@ -573,9 +625,7 @@ impl Engine {
             daddr: canonical(e.daddr),
             ..*e
         };
-        if e.netns != 0 {
-            self.netns_seen.insert(e.netns);
-        }
+        self.note_netns(e.netns);
         self.sys.record_error(e);
         self.sys_errors.add(e.ts_ns / NS_PER_S, 1);
         let svc = self.service_idx(e.task.as_ref());
@@ -589,6 +639,16 @@ impl Engine {
         let d = self.destinations.entry((e.daddr, e.dport));
         Self::seed_table(d, self.last_table_ns);
         d.acc.record_error(e);
+    }
+
+    /// A lookup, not an insert, for the namespace seen last time: most
+    /// events come from the same one.
+    #[inline]
+    fn note_netns(&mut self, netns: u32) {
+        if netns != 0 && netns != self.last_netns {
+            self.netns_seen.insert(netns);
+            self.last_netns = netns;
+        }
     }
 
     /// A destination first seen after a socket table held nothing at the
@@ -840,6 +900,13 @@ impl Engine {
 
 /// `::ffff:a.b.c.d` (a dual-stack socket) and `a.b.c.d` are the same peer
 /// and share the same ports: one key.
+fn is_canonical(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_none(),
+        IpAddr::V4(_) => true,
+    }
+}
+
 fn canonical(a: IpAddr) -> IpAddr {
     match a {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
