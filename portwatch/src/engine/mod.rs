@@ -91,6 +91,46 @@ impl Default for Config {
     }
 }
 
+/// The last [`MAX_PIDS`] distinct pids, most recent first. A fixed array
+/// updated without branches on its contents: with short-lived processes
+/// every event brings a new pid to four accumulators, and a Vec's
+/// remove-and-insert was a memmove call each.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct RecentPids {
+    pids: [u32; MAX_PIDS],
+    len: usize,
+}
+
+impl RecentPids {
+    #[inline]
+    fn note(&mut self, pid: u32) {
+        if self.len > 0 && self.pids[0] == pid {
+            return;
+        }
+        // Slots 0..=end shift down one and pid goes first: end is where pid
+        // was, else the first free slot, else the last (the oldest drops).
+        let mut end = self.len.min(MAX_PIDS - 1);
+        for (i, &p) in self.pids.iter().enumerate().take(self.len) {
+            if p == pid {
+                end = i;
+                break;
+            }
+        }
+        let old = self.pids;
+        for i in 1..MAX_PIDS {
+            if i <= end {
+                self.pids[i] = old[i - 1];
+            }
+        }
+        self.pids[0] = pid;
+        self.len = (self.len + usize::from(end == self.len)).min(MAX_PIDS);
+    }
+
+    fn to_vec(&self) -> Vec<u32> {
+        self.pids[..self.len].to_vec()
+    }
+}
+
 /// Per-key accumulator.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Acc {
@@ -106,8 +146,7 @@ pub(crate) struct Acc {
     /// errno → count; few distinct values, so a short vector.
     errors: Vec<(i32, u64)>,
     last_ns: u64,
-    /// Most recent first.
-    pids: Vec<u32>,
+    pids: RecentPids,
     last_error_ns: Option<u64>,
 }
 
@@ -187,12 +226,7 @@ impl Acc {
     }
 
     fn note_pid(&mut self, pid: u32) {
-        if self.pids.first() == Some(&pid) {
-            return;
-        }
-        self.pids.retain(|&p| p != pid);
-        self.pids.insert(0, pid);
-        self.pids.truncate(MAX_PIDS);
+        self.pids.note(pid);
     }
 
     fn stats(&self, now: &Now) -> Stats {
@@ -742,7 +776,7 @@ impl Engine {
             .iter()
             .map(|(&svc, acc)| ServiceRow {
                 service: self.names.name(svc).clone(),
-                pids: acc.pids.clone(),
+                pids: acc.pids.to_vec(),
                 stats: acc.stats(&now),
             })
             .collect();
@@ -764,7 +798,7 @@ impl Engine {
             .iter()
             .map(|(&(svc, daddr, dport), acc)| PairRow {
                 service: self.names.name(svc).clone(),
-                pids: acc.pids.clone(),
+                pids: acc.pids.to_vec(),
                 daddr,
                 dport,
                 stats: acc.stats(&now),
@@ -788,6 +822,12 @@ impl Engine {
             .collect();
         sort_rows(&mut inbound, |r| &r.stats, |r| (r.laddr, r.lport));
 
+        // By key, so verdicts cost pairs + destinations, not their product
+        // (16M comparisons per model with both tables full).
+        let dest_by_key: FxHashMap<(IpAddr, u16), &DestinationRow> = destinations
+            .iter()
+            .map(|d| ((d.daddr, d.dport), d))
+            .collect();
         let verdicts: Vec<Verdict> = pairs
             .iter()
             .filter(|p| {
@@ -797,9 +837,7 @@ impl Engine {
                     .is_some_and(|a| a.recent(&now))
             })
             .filter_map(|p| {
-                let dest = destinations
-                    .iter()
-                    .find(|d| d.daddr == p.daddr && d.dport == p.dport);
+                let dest = dest_by_key.get(&(p.daddr, p.dport)).copied();
                 verdict::lacks_pooling(&self.config.verdict, p, dest, budget, self.sysctls())
             })
             .collect();
@@ -1012,4 +1050,31 @@ fn sort_rows<R, K: Ord>(rows: &mut [R], stats: impl Fn(&R) -> &Stats, key: impl 
             .then(sb.new_total.cmp(&sa.new_total))
             .then_with(|| key(a).cmp(&key(b)))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference: what `RecentPids` replaced.
+    fn note_vec(v: &mut Vec<u32>, pid: u32) {
+        v.retain(|&p| p != pid);
+        v.insert(0, pid);
+        v.truncate(MAX_PIDS);
+    }
+
+    #[test]
+    fn recent_pids_keep_the_last_distinct_ones_most_recent_first() {
+        let mut r = RecentPids::default();
+        let mut v = Vec::new();
+        // Repeats, returns of old pids, and more distinct pids than fit.
+        let mut x = 7u32;
+        for _ in 0..5000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let pid = (x >> 16) % 40;
+            r.note(pid);
+            note_vec(&mut v, pid);
+            assert_eq!(r.to_vec(), v);
+        }
+    }
 }
