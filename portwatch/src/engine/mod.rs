@@ -414,6 +414,9 @@ pub struct Engine {
     /// The last resolution, checked before `resolved`: events come in runs
     /// from one task. Cleared whenever `resolved` loses entries.
     last_resolved: Option<(TaskKey, ServiceIdx)>,
+    /// Cgroup ids that may have entries in `resolved`, so that naming a
+    /// new cgroup (the usual `Input::Cgroup`) does not scan it.
+    resolved_cgroups: FxHashSet<u64>,
     processes: Table<(u32, Comm), (Acc, Option<ServiceIdx>)>,
     services: Table<ServiceIdx, Acc>,
     destinations: Table<(IpAddr, u16), DestAcc>,
@@ -455,6 +458,7 @@ impl Engine {
             names: Interner::default(),
             resolved: FxHashMap::default(),
             last_resolved: None,
+            resolved_cgroups: FxHashSet::default(),
             processes: Table::new(n),
             services: Table::new(n),
             destinations: Table::new(n),
@@ -499,7 +503,9 @@ impl Engine {
                         }
                         None => CgroupName::Gone,
                     };
-                    if self.cgroups.insert(*id, named.clone()) != Some(named) {
+                    if self.cgroups.insert(*id, named.clone()) != Some(named)
+                        && self.resolved_cgroups.remove(id)
+                    {
                         self.resolved
                             .retain(|k, _| k.is_none_or(|(cgroup, _)| cgroup != *id));
                         self.last_resolved = None;
@@ -517,6 +523,11 @@ impl Engine {
     fn advance(&mut self, ts_ns: u64) {
         self.start_ns.get_or_insert(ts_ns);
         self.now_ns = self.now_ns.max(ts_ns);
+        // A compare per event; the divisions only when an epoch may have
+        // passed.
+        if self.now_ns < (self.gc_epoch + 1) * GC_EVERY_S * NS_PER_S {
+            return;
+        }
         let epoch = self.now_ns / NS_PER_S / GC_EVERY_S;
         if epoch > self.gc_epoch {
             self.gc_epoch = epoch;
@@ -542,6 +553,7 @@ impl Engine {
         }
         if self.names.retain(&live) {
             self.resolved.retain(|_, i| live[*i as usize]);
+            self.resolved_cgroups = self.resolved.keys().flatten().map(|k| k.0).collect();
             self.last_resolved = None;
         }
     }
@@ -560,8 +572,12 @@ impl Engine {
                 let i = self.names.intern(self.service_of(task));
                 if self.resolved.len() >= MAX_RESOLVED {
                     self.resolved.clear();
+                    self.resolved_cgroups.clear();
                 }
                 self.resolved.insert(key, i);
+                if let Some((cgroup, _)) = key {
+                    self.resolved_cgroups.insert(cgroup);
+                }
                 i
             }
         };
@@ -1061,6 +1077,102 @@ mod tests {
         v.retain(|&p| p != pid);
         v.insert(0, pid);
         v.truncate(MAX_PIDS);
+    }
+
+    fn conn(pid: u32, comm: &str, cgroup_id: u64, dport: u16, end_ns: u64) -> Input {
+        Input::Event(Event::Close(ConnClose {
+            start_ns: end_ns - 1_000_000,
+            end_ns,
+            handshake_ns: Some(50_000),
+            task: Some(Task {
+                pid,
+                tid: pid,
+                comm: Comm::new(comm),
+                cgroup_id,
+            }),
+            netns: 1,
+            direction: Direction::Outbound,
+            saddr: "127.0.0.1".parse().unwrap(),
+            sport: 40000,
+            daddr: "10.0.0.1".parse().unwrap(),
+            dport,
+            bytes: None,
+            local_close: true,
+            peer_close: false,
+            established: true,
+            errno: None,
+        }))
+    }
+
+    fn cgroup(id: u64, path: &str) -> Input {
+        Input::Cgroup {
+            id,
+            path: Some(path.into()),
+        }
+    }
+
+    fn service_names(m: &Model) -> Vec<String> {
+        let mut v: Vec<String> = m.services.iter().map(|s| s.service.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_cgroup_named_after_its_first_events_names_the_later_ones() {
+        let mut e = Engine::new(Config::default());
+        e.apply(&conn(1, "curl", 5, 80, NS_PER_S));
+        e.apply(&cgroup(5, "/system.slice/api.service"));
+        e.apply(&conn(1, "curl", 5, 80, 2 * NS_PER_S));
+        // And renamed again (cgroup ids are not reused, but a path read
+        // can fail and be corrected).
+        e.apply(&cgroup(5, "/system.slice/web.service"));
+        e.apply(&conn(1, "curl", 5, 80, 3 * NS_PER_S));
+        let m = e.model(4 * NS_PER_S);
+        assert_eq!(
+            service_names(&m),
+            ["api.service", "curl (cgroup ?)", "web.service"]
+        );
+        assert!(m.services.iter().all(|s| s.stats.new_total == 1));
+        assert_eq!(m.processes[0].service.to_string(), "web.service");
+    }
+
+    #[test]
+    fn services_that_age_out_free_their_index_for_new_ones() {
+        let cfg = Config {
+            idle_timeout_s: 20,
+            ..Config::default()
+        };
+        let mut e = Engine::new(cfg);
+        e.apply(&cgroup(1, "/system.slice/old.service"));
+        e.apply(&cgroup(2, "/system.slice/new.service"));
+        e.apply(&conn(1, "a", 1, 80, NS_PER_S));
+        // Past the idle timeout and a GC epoch: old.service goes.
+        e.apply(&conn(2, "b", 2, 81, 45 * NS_PER_S));
+        let old = ServiceId {
+            kind: ServiceKind::Systemd,
+            name: "old.service".into(),
+        };
+        assert_eq!(e.names.get(&old), None, "freed");
+        e.apply(&conn(3, "c", 1, 82, 46 * NS_PER_S));
+        let m = e.model(47 * NS_PER_S);
+        assert_eq!(service_names(&m), ["new.service", "old.service"]);
+        let old = m.services.iter().find(|s| s.service.name == "old.service");
+        assert_eq!(old.map(|s| s.stats.new_total), Some(1), "counted afresh");
+        assert_eq!(
+            m.system.aged_out_keys, 4,
+            "process, service, pair, destination"
+        );
+        assert_eq!(e.names.capacity(), 2, "the freed index was reused");
+        let mut pairs: Vec<(String, u16)> = m
+            .pairs
+            .iter()
+            .map(|p| (p.service.to_string(), p.dport))
+            .collect();
+        pairs.sort();
+        assert_eq!(
+            pairs,
+            [("new.service".into(), 81), ("old.service".into(), 82)]
+        );
     }
 
     #[test]
