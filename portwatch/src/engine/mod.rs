@@ -91,43 +91,63 @@ impl Default for Config {
     }
 }
 
-/// The last [`MAX_PIDS`] distinct pids, most recent first. A fixed array
-/// updated without branches on its contents: with short-lived processes
-/// every event brings a new pid to four accumulators, and a Vec's
-/// remove-and-insert was a memmove call each.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// The last [`MAX_PIDS`] distinct pids, most recent first. Kept as an LRU
+/// set (each slot stamped with when its pid was last noted) rather than an
+/// ordered list: with short-lived processes every event brings a new pid to
+/// four accumulators, and shifting the list was a third of the engine's
+/// instructions. The order is rebuilt only for the model.
+#[derive(Clone, Debug, Default)]
 struct RecentPids {
     pids: [u32; MAX_PIDS],
+    /// `noted` at the last note of each slot's pid.
+    stamp: [u64; MAX_PIDS],
+    noted: u64,
     len: usize,
+    /// Slot of the most recent pid.
+    last: usize,
 }
 
 impl RecentPids {
     #[inline]
     fn note(&mut self, pid: u32) {
-        if self.len > 0 && self.pids[0] == pid {
+        if self.len > 0 && self.pids[self.last] == pid {
             return;
         }
-        // Slots 0..=end shift down one and pid goes first: end is where pid
-        // was, else the first free slot, else the last (the oldest drops).
-        let mut end = self.len.min(MAX_PIDS - 1);
-        for (i, &p) in self.pids.iter().enumerate().take(self.len) {
-            if p == pid {
-                end = i;
-                break;
+        let slot = match self.pids[..self.len].iter().position(|&p| p == pid) {
+            Some(i) => i,
+            None if self.len < MAX_PIDS => {
+                self.len += 1;
+                self.len - 1
             }
-        }
-        let old = self.pids;
-        for i in 1..MAX_PIDS {
-            if i <= end {
-                self.pids[i] = old[i - 1];
+            // Full: the least recently noted pid drops out.
+            None => {
+                let mut oldest = 0;
+                for i in 1..MAX_PIDS {
+                    if self.stamp[i] < self.stamp[oldest] {
+                        oldest = i;
+                    }
+                }
+                oldest
             }
-        }
-        self.pids[0] = pid;
-        self.len = (self.len + usize::from(end == self.len)).min(MAX_PIDS);
+        };
+        self.noted += 1;
+        self.pids[slot] = pid;
+        self.stamp[slot] = self.noted;
+        self.last = slot;
     }
 
     fn to_vec(&self) -> Vec<u32> {
-        self.pids[..self.len].to_vec()
+        let mut slots: Vec<usize> = (0..self.len).collect();
+        slots.sort_unstable_by_key(|&i| std::cmp::Reverse(self.stamp[i]));
+        slots.into_iter().map(|i| self.pids[i]).collect()
+    }
+}
+
+/// Equal when they list the same pids in the same order, wherever the
+/// slots are.
+impl PartialEq for RecentPids {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_vec() == other.to_vec()
     }
 }
 
