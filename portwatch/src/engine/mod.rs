@@ -119,13 +119,14 @@ impl RecentPids {
                 self.len += 1;
                 self.len - 1
             }
-            // Full: the least recently noted pid drops out.
+            // Full: the least recently noted pid drops out. Selects, not
+            // branches: which slot is oldest is unpredictable.
             None => {
-                let mut oldest = 0;
-                for i in 1..MAX_PIDS {
-                    if self.stamp[i] < self.stamp[oldest] {
-                        oldest = i;
-                    }
+                let (mut oldest, mut min) = (0, self.stamp[0]);
+                for (i, &t) in self.stamp.iter().enumerate().skip(1) {
+                    let older = t < min;
+                    oldest = if older { i } else { oldest };
+                    min = if older { t } else { min };
                 }
                 oldest
             }
