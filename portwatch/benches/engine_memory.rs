@@ -75,11 +75,12 @@ fn main() {
     let peak_mib = status_kib("VmHWM:") as f64 / 1024.0;
     println!(
         "engine_memory: {DESTINATIONS} distinct destinations in {:.2} s ({:.0} events/s); \
-         destinations shown {}, folded into others {}; RSS before {:.1} MiB, peak {:.1} MiB (cap {CAP_MIB} MiB)",
+         destinations shown {}, folded into others ~{} (exactly {}, estimated); RSS before {:.1} MiB, peak {:.1} MiB (cap {CAP_MIB} MiB)",
         elapsed.as_secs_f64(),
         f64::from(DESTINATIONS) / elapsed.as_secs_f64(),
         model.destinations.len(),
         model.others.destinations,
+        DESTINATIONS as usize - model.destinations.len(),
         before as f64 / 1024.0,
         peak_mib
     );

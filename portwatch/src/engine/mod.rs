@@ -95,29 +95,32 @@ impl Default for Config {
 /// set (each slot stamped with when its pid was last noted) rather than an
 /// ordered list: with short-lived processes every event brings a new pid to
 /// four accumulators, and shifting the list was a third of the engine's
-/// instructions. The order is rebuilt only for the model.
+/// instructions. The order is rebuilt only for the model. 100 bytes, about
+/// what the Vec took with its heap block.
 #[derive(Clone, Debug, Default)]
 struct RecentPids {
     pids: [u32; MAX_PIDS],
-    /// `noted` at the last note of each slot's pid.
-    stamp: [u64; MAX_PIDS],
-    noted: u64,
-    len: usize,
+    /// `noted` at the last note of each slot's pid. 16 bits: when `noted`
+    /// runs out the stamps are renumbered 1..=len in the same order.
+    stamp: [u16; MAX_PIDS],
+    noted: u16,
+    len: u8,
     /// Slot of the most recent pid.
-    last: usize,
+    last: u8,
 }
 
 impl RecentPids {
     #[inline]
     fn note(&mut self, pid: u32) {
-        if self.len > 0 && self.pids[self.last] == pid {
+        let len = usize::from(self.len);
+        if len > 0 && self.pids[usize::from(self.last)] == pid {
             return;
         }
-        let slot = match self.pids[..self.len].iter().position(|&p| p == pid) {
+        let slot = match self.pids[..len].iter().position(|&p| p == pid) {
             Some(i) => i,
-            None if self.len < MAX_PIDS => {
+            None if len < MAX_PIDS => {
                 self.len += 1;
-                self.len - 1
+                len
             }
             // Full: the least recently noted pid drops out. Selects, not
             // branches: which slot is oldest is unpredictable.
@@ -131,16 +134,32 @@ impl RecentPids {
                 oldest
             }
         };
+        if self.noted == u16::MAX {
+            self.renumber();
+        }
         self.noted += 1;
         self.pids[slot] = pid;
         self.stamp[slot] = self.noted;
-        self.last = slot;
+        self.last = slot as u8;
+    }
+
+    /// Slots from most to least recent.
+    fn order(&self) -> Vec<usize> {
+        let mut slots: Vec<usize> = (0..usize::from(self.len)).collect();
+        slots.sort_unstable_by_key(|&i| std::cmp::Reverse(self.stamp[i]));
+        slots
+    }
+
+    fn renumber(&mut self) {
+        let order = self.order();
+        for (rank, &slot) in order.iter().rev().enumerate() {
+            self.stamp[slot] = rank as u16 + 1;
+        }
+        self.noted = self.len.into();
     }
 
     fn to_vec(&self) -> Vec<u32> {
-        let mut slots: Vec<usize> = (0..self.len).collect();
-        slots.sort_unstable_by_key(|&i| std::cmp::Reverse(self.stamp[i]));
-        slots.into_iter().map(|i| self.pids[i]).collect()
+        self.order().into_iter().map(|i| self.pids[i]).collect()
     }
 }
 
@@ -1202,7 +1221,8 @@ mod tests {
         let mut v = Vec::new();
         // Repeats, returns of old pids, and more distinct pids than fit.
         let mut x = 7u32;
-        for _ in 0..5000 {
+        // Past 65535 notes, so the stamps are renumbered a few times.
+        for _ in 0..300_000 {
             x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
             let pid = (x >> 16) % 40;
             r.note(pid);
