@@ -12,3 +12,4 @@ pub mod filter;
 pub mod input;
 pub mod output;
 pub mod probe;
+pub mod tracefile;
