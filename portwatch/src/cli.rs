@@ -1,8 +1,9 @@
 //! Command-line interface (clap derive). `main.rs` parses and dispatches.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,6 +28,46 @@ pub enum Command {
         after_help = "Examples:\n  sudo portwatch trace\n  sudo portwatch trace --json | jq 'select(.cause == \"port_exhaustion\")'\n  sudo portwatch trace --pid 1234 --duration 60\n  sudo portwatch trace --daddr 10.0.0.5 --dport 5432\n\nText columns: TIME (local), PID, COMM, DIR (out/in), LOCAL and REMOTE addr:port,\nLIFE_MS (connection lifetime), CLOSED (who sent the first FIN: local means a\nTIME_WAIT socket now holds the local port for 60 s), RESULT (ok, or the errno)."
     )]
     Trace(TraceArgs),
+    /// Record every event and the host context to a trace file, for replay, report or export.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch record -o incident.pwtrace\n  sudo portwatch record -o /tmp/t.pwtrace --duration 300 --force\n\nThe file is created with mode 0600 (it holds addresses and process names) and is\nflushed every second: if portwatch is killed, all but the last second is readable.\nFormat: FORMAT.md."
+    )]
+    Record(RecordArgs),
+    /// Print a trace file's events as JSON Lines or CSV (for jq, pandas, a spreadsheet).
+    #[command(
+        after_help = "Examples:\n  portwatch export incident.pwtrace | jq 'select(.cause == \"port_exhaustion\")'\n  portwatch export incident.pwtrace --format csv > events.csv\n\nFields are those of `portwatch trace --json`."
+    )]
+    Export(ExportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RecordArgs {
+    /// Trace file to create.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// Trace file written by `portwatch record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per line, the fields of `trace --json`.
+    Jsonl,
+    /// Comma-separated values with a header row, the same fields.
+    Csv,
 }
 
 #[derive(Args, Debug, Clone, Default)]

@@ -7,6 +7,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => portwatch::cmd::trace::run(args),
+        Command::Record(args) => portwatch::cmd::record::run(args),
+        Command::Export(args) => portwatch::cmd::export::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

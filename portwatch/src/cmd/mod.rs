@@ -1,1 +1,3 @@
+pub mod export;
+pub mod record;
 pub mod trace;
