@@ -351,3 +351,52 @@ fn a_dictionary_cannot_grow_past_its_cap() {
     let err = read(&b).unwrap().error.expect("an error");
     assert!(err.to_string().contains("more than 65536 address"), "{err}");
 }
+
+// ---- random damage behind valid checksums ----
+//
+// The frame checksum catches accidental damage; these reach the record
+// decoder itself, as a crafted file would.
+
+fn refresh_crcs(bytes: &mut [u8]) {
+    let mut at = HEADER_BYTES;
+    while at + FRAME_HEADER_BYTES <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let end = (at + FRAME_HEADER_BYTES + len).min(bytes.len());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&bytes[at + 8..end]);
+        let crc = h.finalize().to_le_bytes();
+        bytes[at + 4..at + 8].copy_from_slice(&crc);
+        at = end;
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn mutated_records_with_fixed_checksums_never_panic(
+        edits in proptest::collection::vec((0usize..10_000, proptest::prelude::any::<u8>()), 1..6),
+    ) {
+        let (mut bytes, _, _) = small_trace();
+        for (pos, val) in edits {
+            // Anywhere past the file header and the first frame header;
+            // later frame headers may be hit, and refresh_crcs follows
+            // whatever lengths they then claim.
+            let i = HEADER_BYTES + FRAME_HEADER_BYTES + pos % (bytes.len() - HEADER_BYTES - FRAME_HEADER_BYTES);
+            bytes[i] = val;
+        }
+        refresh_crcs(&mut bytes);
+        portwatch::tracefile::fuzz_read(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_payloads_with_valid_checksums_never_panic(
+        payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+    ) {
+        let mut b = header(1);
+        let mut p = host_payload();
+        p.extend_from_slice(&payload);
+        b.extend(frame(0, &p));
+        portwatch::tracefile::fuzz_read(&b);
+    }
+}

@@ -464,8 +464,14 @@ impl Decoder {
                 let tid = c.u32("tid")?;
                 let cgroup_id = c.u64()?;
                 let n = c.len(16, "comm")?;
+                let bytes = c.bytes(n)?;
+                // Writers store the comm up to its first NUL; a NUL inside
+                // would decode to a comm that re-encodes differently.
+                if bytes.contains(&0) {
+                    return Err(Corruption::OutOfRange("comm (contains NUL)"));
+                }
                 let mut raw = [0u8; 16];
-                raw[..n].copy_from_slice(c.bytes(n)?);
+                raw[..n].copy_from_slice(bytes);
                 let t = Task {
                     pid,
                     tid,

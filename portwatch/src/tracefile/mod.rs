@@ -163,3 +163,28 @@ pub(crate) fn header_bytes() -> [u8; HEADER_BYTES] {
     h[12..].copy_from_slice(&crc.to_le_bytes());
     h
 }
+
+/// The fuzz target's body, shared with the test that replays its corpus:
+/// reading arbitrary bytes must not panic, and whatever reads as valid
+/// inputs must write and read back identical (so the reader accepts
+/// nothing the writer could not have produced).
+#[doc(hidden)]
+pub fn fuzz_read(data: &[u8]) {
+    let Ok(mut reader) = Reader::new(data) else {
+        return;
+    };
+    let inputs: Vec<_> = reader.by_ref().map_while(Result::ok).collect();
+    if inputs.is_empty() {
+        return;
+    }
+    let mut w = Writer::new(Vec::new()).expect("writing to memory");
+    for i in &inputs {
+        w.append(i).expect("a decoded input must be encodable");
+    }
+    let bytes = w.finish().expect("writing to memory");
+    let back: Vec<_> = Reader::new(&bytes[..])
+        .expect("a written header")
+        .collect::<Result<_, _>>()
+        .expect("a written trace reads back");
+    assert_eq!(back, inputs, "decode → encode → decode changed the inputs");
+}
