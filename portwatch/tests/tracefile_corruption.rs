@@ -4,14 +4,19 @@
 
 use portwatch::input::Input;
 use portwatch::tracefile::{
-    FRAME_HEADER_BYTES, HEADER_BYTES, MAGIC, MAX_FRAME_BYTES, ReadError, ReadWarning, Reader,
-    Writer, synthetic,
+    Compression, FRAME_HEADER_BYTES, FRAME_ZSTD, HEADER_BYTES, MAGIC, MAX_FRAME_BYTES, ReadError,
+    ReadWarning, Reader, Writer, synthetic,
 };
 
 /// A small trace of three frames, with the file length after each frame.
 fn small_trace() -> (Vec<u8>, Vec<Input>, Vec<usize>) {
+    small_trace_with(Compression::None)
+}
+
+fn small_trace_with(compression: Compression) -> (Vec<u8>, Vec<Input>, Vec<usize>) {
     let inputs = synthetic::churn(12, 5_000);
     let mut w = Writer::new(Vec::new()).unwrap();
+    w.set_compression(compression).unwrap();
     let mut ends = vec![HEADER_BYTES];
     for (i, input) in inputs.iter().enumerate() {
         w.append(input).unwrap();
@@ -127,7 +132,16 @@ fn a_damaged_header_is_a_checksum_error() {
 
 #[test]
 fn truncation_at_every_offset_keeps_every_complete_frame() {
-    let (bytes, inputs, ends) = small_trace();
+    truncation_at_every_offset(Compression::None);
+}
+
+#[test]
+fn truncation_of_zstd_frames_at_every_offset_keeps_every_complete_frame() {
+    truncation_at_every_offset(Compression::Zstd(3));
+}
+
+fn truncation_at_every_offset(compression: Compression) {
+    let (bytes, inputs, ends) = small_trace_with(compression);
     // Inputs readable from a file that ends right after frame k.
     let per_frame = [0usize, 5, 10, inputs.len()];
     for cut in 0..=bytes.len() {
@@ -159,7 +173,16 @@ fn truncation_at_every_offset_keeps_every_complete_frame() {
 
 #[test]
 fn every_single_bit_flip_is_reported_and_never_yields_wrong_data() {
-    let (bytes, inputs, _) = small_trace();
+    every_single_bit_flip(Compression::None);
+}
+
+#[test]
+fn every_single_bit_flip_in_zstd_frames_is_reported_and_never_yields_wrong_data() {
+    every_single_bit_flip(Compression::Zstd(3));
+}
+
+fn every_single_bit_flip(compression: Compression) {
+    let (bytes, inputs, _) = small_trace_with(compression);
     for bit in 0..bytes.len() * 8 {
         let mut b = bytes.clone();
         b[bit / 8] ^= 1 << (bit % 8);
@@ -267,6 +290,51 @@ fn an_unknown_frame_kind_is_an_error() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_zstd_bomb_is_stopped_at_the_frame_limit() {
+    // 64 MiB of zeros compress to a few KiB with a valid checksum.
+    let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 1).unwrap();
+    assert!(bomb.len() < 64 * 1024);
+    let mut b = header(1);
+    b.extend(frame(FRAME_ZSTD, &bomb));
+    let err = read(&b).unwrap().error.expect("an error");
+    assert!(
+        matches!(err, ReadError::FrameTooLong { offset: 16, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_zstd_frame_asking_for_a_huge_window_is_refused() {
+    // Streamed with no content size and a 128 MiB window: the frame header
+    // asks any decoder to reserve that much, whatever the data.
+    use std::io::Write;
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+    e.window_log(27).unwrap();
+    e.write_all(&host_payload()).unwrap();
+    let packed = e.finish().unwrap();
+    let mut b = header(1);
+    b.extend(frame(FRAME_ZSTD, &packed));
+    let err = read(&b).unwrap().error.expect("an error");
+    assert!(
+        matches!(err, ReadError::Decompress { offset: 16, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("too much memory"), "{err}");
+}
+
+#[test]
+fn garbage_in_a_zstd_frame_is_a_decompression_error() {
+    let mut b = header(1);
+    b.extend(frame(FRAME_ZSTD, b"definitely not zstd"));
+    let err = read(&b).unwrap().error.expect("an error");
+    assert!(
+        matches!(err, ReadError::Decompress { offset: 16, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("decompress"), "{err}");
 }
 
 #[test]

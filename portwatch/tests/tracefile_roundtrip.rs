@@ -7,7 +7,7 @@ use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, L
 use portwatch::input::{
     HostInfo, Input, KernelCounters, SockState, SocketEntry, SocketTable, Sysctls,
 };
-use portwatch::tracefile::{Reader, Writer, synthetic};
+use portwatch::tracefile::{Compression, Reader, Writer, synthetic};
 use proptest::prelude::*;
 
 fn write_all(inputs: &[Input]) -> Vec<u8> {
@@ -238,6 +238,38 @@ fn a_stream_spanning_many_frames_round_trips() {
         }
     }
     let bytes = w.finish().unwrap();
+    assert_eq!(read_all(&bytes), inputs);
+}
+
+#[test]
+fn zstd_frames_round_trip_and_are_smaller() {
+    let inputs = synthetic::churn(20_000, 5_000);
+    let plain = write_all(&inputs);
+    let mut w = Writer::new(Vec::new()).unwrap();
+    w.set_compression(Compression::Zstd(1)).unwrap();
+    for i in &inputs {
+        w.append(i).unwrap();
+    }
+    let packed = w.finish().unwrap();
+    assert!(
+        packed.len() < plain.len(),
+        "{} vs {}",
+        packed.len(),
+        plain.len()
+    );
+    assert_eq!(read_all(&packed), inputs);
+}
+
+#[test]
+fn a_frame_that_does_not_compress_is_stored_plain() {
+    // One tiny record: zstd's own header would make it bigger.
+    let inputs = [Input::Host(synthetic::host(1))];
+    let mut w = Writer::new(Vec::new()).unwrap();
+    w.set_compression(Compression::Zstd(1)).unwrap();
+    w.append(&inputs[0]).unwrap();
+    let bytes = w.finish().unwrap();
+    let kind = bytes[portwatch::tracefile::HEADER_BYTES + 8];
+    assert_eq!(kind, portwatch::tracefile::FRAME_PLAIN);
     assert_eq!(read_all(&bytes), inputs);
 }
 
@@ -496,12 +528,23 @@ fn arb_stream() -> impl Strategy<Value = (Vec<Input>, Vec<usize>)> {
         })
 }
 
+fn arb_compression() -> impl Strategy<Value = Compression> {
+    prop_oneof![
+        Just(Compression::None),
+        (1i32..4).prop_map(Compression::Zstd)
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn arbitrary_streams_round_trip((inputs, flush_after) in arb_stream()) {
+    fn arbitrary_streams_round_trip(
+        (inputs, flush_after) in arb_stream(),
+        compression in arb_compression(),
+    ) {
         let mut w = Writer::new(Vec::new()).unwrap();
+        w.set_compression(compression).unwrap();
         for (i, input) in inputs.iter().enumerate() {
             w.append(input).unwrap();
             if flush_after.contains(&i) {

@@ -3,7 +3,8 @@
 //! `record` writes what live mode feeds the engine; `replay`, `report` and
 //! `export` read it back with a loop over [`Reader`]. The format (FORMAT.md
 //! at the top of the repository) is a 16-byte header followed by
-//! self-contained, checksummed frames of compact records:
+//! self-contained, checksummed frames of compact records, optionally zstd
+//! compressed (`record` does):
 //!
 //! - append-only and flushed frame by frame, so a recorder killed with
 //!   SIGKILL leaves a file whose every complete frame reads back; the torn
@@ -21,7 +22,7 @@ use std::io;
 
 pub use codec::{MAX_DICT_ENTRIES, MAX_RESERVED_RANGES, MAX_SOCKETS, MAX_STR_BYTES};
 pub use reader::Reader;
-pub use writer::{FRAME_TARGET_BYTES, Writer};
+pub use writer::{Compression, FRAME_TARGET_BYTES, Writer};
 
 /// First 8 bytes of every trace. Like PNG's: a non-ASCII first byte, and
 /// CR-LF / ^Z / LF that text-mode transfers would mangle.
@@ -39,6 +40,11 @@ pub const FRAME_HEADER_BYTES: usize = 9;
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 /// Frame kind: records stored as they are.
 pub const FRAME_PLAIN: u8 = 0;
+/// Frame kind: records compressed as one zstd frame.
+pub const FRAME_ZSTD: u8 = 1;
+/// Largest zstd window a reader accepts (2^24 = MAX_FRAME_BYTES): bounds
+/// the decoder's memory whatever a hostile frame header claims.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
 /// What is wrong inside a frame whose checksum was right: a writer bug, or
 /// a file crafted or damaged so that its checksum still matches.
@@ -102,6 +108,8 @@ pub enum ReadError {
     Checksum { offset: u64 },
     #[error("frame at byte {offset}: unknown frame kind {kind}")]
     FrameKind { offset: u64, kind: u8 },
+    #[error("frame at byte {offset}: cannot decompress: {message}")]
+    Decompress { offset: u64, message: String },
     #[error("corrupt record at byte {offset}: {reason}")]
     Corrupt { offset: u64, reason: Corruption },
 }
@@ -114,6 +122,7 @@ impl ReadError {
             | ReadError::FrameTooLong { offset, .. }
             | ReadError::Checksum { offset }
             | ReadError::FrameKind { offset, .. }
+            | ReadError::Decompress { offset, .. }
             | ReadError::Corrupt { offset, .. } => Some(*offset),
             ReadError::Empty | ReadError::BadMagic | ReadError::HeaderChecksum => Some(0),
             ReadError::TruncatedHeader { len_bytes } => Some(*len_bytes),

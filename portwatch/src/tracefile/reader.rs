@@ -7,8 +7,8 @@ use std::path::Path;
 use super::codec::Decoder;
 use super::varint::Cursor;
 use super::{
-    Corruption, FRAME_HEADER_BYTES, FRAME_PLAIN, HEADER_BYTES, MAGIC, MAJOR_VERSION,
-    MAX_FRAME_BYTES, ReadError, ReadWarning,
+    Corruption, FRAME_HEADER_BYTES, FRAME_PLAIN, FRAME_ZSTD, HEADER_BYTES, MAGIC, MAJOR_VERSION,
+    MAX_FRAME_BYTES, ReadError, ReadWarning, ZSTD_WINDOW_LOG_MAX,
 };
 use crate::input::Input;
 
@@ -20,8 +20,11 @@ pub struct Reader<R> {
     src: BufReader<R>,
     /// File offset of the next byte `src` yields.
     offset: u64,
-    /// Payload of the current frame, and where the next record starts.
+    /// Payload of the current frame (decompressed), and where the next
+    /// record starts.
     frame: Vec<u8>,
+    /// The frame as stored, when it has to be decompressed.
+    stored: Vec<u8>,
     pos: usize,
     /// File offset of `frame[0]`.
     payload_offset: u64,
@@ -88,6 +91,7 @@ impl<R: Read> Reader<R> {
             src,
             offset: HEADER_BYTES as u64,
             frame: Vec::new(),
+            stored: Vec::new(),
             pos: 0,
             payload_offset: HEADER_BYTES as u64,
             dec: Decoder::default(),
@@ -149,10 +153,10 @@ impl<R: Read> Reader<R> {
         }
         // `take` + `read_to_end` grows the buffer only as bytes actually
         // arrive: a length field alone cannot make us allocate.
-        self.frame.clear();
+        self.stored.clear();
         let got = (&mut self.src)
             .take(len.into())
-            .read_to_end(&mut self.frame)
+            .read_to_end(&mut self.stored)
             .map_err(|e| self.io(e))?;
         self.offset += got as u64;
         if got < len as usize {
@@ -164,7 +168,7 @@ impl<R: Read> Reader<R> {
         }
         let mut h = crc32fast::Hasher::new();
         h.update(&[kind]);
-        h.update(&self.frame);
+        h.update(&self.stored);
         if h.finalize() != crc {
             let offset = self.offset;
             let at_end = self
@@ -185,16 +189,44 @@ impl<R: Read> Reader<R> {
                 offset: frame_offset,
             });
         }
-        if kind != FRAME_PLAIN {
-            return Err(ReadError::FrameKind {
-                offset: frame_offset,
-                kind,
-            });
+        match kind {
+            FRAME_PLAIN => std::mem::swap(&mut self.frame, &mut self.stored),
+            FRAME_ZSTD => self.decompress(frame_offset)?,
+            kind => {
+                return Err(ReadError::FrameKind {
+                    offset: frame_offset,
+                    kind,
+                });
+            }
         }
         self.dec.reset();
         self.pos = 0;
         self.payload_offset = frame_offset + FRAME_HEADER_BYTES as u64;
         Ok(true)
+    }
+
+    /// `stored` → `frame`, producing at most `MAX_FRAME_BYTES`: the output
+    /// buffer grows with what the decoder actually produces, and the
+    /// window it may ask for is capped.
+    fn decompress(&mut self, frame_offset: u64) -> Result<(), ReadError> {
+        let err = |e: io::Error| ReadError::Decompress {
+            offset: frame_offset,
+            message: e.to_string(),
+        };
+        let mut dec = zstd::stream::read::Decoder::with_buffer(&self.stored[..]).map_err(err)?;
+        dec.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(err)?;
+        self.frame.clear();
+        let n = dec
+            .take(MAX_FRAME_BYTES as u64 + 1)
+            .read_to_end(&mut self.frame)
+            .map_err(err)?;
+        if n > MAX_FRAME_BYTES {
+            return Err(ReadError::FrameTooLong {
+                offset: frame_offset,
+                len_bytes: n as u64,
+            });
+        }
+        Ok(())
     }
 
     fn fail(&mut self, e: ReadError) -> Option<Result<Input, ReadError>> {

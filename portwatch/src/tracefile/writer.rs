@@ -6,7 +6,9 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::codec::{Encoder, MAX_RESERVED_RANGES, MAX_SOCKETS, MAX_STR_BYTES};
-use super::{FRAME_HEADER_BYTES, FRAME_PLAIN, MAX_FRAME_BYTES, WriteError, header_bytes};
+use super::{
+    FRAME_HEADER_BYTES, FRAME_PLAIN, FRAME_ZSTD, MAX_FRAME_BYTES, WriteError, header_bytes,
+};
 use crate::input::Input;
 
 /// A frame is written out once its payload reaches this size, even before
@@ -14,6 +16,17 @@ use crate::input::Input;
 /// dictionary definitions cost little, small enough that a crash loses
 /// little and a reader's buffer stays small.
 pub const FRAME_TARGET_BYTES: usize = 256 * 1024;
+
+/// How frames are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Records as they are: fastest, about 19 bytes per connection event.
+    None,
+    /// Each frame compressed with zstd at this level (1 is fast and enough:
+    /// the records are already compact; what is left is repetition).
+    /// A frame that does not get smaller is stored plain.
+    Zstd(i32),
+}
 
 /// Writes a trace. Nothing reaches `out` between [`Writer::flush`] calls
 /// except whole frames, each in one `write` call, so a crash leaves at
@@ -24,6 +37,10 @@ pub struct Writer<W: Write> {
     /// as one buffer so the frame lands in the file in one write.
     frame: Vec<u8>,
     enc: Encoder,
+    /// Set when frames are compressed.
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    /// A compressed frame, assembled for its single write.
+    packed: Vec<u8>,
     started: bool,
     bytes_written: u64,
     inputs: u64,
@@ -71,11 +88,22 @@ impl<W: Write> Writer<W> {
             out,
             frame,
             enc: Encoder::default(),
+            zstd: None,
+            packed: Vec::new(),
             started: false,
             bytes_written: header.len() as u64,
             inputs: 0,
             events: 0,
         })
+    }
+
+    /// Chooses how the frames written from now on are stored.
+    pub fn set_compression(&mut self, c: Compression) -> io::Result<()> {
+        self.zstd = match c {
+            Compression::None => None,
+            Compression::Zstd(level) => Some(zstd::bulk::Compressor::new(level)?),
+        };
+        Ok(())
     }
 
     /// Adds one input to the current frame. The first must be
@@ -153,21 +181,45 @@ impl<W: Write> Writer<W> {
         if payload_len == 0 {
             return Ok(());
         }
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&[FRAME_PLAIN]);
-        crc.update(&self.frame[FRAME_HEADER_BYTES..]);
-        self.frame[0..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-        self.frame[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
-        self.frame[8] = FRAME_PLAIN;
+        let compressed = match self.zstd.as_mut() {
+            Some(z) => Some(z.compress(&self.frame[FRAME_HEADER_BYTES..])?),
+            None => None,
+        };
+        let buf = match compressed {
+            Some(c) if c.len() < payload_len => {
+                self.packed.clear();
+                self.packed.resize(FRAME_HEADER_BYTES, 0);
+                self.packed.extend_from_slice(&c);
+                fill_frame_header(&mut self.packed, FRAME_ZSTD);
+                &self.packed
+            }
+            _ => {
+                fill_frame_header(&mut self.frame, FRAME_PLAIN);
+                &self.frame
+            }
+        };
         // Whatever happens, the next frame starts empty with fresh state:
         // after an error the file ends in a torn frame, which readers skip.
-        let r = self.out.write_all(&self.frame);
+        let r = self.out.write_all(buf);
+        let written = buf.len();
         self.frame.truncate(FRAME_HEADER_BYTES);
         self.enc.reset();
         r?;
-        self.bytes_written += (FRAME_HEADER_BYTES + payload_len) as u64;
+        self.bytes_written += written as u64;
         Ok(())
     }
+}
+
+/// Fills in the length, checksum and kind of the frame in `buf` (header
+/// placeholder followed by the stored payload).
+fn fill_frame_header(buf: &mut [u8], kind: u8) {
+    let (hdr, payload) = buf.split_at_mut(FRAME_HEADER_BYTES);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&[kind]);
+    crc.update(payload);
+    hdr[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    hdr[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+    hdr[8] = kind;
 }
 
 /// Rejects inputs the format cannot hold, before anything is encoded.
