@@ -282,6 +282,58 @@ fn a_large_stream_fills_frames_by_itself() {
 }
 
 #[test]
+fn a_hundred_thousand_distinct_destinations_round_trip() {
+    // The engine bench's "many destinations" mix, in one unflushed stream.
+    let mut inputs = vec![Input::Host(synthetic::host(0))];
+    let base = close(
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Some(task("fanout")),
+    );
+    for i in 0..100_000u32 {
+        let mut c = base;
+        c.daddr = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+        c.dport = (i % 50_000) as u16;
+        c.end_ns += u64::from(i);
+        inputs.push(Input::Event(Event::Close(c)));
+    }
+    assert_eq!(read_all(&write_all(&inputs)), inputs);
+}
+
+#[test]
+fn a_socket_table_with_more_addresses_than_a_dictionary_holds_round_trips() {
+    // 80k distinct addresses in one record: the first 65,536 are interned,
+    // the rest stored inline; the next record needs a new frame for its
+    // own definitions.
+    let entries: Vec<SocketEntry> = (0..40_000u32)
+        .map(|i| SocketEntry {
+            state: SockState::TimeWait,
+            saddr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + 2 * i)),
+            sport: (i % 60_000) as u16,
+            daddr: IpAddr::V6(Ipv6Addr::from(u128::from(2 * i + 1))),
+            dport: 443,
+            expires_ms: 60_000,
+            uid: 0,
+            inode: 0,
+        })
+        .collect();
+    let inputs = vec![
+        Input::Host(synthetic::host(0)),
+        Input::Sockets(SocketTable {
+            ts_ns: 1,
+            netns: 0,
+            entries,
+        }),
+        Input::Event(Event::Close(close(
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)),
+            IpAddr::V4(Ipv4Addr::new(192, 168, 1, 2)),
+            Some(task("after")),
+        ))),
+    ];
+    assert_eq!(read_all(&write_all(&inputs)), inputs);
+}
+
+#[test]
 fn a_trace_with_only_a_header_has_no_inputs() {
     let bytes = Writer::new(Vec::new()).unwrap().finish().unwrap();
     assert_eq!(bytes.len(), portwatch::tracefile::HEADER_BYTES);

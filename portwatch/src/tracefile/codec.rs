@@ -9,7 +9,6 @@
 //! The layout of every record is in FORMAT.md.
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::net::IpAddr;
 
 use super::Corruption;
@@ -135,34 +134,21 @@ impl Encoder {
 
     /// Index of the destination and the port delta to store for `port`.
     fn dest(&mut self, buf: &mut Vec<u8>, key: DestKey, port: u16) -> (u32, i16) {
-        let n = self.dests.len() as u32;
-        match self.dests.entry(key) {
-            Entry::Occupied(mut o) => {
-                let (idx, last) = o.get_mut();
-                let delta = port.wrapping_sub(*last) as i16;
-                *last = port;
-                (*idx, delta)
-            }
-            Entry::Vacant(v) => {
-                v.insert((n, port));
-                let addr_idx = {
-                    // Borrow dance: the address must be defined before the
-                    // destination that refers to it.
-                    let a = key.addr;
-                    let m = self.addrs.len() as u32;
-                    *self.addrs.entry(a).or_insert_with(|| {
-                        buf.push(TAG_DEF_ADDR);
-                        put_addr(buf, &a);
-                        m
-                    })
-                };
-                buf.push(TAG_DEF_DEST);
-                put_u64(buf, key.netns.into());
-                put_u64(buf, addr_idx.into());
-                put_u64(buf, key.port.into());
-                (n, port as i16)
-            }
+        if let Some((idx, last)) = self.dests.get_mut(&key) {
+            let delta = port.wrapping_sub(*last) as i16;
+            *last = port;
+            return (*idx, delta);
         }
+        // Definitions precede their first use: the address, then this.
+        let addr_idx = self.addr(buf, key.addr);
+        let idx = self.dests.len() as u32;
+        self.dests.insert(key, (idx, port));
+        buf.push(TAG_DEF_DEST);
+        put_u64(buf, key.netns.into());
+        put_u64(buf, addr_idx.into());
+        put_u64(buf, key.port.into());
+        // The decoder's slot starts at port 0.
+        (idx, port as i16)
     }
 
     /// Appends `input` (with any dictionary definitions it needs first).
