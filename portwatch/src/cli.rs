@@ -28,6 +28,12 @@ pub enum Command {
         after_help = "Examples:\n  sudo portwatch trace\n  sudo portwatch trace --json | jq 'select(.cause == \"port_exhaustion\")'\n  sudo portwatch trace --pid 1234 --duration 60\n  sudo portwatch trace --daddr 10.0.0.5 --dport 5432\n\nText columns: TIME (local), PID, COMM, DIR (out/in), LOCAL and REMOTE addr:port,\nLIFE_MS (connection lifetime), CLOSED (who sent the first FIN: local means a\nTIME_WAIT socket now holds the local port for 60 s), RESULT (ok, or the errno)."
     )]
     Trace(TraceArgs),
+    /// Which services churn short-lived connections, to which destinations,
+    /// and how close each destination is to running out of ephemeral ports.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch top --batch                       # text every 2 s\n  sudo portwatch top --batch --json --interval 5 --iterations 12\n  sudo portwatch top --batch --min-new-per-s 20 --max-lifetime-ms 200\n\nVerdict \"lacks_pooling\" (per service -> destination): at least --min-new-per-s new\nconnections/s over the last 10 s, new connections in at least --min-active-s of\nthose 10 s and in the last 2 s (a burst that stops is not a verdict), and a median\nlifetime of at most --max-lifetime-ms. Inbound churn is shown apart, never as a\nclient verdict. JSON fields: see the README (\"top --batch --json\")."
+    )]
+    Top(TopArgs),
     /// Record every event and the host context to a trace file, for replay, report or export.
     #[command(
         after_help = "Examples:\n  sudo portwatch record -o incident.pwtrace\n  sudo portwatch record -o /tmp/t.pwtrace --duration 300 --force\n\nThe file is created with mode 0600 (it holds addresses and process names) and is\nflushed every second: if portwatch is killed, all but the last second is readable.\nFormat: FORMAT.md."
@@ -68,6 +74,56 @@ pub enum ExportFormat {
     Jsonl,
     /// Comma-separated values with a header row, the same fields.
     Csv,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TopArgs {
+    /// Print snapshots to stdout instead of the interactive view (like `top -b`).
+    #[arg(long)]
+    pub batch: bool,
+    /// Refresh interval of the interactive view, in seconds (default 1).
+    #[arg(short = 'd', long, value_name = "SECS")]
+    pub delay: Option<f64>,
+    /// View to open: services, destinations or failures.
+    #[arg(long, value_name = "VIEW", default_value = "services",
+          value_parser = ["services", "destinations", "failures"])]
+    pub view: String,
+    /// Start with this filter (substring of name, address or port).
+    #[arg(long = "filter", value_name = "TEXT")]
+    pub filter_text: Option<String>,
+    /// Seconds between snapshots.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    pub interval: f64,
+    /// Stop after this many snapshots (default: until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// One JSON object per snapshot (stable fields, see README).
+    #[arg(long)]
+    pub json: bool,
+    /// Rows per table.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rows: usize,
+    /// Seconds between re-reads of the socket table (corrects drift).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub resync: f64,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Thresholds of the "lacks_pooling" verdict.
+#[derive(Args, Debug, Clone)]
+pub struct VerdictArgs {
+    /// New connections per second (over 10 s) a service -> destination pair must sustain.
+    #[arg(long, value_name = "RATE", default_value_t = 5.0)]
+    pub min_new_per_s: f64,
+    /// Median connection lifetime at or below which connections are "one per request".
+    #[arg(long, value_name = "MS", default_value_t = 1000.0)]
+    pub max_lifetime_ms: f64,
+    /// Seconds out of the last 10 that must see new connections (else: a burst).
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub min_active_s: u32,
 }
 
 #[derive(Args, Debug, Clone, Default)]

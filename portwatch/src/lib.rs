@@ -6,10 +6,15 @@
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod engine;
 pub mod errno;
 pub mod event;
 pub mod filter;
 pub mod input;
+pub mod live;
 pub mod output;
 pub mod probe;
+pub mod render;
+pub mod system;
 pub mod tracefile;
+pub mod tui;

@@ -7,6 +7,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Trace(args) => portwatch::cmd::trace::run(args),
+        Command::Top(args) => portwatch::cmd::top::run(args),
         Command::Record(args) => portwatch::cmd::record::run(args),
         Command::Export(args) => portwatch::cmd::export::run(args),
     };

@@ -339,9 +339,16 @@ mod tests {
 
     #[test]
     fn reads_this_kernels_vmlinux_when_present() {
-        let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else {
-            // No BTF on this machine: the parser tests above still ran.
-            return;
+        let data = match std::fs::read("/sys/kernel/btf/vmlinux") {
+            Ok(d) => d,
+            // CI machines have BTF: there its absence is a failure.
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI machine without /sys/kernel/btf/vmlinux: {e}")
+            }
+            Err(e) => {
+                eprintln!("note: no kernel BTF here ({e}); vmlinux check not run");
+                return;
+            }
         };
         let btf = Btf::parse(&data).expect("vmlinux BTF parses");
         let acked = btf.offset_of("tcp_sock", "bytes_acked").unwrap();

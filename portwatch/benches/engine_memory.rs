@@ -1,0 +1,90 @@
+//! Memory bound: a flood of connections to 1,000,000 distinct destinations
+//! (synthetic events into the engine) must keep the process's peak RSS
+//! under the documented cap. Prints the figures; exits non-zero only if
+//! the cap is exceeded. Run: `cargo bench -p portwatch --bench engine_memory`.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use portwatch::clock::WallClock;
+use portwatch::engine::{Config, Engine};
+use portwatch::event::{Comm, ConnClose, Direction, Event, Task};
+use portwatch::input::{HostInfo, Input, Sysctls};
+
+const DESTINATIONS: u32 = 1_000_000;
+/// The cap documented in the README.
+const CAP_MIB: f64 = 100.0;
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; nothing else to parse.
+    let before = status_kib("VmRSS:");
+    let mut e = Engine::new(Config::default());
+    e.apply(&Input::Host(HostInfo {
+        hostname: "bench".into(),
+        kernel: "6.18".into(),
+        clock: WallClock {
+            mono_ns: 0,
+            unix_ns: 1_700_000_000_000_000_000,
+        },
+        netns: 1,
+        sysctls: Sysctls {
+            port_range: (32768, 60999),
+            ..Sysctls::default()
+        },
+    }));
+    let start = std::time::Instant::now();
+    for n in 0..DESTINATIONS {
+        let end_ns = 1_000_000_000 + u64::from(n) * 10_000; // 100k/s
+        if n % 1000 == 0 {
+            e.apply(&Input::Tick { now_ns: end_ns });
+        }
+        let pid = 1000 + n % 50_000;
+        e.apply(&Input::Event(Event::Close(ConnClose {
+            start_ns: end_ns - 200_000,
+            end_ns,
+            handshake_ns: Some(30_000),
+            task: Some(Task {
+                pid,
+                tid: pid,
+                comm: Comm::new("flood"),
+                cgroup_id: u64::from(n % 100),
+            }),
+            netns: 1,
+            direction: Direction::Outbound,
+            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sport: 40000,
+            daddr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n)),
+            dport: 443,
+            bytes: None,
+            local_close: true,
+            peer_close: false,
+            established: true,
+            errno: None,
+        })));
+    }
+    let model = e.model(1_000_000_000 + u64::from(DESTINATIONS) * 10_000);
+    let elapsed = start.elapsed();
+    let peak_mib = status_kib("VmHWM:") as f64 / 1024.0;
+    println!(
+        "engine_memory: {DESTINATIONS} distinct destinations in {:.2} s ({:.0} events/s); \
+         destinations shown {}, folded into others {}; RSS before {:.1} MiB, peak {:.1} MiB (cap {CAP_MIB} MiB)",
+        elapsed.as_secs_f64(),
+        f64::from(DESTINATIONS) / elapsed.as_secs_f64(),
+        model.destinations.len(),
+        model.others.destinations,
+        before as f64 / 1024.0,
+        peak_mib
+    );
+    if peak_mib > CAP_MIB {
+        eprintln!("engine_memory: peak RSS {peak_mib:.1} MiB exceeds the cap of {CAP_MIB} MiB");
+        std::process::exit(1);
+    }
+}

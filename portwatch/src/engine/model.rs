@@ -1,0 +1,242 @@
+//! The model: what every view (top, top --batch, report) reads.
+//!
+//! A plain value computed by [`super::Engine::model`] at a given time; views
+//! never change it. Units are in the field names.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::service::ServiceId;
+use crate::clock::WallClock;
+use crate::event::Losses;
+use crate::input::Sysctls;
+
+/// Statistics kept for every key (process, service, destination, pair,
+/// inbound port).
+#[derive(Clone, Debug, PartialEq, Serialize, Default)]
+pub struct Stats {
+    /// Connections reported (closed) since observation started, including
+    /// failed handshakes. Counted in the second they started.
+    pub new_total: u64,
+    /// New connections per second over the last 1, 10 and 60 complete seconds
+    /// (over fewer when observation started more recently).
+    pub new_per_s_1s: f64,
+    pub new_per_s_10s: f64,
+    pub new_per_s_60s: f64,
+    /// Seconds among the last 10 complete ones with at least one new
+    /// connection: tells sustained churn from a burst.
+    pub active_s_10s: u32,
+    /// Connection lifetime percentiles (established connections), in ms.
+    pub lifetime_p50_ms: Option<f64>,
+    pub lifetime_p90_ms: Option<f64>,
+    pub lifetime_p99_ms: Option<f64>,
+    /// Handshake (SYN → ESTABLISHED) percentiles, in ms.
+    pub handshake_p50_ms: Option<f64>,
+    pub handshake_p99_ms: Option<f64>,
+    /// Share of closed connections where this host sent the first FIN.
+    pub closed_locally_share: Option<f64>,
+    /// Locally closed connections per second over the last 10 s: the rate at
+    /// which TIME_WAIT sockets are created.
+    pub local_close_per_s_10s: f64,
+    /// TIME_WAIT sockets held now: connections closed locally within the last
+    /// 60 s (Linux's fixed TIME_WAIT length). For destinations, from the
+    /// socket table when one was read, plus local closes since.
+    pub time_wait: u64,
+    /// Of those, how many expire within the next 10, 30, 60 s.
+    pub tw_expiring_10s: u64,
+    pub tw_expiring_30s: u64,
+    pub tw_expiring_60s: u64,
+    /// Failed connects and failed handshakes by errno, EADDRNOTAVAIL first,
+    /// then by count.
+    pub connect_errors: Vec<ErrnoCount>,
+    pub connect_errors_total: u64,
+    /// New connections in each of the last 60 complete seconds, oldest
+    /// first (the TUI's sparklines and rate chart).
+    #[serde(skip)]
+    pub new_series_60s: Vec<u32>,
+    /// Lifetime counts by decade: "<1ms", "<10ms", "<100ms", "<1s", "<10s", ">=10s".
+    #[serde(skip)]
+    pub lifetime_buckets: Vec<(&'static str, u64)>,
+    /// When the last failed connect or handshake happened (CLOCK_MONOTONIC).
+    #[serde(skip)]
+    pub last_error_ns: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ErrnoCount {
+    pub errno: i32,
+    /// Symbolic name, e.g. "EADDRNOTAVAIL".
+    pub name: String,
+    pub count: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProcessRow {
+    pub pid: u32,
+    pub comm: String,
+    pub service: ServiceId,
+    pub stats: Stats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceRow {
+    pub service: ServiceId,
+    /// Some of the pids seen (most recent first, at most 16).
+    pub pids: Vec<u32>,
+    pub stats: Stats,
+}
+
+/// Who sends the first FIN on connections to a destination.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Closer {
+    /// This host: TIME_WAIT lands here and holds this host's ports.
+    Local,
+    /// The peer: TIME_WAIT lands on the peer.
+    Peer,
+    Mixed,
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DestinationRow {
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub stats: Stats,
+    pub closer: Closer,
+    /// Ports held to this destination now: ESTABLISHED + SYN_SENT +
+    /// TIME_WAIT (socket table when read, adjusted by events since).
+    pub held_ports: u64,
+    /// Open (ESTABLISHED + SYN_SENT) part of `held_ports`.
+    pub open_ports: u64,
+    /// Whether a socket table has been read: without it, only connections
+    /// closed since start are known and `held_ports` is a lower bound.
+    pub from_socket_table: bool,
+    /// Ephemeral ports available per (local addr, this destination).
+    pub budget: u64,
+    /// held_ports / budget.
+    pub pressure: f64,
+    pub forecast: Forecast,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Forecast {
+    /// TIME_WAIT sockets held in steady state at the current local-close
+    /// rate r: r × 60.
+    pub steady_time_wait: f64,
+    /// steady_time_wait + open ports exceeds the budget.
+    pub exceeds_budget: bool,
+    /// Rough seconds until no port is free, when exceeding.
+    pub exhaustion_in_s: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PairRow {
+    pub service: ServiceId,
+    pub pids: Vec<u32>,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    pub stats: Stats,
+}
+
+/// Connections accepted by a listener on this host (inbound churn): keyed by
+/// the local address and port, never a client verdict.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct InboundRow {
+    pub laddr: IpAddr,
+    pub lport: u16,
+    pub stats: Stats,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    pub service: ServiceId,
+    pub pids: Vec<u32>,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// "lacks_pooling".
+    pub verdict: &'static str,
+    pub new_per_s: f64,
+    pub lifetime_p50_ms: Option<f64>,
+    pub time_wait: u64,
+    /// Share of the destination's port budget this pair's TIME_WAIT holds.
+    pub budget_share: f64,
+    pub closed_locally_share: Option<f64>,
+    pub connect_errors_total: u64,
+    pub evidence: String,
+    pub fix: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Advice {
+    /// "warning", "suggestion" or "note".
+    pub level: &'static str,
+    /// Short key for tooling, e.g. "tw_reuse_off".
+    pub key: &'static str,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Default)]
+pub struct SystemModel {
+    pub hostname: String,
+    /// Monotonic → wall-clock anchor of the host input, for display.
+    #[serde(skip)]
+    pub clock: Option<WallClock>,
+    pub kernel: String,
+    #[serde(skip)]
+    pub sysctls: Option<Sysctls>,
+    /// `ip_local_port_range`, inclusive.
+    pub port_range: Option<(u16, u16)>,
+    /// Size of the range minus reserved ports in it.
+    pub budget: Option<u64>,
+    /// /proc/net/sockstat (latest): TIME_WAIT and in-use TCP sockets.
+    pub sockstat_tw: Option<u64>,
+    pub sockstat_inuse: Option<u64>,
+    /// /proc/net/netstat rates between the last two readings.
+    pub tw_per_s: Option<f64>,
+    pub tw_recycled_per_s: Option<f64>,
+    pub tw_overflow_per_s: Option<f64>,
+    /// Outbound connections (all services), per second.
+    pub new_per_s_1s: f64,
+    pub new_per_s_10s: f64,
+    pub new_per_s_60s: f64,
+    pub connect_errors_per_s_10s: f64,
+    pub connect_errors: Vec<ErrnoCount>,
+    pub connect_errors_total: u64,
+    /// Kernel-side and decode losses (cumulative).
+    #[serde(skip)]
+    pub losses: Losses,
+    pub lost_events: u64,
+    /// Keys folded into "others" because a table was full, per table (an
+    /// estimate of distinct keys), and keys aged out for being idle.
+    pub folded_keys: u64,
+    pub aged_out_keys: u64,
+    pub advice: Vec<Advice>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Default)]
+pub struct Model {
+    pub now_ns: u64,
+    /// Seconds of observation (first input to now).
+    pub observed_s: f64,
+    pub system: SystemModel,
+    /// Sorted by new_per_s_10s, then total, descending; ties by key.
+    pub processes: Vec<ProcessRow>,
+    pub services: Vec<ServiceRow>,
+    pub destinations: Vec<DestinationRow>,
+    pub pairs: Vec<PairRow>,
+    pub inbound: Vec<InboundRow>,
+    pub verdicts: Vec<Verdict>,
+    /// Rows folded into "others" per table, when a table was full.
+    pub others: Others,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Default)]
+pub struct Others {
+    pub processes: u64,
+    pub services: u64,
+    pub destinations: u64,
+    pub pairs: u64,
+    pub inbound: u64,
+}

@@ -1,0 +1,316 @@
+//! The "lacks_pooling" verdict and the system advice.
+//!
+//! A service → destination pair lacks connection reuse when it opens new
+//! connections at a sustained rate and they live briefly: one connection per
+//! request. Who closes first does not decide the verdict, only its weight and
+//! its words: when this host closes first, TIME_WAIT burns this host's ports
+//! to that destination; when the peer does, each request still pays a
+//! handshake, and TIME_WAIT piles up on the server instead.
+
+use super::VerdictConfig;
+use super::model::{Advice, DestinationRow, InboundRow, PairRow, SystemModel, Verdict};
+use crate::event::EADDRNOTAVAIL;
+use crate::input::Sysctls;
+
+fn pct(x: f64) -> String {
+    format!("{:.0}%", x * 100.0)
+}
+
+fn ms(x: Option<f64>) -> String {
+    match x {
+        Some(v) if v < 10.0 => format!("{v:.2} ms"),
+        Some(v) => format!("{v:.0} ms"),
+        None => "?".into(),
+    }
+}
+
+/// The verdict for one pair, if it lacks pooling. Pairs whose churn stopped
+/// are filtered out by the caller (it knows the per-second history).
+pub fn lacks_pooling(
+    cfg: &VerdictConfig,
+    pair: &PairRow,
+    dest: Option<&DestinationRow>,
+    budget: Option<u64>,
+    sysctls: Option<&Sysctls>,
+) -> Option<Verdict> {
+    let s = &pair.stats;
+    let p50 = s.lifetime_p50_ms?;
+    // A pooled client opens few connections and keeps them: its rate stays
+    // low however many requests it sends. A burst is active only a few of
+    // the last 10 seconds.
+    if s.new_per_s_10s < cfg.min_new_per_s
+        || s.active_s_10s < cfg.min_active_s
+        || p50 > cfg.max_lifetime_p50_ms
+    {
+        return None;
+    }
+    let budget = budget.filter(|&b| b > 0);
+    let budget_share = budget.map_or(0.0, |b| s.time_wait as f64 / b as f64);
+    let local = s.closed_locally_share.unwrap_or(0.0);
+    let dst = format!("{}:{}", fmt_addr(pair.daddr), pair.dport);
+
+    let mut evidence = format!(
+        "{:.1} new connections/s to {dst} (new connections in {}/10 of the last seconds), \
+         median lifetime {}: about one connection per request.",
+        s.new_per_s_10s,
+        s.active_s_10s,
+        ms(s.lifetime_p50_ms)
+    );
+    if local >= 0.5 {
+        evidence.push_str(&format!(
+            " This host closes first ({} of closes), so each connection leaves a TIME_WAIT \
+             socket holding a local port for 60 s: {} held now",
+            pct(local),
+            s.time_wait
+        ));
+        match budget {
+            Some(b) => evidence.push_str(&format!(
+                ", {} of the {b}-port budget to this destination.",
+                pct(budget_share)
+            )),
+            None => evidence.push('.'),
+        }
+        if let Some(d) = dest.filter(|d| d.forecast.exceeds_budget) {
+            evidence.push_str(&format!(
+                " At this rate TIME_WAIT alone would hold ~{:.0} ports, more than the budget",
+                d.forecast.steady_time_wait
+            ));
+            match d.forecast.exhaustion_in_s {
+                Some(t) if t <= 0.0 => evidence.push_str(": the ports are exhausted now."),
+                Some(t) => evidence.push_str(&format!(": exhausted in ~{t:.0} s.")),
+                None => evidence.push('.'),
+            }
+        }
+    } else {
+        evidence.push_str(&format!(
+            " The peer closes first ({} of closes by this host; HTTP/1.0 or \
+             `Connection: close`?): TIME_WAIT piles up on the server, not here, but every \
+             request still pays a handshake.",
+            pct(local)
+        ));
+    }
+    if s.connect_errors_total > 0 {
+        let eaddr = s
+            .connect_errors
+            .iter()
+            .find(|e| e.errno == EADDRNOTAVAIL)
+            .map_or(0, |e| e.count);
+        evidence.push_str(&format!(
+            " {} connect failures ({eaddr} EADDRNOTAVAIL: no free local port).",
+            s.connect_errors_total
+        ));
+    }
+
+    let mut fix = format!(
+        "Reuse connections: enable HTTP keep-alive or a connection pool in {}'s client \
+         for {dst}.",
+        pair.service
+    );
+    if local >= 0.5 {
+        fix.push_str(" To buy time meanwhile: widen net.ipv4.ip_local_port_range");
+        if let Some(sc) = sysctls {
+            fix.push_str(&format!(" (now {}-{})", sc.port_range.0, sc.port_range.1));
+        }
+        fix.push_str(
+            "; net.ipv4.tcp_tw_reuse=1 lets this connecting side reuse TIME_WAIT ports \
+             if TCP timestamps are on at both ends; connecting from more local addresses \
+             multiplies the budget. tcp_fin_timeout does not shorten TIME_WAIT.",
+        );
+    } else {
+        fix.push_str(" The server's TIME_WAIT load goes away with it.");
+    }
+    Some(Verdict {
+        service: pair.service.clone(),
+        pids: pair.pids.clone(),
+        daddr: pair.daddr,
+        dport: pair.dport,
+        verdict: "lacks_pooling",
+        new_per_s: s.new_per_s_10s,
+        lifetime_p50_ms: s.lifetime_p50_ms,
+        time_wait: s.time_wait,
+        budget_share,
+        closed_locally_share: s.closed_locally_share,
+        connect_errors_total: s.connect_errors_total,
+        evidence,
+        fix,
+    })
+}
+
+pub fn fmt_addr(a: std::net::IpAddr) -> String {
+    match a {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
+}
+
+/// System-wide advice from the sysctls and what was observed. Only says
+/// what is true on Linux: tcp_tw_reuse needs timestamps on both ends and
+/// only helps the connecting side; tcp_fin_timeout does not shorten
+/// TIME_WAIT; tcp_tw_recycle is gone (removed in Linux 4.12).
+pub fn advice(
+    sys: &SystemModel,
+    dests: &[DestinationRow],
+    verdicts: &[Verdict],
+    inbound: &[InboundRow],
+    cfg: &VerdictConfig,
+    other_netns: usize,
+) -> Vec<Advice> {
+    let mut out = Vec::new();
+    let mut push = |level, key, text: String| out.push(Advice { level, key, text });
+    let worst = dests.iter().map(|d| d.pressure).fold(0.0, f64::max);
+    let tw_pressure = worst >= 0.2
+        || !verdicts.is_empty()
+        || sys.tw_overflow_per_s.is_some_and(|r| r > 0.0)
+        || sys.connect_errors.iter().any(|e| e.errno == EADDRNOTAVAIL);
+
+    if worst >= 0.8 {
+        push(
+            "warning",
+            "ports_nearly_exhausted",
+            format!(
+                "a destination holds {} of its ephemeral port budget; new connects to it \
+                 will fail with EADDRNOTAVAIL",
+                pct(worst)
+            ),
+        );
+    }
+    if let Some(s) = &sys.sysctls {
+        let (lo, hi) = s.port_range;
+        if let Some(b) = sys.budget
+            && !s.reserved_ports.is_empty()
+        {
+            let size = u64::from(hi.saturating_sub(lo)) + 1;
+            if b < size {
+                push(
+                    "note",
+                    "reserved_ports",
+                    format!(
+                        "ip_local_reserved_ports takes {} ports out of the range {lo}-{hi}",
+                        size - b
+                    ),
+                );
+            }
+        }
+        if tw_pressure {
+            if sys.budget.is_some_and(|b| b < 28_232) {
+                push(
+                    "suggestion",
+                    "port_range_small",
+                    format!(
+                        "net.ipv4.ip_local_port_range is {lo}-{hi} ({} ports); a wider range \
+                         (e.g. 10240-65535) buys time, pooling fixes the cause",
+                        sys.budget.unwrap_or(0)
+                    ),
+                );
+            }
+            match (s.tcp_tw_reuse, s.tcp_timestamps) {
+                (_, Some(0)) => push(
+                    "suggestion",
+                    "timestamps_off",
+                    "net.ipv4.tcp_timestamps=0: tcp_tw_reuse cannot work without TCP \
+                     timestamps (on both ends)"
+                        .into(),
+                ),
+                (Some(0), _) => push(
+                    "suggestion",
+                    "tw_reuse_off",
+                    "net.ipv4.tcp_tw_reuse=0: setting it to 1 lets connect() reuse a TIME_WAIT \
+                     port for a new connection to the same destination when TCP timestamps \
+                     are on at both ends; it only helps this connecting side, not a server"
+                        .into(),
+                ),
+                (Some(2), _) => push(
+                    "suggestion",
+                    "tw_reuse_loopback_only",
+                    "net.ipv4.tcp_tw_reuse=2 (the default) reuses TIME_WAIT ports for \
+                     loopback only; 1 extends it to all destinations (needs TCP timestamps \
+                     on both ends, helps only the connecting side)"
+                        .into(),
+                ),
+                _ => {}
+            }
+            if let Some(fin) = s.tcp_fin_timeout {
+                push(
+                    "note",
+                    "fin_timeout",
+                    format!(
+                        "tcp_fin_timeout ({fin} s) only bounds orphaned FIN_WAIT2 sockets; it \
+                         does not shorten TIME_WAIT, which is fixed at 60 s on Linux"
+                    ),
+                );
+            }
+            push(
+                "note",
+                "tw_recycle_gone",
+                "tcp_tw_recycle no longer exists (removed in Linux 4.12); advice to set it \
+                 is obsolete"
+                    .into(),
+            );
+        }
+        if let (Some(max), Some(r)) = (s.tcp_max_tw_buckets, sys.tw_overflow_per_s)
+            && r > 0.0
+        {
+            push(
+                "warning",
+                "tw_buckets_overflow",
+                format!(
+                    "tcp_max_tw_buckets ({max}) is reached ({r:.1}/s TCPTimeWaitOverflow): the \
+                     kernel destroys TIME_WAIT sockets early, which hides the symptom and \
+                     risks stray segments hitting new connections"
+                ),
+            );
+        }
+    }
+    if sys.tw_recycled_per_s.is_some_and(|r| r > 0.0) {
+        push(
+            "note",
+            "tw_reuse_working",
+            format!(
+                "tcp_tw_reuse is reusing TIME_WAIT ports ({:.1}/s TWRecycled)",
+                sys.tw_recycled_per_s.unwrap_or(0.0)
+            ),
+        );
+    }
+    for i in inbound {
+        let s = &i.stats;
+        if s.new_per_s_10s >= cfg.min_new_per_s
+            && s.active_s_10s >= cfg.min_active_s
+            && s.lifetime_p50_ms
+                .is_some_and(|p| p <= cfg.max_lifetime_p50_ms)
+        {
+            push(
+                "note",
+                "inbound_churn",
+                format!(
+                    "inbound churn on local port {}: {:.1} accepted connections/s living {}; \
+                     the clients of this server lack pooling (fix it in them)",
+                    i.lport,
+                    s.new_per_s_10s,
+                    ms(s.lifetime_p50_ms)
+                ),
+            );
+        }
+    }
+    if other_netns > 0 {
+        push(
+            "note",
+            "other_netns",
+            format!(
+                "connections from {other_netns} other network namespace(s) (containers) were \
+                 seen: their sysctls and port budgets are their own, not the ones shown"
+            ),
+        );
+    }
+    if sys.lost_events > 0 {
+        push(
+            "warning",
+            "lost_events",
+            format!(
+                "{} events were lost: rates are lower bounds (socket table re-reads correct \
+                 the held-port counts)",
+                sys.lost_events
+            ),
+        );
+    }
+    out
+}

@@ -1,0 +1,179 @@
+//! Live input: the probe's events plus what the collectors read from the
+//! host, as one stream of [`Input`]s. `top`, `top --batch` and `record` all
+//! consume this stream, so they see exactly the same thing (and a recording
+//! replays into the same views).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use crate::clock::{WallClock, monotonic_now_ns};
+use crate::event::Losses;
+use crate::input::Input;
+use crate::probe::Probe;
+use crate::system::{cgroup::CgroupResolver, procfs, sockdiag};
+
+/// How often the kernel counters and loss counters are read.
+pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
+/// How often the socket table is re-read to correct drift.
+pub const SOCKETS_EVERY: Duration = Duration::from_secs(10);
+/// Unresolved cgroup ids are retried this often (a new container's
+/// directory may appear just after its first connection).
+const CGROUP_RETRY_EVERY: Duration = Duration::from_secs(5);
+
+pub struct LiveSource {
+    pub probe: Probe,
+    cgroups: Option<CgroupResolver>,
+    announced: HashSet<u64>,
+    unresolved: Vec<u64>,
+    netns: u32,
+    last_counters_ns: u64,
+    last_sockets_ns: u64,
+    last_cgroup_retry_ns: u64,
+    last_losses: Losses,
+    /// Warnings for the user, shown once (by the caller).
+    pub warnings: Vec<String>,
+}
+
+impl LiveSource {
+    /// Loads the probe and reads the starting state of the host: host
+    /// context, socket table, counters. These come first in `out`.
+    pub fn start(out: &mut Vec<Input>) -> Result<LiveSource> {
+        let probe = Probe::load()?;
+        let mut warnings = probe.warnings.clone();
+        let clock = WallClock::now();
+        match procfs::read_host(clock) {
+            Ok(h) => out.push(Input::Host(h)),
+            Err(e) => {
+                warnings.push(format!("host context incomplete: {e}"));
+                out.push(Input::Host(crate::input::HostInfo {
+                    hostname: String::new(),
+                    kernel: String::new(),
+                    clock,
+                    netns: procfs::netns_inode(),
+                    sysctls: Default::default(),
+                }));
+            }
+        }
+        let cgroups = match CgroupResolver::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warnings.push(format!("cgroups: {e}"));
+                None
+            }
+        };
+        let mut src = LiveSource {
+            probe,
+            cgroups,
+            announced: HashSet::new(),
+            unresolved: Vec::new(),
+            netns: procfs::netns_inode(),
+            last_counters_ns: 0,
+            last_sockets_ns: 0,
+            last_cgroup_retry_ns: 0,
+            last_losses: Losses::default(),
+            warnings,
+        };
+        let now = monotonic_now_ns();
+        src.read_sockets(now, out);
+        src.read_counters(now, out);
+        Ok(src)
+    }
+
+    fn read_sockets(&mut self, now: u64, out: &mut Vec<Input>) {
+        self.last_sockets_ns = now;
+        match sockdiag::read_socket_table(now, self.netns) {
+            Ok(t) => out.push(Input::Sockets(t)),
+            Err(e) => {
+                let w = format!("socket table (sock_diag) not read: {e}");
+                if !self.warnings.contains(&w) {
+                    log::warn!("{w}");
+                    self.warnings.push(w);
+                }
+            }
+        }
+    }
+
+    fn read_counters(&mut self, now: u64, out: &mut Vec<Input>) {
+        self.last_counters_ns = now;
+        match procfs::read_counters(now) {
+            Ok(c) => out.push(Input::Counters(c)),
+            Err(e) => log::debug!("kernel counters not read: {e}"),
+        }
+        let losses = self.probe.losses();
+        if losses != self.last_losses {
+            self.last_losses = losses;
+        }
+        out.push(Input::Losses { ts_ns: now, losses });
+    }
+
+    fn announce_cgroup(&mut self, id: u64, out: &mut Vec<Input>) {
+        if id == 0 || !self.announced.insert(id) {
+            return;
+        }
+        let path = self.cgroups.as_mut().and_then(|r| r.resolve(id));
+        if path.is_none() {
+            self.unresolved.push(id);
+        }
+        out.push(Input::Cgroup { id, path });
+    }
+
+    /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
+    /// us) and appends it to `out`: cgroup resolutions before the events
+    /// that need them, the events, periodic readings, then a `Tick`.
+    pub async fn next(&mut self, out: &mut Vec<Input>) {
+        self.probe.wait().await;
+        let mut events = Vec::new();
+        self.probe.drain(|ev| events.push(ev));
+        for ev in events {
+            if let Some(t) = ev.task() {
+                self.announce_cgroup(t.cgroup_id, out);
+            }
+            out.push(Input::Event(ev));
+        }
+        let now = monotonic_now_ns();
+        if now.saturating_sub(self.last_counters_ns) >= COUNTERS_EVERY.as_nanos() as u64 {
+            self.read_counters(now, out);
+        }
+        if now.saturating_sub(self.last_sockets_ns) >= SOCKETS_EVERY.as_nanos() as u64 {
+            self.read_sockets(now, out);
+        }
+        if !self.unresolved.is_empty()
+            && now.saturating_sub(self.last_cgroup_retry_ns) >= CGROUP_RETRY_EVERY.as_nanos() as u64
+        {
+            self.last_cgroup_retry_ns = now;
+            let ids = std::mem::take(&mut self.unresolved);
+            for id in ids {
+                match self.cgroups.as_mut().and_then(|r| r.resolve(id)) {
+                    Some(path) => out.push(Input::Cgroup {
+                        id,
+                        path: Some(path),
+                    }),
+                    // Gone for good or not there yet: try again later, but
+                    // not forever (bounded by the ids seen).
+                    None => self.unresolved.push(id),
+                }
+            }
+        }
+        out.push(Input::Tick { now_ns: now });
+    }
+
+    /// Final drain after the loop stopped: whatever the kernel submitted.
+    pub fn finish(&mut self, out: &mut Vec<Input>) {
+        let mut events = Vec::new();
+        self.probe.drain(|ev| events.push(ev));
+        for ev in events {
+            if let Some(t) = ev.task() {
+                self.announce_cgroup(t.cgroup_id, out);
+            }
+            out.push(Input::Event(ev));
+        }
+        let now = monotonic_now_ns();
+        out.push(Input::Losses {
+            ts_ns: now,
+            losses: self.probe.losses(),
+        });
+        out.push(Input::Tick { now_ns: now });
+    }
+}

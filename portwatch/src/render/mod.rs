@@ -1,0 +1,3 @@
+//! Views that read the engine's [`crate::engine::Model`]; they never change it.
+
+pub mod batch;

@@ -1,0 +1,175 @@
+//! Sysctls, /proc/net/sockstat and /proc/net/netstat, host identity.
+//!
+//! All of these are per network namespace: they describe the namespace
+//! portwatch runs in (see [`netns_inode`]).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{CollectError, read_to_string};
+use crate::clock::WallClock;
+use crate::input::{HostInfo, KernelCounters, Sysctls};
+
+fn parse_err(what: &str, detail: impl Into<String>) -> CollectError {
+    CollectError::Parse {
+        what: what.to_string(),
+        detail: detail.into(),
+    }
+}
+
+/// `ip_local_port_range`: two numbers separated by whitespace.
+pub fn parse_port_range(text: &str) -> Result<(u16, u16), CollectError> {
+    let mut it = text.split_whitespace().map(str::parse::<u16>);
+    match (it.next(), it.next()) {
+        (Some(Ok(lo)), Some(Ok(hi))) if lo <= hi => Ok((lo, hi)),
+        _ => Err(parse_err("ip_local_port_range", format!("{text:?}"))),
+    }
+}
+
+/// `ip_local_reserved_ports`: comma-separated ports and ranges, e.g.
+/// `8080,9000-9010`; empty when none.
+pub fn parse_reserved_ports(text: &str) -> Result<Vec<(u16, u16)>, CollectError> {
+    let mut out = Vec::new();
+    for part in text
+        .trim()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        let bad = || parse_err("ip_local_reserved_ports", format!("{part:?}"));
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: u16 = a.trim().parse().map_err(|_| bad())?;
+        let b: u16 = b.trim().parse().map_err(|_| bad())?;
+        out.push((a.min(b), a.max(b)));
+    }
+    Ok(out)
+}
+
+/// Reads the sysctls under `root` (normally `/proc/sys/net/ipv4`). The port
+/// range is required; the others are `None` where the kernel lacks them.
+pub fn read_sysctls(root: &Path) -> Result<Sysctls, CollectError> {
+    let opt = |name: &str| -> Option<i64> {
+        std::fs::read_to_string(root.join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    };
+    let port_range = parse_port_range(&read_to_string(root.join("ip_local_port_range"))?)?;
+    let reserved_ports = match std::fs::read_to_string(root.join("ip_local_reserved_ports")) {
+        Ok(s) => parse_reserved_ports(&s)?,
+        Err(_) => Vec::new(),
+    };
+    Ok(Sysctls {
+        port_range,
+        reserved_ports,
+        tcp_tw_reuse: opt("tcp_tw_reuse"),
+        tcp_tw_reuse_delay_ms: opt("tcp_tw_reuse_delay"),
+        tcp_timestamps: opt("tcp_timestamps"),
+        tcp_max_tw_buckets: opt("tcp_max_tw_buckets"),
+        tcp_fin_timeout: opt("tcp_fin_timeout"),
+    })
+}
+
+/// `/proc/net/sockstat` → (TCP inuse, TCP tw).
+pub fn parse_sockstat(text: &str) -> Result<(u64, u64), CollectError> {
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("TCP:"))
+        .ok_or_else(|| parse_err("/proc/net/sockstat", "no TCP line"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let get = |key: &str| -> Result<u64, CollectError> {
+        words
+            .chunks(2)
+            .find(|kv| kv.first() == Some(&key))
+            .and_then(|kv| kv.get(1))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| parse_err("/proc/net/sockstat", format!("no TCP {key}")))
+    };
+    Ok((get("inuse")?, get("tw")?))
+}
+
+/// `/proc/net/netstat` (or `snmp`): pairs of header/value lines per
+/// prefix; returns `Prefix.Name → value` for every counter.
+pub fn parse_netstat(text: &str) -> Result<HashMap<String, u64>, CollectError> {
+    let mut out = HashMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else {
+            return Err(parse_err("/proc/net/netstat", "odd number of lines"));
+        };
+        let (Some((p1, names)), Some((p2, values))) =
+            (names.split_once(':'), values.split_once(':'))
+        else {
+            return Err(parse_err("/proc/net/netstat", format!("line {names:?}")));
+        };
+        if p1 != p2 {
+            return Err(parse_err(
+                "/proc/net/netstat",
+                format!("{p1} followed by {p2}"),
+            ));
+        }
+        for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
+            // Some counters are signed (e.g. Tcp MaxConn = -1); keep what parses.
+            if let Ok(v) = v.parse::<u64>() {
+                out.insert(format!("{p1}.{n}"), v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Builds [`KernelCounters`] from the two files' text.
+pub fn counters_from(
+    sockstat: &str,
+    netstat: &str,
+    ts_ns: u64,
+) -> Result<KernelCounters, CollectError> {
+    let (inuse, tw) = parse_sockstat(sockstat)?;
+    let n = parse_netstat(netstat)?;
+    let get = |k: &str| n.get(&format!("TcpExt.{k}")).copied().unwrap_or(0);
+    Ok(KernelCounters {
+        ts_ns,
+        tcp_inuse: inuse,
+        tcp_tw: tw,
+        tw: get("TW"),
+        tw_recycled: get("TWRecycled"),
+        tw_overflow: get("TCPTimeWaitOverflow"),
+    })
+}
+
+pub fn read_counters(ts_ns: u64) -> Result<KernelCounters, CollectError> {
+    counters_from(
+        &read_to_string("/proc/net/sockstat")?,
+        &read_to_string("/proc/net/netstat")?,
+        ts_ns,
+    )
+}
+
+/// Inode of a namespace link target such as `net:[4026531840]`.
+pub fn parse_ns_link(target: &str) -> Option<u32> {
+    target
+        .strip_prefix("net:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+/// The network namespace this process is in (0 if unknown).
+pub fn netns_inode() -> u32 {
+    std::fs::read_link("/proc/self/ns/net")
+        .ok()
+        .and_then(|t| parse_ns_link(&t.to_string_lossy()))
+        .unwrap_or(0)
+}
+
+/// Host context: the first input of every stream.
+pub fn read_host(clock: WallClock) -> Result<HostInfo, CollectError> {
+    let hostname = read_to_string("/proc/sys/kernel/hostname")?;
+    let kernel = read_to_string("/proc/sys/kernel/osrelease")?;
+    Ok(HostInfo {
+        hostname: hostname.trim().to_string(),
+        kernel: kernel.trim().to_string(),
+        clock,
+        netns: netns_inode(),
+        sysctls: read_sysctls(Path::new("/proc/sys/net/ipv4"))?,
+    })
+}

@@ -1,0 +1,537 @@
+//! Drawing: lays out a `Screen` for the current `App` state. Pure: reads
+//! both, changes neither, so whole screens are snapshot-tested.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Bar, BarChart, BarGroup, Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table,
+    TableState, Wrap,
+};
+
+use super::app::{App, View};
+use super::view::{Detail, Screen};
+
+/// Styles, or none of them under NO_COLOR.
+struct Theme {
+    color: bool,
+}
+
+impl Theme {
+    fn s(&self, s: Style) -> Style {
+        if self.color {
+            s
+        } else {
+            // NO_COLOR: keep emphasis that is not colour.
+            Style::default().add_modifier(s.add_modifier)
+        }
+    }
+    fn alert(&self) -> Style {
+        self.s(Style::default().fg(Color::Red).add_modifier(Modifier::BOLD))
+    }
+    fn warn(&self) -> Style {
+        self.s(Style::default().fg(Color::Yellow))
+    }
+    fn dim(&self) -> Style {
+        self.s(Style::default().fg(Color::DarkGray))
+    }
+    fn title(&self) -> Style {
+        self.s(Style::default()
+            .fg(Color::Cyan)
+            .add_modifier(Modifier::BOLD))
+    }
+    fn selected(&self) -> Style {
+        self.s(Style::default().add_modifier(Modifier::REVERSED))
+    }
+}
+
+pub fn draw(f: &mut Frame, app: &App, screen: &Screen) {
+    let theme = Theme {
+        color: !app.no_color,
+    };
+    let [header, tabs, body, footer] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(f.area());
+    draw_header(f, header, app, screen, &theme);
+    draw_tabs(f, tabs, app, &theme);
+    match app.view {
+        View::Services => draw_services(f, body, app, screen, &theme),
+        View::Destinations => draw_destinations(f, body, app, screen, &theme),
+        View::Failures => draw_failures(f, body, app, screen, &theme),
+    }
+    draw_footer(f, footer, app, &theme);
+    if let Some(d) = screen.detail.as_ref().filter(|_| app.detail) {
+        draw_detail(f, body, d, &theme);
+    }
+    if app.help {
+        draw_help(f, f.area(), &theme);
+    }
+}
+
+fn hms(s: u64) -> String {
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn rate(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+/// A duration in ms, short: "0.4ms", "12ms", "3.5s", "48s".
+pub fn ms(v: f64) -> String {
+    if v < 10.0 {
+        format!("{v:.1}ms")
+    } else if v < 1000.0 {
+        format!("{v:.0}ms")
+    } else if v < 10_000.0 {
+        format!("{:.1}s", v / 1000.0)
+    } else {
+        format!("{:.0}s", v / 1000.0)
+    }
+}
+
+fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
+    let h = &s.header;
+    let when = h
+        .source
+        .clone()
+        .unwrap_or_else(|| format!("up {}", hms(h.uptime_s)));
+    let mut l1 = vec![
+        Span::styled("portwatch ", t.title()),
+        Span::raw(format!("{} · {} · {}", h.host, h.kernel, when)),
+    ];
+    if app.paused {
+        l1.push(Span::styled("  [PAUSED]", t.warn()));
+    }
+    let lost_style = if h.lost_events > 0 {
+        t.alert()
+    } else {
+        Style::default()
+    };
+    let l2 = vec![
+        Span::raw(format!(
+            "ports {}-{} budget {}/dest  TIME_WAIT {}  estab {}  ",
+            h.port_range.0, h.port_range.1, h.budget, h.time_wait, h.established,
+        )),
+        Span::styled(format!("lost {}", h.lost_events), lost_style),
+    ];
+    let mut l3 = vec![Span::raw(format!(
+        "new {}/s  connect failures {}/s",
+        rate(h.new_per_s),
+        rate(h.failures_per_s)
+    ))];
+    if h.eaddrnotavail_per_s > 0.0 {
+        l3.push(Span::raw("  "));
+        l3.push(Span::styled(
+            format!("EADDRNOTAVAIL {}/s", rate(h.eaddrnotavail_per_s)),
+            t.alert(),
+        ));
+    }
+    let l4 = match &h.advice {
+        Some(a) => Line::from(vec![
+            Span::styled("advice: ", t.warn()),
+            Span::raw(a.clone()),
+        ]),
+        None => Line::from(Span::styled("advice: none", t.dim())),
+    };
+    f.render_widget(
+        Paragraph::new(vec![Line::from(l1), Line::from(l2), Line::from(l3), l4]),
+        area,
+    );
+}
+
+fn draw_tabs(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+    let mut spans = Vec::new();
+    for (i, v) in View::ALL.iter().enumerate() {
+        let label = format!(" {} {} ", i + 1, v.title());
+        if *v == app.view {
+            spans.push(Span::styled(label, t.selected()));
+        } else {
+            spans.push(Span::raw(label));
+        }
+    }
+    let (col, desc) = app.sort_of(app.view);
+    spans.push(Span::styled(
+        format!(
+            "  sort {} {}",
+            app.view.sort_columns()[col],
+            if desc { "↓" } else { "↑" }
+        ),
+        t.dim(),
+    ));
+    match &app.editing {
+        Some(text) => spans.push(Span::styled(format!("  filter: {text}▏"), t.warn())),
+        None if !app.filter.is_empty() => {
+            spans.push(Span::styled(format!("  filter: {}", app.filter), t.warn()))
+        }
+        None => {}
+    }
+    f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_footer(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
+    let text = format!(
+        "q quit  ? help  / filter  s/S sort  p pause  +/- {:.2}s  Enter detail  e expand",
+        app.interval.as_secs_f64()
+    );
+    f.render_widget(Paragraph::new(Span::styled(text, t.dim())), area);
+}
+
+const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A text sparkline of the last `width` values.
+pub fn spark_text(values: &[u64], width: usize) -> String {
+    let tail = &values[values.len().saturating_sub(width)..];
+    let max = tail.iter().copied().max().unwrap_or(0);
+    let mut s: String = std::iter::repeat_n(' ', width - tail.len()).collect();
+    for &v in tail {
+        if max == 0 || v == 0 {
+            s.push(' ');
+        } else {
+            let i = ((v as f64 / max as f64) * 7.0).round() as usize;
+            s.push(SPARK[i.min(7)]);
+        }
+    }
+    s
+}
+
+fn empty(f: &mut Frame, area: Rect, text: &str, t: &Theme) {
+    let block = Block::default().borders(Borders::TOP);
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    let y = inner.y + inner.height / 2;
+    f.render_widget(
+        Paragraph::new(Span::styled(text.to_string(), t.dim())).alignment(Alignment::Center),
+        Rect::new(
+            inner.x,
+            y.min(inner.bottom().saturating_sub(1)),
+            inner.width,
+            1,
+        ),
+    );
+}
+
+fn table_state(app: &App) -> TableState {
+    TableState::default().with_selected(Some(app.selected()))
+}
+
+fn draw_services(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
+    let rows = app.services(s);
+    if rows.is_empty() {
+        let msg = if s.services.is_empty() {
+            "no outbound connections yet"
+        } else {
+            "no service matches the filter"
+        };
+        return empty(f, area, msg, t);
+    }
+    let mut out = Vec::new();
+    for r in &rows {
+        let p50 = r.lifetime_p50_ms.map_or("-".to_string(), ms);
+        let badge = if r.lacks_pooling {
+            Cell::from(Span::styled("NO POOL", t.alert()))
+        } else {
+            Cell::from("")
+        };
+        let fail_style = if r.failures > 0 {
+            t.warn()
+        } else {
+            Style::default()
+        };
+        out.push(Row::new(vec![
+            Cell::from(r.name.clone()),
+            Cell::from(r.kind.clone()),
+            Cell::from(rate(r.new_per_s)),
+            Cell::from(spark_text(&r.spark, 10)),
+            Cell::from(r.time_wait.to_string()),
+            Cell::from(p50),
+            Cell::from(Span::styled(r.failures.to_string(), fail_style)),
+            badge,
+        ]));
+        if app.expanded.contains(&r.name) {
+            for p in &r.processes {
+                out.push(
+                    Row::new(vec![
+                        Cell::from(format!("  └ {} {}", p.pid, p.comm)),
+                        Cell::from(""),
+                        Cell::from(rate(p.new_per_s)),
+                        Cell::from(""),
+                        Cell::from(p.time_wait.to_string()),
+                    ])
+                    .style(t.dim()),
+                );
+            }
+        }
+    }
+    let header = Row::new([
+        "SERVICE", "KIND", "NEW/S", "LAST 10s", "TW", "P50", "FAIL", "",
+    ])
+    .style(t.title());
+    let table = Table::new(
+        out,
+        [
+            Constraint::Min(14),
+            Constraint::Length(9),
+            Constraint::Length(7),
+            Constraint::Length(10),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Length(7),
+        ],
+    )
+    .header(header)
+    .block(Block::default().borders(Borders::TOP))
+    .row_highlight_style(t.selected());
+    // Selection counts services; expanded process rows shift it.
+    let mut state = table_state(app);
+    let shift: usize = rows
+        .iter()
+        .take(app.selected())
+        .filter(|r| app.expanded.contains(&r.name))
+        .map(|r| r.processes.len())
+        .sum();
+    state.select(Some(app.selected() + shift));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn gauge_text(share: f64, width: usize) -> String {
+    let filled = ((share.clamp(0.0, 1.0)) * width as f64).round() as usize;
+    format!(
+        "{}{} {:>3.0}%",
+        "█".repeat(filled),
+        "░".repeat(width - filled),
+        share * 100.0
+    )
+}
+
+fn draw_destinations(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
+    let rows = app.destinations(s);
+    if rows.is_empty() {
+        return empty(f, area, "no destinations yet", t);
+    }
+    let out: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            let p = r.pressure();
+            let style = if p >= 0.9 {
+                t.alert()
+            } else if p >= 0.5 {
+                t.warn()
+            } else {
+                Style::default()
+            };
+            Row::new(vec![
+                Cell::from(r.addr.clone()),
+                Cell::from(Span::styled(gauge_text(p, 8), style)),
+                Cell::from(format!("{}/{}", r.held, r.budget)),
+                Cell::from(rate(r.new_per_s)),
+                Cell::from(r.time_wait.to_string()),
+                Cell::from(r.failures.to_string()),
+                Cell::from(r.top_talker.clone()),
+            ])
+        })
+        .collect();
+    let header = Row::new([
+        "DESTINATION",
+        "PRESSURE",
+        "HELD",
+        "NEW/S",
+        "TW",
+        "FAIL",
+        "TOP TALKER",
+    ])
+    .style(t.title());
+    let table = Table::new(
+        out,
+        [
+            Constraint::Min(16),
+            Constraint::Length(13),
+            Constraint::Length(11),
+            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(5),
+            Constraint::Min(10),
+        ],
+    )
+    .header(header)
+    .block(Block::default().borders(Borders::TOP))
+    .row_highlight_style(t.selected());
+    f.render_stateful_widget(table, area, &mut table_state(app));
+}
+
+fn draw_failures(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
+    let rows = app.failures(s);
+    if rows.is_empty() {
+        return empty(f, area, "no connect failures", t);
+    }
+    let out: Vec<Row> = rows
+        .iter()
+        .map(|r| {
+            let style = if r.errno == "EADDRNOTAVAIL" {
+                t.alert()
+            } else {
+                Style::default()
+            };
+            Row::new(vec![
+                Cell::from(Span::styled(r.errno.clone(), style)),
+                Cell::from(r.service.clone()),
+                Cell::from(r.dest.clone()),
+                Cell::from(r.count.to_string()),
+                Cell::from(r.last_seen.clone()),
+            ])
+        })
+        .collect();
+    let header = Row::new(["ERRNO", "SERVICE", "DESTINATION", "COUNT", "LAST"]).style(t.title());
+    let table = Table::new(
+        out,
+        [
+            Constraint::Length(14),
+            Constraint::Min(12),
+            Constraint::Min(16),
+            Constraint::Length(7),
+            Constraint::Length(8),
+        ],
+    )
+    .header(header)
+    .block(Block::default().borders(Borders::TOP))
+    .row_highlight_style(t.selected());
+    f.render_stateful_widget(table, area, &mut table_state(app));
+}
+
+fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
+    f.render_widget(Clear, area);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" {} ", d.title), t.title()))
+        .title_bottom(Span::styled(" Esc back ", t.dim()));
+    let inner = block.inner(area);
+    f.render_widget(block, area);
+    // The verdict's evidence is a few sentences: give it room to wrap.
+    let verdict_h = if d.verdict.is_some() {
+        8.min(inner.height / 2)
+    } else {
+        1
+    };
+    let [top, verdict] =
+        Layout::vertical([Constraint::Min(3), Constraint::Length(verdict_h)]).areas(inner);
+    let [peers, charts] =
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
+
+    let mut lines = vec![Line::from(Span::styled(d.peers_label.clone(), t.title()))];
+    for (peer, new, tw) in &d.peers {
+        lines.push(Line::from(format!(
+            "{peer:<22} {:>6}/s TW {tw}",
+            rate(*new)
+        )));
+    }
+    f.render_widget(Paragraph::new(lines), peers);
+
+    let [rate_area, hist_area] =
+        Layout::vertical([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(charts);
+    let spark = Sparkline::default()
+        .block(Block::default().title(Span::styled("new/s, last 60 s", t.dim())))
+        .data(d.rate_60s.iter().copied())
+        .style(t.warn());
+    f.render_widget(spark, rate_area);
+    let bars: Vec<Bar> = d
+        .lifetime_hist
+        .iter()
+        .map(|(label, v)| Bar::default().label(Line::from(label.clone())).value(*v))
+        .collect();
+    let chart = BarChart::default()
+        .block(Block::default().title(Span::styled("lifetime", t.dim())))
+        .data(BarGroup::default().bars(&bars))
+        .bar_width(6)
+        .bar_gap(1);
+    f.render_widget(chart, hist_area);
+
+    let text = match &d.verdict {
+        Some(v) => vec![
+            Line::from(Span::styled(v.headline.clone(), t.alert())),
+            Line::from(v.evidence.clone()),
+            Line::from(vec![
+                Span::styled("fix: ", t.warn()),
+                Span::raw(v.fix.clone()),
+            ]),
+        ],
+        None => vec![Line::from(Span::styled(
+            "no verdict: looks pooled or quiet",
+            t.dim(),
+        ))],
+    };
+    f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), verdict);
+}
+
+pub const HELP: &[(&str, &str)] = &[
+    ("q, Ctrl-C", "quit"),
+    ("?", "this help"),
+    (
+        "Tab, 1 2 3",
+        "switch view: services, destinations, failures",
+    ),
+    ("↑ ↓ j k", "select a row"),
+    ("Enter", "details of the selected row"),
+    ("e", "expand a service into its processes"),
+    ("/", "filter (substring of name, address, port)"),
+    ("s / S", "next sort column / reverse order"),
+    ("p", "pause the display (tracing continues)"),
+    ("+ / -", "slower / faster refresh"),
+    ("Esc", "back: close details, clear filter"),
+];
+
+fn draw_help(f: &mut Frame, area: Rect, t: &Theme) {
+    let w = 60.min(area.width);
+    let h = (HELP.len() as u16 + 4).min(area.height);
+    let r = Rect::new(
+        area.x + (area.width - w) / 2,
+        area.y + (area.height - h) / 2,
+        w,
+        h,
+    );
+    f.render_widget(Clear, r);
+    let lines: Vec<Line> = HELP
+        .iter()
+        .map(|(k, v)| {
+            Line::from(vec![
+                Span::styled(format!("{k:<12}"), t.title()),
+                Span::raw(v.to_string()),
+            ])
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" keys ")
+                .title_bottom(" any key closes "),
+        ),
+        r,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_text_scales_to_the_maximum() {
+        assert_eq!(spark_text(&[0, 1, 2, 4], 4), " ▃▅█");
+        assert_eq!(spark_text(&[5], 3), "  █");
+        assert_eq!(spark_text(&[], 2), "  ");
+    }
+
+    #[test]
+    fn gauge_shows_share() {
+        assert_eq!(gauge_text(0.5, 4), "██░░  50%");
+        assert_eq!(gauge_text(1.5, 2), "██ 150%");
+    }
+}

@@ -1,0 +1,238 @@
+//! Model → Screen: picks and formats what the TUI shows from the engine's
+//! model. No numbers are computed here that the engine does not provide,
+//! except sums and look-ups across its tables.
+
+use crate::engine::model::{Model, ServiceRow as ModelService, Stats};
+use crate::engine::service::{ServiceId, ServiceKind};
+use crate::engine::verdict::fmt_addr;
+
+use super::app::{App, View};
+use super::view::*;
+
+/// Extra figures the TUI tracks across refreshes (rates of totals).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rates {
+    pub eaddrnotavail_per_s: f64,
+}
+
+fn kind(k: ServiceKind) -> &'static str {
+    match k {
+        ServiceKind::Systemd => "unit",
+        ServiceKind::Docker | ServiceKind::Containerd | ServiceKind::Crio => "container",
+        ServiceKind::Pod => "pod",
+        ServiceKind::Comm => "process",
+        ServiceKind::UnknownCgroup => "process?",
+    }
+}
+
+fn dest(addr: std::net::IpAddr, port: u16) -> String {
+    format!("{}:{port}", fmt_addr(addr))
+}
+
+pub fn eaddrnotavail_total(m: &Model) -> u64 {
+    m.system
+        .connect_errors
+        .iter()
+        .filter(|e| e.errno == crate::event::EADDRNOTAVAIL)
+        .map(|e| e.count)
+        .sum()
+}
+
+fn series(s: &Stats) -> Vec<u64> {
+    s.new_series_60s.iter().map(|&v| v as u64).collect()
+}
+
+fn service_row(m: &Model, s: &ModelService) -> ServiceRow {
+    ServiceRow {
+        name: s.service.to_string(),
+        kind: kind(s.service.kind).to_string(),
+        new_per_s: s.stats.new_per_s_10s,
+        spark: series(&s.stats),
+        time_wait: s.stats.time_wait,
+        lifetime_p50_ms: s.stats.lifetime_p50_ms,
+        failures: s.stats.connect_errors_total,
+        lacks_pooling: m.verdicts.iter().any(|v| v.service == s.service),
+        processes: m
+            .processes
+            .iter()
+            .filter(|p| p.service == s.service)
+            .map(|p| ProcessRow {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                new_per_s: p.stats.new_per_s_10s,
+                time_wait: p.stats.time_wait,
+            })
+            .collect(),
+    }
+}
+
+/// Builds everything one refresh shows; the detail pane only for the row
+/// `app` has open.
+pub fn build(m: &Model, app: &App, rates: Rates, source: Option<String>) -> Screen {
+    let sys = &m.system;
+    let header = Header {
+        host: sys.hostname.clone(),
+        kernel: sys.kernel.clone(),
+        uptime_s: m.observed_s as u64,
+        port_range: sys.port_range.unwrap_or((0, 0)),
+        budget: sys.budget.unwrap_or(0),
+        time_wait: sys
+            .sockstat_tw
+            .unwrap_or_else(|| m.destinations.iter().map(|d| d.stats.time_wait).sum()),
+        established: m.destinations.iter().map(|d| d.open_ports).sum(),
+        new_per_s: sys.new_per_s_10s,
+        failures_per_s: sys.connect_errors_per_s_10s,
+        eaddrnotavail_per_s: rates.eaddrnotavail_per_s,
+        lost_events: sys.lost_events,
+        advice: sys
+            .advice
+            .iter()
+            .find(|a| a.level == "warning")
+            .or_else(|| sys.advice.first())
+            .map(|a| a.text.clone()),
+        source,
+    };
+    let services: Vec<ServiceRow> = m.services.iter().map(|s| service_row(m, s)).collect();
+    let destinations: Vec<DestRow> = m
+        .destinations
+        .iter()
+        .map(|d| DestRow {
+            addr: dest(d.daddr, d.dport),
+            held: d.held_ports,
+            budget: d.budget,
+            new_per_s: d.stats.new_per_s_10s,
+            time_wait: d.stats.time_wait,
+            failures: d.stats.connect_errors_total,
+            top_talker: m
+                .pairs
+                .iter()
+                .filter(|p| p.daddr == d.daddr && p.dport == d.dport)
+                .max_by_key(|p| p.stats.new_total)
+                .map(|p| p.service.to_string())
+                .unwrap_or_default(),
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for p in &m.pairs {
+        for e in &p.stats.connect_errors {
+            failures.push(FailureRow {
+                errno: e.name.clone(),
+                service: p.service.to_string(),
+                dest: dest(p.daddr, p.dport),
+                count: e.count,
+                last_seen: p
+                    .stats
+                    .last_error_ns
+                    .and_then(|ns| sys.clock.map(|c| c.local_hms(ns)))
+                    .map(|t| t[..8].to_string())
+                    .unwrap_or_else(|| "-".into()),
+            });
+        }
+    }
+    let mut screen = Screen {
+        header,
+        services,
+        destinations,
+        failures,
+        detail: None,
+    };
+    if app.detail {
+        screen.detail = app
+            .selected_key(&screen)
+            .and_then(|key| detail(m, app.view, &key));
+    }
+    screen
+}
+
+fn hist(s: &Stats) -> Vec<(String, u64)> {
+    s.lifetime_buckets
+        .iter()
+        .map(|(label, n)| (label.to_string(), *n))
+        .collect()
+}
+
+fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
+    match view {
+        View::Services => {
+            let s = m.services.iter().find(|s| s.service.to_string() == key)?;
+            let peers = m
+                .pairs
+                .iter()
+                .filter(|p| p.service == s.service)
+                .map(|p| {
+                    (
+                        dest(p.daddr, p.dport),
+                        p.stats.new_per_s_10s,
+                        p.stats.time_wait,
+                    )
+                })
+                .collect();
+            let verdict = m
+                .verdicts
+                .iter()
+                .find(|v| v.service == s.service)
+                .map(|v| VerdictText {
+                    headline: format!("lacks connection pooling → {}", dest(v.daddr, v.dport)),
+                    evidence: v.evidence.clone(),
+                    fix: v.fix.clone(),
+                });
+            Some(Detail {
+                title: format!("{} ({})", s.service, kind(s.service.kind)),
+                peers_label: "Connects to".into(),
+                peers,
+                rate_60s: series(&s.stats),
+                lifetime_hist: hist(&s.stats),
+                verdict,
+            })
+        }
+        View::Destinations => {
+            let d = m
+                .destinations
+                .iter()
+                .find(|d| dest(d.daddr, d.dport) == key)?;
+            let pairs: Vec<_> = m
+                .pairs
+                .iter()
+                .filter(|p| p.daddr == d.daddr && p.dport == d.dport)
+                .collect();
+            let verdict = m
+                .verdicts
+                .iter()
+                .find(|v| v.daddr == d.daddr && v.dport == d.dport)
+                .map(|v| VerdictText {
+                    headline: format!("{} lacks connection pooling", v.service),
+                    evidence: v.evidence.clone(),
+                    fix: v.fix.clone(),
+                });
+            Some(Detail {
+                title: format!(
+                    "{}  {} of {} ports held ({:.0}%)",
+                    key,
+                    d.held_ports,
+                    d.budget,
+                    d.pressure * 100.0
+                ),
+                peers_label: "Connected from".into(),
+                peers: pairs
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.service.to_string(),
+                            p.stats.new_per_s_10s,
+                            p.stats.time_wait,
+                        )
+                    })
+                    .collect(),
+                rate_60s: series(&d.stats),
+                lifetime_hist: hist(&d.stats),
+                verdict,
+            })
+        }
+        View::Failures => None,
+    }
+}
+
+/// Service names are unique in the model; used to match a selected row.
+pub fn service_key(s: &ServiceId) -> String {
+    s.to_string()
+}

@@ -1,0 +1,114 @@
+//! What the TUI shows, as plain data: built from the engine's model once per
+//! refresh, then drawn. Drawing never computes numbers; it only lays out
+//! what is here, so every screen can be tested from a synthetic `Screen`.
+
+/// One refresh worth of data for every view.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Screen {
+    pub header: Header,
+    pub services: Vec<ServiceRow>,
+    pub destinations: Vec<DestRow>,
+    pub failures: Vec<FailureRow>,
+    /// Detail of the row the user opened, if any (built on request).
+    pub detail: Option<Detail>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Header {
+    pub host: String,
+    pub kernel: String,
+    pub uptime_s: u64,
+    /// `ip_local_port_range` (inclusive).
+    pub port_range: (u16, u16),
+    /// Ports usable per destination: range size minus reserved ports.
+    pub budget: u64,
+    pub time_wait: u64,
+    pub established: u64,
+    pub new_per_s: f64,
+    pub failures_per_s: f64,
+    pub eaddrnotavail_per_s: f64,
+    pub lost_events: u64,
+    /// The most important line of system advice.
+    pub advice: Option<String>,
+    /// "replay 00:01:23 / 00:05:00" etc., shown instead of uptime when set.
+    pub source: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceRow {
+    pub name: String,
+    /// "unit", "container", "pod" or "process".
+    pub kind: String,
+    pub new_per_s: f64,
+    /// New connections per second over the last 60 s, oldest first.
+    pub spark: Vec<u64>,
+    pub time_wait: u64,
+    pub lifetime_p50_ms: Option<f64>,
+    pub failures: u64,
+    pub lacks_pooling: bool,
+    pub processes: Vec<ProcessRow>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProcessRow {
+    pub pid: u32,
+    pub comm: String,
+    pub new_per_s: f64,
+    pub time_wait: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DestRow {
+    /// `addr:port` (IPv6 in brackets).
+    pub addr: String,
+    pub held: u64,
+    pub budget: u64,
+    pub new_per_s: f64,
+    pub time_wait: u64,
+    pub failures: u64,
+    /// Service opening the most connections to it.
+    pub top_talker: String,
+}
+
+impl DestRow {
+    pub fn pressure(&self) -> f64 {
+        if self.budget == 0 {
+            0.0
+        } else {
+            self.held as f64 / self.budget as f64
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FailureRow {
+    pub errno: String,
+    pub service: String,
+    pub dest: String,
+    pub count: u64,
+    /// Local wall-clock `HH:MM:SS`.
+    pub last_seen: String,
+}
+
+/// The detail pane of one service or destination.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Detail {
+    pub title: String,
+    /// "Connects to" (service) or "Connected from" (destination) rows:
+    /// (peer, new/s, TIME_WAIT).
+    pub peers_label: String,
+    pub peers: Vec<(String, f64, u64)>,
+    /// New connections per second over the last 60 s, oldest first.
+    pub rate_60s: Vec<u64>,
+    /// Lifetime histogram: (bucket label, count).
+    pub lifetime_hist: Vec<(String, u64)>,
+    pub verdict: Option<VerdictText>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerdictText {
+    /// e.g. "lacks connection pooling → 10.0.0.5:5432"
+    pub headline: String,
+    pub evidence: String,
+    pub fix: String,
+}

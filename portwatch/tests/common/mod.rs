@@ -1,0 +1,301 @@
+//! Shared pieces of the kernel tests: a private network namespace per test,
+//! loopback servers and clients inside it, and a `portwatch` child process
+//! whose JSON output the test reads.
+//!
+//! Kernel tests need root. Under CI (CI=true) a test that cannot run fails;
+//! elsewhere it prints why and returns, so `cargo test` as a user still runs
+//! the rest.
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// True when kernel tests can run. Panics under CI when they cannot, so a
+/// CI run never counts a skipped kernel test as passed.
+pub fn kernel_tests_enabled() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+        panic!("kernel tests must run under CI but this process is not root");
+    }
+    eprintln!("note: not root, kernel test not run (run `cargo xtask test` as root)");
+    false
+}
+
+/// A thread living in a fresh network namespace with loopback up. Work is
+/// sent to it as closures, so every socket they open belongs to that
+/// namespace and to a thread whose name (the kernel's comm) we chose.
+pub struct Netns {
+    tx: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+    handle: Option<thread::JoinHandle<()>>,
+    /// Inode of the namespace, as portwatch reports it in `netns`.
+    pub inode: u32,
+}
+
+impl Netns {
+    /// `comm` names the thread (15 bytes at most, as the kernel keeps it).
+    /// `sysctls` are (path under /proc/sys/net, value) set inside the namespace.
+    pub fn new(comm: &str, sysctls: &[(&str, &str)]) -> Netns {
+        assert!(comm.len() <= 15, "comm {comm} longer than the kernel keeps");
+        let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
+        let sysctls: Vec<(String, String)> = sysctls
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let handle = thread::Builder::new()
+            .name(comm.to_string())
+            .spawn(move || {
+                let setup = || -> Result<u32, String> {
+                    // SAFETY: unshare only affects this thread's namespaces.
+                    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                        return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+                    }
+                    // A child forked by this thread inherits its namespace.
+                    let st = Command::new("ip")
+                        .args(["link", "set", "lo", "up"])
+                        .status()
+                        .map_err(|e| format!("ip: {e}"))?;
+                    if !st.success() {
+                        return Err("ip link set lo up failed".into());
+                    }
+                    for (k, v) in &sysctls {
+                        // /proc/sys/net resolves to the opener's namespace.
+                        std::fs::write(format!("/proc/sys/net/{k}"), v)
+                            .map_err(|e| format!("sysctl {k}: {e}"))?;
+                    }
+                    let meta = std::fs::metadata("/proc/thread-self/ns/net")
+                        .map_err(|e| format!("ns inode: {e}"))?;
+                    Ok(meta.ino() as u32)
+                };
+                let r = setup();
+                let ok = r.is_ok();
+                let _ = ready_tx.send(r);
+                if ok {
+                    for job in rx {
+                        job();
+                    }
+                }
+            })
+            .expect("spawn netns thread");
+        let inode = ready_rx
+            .recv()
+            .expect("netns thread died")
+            .unwrap_or_else(|e| panic!("cannot set up a network namespace: {e}"));
+        Netns {
+            tx: Some(tx),
+            handle: Some(handle),
+            inode,
+        }
+    }
+
+    /// Runs `f` on the namespace's thread and returns its result.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (rtx, rrx) = mpsc::channel();
+        self.tx
+            .as_ref()
+            .expect("netns alive")
+            .send(Box::new(move || {
+                let _ = rtx.send(f());
+            }))
+            .expect("netns thread gone");
+        rrx.recv().expect("netns job panicked")
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread; the namespace goes with it.
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A loopback echo-style server started inside the namespace (call from a
+/// `Netns::run` closure). Each connection: read requests of 4 bytes, answer
+/// "pong" to each, and close only after the client closed (EOF), so the
+/// client is always the side that closes first.
+pub fn start_server(bind: &str) -> SocketAddr {
+    let listener = TcpListener::bind(bind).expect("bind server");
+    let addr = listener.local_addr().expect("server addr");
+    thread::Builder::new()
+        .name("pw-server".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut s) = conn else { break };
+                thread::spawn(move || {
+                    let mut buf = [0u8; 4];
+                    while s.read_exact(&mut buf).is_ok() {
+                        if s.write_all(b"pong").is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        })
+        .expect("spawn server");
+    addr
+}
+
+/// One connection carrying `requests` request/response exchanges, closed by
+/// the client. Waits for the server's FIN so the TIME_WAIT lands here.
+pub fn client_exchange(addr: SocketAddr, requests: usize) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let mut buf = [0u8; 4];
+    for _ in 0..requests {
+        s.write_all(b"ping").expect("send");
+        s.read_exact(&mut buf).expect("recv");
+    }
+    s.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    // read until the server's FIN
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+}
+
+/// `portwatch trace --json` running as a child, its lines collected by a thread.
+pub struct Tracer {
+    child: Child,
+    lines: mpsc::Receiver<serde_json::Value>,
+    stderr: mpsc::Receiver<String>,
+    pub seen: Vec<serde_json::Value>,
+}
+
+impl Tracer {
+    /// Starts `portwatch <args>` and waits until it says it is tracing.
+    pub fn start(args: &[&str]) -> Tracer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portwatch"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn portwatch");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("portwatch printed invalid JSON {line:?}: {e}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, stderr_rx) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if etx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut t = Tracer {
+            child,
+            lines,
+            stderr: stderr_rx,
+            seen: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match t.stderr.recv_timeout(left) {
+                Ok(l) if l.contains("tracing") || l.contains("recording") => break,
+                Ok(l) => eprintln!("portwatch: {l}"),
+                Err(_) => {
+                    let _ = t.child.kill();
+                    panic!("portwatch did not start tracing: {:?}", t.child.wait());
+                }
+            }
+        }
+        t
+    }
+
+    /// Collects lines until `done(seen)` holds or `timeout` passes.
+    pub fn wait_for(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            match self.lines.recv_timeout(left) {
+                Ok(v) => self.seen.push(v),
+                Err(_) => return done(&self.seen),
+            }
+        }
+        true
+    }
+
+    /// SIGINT, wait for exit, return (exit success, stderr lines).
+    pub fn stop(mut self) -> (bool, Vec<String>, Vec<serde_json::Value>) {
+        // SAFETY: kill with a valid pid of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let status = self.child.wait().expect("wait portwatch");
+        // The reader threads end at EOF, which follows the exit: drain both
+        // channels until they disconnect (bounded, in case a grandchild
+        // kept a pipe open).
+        while let Ok(v) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(v);
+        }
+        let mut stderr = Vec::new();
+        while let Ok(l) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            stderr.push(l);
+        }
+        (status.success(), stderr, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Drop for Tracer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `bytes_sent`/`bytes_received` come from tcp_sock's bytes_acked and
+/// bytes_received (as bcc's tcplife reports them), which count the SYN and
+/// FIN sequence numbers too: up to 2 more than the payload.
+pub fn assert_bytes(v: &serde_json::Value, field: &str, payload: u64) {
+    let got = v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{field} missing in {v}"));
+    assert!(
+        (payload..=payload + 2).contains(&got),
+        "{field} = {got}, payload {payload}: {v}"
+    );
+}
+
+/// Events of `kind` ("close"/"connect_error") from the given netns.
+pub fn of<'a>(
+    seen: &'a [serde_json::Value],
+    kind: &'a str,
+    netns: u32,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    seen.iter()
+        .filter(move |v| v["event"] == kind && v["netns"] == netns)
+}
+
+/// The summary line must report zero lost events.
+pub fn assert_no_loss(stderr: &[String]) {
+    let summary = stderr
+        .iter()
+        .find(|l| l.contains("stopped"))
+        .unwrap_or_else(|| panic!("no summary line in {stderr:?}"));
+    assert!(summary.contains(" 0 lost"), "events were lost: {summary}");
+}

@@ -1,0 +1,149 @@
+//! Builders for synthetic input streams shared by the engine tests.
+#![allow(dead_code, reason = "each test file uses a different subset")]
+
+use std::net::IpAddr;
+
+use portwatch::clock::WallClock;
+use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Task};
+use portwatch::input::{HostInfo, Input, Sysctls};
+
+pub const S: u64 = 1_000_000_000;
+pub const MS: u64 = 1_000_000;
+
+pub fn sysctls(lo: u16, hi: u16) -> Sysctls {
+    Sysctls {
+        port_range: (lo, hi),
+        reserved_ports: vec![],
+        tcp_tw_reuse: Some(2),
+        tcp_tw_reuse_delay_ms: Some(1000),
+        tcp_timestamps: Some(1),
+        tcp_max_tw_buckets: Some(262_144),
+        tcp_fin_timeout: Some(60),
+    }
+}
+
+pub fn host(lo: u16, hi: u16) -> Input {
+    Input::Host(HostInfo {
+        hostname: "testhost".into(),
+        kernel: "6.18.0".into(),
+        clock: WallClock {
+            mono_ns: 0,
+            unix_ns: 1_700_000_000_000_000_000,
+        },
+        netns: 4026531840,
+        sysctls: sysctls(lo, hi),
+    })
+}
+
+pub fn tick(ns: u64) -> Input {
+    Input::Tick { now_ns: ns }
+}
+
+pub fn cgroup(id: u64, path: &str) -> Input {
+    Input::Cgroup {
+        id,
+        path: Some(path.to_string()),
+    }
+}
+
+pub fn task(pid: u32, comm: &str, cgroup_id: u64) -> Task {
+    Task {
+        pid,
+        tid: pid,
+        comm: Comm::new(comm),
+        cgroup_id,
+    }
+}
+
+/// One outbound connection from `t` to `dst`, started at `start_ns`, living
+/// `life_ns`, closed first by this host when `local_close`.
+pub fn conn(t: Task, dst: &str, start_ns: u64, life_ns: u64, local_close: bool) -> Input {
+    let (daddr, dport) = split(dst);
+    Input::Event(Event::Close(ConnClose {
+        start_ns,
+        end_ns: start_ns + life_ns,
+        handshake_ns: Some(50_000),
+        task: Some(t),
+        netns: 4026531840,
+        direction: Direction::Outbound,
+        saddr: "127.0.0.1".parse().unwrap(),
+        sport: 40000,
+        daddr,
+        dport,
+        bytes: None,
+        local_close,
+        peer_close: !local_close,
+        established: true,
+        errno: None,
+    }))
+}
+
+/// One connection accepted by a local listener on `local`.
+pub fn inbound(local: &str, start_ns: u64, life_ns: u64) -> Input {
+    let (saddr, sport) = split(local);
+    Input::Event(Event::Close(ConnClose {
+        start_ns,
+        end_ns: start_ns + life_ns,
+        handshake_ns: Some(50_000),
+        task: None,
+        netns: 4026531840,
+        direction: Direction::Inbound,
+        saddr,
+        sport,
+        daddr: "10.0.0.9".parse().unwrap(),
+        dport: 51000,
+        bytes: None,
+        local_close: false,
+        peer_close: true,
+        established: true,
+        errno: None,
+    }))
+}
+
+pub fn connect_error(t: Task, dst: &str, ts_ns: u64, errno: i32) -> Input {
+    let (daddr, dport) = split(dst);
+    Input::Event(Event::ConnectError(ConnectError {
+        ts_ns,
+        duration_ns: 1000,
+        task: Some(t),
+        netns: 4026531840,
+        daddr,
+        dport,
+        errno,
+        cause: if errno == 99 {
+            Cause::PortExhaustion
+        } else {
+            Cause::Other
+        },
+        saw_syn_sent: false,
+    }))
+}
+
+pub fn split(dst: &str) -> (IpAddr, u16) {
+    let (a, p) = dst.rsplit_once(':').expect("addr:port");
+    (
+        a.trim_matches(['[', ']']).parse().expect("address"),
+        p.parse().expect("port"),
+    )
+}
+
+/// `per_s` connections per second from `from_s` to `to_s` (exclusive),
+/// evenly spaced, each living `life_ns`.
+pub fn churn(
+    t: Task,
+    dst: &str,
+    from_s: u64,
+    to_s: u64,
+    per_s: u64,
+    life_ns: u64,
+    local_close: bool,
+) -> Vec<Input> {
+    let mut v = Vec::new();
+    for s in from_s..to_s {
+        for i in 0..per_s {
+            v.push(conn(t, dst, s * S + i * (S / per_s), life_ns, local_close));
+        }
+    }
+    v.sort_by_key(|i| i.ts_ns());
+    v
+}
