@@ -198,6 +198,28 @@ fn record_captures_every_loopback_connection_and_stops_cleanly_on_sigint() {
     assert_eq!(t.warnings, vec![], "a clean stop leaves no torn frame");
     assert!(matches!(t.inputs[0], Input::Host(_)));
     assert_eq!(our_closes(&t.inputs, "pw-krec-int", port, netns), N);
+    // What the engine needs besides events: the starting socket table and
+    // counters, and our cgroup's path before our first event.
+    assert!(t.inputs.iter().any(|i| matches!(i, Input::Sockets(_))));
+    assert!(t.inputs.iter().any(|i| matches!(i, Input::Counters(_))));
+    let (first, cgroup_id) = t
+        .inputs
+        .iter()
+        .enumerate()
+        .find_map(|(i, input)| match input {
+            Input::Event(e) => e
+                .task()
+                .filter(|t| t.comm.to_string() == "pw-krec-int")
+                .map(|t| (i, t.cgroup_id)),
+            _ => None,
+        })
+        .expect("our events");
+    assert!(
+        t.inputs[..first]
+            .iter()
+            .any(|i| matches!(i, Input::Cgroup { id, .. } if *id == cgroup_id)),
+        "no cgroup record for {cgroup_id} before the first event"
+    );
     let last_losses = t.inputs.iter().rev().find_map(|i| match i {
         Input::Losses { losses, .. } => Some(*losses),
         _ => None,
