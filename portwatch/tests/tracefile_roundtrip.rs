@@ -392,6 +392,18 @@ fn created_files_are_private_and_not_overwritten_without_force() {
     assert_eq!(meta.len(), portwatch::tracefile::HEADER_BYTES as u64);
 }
 
+#[test]
+fn force_does_not_write_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let link = dir.path().join("t.pwtrace");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    assert!(Writer::create(&link, true).is_err());
+    assert!(Writer::create(&link, false).is_err());
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
 // ---- property test: arbitrary streams ----
 
 fn arb_addr() -> impl Strategy<Value = IpAddr> {

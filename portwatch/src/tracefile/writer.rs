@@ -50,10 +50,14 @@ pub struct Writer<W: Write> {
 impl Writer<File> {
     /// Creates `path` with mode 0600 (a trace holds addresses and process
     /// names) and writes the header. An existing file is an error unless
-    /// `force`, which truncates it and tightens its mode to 0600.
+    /// `force`, which truncates it and tightens its mode to 0600; a
+    /// symlink is an error either way.
     pub fn create(path: &Path, force: bool) -> io::Result<Writer<File>> {
         let mut opts = OpenOptions::new();
-        opts.write(true).mode(0o600);
+        // Never through a symlink: root writing where a link in a shared
+        // directory points is the classic /tmp attack (create_new already
+        // refuses links; this covers `force`).
+        opts.write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW);
         if force {
             opts.create(true).truncate(true);
         } else {
