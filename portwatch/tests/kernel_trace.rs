@@ -19,7 +19,7 @@ fn trace_netns(ns: &Netns) -> Tracer {
 
 fn outbound_closes<'a>(seen: &'a [Value], ns: &Netns, comm: &'a str) -> Vec<&'a Value> {
     of(seen, "close", ns.inode)
-        .filter(|v| v["direction"] == "out" && v["comm"] == comm)
+        .filter(|v| v["direction"] == "out" && v["thread"] == comm)
         .collect()
 }
 
@@ -56,6 +56,7 @@ fn churn(bind: &str, comm: &'static str, family: &str) {
     assert_eq!(out.len(), N, "exactly one close event per connection");
     for v in &out {
         assert_eq!(v["pid"], std::process::id());
+        assert_eq!(v["comm"], process_name(), "comm is the process's name");
         assert_eq!(v["family"], family);
         assert_eq!(v["daddr"], server.ip().to_string());
         assert_eq!(v["dport"], server.port());
@@ -180,7 +181,8 @@ fn port_exhaustion_is_reported_for_every_failed_connect() {
         assert_eq!(v["errno"], "EADDRNOTAVAIL");
         assert_eq!(v["cause"], "port_exhaustion");
         assert_eq!(v["pid"], std::process::id());
-        assert_eq!(v["comm"], comm);
+        assert_eq!(v["thread"], comm);
+        assert_eq!(v["comm"], process_name());
         assert_eq!(v["daddr"], "127.0.0.1");
         assert_eq!(v["dport"], server.port());
     }
@@ -205,7 +207,7 @@ fn refused(addr: &'static str, comm: &'static str) {
     assert_eq!(err, ErrorKind::ConnectionRefused);
     let is_report = |v: &&Value| {
         v["netns"] == ns.inode
-            && v["comm"] == comm
+            && v["thread"] == comm
             && v["errno"] == "ECONNREFUSED"
             && (v["event"] == "connect_error"
                 || (v["event"] == "close" && v["established"] == false))
