@@ -98,8 +98,15 @@ async fn top_batch(args: TopArgs) -> Result<()> {
     }
     let losses = src.probe.losses();
     drop(src); // detaches the probes
-    if losses.total() > 0 {
-        eprintln!("portwatch: {} events lost", losses.total());
-    }
+    eprintln!(
+        "portwatch: stopped: {} snapshots, {} lost (ring buffer full: {}, socket map evictions: {}, \
+         connect() untracked: {}, undecodable: {})",
+        printed,
+        losses.total(),
+        losses.ringbuf_lost,
+        losses.sock_evicted,
+        losses.connect_untracked,
+        losses.decode_errors
+    );
     Ok(())
 }
