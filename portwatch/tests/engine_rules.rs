@@ -81,6 +81,37 @@ fn time_wait_ages_out_after_60_s() {
 }
 
 #[test]
+fn nothing_expires_soon_early_in_the_observation() {
+    let t = task(10, "curl", 1);
+    let inputs = vec![host(32768, 60999), conn(t, "10.0.0.1:80", 0, MS, true)];
+    let s = &run(&inputs, 20 * S).destinations[0].stats;
+    assert_eq!(s.time_wait, 1);
+    assert_eq!(
+        (s.tw_expiring_10s, s.tw_expiring_30s, s.tw_expiring_60s),
+        (0, 0, 1)
+    );
+    let s = &run(&inputs, 50 * S).destinations[0].stats;
+    assert_eq!((s.tw_expiring_10s, s.tw_expiring_30s), (1, 1));
+}
+
+#[test]
+fn destinations_first_seen_after_a_socket_table_start_from_it() {
+    let t = task(10, "curl", 1);
+    let inputs = vec![
+        host(32768, 60999),
+        Input::Sockets(SocketTable {
+            ts_ns: S,
+            netns: 0,
+            entries: vec![],
+        }),
+        conn(t, "10.0.0.1:80", 2 * S, MS, true),
+    ];
+    let d = &run(&inputs, 3 * S).destinations[0];
+    assert!(d.from_socket_table);
+    assert_eq!(d.held_ports, 1);
+}
+
+#[test]
 fn budget_is_the_range_minus_reserved_ports() {
     let mut s = sysctls(40000, 40009);
     assert_eq!(portwatch::engine::port_budget(&s), 10);
@@ -232,4 +263,68 @@ fn idle_keys_age_out_and_full_tables_fold_into_others() {
     assert!(m.destinations.is_empty());
     // 4 processes + 1 service (all "w") + 4 destinations + 4 pairs.
     assert_eq!(m.system.aged_out_keys, 13);
+}
+
+#[test]
+fn kernel_counters_become_rates_and_overflow_is_a_warning() {
+    use portwatch::input::KernelCounters;
+    let c = |ts_s: u64, tw: u64, rec: u64, ovf: u64| {
+        Input::Counters(KernelCounters {
+            ts_ns: ts_s * S,
+            tcp_inuse: 3,
+            tcp_tw: 40,
+            tw,
+            tw_recycled: rec,
+            tw_overflow: ovf,
+        })
+    };
+    let m = run(
+        &[host(32768, 60999), c(10, 100, 0, 0), c(12, 160, 10, 4)],
+        12 * S,
+    );
+    assert_eq!(m.system.tw_per_s, Some(30.0));
+    assert_eq!(m.system.tw_recycled_per_s, Some(5.0));
+    assert_eq!(m.system.tw_overflow_per_s, Some(2.0));
+    assert_eq!(
+        (m.system.sockstat_tw, m.system.sockstat_inuse),
+        (Some(40), Some(3))
+    );
+    let keys: Vec<_> = m.system.advice.iter().map(|a| a.key).collect();
+    assert!(keys.contains(&"tw_buckets_overflow"), "{keys:?}");
+    assert!(keys.contains(&"tw_reuse_working"), "{keys:?}");
+    // A single reading has no rate yet.
+    let m = run(&[host(32768, 60999), c(10, 100, 0, 0)], 12 * S);
+    assert_eq!(m.system.tw_per_s, None);
+}
+
+#[test]
+fn losses_are_shown_and_warned_about() {
+    use portwatch::event::Losses;
+    let m = run(
+        &[
+            host(32768, 60999),
+            Input::Losses {
+                ts_ns: S,
+                losses: Losses {
+                    ringbuf_lost: 3,
+                    sock_evicted: 1,
+                    connect_untracked: 0,
+                    decode_errors: 0,
+                },
+            },
+        ],
+        2 * S,
+    );
+    assert_eq!(m.system.lost_events, 4);
+    assert!(m.system.advice.iter().any(|a| a.key == "lost_events"));
+}
+
+#[test]
+fn ipv4_mapped_and_plain_ipv4_are_one_destination() {
+    let t = task(10, "curl", 1);
+    let mut inputs = vec![host(32768, 60999), conn(t, "10.0.0.1:80", 0, MS, true)];
+    inputs.push(conn(t, "[::ffff:10.0.0.1]:80", S, MS, true));
+    let m = run(&inputs, 2 * S);
+    assert_eq!(m.destinations.len(), 1);
+    assert_eq!(m.destinations[0].stats.new_total, 2);
 }

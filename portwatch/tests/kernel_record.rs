@@ -77,7 +77,7 @@ fn start_recorder(path: &Path) -> Recorder {
 
 /// In a thread of its own, moved into a new network namespace with only
 /// `lo`: `n` loopback connections, request/reply, the client closing
-/// first. The thread's name is the comm the kernel reports. Returns the
+/// first. The thread's name is the task's `thread` in the events. Returns the
 /// server port and the namespace inode.
 fn churn_in_private_netns(name: &str, n: usize) -> (u16, u32) {
     let (tx, rx) = mpsc::channel();
@@ -156,15 +156,16 @@ fn read_trace(path: &Path) -> Trace {
     }
 }
 
-/// Our closes: the client side, by comm and server port.
-fn our_closes(inputs: &[Input], comm: &str, port: u16, netns: u32) -> usize {
+/// Our closes: the client side, by the connecting thread's name and the
+/// server port.
+fn our_closes(inputs: &[Input], thread: &str, port: u16, netns: u32) -> usize {
     inputs
         .iter()
         .filter(|i| match i {
             Input::Event(Event::Close(c)) => {
                 c.direction == Direction::Outbound
                     && c.dport == port
-                    && c.task.is_some_and(|t| t.comm.to_string() == comm)
+                    && c.task.is_some_and(|t| t.thread.to_string() == thread)
                     && (c.netns == 0 || c.netns == netns)
             }
             _ => false,
@@ -202,18 +203,24 @@ fn record_captures_every_loopback_connection_and_stops_cleanly_on_sigint() {
     // counters, and our cgroup's path before our first event.
     assert!(t.inputs.iter().any(|i| matches!(i, Input::Sockets(_))));
     assert!(t.inputs.iter().any(|i| matches!(i, Input::Counters(_))));
-    let (first, cgroup_id) = t
+    let (first, task) = t
         .inputs
         .iter()
         .enumerate()
         .find_map(|(i, input)| match input {
             Input::Event(e) => e
                 .task()
-                .filter(|t| t.comm.to_string() == "pw-krec-int")
-                .map(|t| (i, t.cgroup_id)),
+                .filter(|t| t.thread.to_string() == "pw-krec-int")
+                .map(|t| (i, *t)),
             _ => None,
         })
         .expect("our events");
+    // The task is named after the process (its main thread), the thread
+    // separately.
+    let pid = std::process::id();
+    let process = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/comm")).unwrap();
+    assert_eq!(task.comm.to_string(), process.trim());
+    let cgroup_id = task.cgroup_id;
     assert!(
         t.inputs[..first]
             .iter()

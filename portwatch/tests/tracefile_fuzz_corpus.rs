@@ -34,6 +34,7 @@ fn varied_trace() -> Vec<u8> {
         pid: 77,
         tid: 78,
         comm: Comm::new("fifteen-chars-x"),
+        thread: Comm::new("tokio-runtime-w"),
         cgroup_id: 9,
     };
     let mut w = Writer::new(Vec::new()).unwrap();

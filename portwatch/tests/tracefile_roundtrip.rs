@@ -25,11 +25,17 @@ fn read_all(bytes: &[u8]) -> Vec<Input> {
     inputs
 }
 
+/// A single-threaded process: the thread has the process's name.
 fn task(comm: &str) -> Task {
+    task_in_thread(comm, comm)
+}
+
+fn task_in_thread(comm: &str, thread: &str) -> Task {
     Task {
         pid: 4242,
         tid: 4250,
         comm: Comm::new(comm),
+        thread: Comm::new(thread),
         cgroup_id: 12345,
     }
 }
@@ -91,7 +97,10 @@ fn every_variant() -> Vec<Input> {
         Input::Event(Event::Close(close(
             v4(127, 0, 0, 1),
             v4(127, 0, 0, 1),
-            Some(task("a-very-long-process-name")),
+            Some(task_in_thread(
+                "a-very-long-process-name",
+                "a-very-long-thread-name",
+            )),
         ))),
         Input::Event(Event::Close(close(mapped, mapped, Some(task("curl"))))),
         Input::Event(Event::Close(inbound)),
@@ -223,6 +232,12 @@ fn fifteen_byte_comm_names_survive_and_longer_ones_are_truncated_like_the_kernel
     };
     assert_eq!(comm(1), "a-very-long-pro");
     assert_eq!(comm(5), "123456789012345");
+    let thread = |i: usize| match &back[i] {
+        Input::Event(e) => e.task().unwrap().thread.to_string(),
+        other => panic!("not an event: {other:?}"),
+    };
+    assert_eq!(thread(1), "a-very-long-thr");
+    assert_eq!(thread(5), "123456789012345");
 }
 
 #[test]
@@ -418,14 +433,21 @@ fn arb_addr() -> impl Strategy<Value = IpAddr> {
 }
 
 fn arb_task() -> impl Strategy<Value = Task> {
-    (0u32..4, any::<u32>(), "[a-z0-9 ./:-]{0,20}", any::<u64>()).prop_map(
-        |(pid, tid, comm, cgroup_id)| Task {
+    (
+        0u32..4,
+        any::<u32>(),
+        "[a-z0-9 ./:-]{0,20}",
+        // None: a single-threaded process, the thread named like it.
+        proptest::option::of("[a-z0-9 ./:-]{0,20}"),
+        any::<u64>(),
+    )
+        .prop_map(|(pid, tid, comm, thread, cgroup_id)| Task {
             pid,
             tid: tid % 3,
             comm: Comm::new(&comm),
+            thread: Comm::new(thread.as_deref().unwrap_or(&comm)),
             cgroup_id: cgroup_id % 2,
-        },
-    )
+        })
 }
 
 fn arb_close() -> impl Strategy<Value = ConnClose> {

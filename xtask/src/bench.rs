@@ -47,6 +47,10 @@ pub enum Counter {
     None,
     /// JSON Lines from `trace --json`: close events out of the netns.
     TraceJson,
+    /// `top --batch --json`: the last snapshot's `new_total` of the load
+    /// generator's destination (127.0.0.1:80; nothing else on the host uses
+    /// it during a bench).
+    BatchJson,
 }
 
 pub fn variants() -> Vec<Variant> {
@@ -60,6 +64,11 @@ pub fn variants() -> Vec<Variant> {
             name: "trace --json",
             args: &["trace", "--json"],
             count: Counter::TraceJson,
+        },
+        Variant {
+            name: "top --batch",
+            args: &["top", "--batch", "--json", "--interval", "0.5"],
+            count: Counter::BatchJson,
         },
     ]
 }
@@ -107,7 +116,9 @@ fn start_tracer(bin: &Path, v: &Variant, out: &Path) -> Result<Tracer> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(l) if l.contains("tracing") || l.contains("recording") => break,
+            Ok(l) if l.contains("tracing") || l.contains("recording") || l.contains("watching") => {
+                break;
+            }
             Ok(l) if l.contains("error") => bail!("portwatch failed to start: {l}"),
             Ok(_) => {}
             Err(_) => bail!("portwatch did not start within 30 s"),
@@ -168,6 +179,21 @@ fn count_seen(counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
                     n += 1;
                 }
             }
+            Ok(Some(n))
+        }
+        Counter::BatchJson => {
+            let text = std::fs::read_to_string(out)?;
+            let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+                return Ok(Some(0));
+            };
+            let v: serde_json::Value = serde_json::from_str(last)?;
+            let n = v["destinations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["daddr"] == "127.0.0.1" && d["dport"] == 80)
+                .filter_map(|d| d["new_total"].as_u64())
+                .sum();
             Ok(Some(n))
         }
     }
@@ -243,6 +269,10 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
                 ..Run::default()
             };
             if let Some(t) = tracer {
+                if matches!(v.count, Counter::BatchJson) {
+                    // Let a snapshot after the last close be printed.
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
                 let out_path = t.out.clone();
                 let (cpu, rss, lost) = stop_tracer(t)?;
                 run.cpu_s = Some(cpu);

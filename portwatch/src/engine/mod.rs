@@ -210,7 +210,13 @@ impl Acc {
 fn tw_from_closes(ring: &SecondRing, now_s: u64) -> (u64, [u64; 3]) {
     let first = (now_s + 1).saturating_sub(TIME_WAIT_S);
     let held = ring.sum(first, now_s);
-    let exp = [10, 30, 60].map(|x: u64| ring.sum(first, (now_s + x).saturating_sub(TIME_WAIT_S)));
+    // Expiring within x s: closed in `first..=now + x - 60` (none when that
+    // is before time 0, i.e. early in the observation).
+    let exp = [10, 30, 60].map(|x: u64| {
+        (now_s + x)
+            .checked_sub(TIME_WAIT_S)
+            .map_or(0, |last| ring.sum(first, last))
+    });
     (held, exp)
 }
 
@@ -311,13 +317,24 @@ impl Activity for DestAcc {
 
 type PairKey = (ServiceId, IpAddr, u16);
 
+/// What a cgroup id says about the service.
+#[derive(Clone, Debug, PartialEq)]
+enum CgroupName {
+    /// A unit, container or pod.
+    Unit(ServiceId),
+    /// A cgroup without one (e.g. `/`): name by comm.
+    NoUnit,
+    /// Unknown or vanished.
+    Gone,
+}
+
 pub struct Engine {
     config: Config,
     host: Option<HostInfo>,
     start_ns: Option<u64>,
     now_ns: u64,
     gc_epoch: u64,
-    cgroups: HashMap<u64, Option<String>>,
+    cgroups: HashMap<u64, CgroupName>,
     processes: Table<(u32, crate::event::Comm), (Acc, Option<ServiceId>)>,
     services: Table<ServiceId, Acc>,
     destinations: Table<(IpAddr, u16), DestAcc>,
@@ -330,6 +347,8 @@ pub struct Engine {
     counters: Option<KernelCounters>,
     prev_counters: Option<KernelCounters>,
     losses: Losses,
+    /// Time of the last socket table, if any was read.
+    last_table_ns: Option<u64>,
     aged_out: u64,
     /// Network namespaces seen in events, to tell when containers have
     /// their own (and so their own sysctls).
@@ -362,6 +381,7 @@ impl Engine {
             counters: None,
             prev_counters: None,
             losses: Losses::default(),
+            last_table_ns: None,
             aged_out: 0,
             netns_seen: HashSet::new(),
         }
@@ -387,7 +407,14 @@ impl Engine {
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => {
                 if self.cgroups.len() < MAX_CGROUPS || self.cgroups.contains_key(id) {
-                    self.cgroups.insert(*id, path.clone());
+                    // Named once here, not per event: events are many.
+                    let named = match path {
+                        Some(p) => {
+                            service_from_cgroup(p).map_or(CgroupName::NoUnit, CgroupName::Unit)
+                        }
+                        None => CgroupName::Gone,
+                    };
+                    self.cgroups.insert(*id, named);
                 }
             }
             Input::Sockets(t) => self.on_sockets(t),
@@ -421,16 +448,16 @@ impl Engine {
                 name: "?".into(),
             };
         };
-        let comm = t.comm.to_string();
         match self.cgroups.get(&t.cgroup_id) {
-            Some(Some(path)) => service_from_cgroup(path).unwrap_or(ServiceId {
+            Some(CgroupName::Unit(s)) => s.clone(),
+            Some(CgroupName::NoUnit) => ServiceId {
                 kind: ServiceKind::Comm,
-                name: comm,
-            }),
+                name: t.comm.to_string(),
+            },
             // Told it is gone, or never told: shown as unknown, by comm.
-            Some(None) | None => ServiceId {
+            Some(CgroupName::Gone) | None => ServiceId {
                 kind: ServiceKind::UnknownCgroup,
-                name: comm,
+                name: t.comm.to_string(),
             },
         }
     }
@@ -461,6 +488,7 @@ impl Engine {
         self.services.entry(&svc).record_close(c);
         self.pairs.entry(&(svc, c.daddr, c.dport)).record_close(c);
         let d = self.destinations.entry(&(c.daddr, c.dport));
+        Self::seed_table(d, self.last_table_ns);
         d.acc.record_close(c);
         if let Some(t) = &mut d.table {
             // Open at the table's time (started before it, closed after it).
@@ -492,14 +520,27 @@ impl Engine {
         }
         self.services.entry(&svc).record_error(e);
         self.pairs.entry(&(svc, e.daddr, e.dport)).record_error(e);
-        self.destinations
-            .entry(&(e.daddr, e.dport))
-            .acc
-            .record_error(e);
+        let d = self.destinations.entry(&(e.daddr, e.dport));
+        Self::seed_table(d, self.last_table_ns);
+        d.acc.record_error(e);
+    }
+
+    /// A destination first seen after a socket table held nothing at the
+    /// table's time: it starts from that (empty) truth, not from "unknown".
+    fn seed_table(d: &mut DestAcc, last_table_ns: Option<u64>) {
+        if d.table.is_none()
+            && let Some(ts_ns) = last_table_ns
+        {
+            d.table = Some(DestTable {
+                ts_ns,
+                ..DestTable::default()
+            });
+        }
     }
 
     /// Replaces what each destination's held ports are counted from.
     fn on_sockets(&mut self, t: &SocketTable) {
+        self.last_table_ns = Some(t.ts_ns);
         // Sockets whose local port a listener owns were accepted here:
         // inbound, not ports this host spent connecting out.
         let listen: HashSet<(Option<IpAddr>, u16)> = t

@@ -95,9 +95,10 @@ pub fn lacks_pooling(
             .iter()
             .find(|e| e.errno == EADDRNOTAVAIL)
             .map_or(0, |e| e.count);
+        let n = s.connect_errors_total;
         evidence.push_str(&format!(
-            " {} connect failures ({eaddr} EADDRNOTAVAIL: no free local port).",
-            s.connect_errors_total
+            " {n} connect failure{} ({eaddr} EADDRNOTAVAIL: no free local port).",
+            if n == 1 { "" } else { "s" }
         ));
     }
 

@@ -39,6 +39,8 @@
 //!   table's); `pressure` = held_ports / budget; `forecast_time_wait` = local
 //!   closes/s × 60 (TIME_WAIT in steady state); `exhaustion_in_s`: rough time
 //!   until no port is free when the forecast exceeds the budget.
+//! - `pairs` (service → destination): `[{service: {name, kind, pids}, daddr,
+//!   dport, …stats}]`: what the verdict is decided on.
 //! - `inbound` (accepted by listeners here, by local address and port):
 //!   `[{laddr, lport, …stats}]`. Inbound churn is never a client verdict.
 //! - `verdicts`: `[{service: {name, kind, pids}, daddr, dport, verdict,
@@ -72,6 +74,7 @@ pub struct BatchJson<'a> {
     pub services: Vec<ServiceJson<'a>>,
     pub processes: Vec<ProcessJson<'a>>,
     pub destinations: Vec<DestinationJson<'a>>,
+    pub pairs: Vec<PairJson<'a>>,
     pub inbound: Vec<InboundJson<'a>>,
     pub verdicts: Vec<VerdictJson<'a>>,
     pub others: &'a Others,
@@ -191,6 +194,15 @@ pub struct DestinationJson<'a> {
 }
 
 #[derive(Serialize, Debug, PartialEq)]
+pub struct PairJson<'a> {
+    pub service: ServiceRef<'a>,
+    pub daddr: String,
+    pub dport: u16,
+    #[serde(flatten)]
+    pub stats: StatsJson<'a>,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
 pub struct InboundJson<'a> {
     pub laddr: String,
     pub lport: u16,
@@ -283,6 +295,17 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             .iter()
             .take(rows)
             .map(destination_json)
+            .collect(),
+        pairs: model
+            .pairs
+            .iter()
+            .take(rows)
+            .map(|p| PairJson {
+                service: service_ref(&p.service, &p.pids),
+                daddr: p.daddr.to_string(),
+                dport: p.dport,
+                stats: (&p.stats).into(),
+            })
             .collect(),
         inbound: model
             .inbound

@@ -29,6 +29,9 @@ pub(crate) const TAG_LOSSES: u8 = 0x15;
 pub(crate) const TAG_DEF_ADDR: u8 = 0x20;
 pub(crate) const TAG_DEF_TASK: u8 = 0x21;
 pub(crate) const TAG_DEF_DEST: u8 = 0x22;
+/// In a task definition, the thread-name length that means "the same as
+/// the process name" (lengths are 0..=16).
+const THREAD_SAME_AS_COMM: u64 = 17;
 /// Tags from here up carry a varint length and are skipped by readers that
 /// do not know them: the room for backward-compatible additions.
 pub(crate) const TAG_FIRST_SKIPPABLE: u8 = 0x80;
@@ -128,6 +131,12 @@ impl Encoder {
             put_u64(buf, t.cgroup_id);
             // Only the bytes before the first NUL: the kernel NUL-pads.
             put_str(buf, t.comm.as_bytes());
+            // Single-threaded processes: the thread's name is the process's.
+            if t.thread == t.comm {
+                put_u64(buf, THREAD_SAME_AS_COMM);
+            } else {
+                put_str(buf, t.thread.as_bytes());
+            }
             n
         })
     }
@@ -355,6 +364,19 @@ impl Encoder {
     }
 }
 
+/// A comm of `n` bytes (at most 16, checked by the caller), NUL-padded.
+fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
+    let bytes = c.bytes(n)?;
+    // Writers store a comm up to its first NUL; a NUL inside would decode
+    // to a comm that re-encodes differently.
+    if bytes.contains(&0) {
+        return Err(Corruption::OutOfRange("comm (contains NUL)"));
+    }
+    let mut raw = [0u8; 16];
+    raw[..n].copy_from_slice(bytes);
+    Ok(Comm::from_bytes(raw))
+}
+
 /// Reader-side state of the current frame.
 #[derive(Default)]
 pub(crate) struct Decoder {
@@ -450,18 +472,23 @@ impl Decoder {
                 let tid = c.u32("tid")?;
                 let cgroup_id = c.u64()?;
                 let n = c.len(16, "comm")?;
-                let bytes = c.bytes(n)?;
-                // Writers store the comm up to its first NUL; a NUL inside
-                // would decode to a comm that re-encodes differently.
-                if bytes.contains(&0) {
-                    return Err(Corruption::OutOfRange("comm (contains NUL)"));
-                }
-                let mut raw = [0u8; 16];
-                raw[..n].copy_from_slice(bytes);
+                let comm = read_comm(c, n)?;
+                let thread = match c.u64()? {
+                    THREAD_SAME_AS_COMM => comm,
+                    n if n <= 16 => read_comm(c, n as usize)?,
+                    n => {
+                        return Err(Corruption::TooLong {
+                            what: "thread name",
+                            len: n,
+                            max: 16,
+                        });
+                    }
+                };
                 let t = Task {
                     pid,
                     tid,
-                    comm: Comm::from_bytes(raw),
+                    comm,
+                    thread,
                     cgroup_id,
                 };
                 Self::push(&mut self.tasks, t, "task")?;

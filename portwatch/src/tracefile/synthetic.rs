@@ -57,10 +57,17 @@ pub fn churn(events: usize, rate_per_s: u64) -> Vec<Input> {
             next_tick_ns += 1_000_000_000;
         }
         let proc_idx = rand(10) as u32;
+        let thread_idx = rand(4) as u32;
         let task = Task {
             pid: 1000 + proc_idx,
-            tid: 1000 + proc_idx + 100 * rand(4) as u32,
-            comm: Comm::new(&format!("worker-{proc_idx}")),
+            tid: 1000 + proc_idx + 100 * thread_idx,
+            comm: Comm::new(&format!("service-{proc_idx}")),
+            // The main thread keeps the process name, like real ones do.
+            thread: if thread_idx == 0 {
+                Comm::new(&format!("service-{proc_idx}"))
+            } else {
+                Comm::new(&format!("pool-1-thread-{thread_idx}"))
+            },
             cgroup_id: 5000 + u64::from(proc_idx),
         };
         sport = if sport >= 60997 { 32768 } else { sport + 2 };

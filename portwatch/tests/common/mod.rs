@@ -268,6 +268,15 @@ impl Drop for Tracer {
     }
 }
 
+/// This process's name as the kernel keeps it (the thread group leader's
+/// comm): what portwatch reports as `comm`.
+pub fn process_name() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .expect("read /proc/self/comm")
+        .trim_end()
+        .to_string()
+}
+
 /// `bytes_sent`/`bytes_received` come from tcp_sock's bytes_acked and
 /// bytes_received (as bcc's tcplife reports them), which count the SYN and
 /// FIN sequence numbers too: up to 2 more than the payload.
