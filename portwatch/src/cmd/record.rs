@@ -125,9 +125,18 @@ async fn record(args: RecordArgs) -> Result<()> {
         Stop::Signal(s) => s,
         Stop::Duration => "duration reached",
     };
+    // The shape every live command ends with (trace, top --batch), which
+    // the bench parses for the lost count.
     eprintln!(
-        "portwatch: stopped ({why}): {}",
-        status_line(&writer, &losses, started.elapsed())
+        "portwatch: stopped ({why}): {} events, {} lost (ring buffer full: {}, socket map \
+         evictions: {}, connect() untracked: {}, undecodable: {}); {}",
+        writer.events(),
+        losses.total(),
+        losses.ringbuf_lost,
+        losses.sock_evicted,
+        losses.connect_untracked,
+        losses.decode_errors,
+        size_line(&writer, started.elapsed())
     );
     Ok(())
 }
@@ -141,7 +150,18 @@ fn show_new_warnings(src: &LiveSource, shown: &mut usize) {
     *shown = src.warnings.len();
 }
 
+/// The live one-liner: events, lost, bytes.
 fn status_line(w: &Writer<fs::File>, losses: &Losses, elapsed: Duration) -> String {
+    format!(
+        "{} events, {} lost, {}",
+        w.events(),
+        losses.total(),
+        size_line(w, elapsed)
+    )
+}
+
+/// "1.2 MiB in 10 s (7.3 B/event)".
+fn size_line(w: &Writer<fs::File>, elapsed: Duration) -> String {
     let events = w.events();
     let bytes = w.bytes_written();
     let per_event = if events > 0 {
@@ -150,8 +170,7 @@ fn status_line(w: &Writer<fs::File>, losses: &Losses, elapsed: Duration) -> Stri
         String::new()
     };
     format!(
-        "{events} events, {} lost, {} in {:.0} s{per_event}",
-        losses.total(),
+        "{} in {:.0} s{per_event}",
         human_bytes(bytes),
         elapsed.as_secs_f64()
     )
