@@ -44,6 +44,50 @@ pub enum Command {
         after_help = "Examples:\n  portwatch export incident.pwtrace | jq 'select(.cause == \"port_exhaustion\")'\n  portwatch export incident.pwtrace --format csv > events.csv\n\nFields are those of `portwatch trace --json`."
     )]
     Export(ExportArgs),
+    /// The interactive view of `top`, driven by a trace file instead of the live host.
+    #[command(
+        after_help = "Examples:\n  portwatch replay incident.pwtrace\n  portwatch replay incident.pwtrace --speed 10\n  portwatch replay incident.pwtrace --speed 0      # as fast as possible\n\nKeys (besides those of `top`, see ?): space pause/resume the replay, n step 1 s\n(pauses), E jump to the end, > and < double or halve the speed. `p` freezes the\ndisplay only. At the end of the file the view stays up with the final state.\nNo root needed."
+    )]
+    Replay(ReplayArgs),
+    /// The incident summary of a trace file, for a postmortem or a ticket.
+    #[command(
+        after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed."
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// Trace file written by `portwatch record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Playback speed: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speed: f64,
+    /// Refresh interval of the view, in seconds of wall time (default 1).
+    #[arg(short = 'd', long, value_name = "SECS")]
+    pub delay: Option<f64>,
+    /// View to open: services, destinations or failures.
+    #[arg(long, value_name = "VIEW", default_value = "services",
+          value_parser = ["services", "destinations", "failures"])]
+    pub view: String,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Trace file written by `portwatch record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// One JSON object (fields: README, "report --json").
+    #[arg(long)]
+    pub json: bool,
+    /// Rows of the services and destinations tables (verdicts are never cut).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rows: usize,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -10,6 +10,8 @@ fn main() -> std::process::ExitCode {
         Command::Top(args) => portwatch::cmd::top::run(args),
         Command::Record(args) => portwatch::cmd::record::run(args),
         Command::Export(args) => portwatch::cmd::export::run(args),
+        Command::Replay(args) => portwatch::cmd::replay::run(args),
+        Command::Report(args) => portwatch::cmd::report::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,413 @@
+//! `portwatch replay`: the TUI of `top`, driven by a trace file.
+//!
+//! [`ReplayFeed`] releases the trace's inputs paced by their timestamps:
+//! trace time runs at `speed` × wall time from an anchor, and is moved by
+//! keys (pause, step, jump to the end). The model is computed at the trace
+//! time reached, never at the wall clock, so what is shown is what `top`
+//! showed at that moment of the recording. Wall time is tokio's clock, so
+//! tests drive the feed with paused time instead of sleeping.
+
+use std::io::IsTerminal;
+use std::pin::Pin;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use crossterm::event::KeyCode;
+use tokio::time::Instant;
+
+use crate::cli::ReplayArgs;
+use crate::engine::Engine;
+use crate::input::Input;
+use crate::tracefile::{ReadError, Reader};
+use crate::tui::app::App;
+use crate::tui::run::{Feed, FeedState};
+
+const NS_PER_S: u64 = 1_000_000_000;
+/// Inputs handed over per call: at `--speed 0` or when jumping to the end,
+/// the TUI loop still gets to keys and redraws between batches.
+const BATCH: usize = 4096;
+/// `>` and `<` stay within these speeds.
+const MAX_SPEED: f64 = 1024.0;
+const MIN_SPEED: f64 = 1.0 / 64.0;
+/// Longest single wait: a wait is re-computed after it anyway.
+const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+/// First and last timestamp of a trace (CLOCK_MONOTONIC ns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// A trace being replayed: the inputs of `src`, released as trace time
+/// reaches them.
+pub struct ReplayFeed<I, E> {
+    src: I,
+    /// Read ahead: the next input, to know when it is due.
+    pending: Option<Input>,
+    /// `src` has nothing more (its end, or an error).
+    drained: bool,
+    error: Option<E>,
+    span: Span,
+    /// Latest timestamp released.
+    released_ns: u64,
+    released: u64,
+    /// Trace time `anchor_ns` was reached at wall time `anchor_at`; while
+    /// playing, trace time runs at `speed` × wall time from there, else it
+    /// stays at `anchor_ns`.
+    anchor_ns: u64,
+    anchor_at: Instant,
+    /// 0: as fast as possible.
+    speed: f64,
+    paused: bool,
+    /// Stepping (paused) to this trace time.
+    step_to: Option<u64>,
+    /// Jumping to the end (as fast as possible).
+    to_end: bool,
+    ended: bool,
+}
+
+impl<I, E> ReplayFeed<I, E>
+where
+    I: Iterator<Item = Result<Input, E>>,
+{
+    /// Starts at `span.start_ns`, playing at `speed` (0: as fast as
+    /// possible). Must be called inside a tokio runtime.
+    pub fn new(src: I, span: Span, speed: f64) -> Self {
+        ReplayFeed {
+            src,
+            pending: None,
+            drained: false,
+            error: None,
+            span,
+            released_ns: span.start_ns,
+            released: 0,
+            anchor_ns: span.start_ns,
+            anchor_at: Instant::now(),
+            speed: if speed.is_finite() {
+                speed.max(0.0)
+            } else {
+                0.0
+            },
+            paused: false,
+            step_to: None,
+            to_end: false,
+            ended: false,
+        }
+    }
+
+    /// The source, e.g. to read a [`Reader`]'s warnings afterwards.
+    pub fn source(&self) -> &I {
+        &self.src
+    }
+
+    /// The error reading stopped at, if any.
+    pub fn error(&self) -> Option<&E> {
+        self.error.as_ref()
+    }
+
+    /// Inputs released so far.
+    pub fn released(&self) -> u64 {
+        self.released
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.speed
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    fn playing(&self) -> bool {
+        !self.paused && !self.ended && !self.to_end && self.step_to.is_none() && self.speed > 0.0
+    }
+
+    fn fill(&mut self) {
+        if self.pending.is_some() || self.drained {
+            return;
+        }
+        match self.src.next() {
+            Some(Ok(i)) => self.pending = Some(i),
+            Some(Err(e)) => {
+                self.error = Some(e);
+                self.drained = true;
+            }
+            None => self.drained = true,
+        }
+    }
+
+    /// Inputs without a timestamp (a cgroup path) are context for those
+    /// that follow: due at once.
+    fn due_ns(i: &Input) -> u64 {
+        i.ts_ns().unwrap_or(0)
+    }
+
+    /// Trace time reached at wall time `now`. While playing it never runs
+    /// past an input not released yet, so the model is never computed
+    /// at a time whose inputs it lacks.
+    pub fn position(&self, now: Instant) -> u64 {
+        if !self.playing() {
+            return self.anchor_ns;
+        }
+        let run_ns = now.saturating_duration_since(self.anchor_at).as_secs_f64() * self.speed * 1e9;
+        // `as` saturates: a huge product stays u64::MAX.
+        let clock = self.anchor_ns.saturating_add(run_ns as u64);
+        let cap = self
+            .pending
+            .as_ref()
+            .map_or(self.span.end_ns, Self::due_ns)
+            .min(self.span.end_ns);
+        clock.min(cap).max(self.anchor_ns)
+    }
+
+    fn reanchor(&mut self, now: Instant) {
+        self.anchor_ns = self.position(now);
+        self.anchor_at = now;
+    }
+
+    /// Wall time at which trace time reaches `ns` at the current speed.
+    fn instant_of(&self, ns: u64) -> Instant {
+        let wait_s = ns.saturating_sub(self.anchor_ns) as f64 / 1e9 / self.speed;
+        let wait = Duration::try_from_secs_f64(wait_s).unwrap_or(MAX_WAIT);
+        self.anchor_at + wait.min(MAX_WAIT)
+    }
+
+    /// Releases up to [`BATCH`] inputs due at or before `limit_ns`.
+    fn release(&mut self, limit_ns: u64, out: &mut Vec<Input>) -> usize {
+        let mut n = 0;
+        while n < BATCH {
+            self.fill();
+            match &self.pending {
+                Some(i) if Self::due_ns(i) <= limit_ns => {}
+                _ => break,
+            }
+            let Some(i) = self.pending.take() else { break };
+            if let Some(ts) = i.ts_ns() {
+                self.released_ns = self.released_ns.max(ts);
+            }
+            out.push(i);
+            n += 1;
+        }
+        self.released += n as u64;
+        n
+    }
+
+    /// Appends the next inputs that are due, waiting (tokio time) until
+    /// some are. `Ended` once the source is drained.
+    pub async fn next_batch(&mut self, out: &mut Vec<Input>) -> FeedState {
+        loop {
+            self.fill();
+            let Some(due) = self.pending.as_ref().map(Self::due_ns) else {
+                if !self.ended {
+                    self.ended = true;
+                    self.step_to = None;
+                    self.to_end = false;
+                    self.anchor_ns = self.anchor_ns.max(self.released_ns);
+                    self.anchor_at = Instant::now();
+                }
+                return FeedState::Ended;
+            };
+            if self.to_end || (self.speed == 0.0 && !self.paused && self.step_to.is_none()) {
+                self.release(u64::MAX, out);
+                self.anchor_ns = self.anchor_ns.max(self.released_ns);
+                return FeedState::More;
+            }
+            if let Some(target) = self.step_to {
+                if due > target {
+                    // The step is done: trace time is at its target.
+                    self.anchor_ns = self.anchor_ns.max(target.min(self.span.end_ns));
+                    self.anchor_at = Instant::now();
+                    self.step_to = None;
+                    return FeedState::More;
+                }
+                self.release(target, out);
+                return FeedState::More;
+            }
+            if self.paused {
+                // Keys (in the TUI loop's other branches) unpause; this
+                // future is dropped and asked again then.
+                std::future::pending::<()>().await;
+            }
+            let now = Instant::now();
+            let pos = self.position(now);
+            if due > pos {
+                tokio::time::sleep_until(self.instant_of(due)).await;
+                continue;
+            }
+            self.release(pos, out);
+            return FeedState::More;
+        }
+    }
+
+    /// Replay keys: space pause/resume, `n` step 1 s (pauses), `E` jump to
+    /// the end, `>`/`<` double/halve the speed. None is an App key.
+    pub fn key(&mut self, key: KeyCode, now: Instant) -> bool {
+        match key {
+            KeyCode::Char(' ') => {
+                if !self.ended {
+                    self.reanchor(now);
+                    self.paused = !self.paused;
+                }
+            }
+            KeyCode::Char('n') => {
+                if !self.ended && !self.to_end {
+                    self.reanchor(now);
+                    self.paused = true;
+                    let from = self.step_to.unwrap_or(self.anchor_ns);
+                    self.step_to = Some(from.saturating_add(NS_PER_S).min(self.span.end_ns));
+                }
+            }
+            KeyCode::Char('E') => {
+                if !self.ended {
+                    self.reanchor(now);
+                    self.to_end = true;
+                    self.step_to = None;
+                }
+            }
+            KeyCode::Char('>') => {
+                self.reanchor(now);
+                if self.speed > 0.0 {
+                    self.speed = (self.speed * 2.0).min(MAX_SPEED);
+                }
+            }
+            KeyCode::Char('<') => {
+                self.reanchor(now);
+                self.speed = if self.speed == 0.0 {
+                    MAX_SPEED
+                } else {
+                    (self.speed / 2.0).max(MIN_SPEED)
+                };
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// "replay 00:01:23 / 00:05:00 ×1", then the state when not playing.
+    pub fn label_at(&self, now: Instant) -> String {
+        let pos = self.position(now);
+        let speed = if self.speed == 0.0 {
+            "max".to_string()
+        } else {
+            format!("{}", self.speed)
+        };
+        let state = if self.ended {
+            " end"
+        } else if self.to_end {
+            " to end"
+        } else if self.step_to.is_some() {
+            " step"
+        } else if self.paused {
+            " paused"
+        } else {
+            ""
+        };
+        format!(
+            "replay {} / {} ×{speed}{state}",
+            hms(pos.saturating_sub(self.span.start_ns)),
+            hms(self.span.end_ns.saturating_sub(self.span.start_ns))
+        )
+    }
+}
+
+fn hms(ns: u64) -> String {
+    let s = ns / NS_PER_S;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+impl<I, E> Feed for ReplayFeed<I, E>
+where
+    I: Iterator<Item = Result<Input, E>>,
+{
+    fn next<'a>(
+        &'a mut self,
+        out: &'a mut Vec<Input>,
+    ) -> Pin<Box<dyn std::future::Future<Output = FeedState> + 'a>> {
+        Box::pin(self.next_batch(out))
+    }
+
+    fn now_ns(&self, _engine: &Engine) -> u64 {
+        self.position(Instant::now())
+    }
+
+    fn label(&self) -> Option<String> {
+        Some(self.label_at(Instant::now()))
+    }
+
+    fn on_key(&mut self, key: KeyCode) -> bool {
+        self.key(key, Instant::now())
+    }
+}
+
+/// First and last timestamp of the readable part of a trace; `None` when
+/// it has no records. Errors only when the file is not a readable trace at
+/// all (errors further in are the replay's to report, after what precedes
+/// them was shown).
+pub fn scan(path: &std::path::Path) -> Result<Option<Span>, ReadError> {
+    let mut span: Option<Span> = None;
+    for input in Reader::open(path)?.map_while(Result::ok) {
+        if let Some(ts) = input.ts_ns() {
+            let s = span.get_or_insert(Span {
+                start_ns: ts,
+                end_ns: ts,
+            });
+            s.end_ns = s.end_ns.max(ts);
+        }
+    }
+    Ok(span)
+}
+
+pub fn run(args: ReplayArgs) -> Result<()> {
+    if !(args.speed.is_finite() && args.speed >= 0.0) {
+        bail!("--speed must be 0 (as fast as possible) or a positive number");
+    }
+    let path = args.file.display().to_string();
+    let Some(span) = scan(&args.file).with_context(|| format!("reading {path}"))? else {
+        bail!("{path}: the trace holds no records");
+    };
+    if !std::io::stdout().is_terminal() {
+        bail!(
+            "standard output is not a terminal: replay is interactive; use `portwatch report \
+             {path}` for a summary, or `portwatch export {path}` for the events"
+        );
+    }
+    let reader = Reader::open(&args.file).with_context(|| format!("reading {path}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let (result, feed) = rt.block_on(async {
+        let mut feed = ReplayFeed::new(reader, span, args.speed);
+        let mut engine = Engine::new(super::report::engine_config(&args.verdict));
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let app = App::new(
+            super::top::initial_view(&args.view),
+            Duration::from_secs_f64(args.delay.unwrap_or(1.0).clamp(0.1, 3600.0)),
+            String::new(),
+            no_color,
+        );
+        let result = crate::tui::run::run(&mut feed, &mut engine, app, |_| {}).await;
+        (result, feed)
+    });
+    // The terminal is restored by now: problems with the file go to a
+    // readable stderr.
+    report_problems(&path, &feed);
+    result
+}
+
+fn report_problems(path: &str, feed: &ReplayFeed<Reader<std::fs::File>, ReadError>) {
+    for w in feed.source().warnings() {
+        eprintln!("portwatch: warning: {path}: {w}");
+    }
+    if let Some(e) = feed.error() {
+        eprintln!(
+            "portwatch: warning: {path}: {e}; the replay showed the {} records before it",
+            feed.released()
+        );
+    }
+}
