@@ -411,3 +411,210 @@ fn report_problems(path: &str, feed: &ReplayFeed<Reader<std::fs::File>, ReadErro
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The feed as a state machine on tokio's paused clock: no terminal,
+    //! and time only moves when the test (or an awaited timer) moves it.
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    fn tick(ns: u64) -> Input {
+        Input::Tick { now_ns: ns }
+    }
+
+    fn feed(
+        ts_ms: &[u64],
+        speed: f64,
+    ) -> ReplayFeed<std::vec::IntoIter<Result<Input, String>>, String> {
+        let inputs: Vec<Result<Input, String>> = ts_ms.iter().map(|&t| Ok(tick(t * MS))).collect();
+        let span = Span {
+            start_ns: ts_ms[0] * MS,
+            end_ns: ts_ms.iter().max().unwrap() * MS,
+        };
+        ReplayFeed::new(inputs.into_iter(), span, speed)
+    }
+
+    fn times(v: &[Input]) -> Vec<u64> {
+        v.iter().map(|i| i.ts_ns().unwrap() / MS).collect()
+    }
+
+    /// Whether the feed has something to hand over within `wait` (of
+    /// paused tokio time, which auto-advances): a paused feed never does.
+    async fn releases_within(
+        f: &mut ReplayFeed<std::vec::IntoIter<Result<Input, String>>, String>,
+        wait: Duration,
+    ) -> bool {
+        let mut out = Vec::new();
+        tokio::time::timeout(wait, f.next_batch(&mut out))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn releases_every_input_in_file_order_as_fast_as_possible() {
+        let ts = [10_000, 10_000, 10_400, 10_200, 12_000, 15_000];
+        let mut f = feed(&ts, 0.0);
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        while f.next_batch(&mut out).await == FeedState::More {}
+        // Out-of-order timestamps (10_200 after 10_400) keep file order.
+        assert_eq!(times(&out), ts);
+        assert_eq!(Instant::now(), t0, "speed 0 never waits");
+        assert!(f.ended());
+        assert_eq!(f.position(Instant::now()), 15_000 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paces_inputs_by_their_timestamps_divided_by_speed() {
+        let mut f = feed(&[10_000, 11_000, 13_000], 2.0);
+        let t0 = Instant::now();
+        let mut released_at = Vec::new();
+        let mut out = Vec::new();
+        while f.next_batch(&mut out).await == FeedState::More {
+            released_at.push((times(&out), Instant::now() - t0));
+            out.clear();
+        }
+        assert_eq!(
+            released_at,
+            [
+                (vec![10_000], Duration::ZERO),
+                (vec![11_000], Duration::from_millis(500)),
+                (vec![13_000], Duration::from_millis(1500)),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trace_time_follows_wall_time_but_not_past_an_unreleased_input() {
+        let mut f = feed(&[10_000, 11_000], 1.0);
+        let mut out = Vec::new();
+        f.next_batch(&mut out).await;
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert_eq!(f.position(Instant::now()), 10_250 * MS);
+        // The feed was not asked for 11_000 yet: time waits for it.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(f.position(Instant::now()), 11_000 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn space_pauses_and_resumes_trace_time() {
+        let mut f = feed(&[10_000, 11_000, 12_000], 1.0);
+        let mut out = Vec::new();
+        f.next_batch(&mut out).await;
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert!(f.on_key(KeyCode::Char(' ')));
+        assert!(f.paused());
+        assert!(!releases_within(&mut f, Duration::from_secs(3600)).await);
+        assert_eq!(f.position(Instant::now()), 10_300 * MS);
+        assert!(f.on_key(KeyCode::Char(' ')));
+        let t = Instant::now();
+        out.clear();
+        f.next_batch(&mut out).await;
+        assert_eq!(times(&out), [11_000]);
+        // The 700 ms left of that second, not a full one.
+        assert_eq!(Instant::now() - t, Duration::from_millis(700));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn n_steps_one_second_of_trace_time_and_stays_paused() {
+        let mut f = feed(&[10_000, 10_500, 11_000, 11_500, 12_500], 1.0);
+        let mut out = Vec::new();
+        f.next_batch(&mut out).await;
+        assert!(f.on_key(KeyCode::Char('n')));
+        out.clear();
+        while f.position(Instant::now()) < 11_000 * MS {
+            f.next_batch(&mut out).await;
+        }
+        assert_eq!(times(&out), [10_500, 11_000]);
+        assert!(f.paused());
+        assert!(!releases_within(&mut f, Duration::from_secs(3600)).await);
+        assert_eq!(f.position(Instant::now()), 11_000 * MS);
+        f.on_key(KeyCode::Char('n'));
+        out.clear();
+        while f.position(Instant::now()) < 12_000 * MS {
+            f.next_batch(&mut out).await;
+        }
+        assert_eq!(times(&out), [11_500]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capital_e_jumps_to_the_end_and_the_feed_ends() {
+        let mut f = feed(&[10_000, 20_000, 30_000, 300_000], 1.0);
+        let mut out = Vec::new();
+        f.next_batch(&mut out).await;
+        let t0 = Instant::now();
+        assert!(f.on_key(KeyCode::Char('E')));
+        while f.next_batch(&mut out).await == FeedState::More {}
+        assert_eq!(times(&out), [10_000, 20_000, 30_000, 300_000]);
+        assert_eq!(Instant::now(), t0, "jumping does not wait");
+        assert!(f.ended());
+        assert_eq!(f.position(Instant::now()), 300_000 * MS);
+        assert_eq!(
+            f.label_at(Instant::now()),
+            "replay 00:04:50 / 00:04:50 ×1 end"
+        );
+        // At the end, the keys change nothing (and are still the replay's).
+        assert!(f.on_key(KeyCode::Char(' ')));
+        assert!(!f.paused());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_error_ends_the_replay_after_what_preceded_it() {
+        let inputs = vec![
+            Ok(tick(1_000 * MS)),
+            Ok(tick(2_000 * MS)),
+            Err("corrupt record at byte 99".to_string()),
+            Ok(tick(3_000 * MS)),
+        ];
+        let span = Span {
+            start_ns: 1_000 * MS,
+            end_ns: 2_000 * MS,
+        };
+        let mut f = ReplayFeed::new(inputs.into_iter(), span, 0.0);
+        let mut out = Vec::new();
+        while f.next_batch(&mut out).await == FeedState::More {}
+        assert_eq!(times(&out), [1_000, 2_000]);
+        assert_eq!(
+            f.error().map(String::as_str),
+            Some("corrupt record at byte 99")
+        );
+        assert_eq!(f.released(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn label_shows_position_length_speed_and_state() {
+        let mut f = feed(&[0, 83_000, 300_000], 2.0);
+        let mut out = Vec::new();
+        f.next_batch(&mut out).await;
+        f.next_batch(&mut out).await;
+        assert_eq!(f.label_at(Instant::now()), "replay 00:01:23 / 00:05:00 ×2");
+        f.on_key(KeyCode::Char(' '));
+        assert_eq!(
+            f.label_at(Instant::now()),
+            "replay 00:01:23 / 00:05:00 ×2 paused"
+        );
+        f.on_key(KeyCode::Char('<'));
+        f.on_key(KeyCode::Char('<'));
+        assert_eq!(f.speed(), 0.5);
+        f.on_key(KeyCode::Char('>'));
+        assert_eq!(f.speed(), 1.0);
+    }
+
+    #[test]
+    fn app_keys_are_not_taken() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let mut f = feed(&[0, 1_000], 1.0);
+        for c in "q?/sSpeTjkgG+-123".chars() {
+            assert!(!f.on_key(KeyCode::Char(c)), "{c} belongs to the App");
+        }
+        for k in [KeyCode::Tab, KeyCode::Enter, KeyCode::Esc] {
+            assert!(!f.on_key(k));
+        }
+    }
+}
