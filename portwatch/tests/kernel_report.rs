@@ -194,6 +194,10 @@ fn regenerate_golden_trace() {
         if keep {
             w.append(&input).unwrap();
         }
+        // A frame per second, like `record` writes.
+        if matches!(input, Input::Tick { .. }) {
+            w.flush().unwrap();
+        }
     }
     assert!(reader.warnings().is_empty(), "{:?}", reader.warnings());
     std::fs::write(&out, w.finish().unwrap()).unwrap();

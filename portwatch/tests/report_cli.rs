@@ -52,7 +52,8 @@ fn truncated_file_is_reported_up_to_the_damage_with_its_offset() {
     assert!(err.contains("warning") && err.contains("at byte"), "{err}");
     let s = text(&out.stdout);
     assert!(s.contains("WARNINGS"), "{s}");
-    assert!(s.contains("connections"), "{s}");
+    // What was read before the cut still convicts the unpooled client.
+    assert!(s.contains("VERDICTS (1)"), "{s}");
 }
 
 #[test]

@@ -344,13 +344,22 @@ where
     }
 }
 
-/// First and last timestamp of the readable part of a trace; `None` when
-/// it has no records. Errors only when the file is not a readable trace at
-/// all (errors further in are the replay's to report, after what precedes
-/// them was shown).
-pub fn scan(path: &std::path::Path) -> Result<Option<Span>, ReadError> {
+/// First and last timestamp of the readable part of a trace (`None` when
+/// it has no records), and why reading stopped early if it did. Errors
+/// only when the file is not a readable trace at all: damage further in is
+/// the replay's to report, after what precedes it was shown.
+pub fn scan(path: &std::path::Path) -> Result<(Option<Span>, Vec<String>), ReadError> {
     let mut span: Option<Span> = None;
-    for input in Reader::open(path)?.map_while(Result::ok) {
+    let mut reader = Reader::open(path)?;
+    let mut problems = Vec::new();
+    for input in reader.by_ref() {
+        let input = match input {
+            Ok(i) => i,
+            Err(e) => {
+                problems.push(e.to_string());
+                break;
+            }
+        };
         if let Some(ts) = input.ts_ns() {
             let s = span.get_or_insert(Span {
                 start_ns: ts,
@@ -359,7 +368,8 @@ pub fn scan(path: &std::path::Path) -> Result<Option<Span>, ReadError> {
             s.end_ns = s.end_ns.max(ts);
         }
     }
-    Ok(span)
+    problems.extend(reader.warnings().iter().map(|w| w.to_string()));
+    Ok((span, problems))
 }
 
 pub fn run(args: ReplayArgs) -> Result<()> {
@@ -367,8 +377,14 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         bail!("--speed must be 0 (as fast as possible) or a positive number");
     }
     let path = args.file.display().to_string();
-    let Some(span) = scan(&args.file).with_context(|| format!("reading {path}"))? else {
-        bail!("{path}: the trace holds no records");
+    let (span, problems) = scan(&args.file).with_context(|| format!("reading {path}"))?;
+    let Some(span) = span else {
+        let why = if problems.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", problems.join("; "))
+        };
+        bail!("{path}: the trace holds no complete record{why}");
     };
     if !std::io::stdout().is_terminal() {
         bail!(
