@@ -28,11 +28,7 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const COMPRESSION: Compression = Compression::Zstd(1);
 
 pub fn run(args: RecordArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(record(args))
+    super::block_on(record(args))
 }
 
 enum Stop {
@@ -129,14 +125,8 @@ async fn record(args: RecordArgs) -> Result<()> {
     // The shape every live command ends with (trace, top --batch), which
     // the bench parses for the lost count.
     eprintln!(
-        "portwatch: stopped ({why}): {} events, {} lost (ring buffer full: {}, socket map \
-         evictions: {}, connect() untracked: {}, undecodable: {}); {}",
+        "portwatch: stopped ({why}): {} events, {losses}; {}",
         writer.events(),
-        losses.total(),
-        losses.ringbuf_lost,
-        losses.sock_evicted,
-        losses.connect_untracked,
-        losses.decode_errors,
         size_line(&writer, started.elapsed())
     );
     Ok(())

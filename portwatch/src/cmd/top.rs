@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::pin::Pin;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use super::record::Recorder;
 use crate::cli::TopArgs;
@@ -24,11 +24,7 @@ pub fn run(args: TopArgs) -> Result<()> {
             "standard output is not a terminal; use `portwatch top --batch` for scripts and pipes"
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(top(args))
+    super::block_on(top(args))
 }
 
 struct Live(LiveSource);
@@ -98,12 +94,7 @@ async fn top(args: TopArgs) -> Result<()> {
     for w in warnings {
         eprintln!("portwatch: warning: {w}");
     }
-    eprintln!(
-        "portwatch: stopped; {} events lost (ring buffer full: {}, socket map evictions: {})",
-        losses.total(),
-        losses.ringbuf_lost,
-        losses.sock_evicted
-    );
+    eprintln!("portwatch: stopped: {losses}");
     if let Some(r) = recorder {
         match r.finish() {
             Ok(summary) => eprintln!("portwatch: {summary}"),

@@ -24,11 +24,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     if !(args.interval.is_finite() && args.interval > 0.0) {
         bail!("--interval must be a positive number of seconds");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(top_batch(args))
+    super::block_on(top_batch(args))
 }
 
 pub fn engine_config(args: &TopArgs) -> Config {
@@ -115,15 +111,6 @@ async fn top_batch(args: TopArgs) -> Result<()> {
             Err(e) => eprintln!("portwatch: error: {e:#}"),
         }
     }
-    eprintln!(
-        "portwatch: stopped: {} snapshots, {} lost (ring buffer full: {}, socket map evictions: {}, \
-         connect() untracked: {}, undecodable: {})",
-        printed,
-        losses.total(),
-        losses.ringbuf_lost,
-        losses.sock_evicted,
-        losses.connect_untracked,
-        losses.decode_errors
-    );
+    eprintln!("portwatch: stopped: {printed} snapshots, {losses}");
     Ok(())
 }
