@@ -135,6 +135,12 @@ pub struct TopArgs {
     /// Start with this filter (substring of name, address or port).
     #[arg(long = "filter", value_name = "TEXT")]
     pub filter_text: Option<String>,
+    /// Also record the trace to FILE while running (see `portwatch record`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// With --record: overwrite FILE if it exists.
+    #[arg(long, requires = "record")]
+    pub force: bool,
     /// Seconds between snapshots.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub interval: f64,

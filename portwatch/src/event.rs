@@ -304,6 +304,23 @@ impl Losses {
     }
 }
 
+impl fmt::Display for Losses {
+    /// "N lost (ring buffer full: .., ...)": the tail of every live
+    /// command's closing line (the bench parses the number before "lost").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} lost (ring buffer full: {}, socket map evictions: {}, connect() untracked: {}, \
+             undecodable: {})",
+            self.total(),
+            self.ringbuf_lost,
+            self.sock_evicted,
+            self.connect_untracked,
+            self.decode_errors
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

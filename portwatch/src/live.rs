@@ -122,11 +122,8 @@ impl LiveSource {
         out.push(Input::Cgroup { id, path });
     }
 
-    /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
-    /// us) and appends it to `out`: cgroup resolutions before the events
-    /// that need them, the events, periodic readings, then a `Tick`.
-    pub async fn next(&mut self, out: &mut Vec<Input>) {
-        self.probe.wait().await;
+    /// Pending events, each preceded by its cgroup's path the first time.
+    fn drain_events(&mut self, out: &mut Vec<Input>) {
         let mut events = Vec::new();
         self.probe.drain(|ev| events.push(ev));
         for ev in events {
@@ -135,6 +132,14 @@ impl LiveSource {
             }
             out.push(Input::Event(ev));
         }
+    }
+
+    /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
+    /// us) and appends it to `out`: cgroup resolutions before the events
+    /// that need them, the events, periodic readings, then a `Tick`.
+    pub async fn next(&mut self, out: &mut Vec<Input>) {
+        self.probe.wait().await;
+        self.drain_events(out);
         let now = monotonic_now_ns();
         if now.saturating_sub(self.last_counters_ns) >= COUNTERS_EVERY.as_nanos() as u64 {
             self.read_counters(now, out);
@@ -164,14 +169,7 @@ impl LiveSource {
 
     /// Final drain after the loop stopped: whatever the kernel submitted.
     pub fn finish(&mut self, out: &mut Vec<Input>) {
-        let mut events = Vec::new();
-        self.probe.drain(|ev| events.push(ev));
-        for ev in events {
-            if let Some(t) = ev.task() {
-                self.announce_cgroup(t.cgroup_id, out);
-            }
-            out.push(Input::Event(ev));
-        }
+        self.drain_events(out);
         let now = monotonic_now_ns();
         out.push(Input::Losses {
             ts_ns: now,

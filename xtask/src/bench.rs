@@ -47,6 +47,8 @@ pub enum Counter {
     None,
     /// JSON Lines from `trace --json`: close events out of the netns.
     TraceJson,
+    /// A trace file from `record`, read back with `portwatch export`.
+    TraceFile,
     /// `top --batch --json`: the last snapshot's `new_total` of the load
     /// generator's destination (127.0.0.1:80; nothing else on the host uses
     /// it during a bench).
@@ -64,6 +66,11 @@ pub fn variants() -> Vec<Variant> {
             name: "trace --json",
             args: &["trace", "--json"],
             count: Counter::TraceJson,
+        },
+        Variant {
+            name: "record",
+            args: &["record", "--force", "-o", "{out}"],
+            count: Counter::TraceFile,
         },
         Variant {
             name: "top --batch",
@@ -96,7 +103,14 @@ fn start_tracer(bin: &Path, v: &Variant, out: &Path) -> Result<Tracer> {
         .iter()
         .map(|a| a.replace("{out}", &out.display().to_string()))
         .collect();
-    let file = std::fs::File::create(out)?;
+    // A variant that names {out} writes the file itself (`record`); the
+    // others print to stdout, which becomes the file.
+    let writes_itself = v.args.iter().any(|a| a.contains("{out}"));
+    let file = std::fs::File::create(if writes_itself {
+        out.with_extension("stdout")
+    } else {
+        out.to_path_buf()
+    })?;
     let mut child = Command::new(bin)
         .args(&args)
         .stdout(file)
@@ -164,11 +178,26 @@ fn parse_lost(line: &str) -> Option<u64> {
     line[..idx].rsplit(' ').next()?.parse().ok()
 }
 
-fn count_seen(counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
+fn count_seen(bin: &Path, counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
     match counter {
         Counter::None => Ok(None),
-        Counter::TraceJson => {
-            let f = std::fs::File::open(out)?;
+        Counter::TraceJson | Counter::TraceFile => {
+            let jsonl = if matches!(counter, Counter::TraceFile) {
+                let exported = out.with_extension("jsonl");
+                let file = std::fs::File::create(&exported)?;
+                let st = Command::new(bin)
+                    .args(["export", "--format", "jsonl"])
+                    .arg(out)
+                    .stdout(file)
+                    .status()?;
+                if !st.success() {
+                    bail!("portwatch export {} failed", out.display());
+                }
+                exported
+            } else {
+                out.to_path_buf()
+            };
+            let f = std::fs::File::open(&jsonl)?;
             let mut n = 0;
             for line in BufReader::new(f).lines() {
                 let line = line?;
@@ -278,7 +307,7 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
                 run.cpu_s = Some(cpu);
                 run.max_rss_kib = Some(rss);
                 run.lost = lost;
-                run.seen = count_seen(v.count, &out_path, netns)?;
+                run.seen = count_seen(&bin, v.count, &out_path, netns)?;
                 run.out_bytes = std::fs::metadata(&out_path).ok().map(|m| m.len());
             }
             println!(

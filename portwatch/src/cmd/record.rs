@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -27,11 +28,7 @@ const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 const COMPRESSION: Compression = Compression::Zstd(1);
 
 pub fn run(args: RecordArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(record(args))
+    super::block_on(record(args))
 }
 
 enum Stop {
@@ -128,17 +125,81 @@ async fn record(args: RecordArgs) -> Result<()> {
     // The shape every live command ends with (trace, top --batch), which
     // the bench parses for the lost count.
     eprintln!(
-        "portwatch: stopped ({why}): {} events, {} lost (ring buffer full: {}, socket map \
-         evictions: {}, connect() untracked: {}, undecodable: {}); {}",
+        "portwatch: stopped ({why}): {} events, {losses}; {}",
         writer.events(),
-        losses.total(),
-        losses.ringbuf_lost,
-        losses.sock_evicted,
-        losses.connect_untracked,
-        losses.decode_errors,
         size_line(&writer, started.elapsed())
     );
     Ok(())
+}
+
+/// Records the input stream of another command (`top --record`): appends
+/// every input and flushes once a second of trace time, so a crash loses
+/// at most a second. The first write error stops recording (kept, and
+/// reported by `finish`) without stopping the command.
+pub struct Recorder {
+    path: PathBuf,
+    writer: Writer<fs::File>,
+    last_flush_ns: u64,
+    error: Option<anyhow::Error>,
+}
+
+impl Recorder {
+    pub fn create(path: &Path, force: bool) -> Result<Recorder> {
+        let mut writer = Writer::create(path, force).with_context(|| {
+            if force {
+                format!("creating {}", path.display())
+            } else {
+                format!("creating {} (use --force to overwrite)", path.display())
+            }
+        })?;
+        writer
+            .set_compression(COMPRESSION)
+            .context("setting up zstd")?;
+        Ok(Recorder {
+            path: path.to_path_buf(),
+            writer,
+            last_flush_ns: 0,
+            error: None,
+        })
+    }
+
+    pub fn append(&mut self, input: &Input) {
+        if self.error.is_some() {
+            return;
+        }
+        let mut r = self.writer.append(input);
+        let due = |now_ns: u64| {
+            now_ns.saturating_sub(self.last_flush_ns) >= FLUSH_INTERVAL.as_nanos() as u64
+        };
+        if let (Ok(()), Input::Tick { now_ns }) = (&r, input)
+            && due(*now_ns)
+        {
+            self.last_flush_ns = *now_ns;
+            r = self.writer.flush();
+        }
+        if let Err(e) = r {
+            self.error = Some(anyhow::Error::new(e).context(format!(
+                "writing {}; recording stopped",
+                self.path.display()
+            )));
+        }
+    }
+
+    /// Flushes and fsyncs; returns the first error, if any, and a summary.
+    pub fn finish(mut self) -> Result<String> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.writer
+            .sync()
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        Ok(format!(
+            "recorded {} events to {} ({})",
+            self.writer.events(),
+            self.path.display(),
+            human_bytes(self.writer.bytes_written())
+        ))
+    }
 }
 
 /// Prints the source's warnings not shown yet (some only appear later,

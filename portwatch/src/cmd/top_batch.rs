@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::record::Recorder;
 use crate::cli::TopArgs;
 use crate::clock::monotonic_now_ns;
 use crate::engine::{Config, Engine, VerdictConfig};
@@ -23,11 +24,7 @@ pub fn run(args: TopArgs) -> Result<()> {
     if !(args.interval.is_finite() && args.interval > 0.0) {
         bail!("--interval must be a positive number of seconds");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(top_batch(args))
+    super::block_on(top_batch(args))
 }
 
 pub fn engine_config(args: &TopArgs) -> Config {
@@ -51,8 +48,16 @@ async fn top_batch(args: TopArgs) -> Result<()> {
     }
     let filter = Filter::new(&args.filter);
     let mut engine = Engine::new(engine_config(&args));
-    let apply = |engine: &mut Engine, inputs: &mut Vec<Input>| {
+    let mut recorder = match &args.record {
+        Some(p) => Some(Recorder::create(p, args.force)?),
+        None => None,
+    };
+    let mut apply = |engine: &mut Engine, inputs: &mut Vec<Input>| {
         for i in inputs.drain(..) {
+            // The recording keeps everything; the filter is for the view.
+            if let Some(r) = recorder.as_mut() {
+                r.append(&i);
+            }
             if matches!(&i, Input::Event(ev) if !filter.matches(ev)) {
                 continue;
             }
@@ -96,17 +101,16 @@ async fn top_batch(args: TopArgs) -> Result<()> {
             }
         }
     }
+    src.finish(&mut inputs);
+    apply(&mut engine, &mut inputs);
     let losses = src.probe.losses();
     drop(src); // detaches the probes
-    eprintln!(
-        "portwatch: stopped: {} snapshots, {} lost (ring buffer full: {}, socket map evictions: {}, \
-         connect() untracked: {}, undecodable: {})",
-        printed,
-        losses.total(),
-        losses.ringbuf_lost,
-        losses.sock_evicted,
-        losses.connect_untracked,
-        losses.decode_errors
-    );
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(summary) => eprintln!("portwatch: {summary}"),
+            Err(e) => eprintln!("portwatch: error: {e:#}"),
+        }
+    }
+    eprintln!("portwatch: stopped: {printed} snapshots, {losses}");
     Ok(())
 }

@@ -211,7 +211,13 @@ impl Tracer {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match t.stderr.recv_timeout(left) {
-                Ok(l) if l.contains("tracing") || l.contains("recording") => break,
+                Ok(l)
+                    if ["tracing", "recording", "watching"]
+                        .iter()
+                        .any(|w| l.contains(w)) =>
+                {
+                    break;
+                }
                 Ok(l) => eprintln!("portwatch: {l}"),
                 Err(_) => {
                     let _ = t.child.kill();
