@@ -393,11 +393,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         );
     }
     let reader = Reader::open(&args.file).with_context(|| format!("reading {path}"))?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    let (result, feed) = rt.block_on(async {
+    super::block_on(async {
         let mut feed = ReplayFeed::new(reader, span, args.speed);
         let mut engine = Engine::new(super::report::engine_config(&args.verdict));
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
@@ -408,12 +404,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
             no_color,
         );
         let result = crate::tui::run::run(&mut feed, &mut engine, app, |_| {}).await;
-        (result, feed)
-    });
-    // The terminal is restored by now: problems with the file go to a
-    // readable stderr.
-    report_problems(&path, &feed);
-    result
+        // The terminal is restored by now: problems with the file go to a
+        // readable stderr.
+        report_problems(&path, &feed);
+        result
+    })
 }
 
 fn report_problems(path: &str, feed: &ReplayFeed<Reader<std::fs::File>, ReadError>) {
