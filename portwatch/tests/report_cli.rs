@@ -87,3 +87,22 @@ fn replay_refuses_a_negative_speed() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("--speed"));
 }
+
+#[test]
+fn damage_before_the_end_still_reports_but_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flipped.pwtrace");
+    let mut bytes = std::fs::read(golden()).unwrap();
+    // Flip a byte in the middle: a checksum catches it; frames after it are lost.
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = portwatch(&["report"], &path);
+    assert!(!out.status.success(), "damage must show in the exit status");
+    let err = text(&out.stderr);
+    assert!(err.contains("damaged"), "{err}");
+    assert!(
+        text(&out.stdout).contains("WARNINGS"),
+        "the readable part is still reported"
+    );
+}

@@ -43,10 +43,18 @@ pub fn run(args: ReportArgs) -> Result<()> {
         report::write_text(&mut out, &r, args.rows)
     };
     match written.and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(e).context("writing the report"),
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+        Err(e) => return Err(e).context("writing the report"),
     }
+    // A torn last frame (recorder killed) is normal and only warned about;
+    // damage before the end means data was lost: the report above covers
+    // what was readable, and the exit status says it is incomplete (as
+    // `export` does).
+    if !r.complete {
+        anyhow::bail!("{path} is damaged; the report covers only what was read before the damage");
+    }
+    Ok(())
 }
 
 /// Reads the whole trace (stopping at the first error, which becomes a
