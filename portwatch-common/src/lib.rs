@@ -114,11 +114,16 @@ pub struct RawEvent {
     pub _pad: u16,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
+    /// Name of the thread that connected.
     pub comm: [u8; 16],
+    /// Name of its process (the thread group leader), which is what names a
+    /// service: threads of one process are often named apart (Java pools).
+    /// Zero when `task_struct` offsets are unknown (no BTF).
+    pub pcomm: [u8; 16],
 }
 
 /// Byte size of [`RawEvent`]; userspace rejects records of any other size.
-pub const RAW_EVENT_SIZE: usize = 128;
+pub const RAW_EVENT_SIZE: usize = 144;
 const _: () = assert!(core::mem::size_of::<RawEvent>() == RAW_EVENT_SIZE);
 
 /// Field offsets of the tracepoint records the programs read. These records
@@ -198,7 +203,10 @@ pub struct Offsets {
     pub task_nsproxy: u32,
     /// `nsproxy.net_ns` (pointer).
     pub nsproxy_net_ns: u32,
-    pub _pad: u32,
+    /// `task_struct.group_leader` (pointer).
+    pub task_group_leader: u32,
+    /// `task_struct.comm` (char[16]).
+    pub task_comm: u32,
 }
 
 /// Marks an offset that could not be resolved.
@@ -214,11 +222,12 @@ impl Offsets {
         net_inum: OFFSET_UNKNOWN,
         task_nsproxy: OFFSET_UNKNOWN,
         nsproxy_net_ns: OFFSET_UNKNOWN,
-        _pad: 0,
+        task_group_leader: OFFSET_UNKNOWN,
+        task_comm: OFFSET_UNKNOWN,
     };
 }
 
-const _: () = assert!(core::mem::size_of::<Offsets>() == 8 * 4);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 9 * 4);
 
 /// Name of the global in the eBPF object that holds [`Offsets`].
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";

@@ -77,6 +77,7 @@ struct SockInfo {
     /// `FLAG_*` gathered along the way.
     flags: u32,
     comm: [u8; 16],
+    pcomm: [u8; 16],
 }
 
 /// `ConnectInfo::flags`: the failure was already reported by the socket
@@ -171,6 +172,15 @@ fn read_kernel<T>(base: u64, off: u32) -> Option<T> {
 fn sock_netns(sk: u64, o: &Offsets) -> u32 {
     let net: u64 = read_kernel(sk, o.sock_net).unwrap_or(0);
     read_kernel(net, o.net_inum).unwrap_or(0)
+}
+
+/// The current process's name: `current->group_leader->comm`.
+fn process_comm(o: &Offsets) -> [u8; 16] {
+    // SAFETY: returns the current task pointer; only dereferenced through
+    // bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    let leader: u64 = read_kernel(task, o.task_group_leader).unwrap_or(0);
+    read_kernel(leader, o.task_comm).unwrap_or([0; 16])
 }
 
 fn task_netns(o: &Offsets) -> u32 {
@@ -288,6 +298,7 @@ fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
         netns: sock_netns(sk, &o),
         flags: FLAG_HAS_TASK,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        pcomm: process_comm(&o),
     };
     insert_sock(ctx, sk, &info);
     if let Some(c) = CONNECTS.get_ptr_mut(tid) {
@@ -309,6 +320,7 @@ fn on_passive_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
         netns: sock_netns(sk, &o),
         flags: FLAG_INBOUND,
         comm: [0; 16],
+        pcomm: [0; 16],
     };
     insert_sock(ctx, sk, &info);
     Ok(())
@@ -354,6 +366,7 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
         pid: info.pid,
         tid: info.tid,
         comm: info.comm,
+        pcomm: info.pcomm,
         ..RawEvent::default()
     };
     read_addrs(ctx, &mut ev)?;
@@ -486,6 +499,7 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
         dport: info.dport,
         daddr: info.daddr,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        pcomm: process_comm(&o),
         ..RawEvent::default()
     };
     emit(&ev);

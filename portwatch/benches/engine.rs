@@ -54,6 +54,7 @@ fn stream(
                 pid: p,
                 tid: p,
                 comm: Comm::new("client"),
+                thread: Comm::new("client"),
                 cgroup_id: 1,
             }),
             netns: 1,

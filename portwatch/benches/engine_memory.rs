@@ -55,6 +55,7 @@ fn main() {
                 pid,
                 tid: pid,
                 comm: Comm::new("flood"),
+                thread: Comm::new("flood"),
                 cgroup_id: u64::from(n % 100),
             }),
             netns: 1,

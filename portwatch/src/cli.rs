@@ -1,8 +1,9 @@
 //! Command-line interface (clap derive). `main.rs` parses and dispatches.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +34,90 @@ pub enum Command {
         after_help = "Examples:\n  sudo portwatch top --batch                       # text every 2 s\n  sudo portwatch top --batch --json --interval 5 --iterations 12\n  sudo portwatch top --batch --min-new-per-s 20 --max-lifetime-ms 200\n\nVerdict \"lacks_pooling\" (per service -> destination): at least --min-new-per-s new\nconnections/s over the last 10 s, new connections in at least --min-active-s of\nthose 10 s and in the last 2 s (a burst that stops is not a verdict), and a median\nlifetime of at most --max-lifetime-ms. Inbound churn is shown apart, never as a\nclient verdict. JSON fields: see the README (\"top --batch --json\")."
     )]
     Top(TopArgs),
+    /// Record every event and the host context to a trace file, for replay, report or export.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch record -o incident.pwtrace\n  sudo portwatch record -o /tmp/t.pwtrace --duration 300 --force\n\nThe file is created with mode 0600 (it holds addresses and process names) and is\nflushed every second: if portwatch is killed, all but the last second is readable.\nFormat: FORMAT.md."
+    )]
+    Record(RecordArgs),
+    /// Print a trace file's events as JSON Lines or CSV (for jq, pandas, a spreadsheet).
+    #[command(
+        after_help = "Examples:\n  portwatch export incident.pwtrace | jq 'select(.cause == \"port_exhaustion\")'\n  portwatch export incident.pwtrace --format csv > events.csv\n\nFields are those of `portwatch trace --json`."
+    )]
+    Export(ExportArgs),
+    /// The interactive view of `top`, driven by a trace file instead of the live host.
+    #[command(
+        after_help = "Examples:\n  portwatch replay incident.pwtrace\n  portwatch replay incident.pwtrace --speed 10\n  portwatch replay incident.pwtrace --speed 0      # as fast as possible\n\nKeys (besides those of `top`, see ?): space pause/resume the replay, n step 1 s\n(pauses), E jump to the end, > and < double or halve the speed. `p` freezes the\ndisplay only. At the end of the file the view stays up with the final state.\nNo root needed."
+    )]
+    Replay(ReplayArgs),
+    /// The incident summary of a trace file, for a postmortem or a ticket.
+    #[command(
+        after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed."
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// Trace file written by `portwatch record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Playback speed: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible.
+    #[arg(long, value_name = "X", default_value_t = 1.0)]
+    pub speed: f64,
+    /// Refresh interval of the view, in seconds of wall time (default 1).
+    #[arg(short = 'd', long, value_name = "SECS")]
+    pub delay: Option<f64>,
+    /// View to open: services, destinations or failures.
+    #[arg(long, value_name = "VIEW", default_value = "services",
+          value_parser = ["services", "destinations", "failures"])]
+    pub view: String,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReportArgs {
+    /// Trace file written by `portwatch record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// One JSON object (fields: README, "report --json").
+    #[arg(long)]
+    pub json: bool,
+    /// Rows of the services and destinations tables (verdicts are never cut).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub rows: usize,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RecordArgs {
+    /// Trace file to create.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Overwrite FILE if it exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExportArgs {
+    /// Trace file written by `portwatch record`.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per line, the fields of `trace --json`.
+    Jsonl,
+    /// Comma-separated values with a header row, the same fields.
+    Csv,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -50,6 +135,12 @@ pub struct TopArgs {
     /// Start with this filter (substring of name, address or port).
     #[arg(long = "filter", value_name = "TEXT")]
     pub filter_text: Option<String>,
+    /// Also record the trace to FILE while running (see `portwatch record`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// With --record: overwrite FILE if it exists.
+    #[arg(long, requires = "record")]
+    pub force: bool,
     /// Seconds between snapshots.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub interval: f64,

@@ -82,7 +82,12 @@ pub struct Task {
     /// Thread group id (the process id users know).
     pub pid: u32,
     pub tid: u32,
+    /// Process name (the thread group leader's comm, as `ps` shows it):
+    /// what services are named after. The thread's own name when the
+    /// kernel's BTF did not let the probe read the leader's.
     pub comm: Comm,
+    /// Name of the thread that connected (Java pools, tokio workers...).
+    pub thread: Comm,
     /// cgroup v2 id of the task (`bpf_get_current_cgroup_id`).
     pub cgroup_id: u64,
 }
@@ -222,10 +227,13 @@ impl TryFrom<&RawEvent> for Event {
 
     fn try_from(raw: &RawEvent) -> Result<Event, DecodeError> {
         let has = |f: u32| raw.flags & f != 0;
+        let thread = Comm::from_bytes(raw.comm);
+        let process = Comm::from_bytes(raw.pcomm);
         let task = has(FLAG_HAS_TASK).then(|| Task {
             pid: raw.pid,
             tid: raw.tid,
-            comm: Comm::from_bytes(raw.comm),
+            comm: if process.is_empty() { thread } else { process },
+            thread,
             cgroup_id: raw.cgroup_id,
         });
         let errno = i32::try_from(raw.errno).unwrap_or(i32::MAX);
@@ -296,6 +304,23 @@ impl Losses {
     }
 }
 
+impl fmt::Display for Losses {
+    /// "N lost (ring buffer full: .., ...)": the tail of every live
+    /// command's closing line (the bench parses the number before "lost").
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} lost (ring buffer full: {}, socket map evictions: {}, connect() untracked: {}, \
+             undecodable: {})",
+            self.total(),
+            self.ringbuf_lost,
+            self.sock_evicted,
+            self.connect_untracked,
+            self.decode_errors
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,6 +347,7 @@ mod tests {
         r.saddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         r.daddr[..4].copy_from_slice(&[127, 0, 0, 2]);
         r.comm[..4].copy_from_slice(b"curl");
+        r.pcomm[..4].copy_from_slice(b"bash");
         r
     }
 
@@ -346,8 +372,19 @@ mod tests {
         assert_eq!(c.direction, Direction::Outbound);
         let t = c.task.unwrap();
         assert_eq!((t.pid, t.tid, t.cgroup_id), (42, 43, 7));
-        assert_eq!(t.comm.to_string(), "curl");
+        assert_eq!(t.comm.to_string(), "bash", "the process names the task");
+        assert_eq!(t.thread.to_string(), "curl");
         assert_eq!(c.errno, None);
+    }
+
+    #[test]
+    fn thread_name_stands_in_when_the_process_name_is_unknown() {
+        let mut r = raw_close_v4();
+        r.pcomm = [0; 16];
+        let Event::Close(c) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a close");
+        };
+        assert_eq!(c.task.unwrap().comm.to_string(), "curl");
     }
 
     #[test]

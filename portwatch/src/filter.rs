@@ -40,7 +40,9 @@ impl Filter {
             Event::ConnectError(e) => (e.daddr, e.dport, e.netns),
         };
         self.pid.is_none_or(|p| task.is_some_and(|t| t.pid == p))
-            && self.comm.is_none_or(|c| task.is_some_and(|t| t.comm == c))
+            && self
+                .comm
+                .is_none_or(|c| task.is_some_and(|t| t.comm == c || t.thread == c))
             && self.dport.is_none_or(|p| p == dport)
             && self.daddr.is_none_or(|a| a == canonical(daddr))
             && self.netns.is_none_or(|n| n == netns)
@@ -60,6 +62,7 @@ mod tests {
                 pid,
                 tid: pid,
                 comm: Comm::new(comm),
+                thread: Comm::new("worker"),
                 cgroup_id: 1,
             }),
             netns: 77,

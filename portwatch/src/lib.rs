@@ -16,4 +16,5 @@ pub mod output;
 pub mod probe;
 pub mod render;
 pub mod system;
+pub mod tracefile;
 pub mod tui;

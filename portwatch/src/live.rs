@@ -9,15 +9,14 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::clock::{WallClock, monotonic_now_ns};
-use crate::event::Losses;
 use crate::input::Input;
 use crate::probe::Probe;
 use crate::system::{cgroup::CgroupResolver, procfs, sockdiag};
 
 /// How often the kernel counters and loss counters are read.
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
-/// How often the socket table is re-read to correct drift.
-pub const SOCKETS_EVERY: Duration = Duration::from_secs(10);
+/// How often the socket table is re-read to correct drift (default).
+pub const SOCKETS_EVERY: Duration = Duration::from_secs(5);
 /// Unresolved cgroup ids are retried this often (a new container's
 /// directory may appear just after its first connection).
 const CGROUP_RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -31,7 +30,7 @@ pub struct LiveSource {
     last_counters_ns: u64,
     last_sockets_ns: u64,
     last_cgroup_retry_ns: u64,
-    last_losses: Losses,
+    resync_ns: u64,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
 }
@@ -72,13 +71,18 @@ impl LiveSource {
             last_counters_ns: 0,
             last_sockets_ns: 0,
             last_cgroup_retry_ns: 0,
-            last_losses: Losses::default(),
+            resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             warnings,
         };
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
         src.read_counters(now, out);
         Ok(src)
+    }
+
+    /// How often the socket table is re-read.
+    pub fn set_resync(&mut self, every: Duration) {
+        self.resync_ns = every.as_nanos() as u64;
     }
 
     fn read_sockets(&mut self, now: u64, out: &mut Vec<Input>) {
@@ -101,11 +105,10 @@ impl LiveSource {
             Ok(c) => out.push(Input::Counters(c)),
             Err(e) => log::debug!("kernel counters not read: {e}"),
         }
-        let losses = self.probe.losses();
-        if losses != self.last_losses {
-            self.last_losses = losses;
-        }
-        out.push(Input::Losses { ts_ns: now, losses });
+        out.push(Input::Losses {
+            ts_ns: now,
+            losses: self.probe.losses(),
+        });
     }
 
     fn announce_cgroup(&mut self, id: u64, out: &mut Vec<Input>) {
@@ -119,11 +122,8 @@ impl LiveSource {
         out.push(Input::Cgroup { id, path });
     }
 
-    /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
-    /// us) and appends it to `out`: cgroup resolutions before the events
-    /// that need them, the events, periodic readings, then a `Tick`.
-    pub async fn next(&mut self, out: &mut Vec<Input>) {
-        self.probe.wait().await;
+    /// Pending events, each preceded by its cgroup's path the first time.
+    fn drain_events(&mut self, out: &mut Vec<Input>) {
         let mut events = Vec::new();
         self.probe.drain(|ev| events.push(ev));
         for ev in events {
@@ -132,11 +132,19 @@ impl LiveSource {
             }
             out.push(Input::Event(ev));
         }
+    }
+
+    /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
+    /// us) and appends it to `out`: cgroup resolutions before the events
+    /// that need them, the events, periodic readings, then a `Tick`.
+    pub async fn next(&mut self, out: &mut Vec<Input>) {
+        self.probe.wait().await;
+        self.drain_events(out);
         let now = monotonic_now_ns();
         if now.saturating_sub(self.last_counters_ns) >= COUNTERS_EVERY.as_nanos() as u64 {
             self.read_counters(now, out);
         }
-        if now.saturating_sub(self.last_sockets_ns) >= SOCKETS_EVERY.as_nanos() as u64 {
+        if now.saturating_sub(self.last_sockets_ns) >= self.resync_ns {
             self.read_sockets(now, out);
         }
         if !self.unresolved.is_empty()
@@ -161,14 +169,7 @@ impl LiveSource {
 
     /// Final drain after the loop stopped: whatever the kernel submitted.
     pub fn finish(&mut self, out: &mut Vec<Input>) {
-        let mut events = Vec::new();
-        self.probe.drain(|ev| events.push(ev));
-        for ev in events {
-            if let Some(t) = ev.task() {
-                self.announce_cgroup(t.cgroup_id, out);
-            }
-            out.push(Input::Event(ev));
-        }
+        self.drain_events(out);
         let now = monotonic_now_ns();
         out.push(Input::Losses {
             ts_ns: now,

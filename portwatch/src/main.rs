@@ -8,6 +8,10 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Trace(args) => portwatch::cmd::trace::run(args),
         Command::Top(args) => portwatch::cmd::top::run(args),
+        Command::Record(args) => portwatch::cmd::record::run(args),
+        Command::Export(args) => portwatch::cmd::export::run(args),
+        Command::Replay(args) => portwatch::cmd::replay::run(args),
+        Command::Report(args) => portwatch::cmd::report::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -23,7 +23,10 @@ pub struct JsonEvent {
     pub ts_ns: u64,
     pub pid: Option<u32>,
     pub tid: Option<u32>,
+    /// Process name (as `ps` shows it).
     pub comm: Option<String>,
+    /// Name of the thread that connected.
+    pub thread: Option<String>,
     pub cgroup_id: Option<u64>,
     /// Network namespace inode (as in `ls -l /proc/PID/ns/net`), null if unknown.
     pub netns: Option<u32>,
@@ -81,6 +84,7 @@ impl JsonEvent {
             pid: c.task.map(|t| t.pid),
             tid: c.task.map(|t| t.tid),
             comm: c.task.map(|t| t.comm.to_string()),
+            thread: c.task.map(|t| t.thread.to_string()),
             cgroup_id: c.task.map(|t| t.cgroup_id),
             netns: (c.netns != 0).then_some(c.netns),
             family: family(&c.daddr),
@@ -108,6 +112,7 @@ impl JsonEvent {
             pid: e.task.map(|t| t.pid),
             tid: e.task.map(|t| t.tid),
             comm: e.task.map(|t| t.comm.to_string()),
+            thread: e.task.map(|t| t.thread.to_string()),
             cgroup_id: e.task.map(|t| t.cgroup_id),
             netns: (e.netns != 0).then_some(e.netns),
             family: family(&e.daddr),
@@ -208,6 +213,7 @@ mod tests {
             pid: 4242,
             tid: 4243,
             comm: Comm::new("curl"),
+            thread: Comm::new("curl-worker"),
             cgroup_id: 9,
         }
     }
@@ -253,6 +259,7 @@ mod tests {
         assert_eq!(v["time"], "2023-11-14T22:13:20.003500Z");
         assert_eq!(v["pid"], 4242);
         assert_eq!(v["comm"], "curl");
+        assert_eq!(v["thread"], "curl-worker");
         assert_eq!(v["family"], "ipv4");
         assert_eq!(v["saddr"], "127.0.0.1");
         assert_eq!(v["sport"], 40001);

@@ -1,11 +1,9 @@
 //! Aggregation speed and bounded memory under many distinct keys.
 //!
-//! The speed test is `#[ignore]`d (timing is meaningless in debug builds):
-//! `cargo test --release -p portwatch --test engine_throughput -- --ignored --nocapture`
+//! Speed is measured by the criterion bench (`cargo bench -p portwatch
+//! --bench engine`), not by a timed test.
 
 mod engine_support;
-
-use std::time::Instant;
 
 use engine_support::*;
 use portwatch::engine::{Config, Engine};
@@ -30,33 +28,6 @@ fn events(n: u64, pids: u32, dsts: u32) -> Vec<Input> {
             conn(t, &dst, i * 3_000, MS, i % 4 != 0)
         })
         .collect()
-}
-
-#[test]
-#[ignore = "timing; run in release"]
-fn aggregation_rate() {
-    let inputs = events(1_000_000, 200, 2_000);
-    let mut e = Engine::new(Config::default());
-    e.apply(&host(32768, 60999));
-    for id in 1..8 {
-        e.apply(&cgroup(id, &format!("/system.slice/s{id}.service")));
-    }
-    let t0 = Instant::now();
-    for i in &inputs {
-        e.apply(i);
-    }
-    let apply_s = t0.elapsed().as_secs_f64();
-    let t1 = Instant::now();
-    let m = e.model(e.now_ns());
-    let model_s = t1.elapsed().as_secs_f64();
-    println!(
-        "apply: {:.0} events/s ({:.0} ns/event); model with {} pairs, {} destinations: {:.1} ms",
-        inputs.len() as f64 / apply_s,
-        apply_s * 1e9 / inputs.len() as f64,
-        m.pairs.len(),
-        m.destinations.len(),
-        model_s * 1e3
-    );
 }
 
 #[test]

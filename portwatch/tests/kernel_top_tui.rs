@@ -20,13 +20,13 @@ fn tmux(args: &[&str]) -> String {
 }
 
 /// The service name the engine gives this test process: its cgroup's unit
-/// or container when the path names one, else the thread's comm.
-fn expected_service(comm: &str) -> String {
+/// or container when the path names one, else the process name.
+fn expected_service() -> String {
     let cg = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let path = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("");
     portwatch::engine::service::service_from_cgroup(path)
         .map(|s| s.to_string())
-        .unwrap_or_else(|| comm.to_string())
+        .unwrap_or_else(process_name)
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn top_shows_the_unpooled_client_first_with_the_badge_and_q_restores_the_shell()
         });
     });
 
-    let service = expected_service(comm);
+    let service = expected_service();
     let mut last = String::new();
     let flagged = wait_screen(&session, Duration::from_secs(18), |s| {
         last = s.to_string();

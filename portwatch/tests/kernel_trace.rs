@@ -19,7 +19,7 @@ fn trace_netns(ns: &Netns) -> Tracer {
 
 fn outbound_closes<'a>(seen: &'a [Value], ns: &Netns, comm: &'a str) -> Vec<&'a Value> {
     of(seen, "close", ns.inode)
-        .filter(|v| v["direction"] == "out" && v["comm"] == comm)
+        .filter(|v| v["direction"] == "out" && v["thread"] == comm)
         .collect()
 }
 
@@ -56,6 +56,7 @@ fn churn(bind: &str, comm: &'static str, family: &str) {
     assert_eq!(out.len(), N, "exactly one close event per connection");
     for v in &out {
         assert_eq!(v["pid"], std::process::id());
+        assert_eq!(v["comm"], process_name(), "comm is the process's name");
         assert_eq!(v["family"], family);
         assert_eq!(v["daddr"], server.ip().to_string());
         assert_eq!(v["dport"], server.port());
@@ -180,7 +181,8 @@ fn port_exhaustion_is_reported_for_every_failed_connect() {
         assert_eq!(v["errno"], "EADDRNOTAVAIL");
         assert_eq!(v["cause"], "port_exhaustion");
         assert_eq!(v["pid"], std::process::id());
-        assert_eq!(v["comm"], comm);
+        assert_eq!(v["thread"], comm);
+        assert_eq!(v["comm"], process_name());
         assert_eq!(v["daddr"], "127.0.0.1");
         assert_eq!(v["dport"], server.port());
     }
@@ -205,7 +207,7 @@ fn refused(addr: &'static str, comm: &'static str) {
     assert_eq!(err, ErrorKind::ConnectionRefused);
     let is_report = |v: &&Value| {
         v["netns"] == ns.inode
-            && v["comm"] == comm
+            && v["thread"] == comm
             && v["errno"] == "ECONNREFUSED"
             && (v["event"] == "connect_error"
                 || (v["event"] == "close" && v["established"] == false))
@@ -294,4 +296,62 @@ fn duration_ends_the_trace_with_a_summary() {
         text.starts_with("TIME "),
         "text output starts with its header: {text}"
     );
+}
+
+/// A connect submitted through io_uring never enters the connect()
+/// syscall; its port allocation failure must still be reported, from the
+/// socket tracepoint, as port exhaustion with the submitting task.
+#[test]
+fn io_uring_connect_port_exhaustion_is_reported() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    use io_uring::{IoUring, opcode, types};
+    use std::os::fd::AsRawFd;
+
+    let comm = "pwt-uring";
+    let ns = Netns::new(
+        comm,
+        &[
+            ("ipv4/ip_local_port_range", "40000 40009"),
+            ("ipv4/tcp_tw_reuse", "0"),
+        ],
+    );
+    let mut tracer = trace_netns(&ns);
+    let (server, result) = ns.run(|| {
+        let addr = start_server("127.0.0.1:80");
+        for _ in 0..10 {
+            client_exchange(addr, 1);
+        }
+        // The range is dry: connect through io_uring.
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        let sa = socket2::SockAddr::from(addr);
+        let mut ring = IoUring::new(4).expect("io_uring");
+        let op =
+            opcode::Connect::new(types::Fd(sock.as_raw_fd()), sa.as_ptr().cast(), sa.len()).build();
+        // SAFETY: `sa` and `sock` outlive the submission, which completes
+        // before this closure returns.
+        unsafe { ring.submission().push(&op).expect("queue") };
+        ring.submit_and_wait(1).expect("submit");
+        let res = ring.completion().next().expect("completion").result();
+        (addr, res)
+    });
+    assert_eq!(
+        result,
+        -libc::EADDRNOTAVAIL,
+        "the io_uring connect found no port"
+    );
+    let is_report =
+        |v: &Value| v["event"] == "connect_error" && v["netns"] == ns.inode && v["thread"] == comm;
+    let ok = tracer.wait_for(WAIT, |seen| seen.iter().any(is_report));
+    let (exited_ok, stderr, seen) = tracer.stop();
+    assert!(ok && exited_ok, "{stderr:?} {seen:#?}");
+    let reports: Vec<&Value> = seen.iter().filter(|v| is_report(v)).collect();
+    assert_eq!(reports.len(), 1, "{reports:#?}");
+    assert_eq!(reports[0]["errno"], "EADDRNOTAVAIL");
+    assert_eq!(reports[0]["cause"], "port_exhaustion");
+    assert_eq!(reports[0]["pid"], std::process::id());
+    assert_eq!(reports[0]["daddr"], "127.0.0.1");
+    assert_eq!(reports[0]["dport"], server.port());
 }

@@ -47,6 +47,12 @@ pub enum Counter {
     None,
     /// JSON Lines from `trace --json`: close events out of the netns.
     TraceJson,
+    /// A trace file from `record`, read back with `portwatch export`.
+    TraceFile,
+    /// `top --batch --json`: the last snapshot's `new_total` of the load
+    /// generator's destination (127.0.0.1:80; nothing else on the host uses
+    /// it during a bench).
+    BatchJson,
 }
 
 pub fn variants() -> Vec<Variant> {
@@ -60,6 +66,16 @@ pub fn variants() -> Vec<Variant> {
             name: "trace --json",
             args: &["trace", "--json"],
             count: Counter::TraceJson,
+        },
+        Variant {
+            name: "record",
+            args: &["record", "--force", "-o", "{out}"],
+            count: Counter::TraceFile,
+        },
+        Variant {
+            name: "top --batch",
+            args: &["top", "--batch", "--json", "--interval", "0.5"],
+            count: Counter::BatchJson,
         },
     ]
 }
@@ -87,7 +103,14 @@ fn start_tracer(bin: &Path, v: &Variant, out: &Path) -> Result<Tracer> {
         .iter()
         .map(|a| a.replace("{out}", &out.display().to_string()))
         .collect();
-    let file = std::fs::File::create(out)?;
+    // A variant that names {out} writes the file itself (`record`); the
+    // others print to stdout, which becomes the file.
+    let writes_itself = v.args.iter().any(|a| a.contains("{out}"));
+    let file = std::fs::File::create(if writes_itself {
+        out.with_extension("stdout")
+    } else {
+        out.to_path_buf()
+    })?;
     let mut child = Command::new(bin)
         .args(&args)
         .stdout(file)
@@ -107,7 +130,9 @@ fn start_tracer(bin: &Path, v: &Variant, out: &Path) -> Result<Tracer> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(l) if l.contains("tracing") || l.contains("recording") => break,
+            Ok(l) if l.contains("tracing") || l.contains("recording") || l.contains("watching") => {
+                break;
+            }
             Ok(l) if l.contains("error") => bail!("portwatch failed to start: {l}"),
             Ok(_) => {}
             Err(_) => bail!("portwatch did not start within 30 s"),
@@ -153,11 +178,26 @@ fn parse_lost(line: &str) -> Option<u64> {
     line[..idx].rsplit(' ').next()?.parse().ok()
 }
 
-fn count_seen(counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
+fn count_seen(bin: &Path, counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
     match counter {
         Counter::None => Ok(None),
-        Counter::TraceJson => {
-            let f = std::fs::File::open(out)?;
+        Counter::TraceJson | Counter::TraceFile => {
+            let jsonl = if matches!(counter, Counter::TraceFile) {
+                let exported = out.with_extension("jsonl");
+                let file = std::fs::File::create(&exported)?;
+                let st = Command::new(bin)
+                    .args(["export", "--format", "jsonl"])
+                    .arg(out)
+                    .stdout(file)
+                    .status()?;
+                if !st.success() {
+                    bail!("portwatch export {} failed", out.display());
+                }
+                exported
+            } else {
+                out.to_path_buf()
+            };
+            let f = std::fs::File::open(&jsonl)?;
             let mut n = 0;
             for line in BufReader::new(f).lines() {
                 let line = line?;
@@ -168,6 +208,21 @@ fn count_seen(counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
                     n += 1;
                 }
             }
+            Ok(Some(n))
+        }
+        Counter::BatchJson => {
+            let text = std::fs::read_to_string(out)?;
+            let Some(last) = text.lines().rev().find(|l| !l.trim().is_empty()) else {
+                return Ok(Some(0));
+            };
+            let v: serde_json::Value = serde_json::from_str(last)?;
+            let n = v["destinations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|d| d["daddr"] == "127.0.0.1" && d["dport"] == 80)
+                .filter_map(|d| d["new_total"].as_u64())
+                .sum();
             Ok(Some(n))
         }
     }
@@ -243,12 +298,16 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
                 ..Run::default()
             };
             if let Some(t) = tracer {
+                if matches!(v.count, Counter::BatchJson) {
+                    // Let a snapshot after the last close be printed.
+                    std::thread::sleep(Duration::from_millis(1500));
+                }
                 let out_path = t.out.clone();
                 let (cpu, rss, lost) = stop_tracer(t)?;
                 run.cpu_s = Some(cpu);
                 run.max_rss_kib = Some(rss);
                 run.lost = lost;
-                run.seen = count_seen(v.count, &out_path, netns)?;
+                run.seen = count_seen(&bin, v.count, &out_path, netns)?;
                 run.out_bytes = std::fs::metadata(&out_path).ok().map(|m| m.len());
             }
             println!(

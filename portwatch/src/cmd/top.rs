@@ -4,8 +4,9 @@ use std::io::IsTerminal;
 use std::pin::Pin;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
+use super::record::Recorder;
 use crate::cli::TopArgs;
 use crate::clock::monotonic_now_ns;
 use crate::engine::Engine;
@@ -23,11 +24,7 @@ pub fn run(args: TopArgs) -> Result<()> {
             "standard output is not a terminal; use `portwatch top --batch` for scripts and pipes"
         );
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(top(args))
+    super::block_on(top(args))
 }
 
 struct Live(LiveSource);
@@ -58,12 +55,19 @@ pub fn initial_view(name: &str) -> View {
 
 async fn top(args: TopArgs) -> Result<()> {
     let mut engine = Engine::new(super::top_batch::engine_config(&args));
+    let mut recorder = match &args.record {
+        Some(p) => Some(Recorder::create(p, args.force)?),
+        None => None,
+    };
     let mut inputs = Vec::new();
     // Load the probes before taking over the terminal, so a failure is
     // reported on a normal screen.
     let src = LiveSource::start(&mut inputs)?;
     let warnings = src.warnings.clone();
     for i in inputs.drain(..) {
+        if let Some(r) = recorder.as_mut() {
+            r.append(&i);
+        }
         engine.apply(&i);
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
@@ -74,17 +78,28 @@ async fn top(args: TopArgs) -> Result<()> {
         no_color,
     );
     let mut feed = Live(src);
-    let result = crate::tui::run::run(&mut feed, &mut engine, app, |_| {}).await;
+    let result = crate::tui::run::run(&mut feed, &mut engine, app, |i| {
+        if let Some(r) = recorder.as_mut() {
+            r.append(i);
+        }
+    })
+    .await;
+    let mut tail = Vec::new();
+    feed.0.finish(&mut tail);
+    if let Some(r) = recorder.as_mut() {
+        tail.iter().for_each(|i| r.append(i));
+    }
     let losses = feed.0.probe.losses();
     drop(feed); // detaches the probes
     for w in warnings {
         eprintln!("portwatch: warning: {w}");
     }
-    eprintln!(
-        "portwatch: stopped; {} events lost (ring buffer full: {}, socket map evictions: {})",
-        losses.total(),
-        losses.ringbuf_lost,
-        losses.sock_evicted
-    );
+    eprintln!("portwatch: stopped: {losses}");
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(summary) => eprintln!("portwatch: {summary}"),
+            Err(e) => eprintln!("portwatch: error: {e:#}"),
+        }
+    }
     result
 }

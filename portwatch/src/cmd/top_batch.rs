@@ -5,35 +5,26 @@
 //! printed. The same Input stream is what the recorder will write, so a
 //! replay computes the same snapshots.
 
-use std::collections::HashSet;
 use std::io::{self, BufWriter, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::record::Recorder;
 use crate::cli::TopArgs;
-use crate::clock::{WallClock, monotonic_now_ns};
+use crate::clock::monotonic_now_ns;
 use crate::engine::{Config, Engine, VerdictConfig};
 use crate::filter::Filter;
 use crate::input::Input;
-use crate::probe::Probe;
+use crate::live::LiveSource;
 use crate::render::batch;
-use crate::system::cgroup::CgroupResolver;
-use crate::system::{procfs, sockdiag};
 
 pub fn run(args: TopArgs) -> Result<()> {
-    if !args.batch {
-        bail!("the TUI is not built yet; use --batch");
-    }
     if !(args.interval.is_finite() && args.interval > 0.0) {
         bail!("--interval must be a positive number of seconds");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(top_batch(args))
+    super::block_on(top_batch(args))
 }
 
 pub fn engine_config(args: &TopArgs) -> Config {
@@ -47,85 +38,39 @@ pub fn engine_config(args: &TopArgs) -> Config {
     }
 }
 
-/// Collectors that feed the engine besides the probe.
-struct Collectors {
-    cgroups: Option<CgroupResolver>,
-    known_cgroups: HashSet<u64>,
-    netns: u32,
-    warned_sockets: bool,
-    warned_counters: bool,
-}
-
-impl Collectors {
-    fn sockets(&mut self, engine: &mut Engine) {
-        match sockdiag::read_socket_table(monotonic_now_ns(), self.netns) {
-            Ok(t) => engine.apply(&Input::Sockets(t)),
-            Err(e) if !self.warned_sockets => {
-                self.warned_sockets = true;
-                eprintln!(
-                    "portwatch: warning: cannot read the socket table ({e}); held ports count \
-                     only connections closed since start"
-                );
-            }
-            Err(_) => {}
-        }
-    }
-
-    fn counters(&mut self, engine: &mut Engine) {
-        match procfs::read_counters(monotonic_now_ns()) {
-            Ok(c) => engine.apply(&Input::Counters(c)),
-            Err(e) if !self.warned_counters => {
-                self.warned_counters = true;
-                eprintln!("portwatch: warning: cannot read kernel TCP counters: {e}");
-            }
-            Err(_) => {}
-        }
-    }
-
-    /// Tells the engine a cgroup's path before the first event from it.
-    fn cgroup(&mut self, engine: &mut Engine, id: u64) {
-        if !self.known_cgroups.insert(id) {
-            return;
-        }
-        let path = self.cgroups.as_mut().and_then(|r| r.resolve(id));
-        engine.apply(&Input::Cgroup { id, path });
-    }
-}
-
 async fn top_batch(args: TopArgs) -> Result<()> {
-    let mut probe = Probe::load()?;
-    for w in &probe.warnings {
+    let mut inputs = Vec::new();
+    // Starts from the truth (host, socket table, counters), then the probe.
+    let mut src = LiveSource::start(&mut inputs)?;
+    src.set_resync(Duration::from_secs_f64(args.resync.max(0.5)));
+    for w in &src.warnings {
         eprintln!("portwatch: warning: {w}");
     }
-    let clock = WallClock::now();
-    let host = procfs::read_host(clock).context("reading host information and sysctls")?;
-    let mut col = Collectors {
-        cgroups: match CgroupResolver::new() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                eprintln!("portwatch: warning: {e}");
-                None
-            }
-        },
-        known_cgroups: HashSet::new(),
-        netns: host.netns,
-        warned_sockets: false,
-        warned_counters: false,
-    };
     let filter = Filter::new(&args.filter);
     let mut engine = Engine::new(engine_config(&args));
-    engine.apply(&Input::Host(host));
-    // Start from the truth: what is held already, not zero.
-    col.sockets(&mut engine);
-    col.counters(&mut engine);
+    let mut recorder = match &args.record {
+        Some(p) => Some(Recorder::create(p, args.force)?),
+        None => None,
+    };
+    let mut apply = |engine: &mut Engine, inputs: &mut Vec<Input>| {
+        for i in inputs.drain(..) {
+            // The recording keeps everything; the filter is for the view.
+            if let Some(r) = recorder.as_mut() {
+                r.append(&i);
+            }
+            if matches!(&i, Input::Event(ev) if !filter.matches(ev)) {
+                continue;
+            }
+            engine.apply(&i);
+        }
+    };
+    apply(&mut engine, &mut inputs);
 
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let interval = Duration::from_secs_f64(args.interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let resync_ns = (args.resync.max(0.5) * 1e9) as u64;
-    let mut last_resync_ns = monotonic_now_ns();
 
     let mut out = BufWriter::new(io::stdout().lock());
     let mut printed = 0u64;
@@ -134,34 +79,9 @@ async fn top_batch(args: TopArgs) -> Result<()> {
         tokio::select! {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
-            _ = probe.wait() => {
-                probe.drain(|ev| {
-                    if !filter.matches(&ev) {
-                        return;
-                    }
-                    if let Some(t) = ev.task() {
-                        col.cgroup(&mut engine, t.cgroup_id);
-                    }
-                    engine.apply(&Input::Event(ev));
-                });
-            }
+            _ = src.next(&mut inputs) => apply(&mut engine, &mut inputs),
             _ = ticker.tick() => {
-                probe.drain(|ev| {
-                    if !filter.matches(&ev) {
-                        return;
-                    }
-                    if let Some(t) = ev.task() {
-                        col.cgroup(&mut engine, t.cgroup_id);
-                    }
-                    engine.apply(&Input::Event(ev));
-                });
                 let now_ns = monotonic_now_ns();
-                engine.apply(&Input::Losses { ts_ns: now_ns, losses: probe.losses() });
-                col.counters(&mut engine);
-                if now_ns.saturating_sub(last_resync_ns) >= resync_ns {
-                    last_resync_ns = now_ns;
-                    col.sockets(&mut engine);
-                }
                 engine.apply(&Input::Tick { now_ns });
                 let model = engine.model(now_ns);
                 let r = if args.json {
@@ -181,5 +101,16 @@ async fn top_batch(args: TopArgs) -> Result<()> {
             }
         }
     }
+    src.finish(&mut inputs);
+    apply(&mut engine, &mut inputs);
+    let losses = src.probe.losses();
+    drop(src); // detaches the probes
+    if let Some(r) = recorder {
+        match r.finish() {
+            Ok(summary) => eprintln!("portwatch: {summary}"),
+            Err(e) => eprintln!("portwatch: error: {e:#}"),
+        }
+    }
+    eprintln!("portwatch: stopped: {printed} snapshots, {losses}");
     Ok(())
 }

@@ -14,11 +14,7 @@ use crate::output::{JsonEvent, TEXT_HEADER, write_text};
 use crate::probe::Probe;
 
 pub fn run(args: TraceArgs) -> Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
-    rt.block_on(trace(args))
+    super::block_on(trace(args))
 }
 
 /// Why the loop stopped.
@@ -93,15 +89,7 @@ async fn trace(args: TraceArgs) -> Result<()> {
                 Stop::Signal(s) => s,
                 _ => "duration reached",
             };
-            eprintln!(
-                "portwatch: stopped ({why}): {events} events, {} lost (ring buffer full: {}, \
-                 socket map evictions: {}, connect() untracked: {}, undecodable: {})",
-                losses.total(),
-                losses.ringbuf_lost,
-                losses.sock_evicted,
-                losses.connect_untracked,
-                losses.decode_errors
-            );
+            eprintln!("portwatch: stopped ({why}): {events} events, {losses}");
         }
     }
     Ok(())

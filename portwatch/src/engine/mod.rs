@@ -1128,6 +1128,7 @@ mod tests {
                 pid,
                 tid: pid,
                 comm: Comm::new(comm),
+                thread: Comm::new(comm),
                 cgroup_id,
             }),
             netns: 1,

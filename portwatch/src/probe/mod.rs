@@ -121,6 +121,8 @@ pub fn resolve_offsets() -> (Offsets, Vec<String>) {
     o.net_inum = get("net", "ns.inum");
     o.task_nsproxy = get("task_struct", "nsproxy");
     o.nsproxy_net_ns = get("nsproxy", "net_ns");
+    o.task_group_leader = get("task_struct", "group_leader");
+    o.task_comm = get("task_struct", "comm");
     (o, warnings)
 }
 

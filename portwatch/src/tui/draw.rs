@@ -486,6 +486,8 @@ pub const HELP: &[(&str, &str)] = &[
     ("p", "pause the display (tracing continues)"),
     ("+ / -", "slower / faster refresh"),
     ("Esc", "back: close details, clear filter"),
+    ("space n E", "replay: pause, step 1 s, jump to end"),
+    ("> <", "replay: faster, slower"),
 ];
 
 fn draw_help(f: &mut Frame, area: Rect, t: &Theme) {
@@ -502,7 +504,7 @@ fn draw_help(f: &mut Frame, area: Rect, t: &Theme) {
         .iter()
         .map(|(k, v)| {
             Line::from(vec![
-                Span::styled(format!("{k:<12}"), t.title()),
+                Span::styled(format!("{k:<13}"), t.title()),
                 Span::raw(v.to_string()),
             ])
         })

@@ -85,7 +85,8 @@ pub async fn run(
                 if k.kind != KeyEventKind::Press {
                     continue;
                 }
-                if feed.on_key(k.code) {
+                // Not while a filter is typed: its letters are text.
+                if app.editing.is_none() && feed.on_key(k.code) {
                     // The feed moved (replay step); show it now.
                 } else if k.code == KeyCode::Char('e') && app.editing.is_none() {
                     if let Some(name) = app.selected_key(&screen) {

@@ -211,7 +211,13 @@ impl Tracer {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match t.stderr.recv_timeout(left) {
-                Ok(l) if l.contains("tracing") || l.contains("recording") => break,
+                Ok(l)
+                    if ["tracing", "recording", "watching"]
+                        .iter()
+                        .any(|w| l.contains(w)) =>
+                {
+                    break;
+                }
                 Ok(l) => eprintln!("portwatch: {l}"),
                 Err(_) => {
                     let _ = t.child.kill();
@@ -266,6 +272,15 @@ impl Drop for Tracer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// This process's name as the kernel keeps it (the thread group leader's
+/// comm): what portwatch reports as `comm`.
+pub fn process_name() -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .expect("read /proc/self/comm")
+        .trim_end()
+        .to_string()
 }
 
 /// `bytes_sent`/`bytes_received` come from tcp_sock's bytes_acked and

@@ -51,6 +51,7 @@ pub fn task(pid: u32, comm: &str, cgroup_id: u64) -> Task {
         pid,
         tid: pid,
         comm: Comm::new(comm),
+        thread: Comm::new(comm),
         cgroup_id,
     }
 }

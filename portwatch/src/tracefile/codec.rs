@@ -1,0 +1,703 @@
+//! Records inside a frame: how each [`Input`] becomes bytes and back.
+//!
+//! Both sides keep the same per-frame state: the previous timestamp (times
+//! are stored as deltas) and three dictionaries (addresses, tasks,
+//! destinations). A dictionary entry is defined by its own record the first
+//! time a frame uses it; later records refer to it by index, so a repeated
+//! connection from the same process to the same destination costs about 15
+//! bytes. State is reset at every frame, so each frame decodes on its own.
+//! The layout of every record is in FORMAT.md.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::Corruption;
+use super::varint::{Cursor, put_addr, put_i64, put_str, put_u64};
+use crate::clock::WallClock;
+use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
+use crate::input::{HostInfo, Input, KernelCounters, SockState, SocketEntry, SocketTable, Sysctls};
+
+// Record tags. 0 is never used so that a zero-filled region is an error.
+pub(crate) const TAG_CLOSE: u8 = 0x01;
+pub(crate) const TAG_CONNECT_ERROR: u8 = 0x02;
+pub(crate) const TAG_HOST: u8 = 0x10;
+pub(crate) const TAG_TICK: u8 = 0x11;
+pub(crate) const TAG_CGROUP: u8 = 0x12;
+pub(crate) const TAG_SOCKETS: u8 = 0x13;
+pub(crate) const TAG_COUNTERS: u8 = 0x14;
+pub(crate) const TAG_LOSSES: u8 = 0x15;
+pub(crate) const TAG_DEF_ADDR: u8 = 0x20;
+pub(crate) const TAG_DEF_TASK: u8 = 0x21;
+pub(crate) const TAG_DEF_DEST: u8 = 0x22;
+/// In a task definition, the thread-name length that means "the same as
+/// the process name" (lengths are 0..=16).
+const THREAD_SAME_AS_COMM: u64 = 17;
+/// Tags from here up carry a varint length and are skipped by readers that
+/// do not know them: the room for backward-compatible additions.
+pub(crate) const TAG_FIRST_SKIPPABLE: u8 = 0x80;
+
+/// Entries per dictionary and frame. Bounds the reader's memory; the writer
+/// starts a new frame before a dictionary would overflow.
+pub const MAX_DICT_ENTRIES: usize = 1 << 16;
+/// Longest string field (hostname, kernel release, cgroup path).
+pub const MAX_STR_BYTES: usize = 64 * 1024;
+/// Most sockets in one socket-table record (1M: far beyond 65,536 ports
+/// times a handful of local addresses on any real host).
+pub const MAX_SOCKETS: usize = 1 << 20;
+/// Most reserved-port ranges in a host record.
+pub const MAX_RESERVED_RANGES: usize = 1 << 16;
+
+// Close flags.
+const C_TASK: u8 = 1 << 0;
+const C_INBOUND: u8 = 1 << 1;
+const C_ESTABLISHED: u8 = 1 << 2;
+const C_LOCAL_CLOSE: u8 = 1 << 3;
+const C_PEER_CLOSE: u8 = 1 << 4;
+const C_HANDSHAKE: u8 = 1 << 5;
+const C_BYTES: u8 = 1 << 6;
+const C_ERRNO: u8 = 1 << 7;
+// Connect-error flags; bits 2-3 are the cause.
+const E_TASK: u8 = 1 << 0;
+const E_SAW_SYN_SENT: u8 = 1 << 1;
+const E_CAUSE_SHIFT: u8 = 2;
+const E_KNOWN: u8 = 0b1111;
+
+/// A destination as the dictionary keys it: the fixed end of a connection
+/// in one network namespace. For outbound connections that is the remote
+/// (daddr, dport) and the local ephemeral port varies; for inbound ones it
+/// is the local listener (saddr, sport) and the client's port varies.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct DestKey {
+    netns: u32,
+    addr: IpAddr,
+    port: u16,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct DestSlot {
+    key: DestKey,
+    /// The varying port of the last connection to this destination: ports
+    /// are handed out sequentially, so the delta is usually tiny.
+    last_port: u16,
+}
+
+/// Writer-side state of the current frame.
+#[derive(Default)]
+pub(crate) struct Encoder {
+    last_ts_ns: u64,
+    addrs: HashMap<IpAddr, u32>,
+    tasks: HashMap<Task, u32>,
+    dests: HashMap<DestKey, (u32, u16)>,
+}
+
+impl Encoder {
+    pub(crate) fn reset(&mut self) {
+        self.last_ts_ns = 0;
+        self.addrs.clear();
+        self.tasks.clear();
+        self.dests.clear();
+    }
+
+    /// True when the next record might not find room in a dictionary; the
+    /// writer then starts a new frame first. A record adds at most two
+    /// addresses, one task and one destination (socket tables fall back to
+    /// inline addresses when the dictionary is full).
+    pub(crate) fn dicts_nearly_full(&self) -> bool {
+        self.addrs.len() + 2 > MAX_DICT_ENTRIES
+            || self.tasks.len() + 1 > MAX_DICT_ENTRIES
+            || self.dests.len() + 1 > MAX_DICT_ENTRIES
+    }
+
+    fn ts(&mut self, buf: &mut Vec<u8>, ts_ns: u64) {
+        put_i64(buf, ts_ns.wrapping_sub(self.last_ts_ns) as i64);
+        self.last_ts_ns = ts_ns;
+    }
+
+    fn addr(&mut self, buf: &mut Vec<u8>, a: IpAddr) -> u32 {
+        let n = self.addrs.len() as u32;
+        *self.addrs.entry(a).or_insert_with(|| {
+            buf.push(TAG_DEF_ADDR);
+            put_addr(buf, &a);
+            n
+        })
+    }
+
+    fn task(&mut self, buf: &mut Vec<u8>, t: &Task) -> u32 {
+        let n = self.tasks.len() as u32;
+        *self.tasks.entry(*t).or_insert_with(|| {
+            buf.push(TAG_DEF_TASK);
+            put_u64(buf, t.pid.into());
+            put_u64(buf, t.tid.into());
+            put_u64(buf, t.cgroup_id);
+            // Only the bytes before the first NUL: the kernel NUL-pads.
+            put_str(buf, t.comm.as_bytes());
+            // Single-threaded processes: the thread's name is the process's.
+            if t.thread == t.comm {
+                put_u64(buf, THREAD_SAME_AS_COMM);
+            } else {
+                put_str(buf, t.thread.as_bytes());
+            }
+            n
+        })
+    }
+
+    /// Index of the destination and the port delta to store for `port`.
+    fn dest(&mut self, buf: &mut Vec<u8>, key: DestKey, port: u16) -> (u32, i16) {
+        if let Some((idx, last)) = self.dests.get_mut(&key) {
+            let delta = port.wrapping_sub(*last) as i16;
+            *last = port;
+            return (*idx, delta);
+        }
+        // Definitions precede their first use: the address, then this.
+        let addr_idx = self.addr(buf, key.addr);
+        let idx = self.dests.len() as u32;
+        self.dests.insert(key, (idx, port));
+        buf.push(TAG_DEF_DEST);
+        put_u64(buf, key.netns.into());
+        put_u64(buf, addr_idx.into());
+        put_u64(buf, key.port.into());
+        // The decoder's slot starts at port 0.
+        (idx, port as i16)
+    }
+
+    /// Appends `input` (with any dictionary definitions it needs first).
+    pub(crate) fn encode(&mut self, buf: &mut Vec<u8>, input: &Input) {
+        match input {
+            Input::Event(Event::Close(c)) => self.close(buf, c),
+            Input::Event(Event::ConnectError(e)) => self.connect_error(buf, e),
+            Input::Host(h) => self.host(buf, h),
+            Input::Tick { now_ns } => {
+                buf.push(TAG_TICK);
+                self.ts(buf, *now_ns);
+            }
+            Input::Cgroup { id, path } => {
+                buf.push(TAG_CGROUP);
+                put_u64(buf, *id);
+                match path {
+                    None => buf.push(0),
+                    Some(p) => {
+                        buf.push(1);
+                        put_str(buf, p.as_bytes());
+                    }
+                }
+            }
+            Input::Sockets(t) => self.sockets(buf, t),
+            Input::Counters(k) => {
+                buf.push(TAG_COUNTERS);
+                self.ts(buf, k.ts_ns);
+                for v in [k.tcp_inuse, k.tcp_tw, k.tw, k.tw_recycled, k.tw_overflow] {
+                    put_u64(buf, v);
+                }
+            }
+            Input::Losses { ts_ns, losses: l } => {
+                buf.push(TAG_LOSSES);
+                self.ts(buf, *ts_ns);
+                for v in [
+                    l.ringbuf_lost,
+                    l.sock_evicted,
+                    l.connect_untracked,
+                    l.decode_errors,
+                ] {
+                    put_u64(buf, v);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, buf: &mut Vec<u8>, c: &ConnClose) {
+        let task = c.task.map(|t| self.task(buf, &t));
+        let (fixed, varying) = match c.direction {
+            Direction::Outbound => ((c.daddr, c.dport), (c.saddr, c.sport)),
+            Direction::Inbound => ((c.saddr, c.sport), (c.daddr, c.dport)),
+        };
+        let key = DestKey {
+            netns: c.netns,
+            addr: fixed.0,
+            port: fixed.1,
+        };
+        let (dest, port_delta) = self.dest(buf, key, varying.1);
+        let vaddr = self.addr(buf, varying.0);
+
+        let mut flags = 0;
+        let mut set = |bit: u8, on: bool| {
+            if on {
+                flags |= bit;
+            }
+        };
+        set(C_TASK, task.is_some());
+        set(C_INBOUND, c.direction == Direction::Inbound);
+        set(C_ESTABLISHED, c.established);
+        set(C_LOCAL_CLOSE, c.local_close);
+        set(C_PEER_CLOSE, c.peer_close);
+        set(C_HANDSHAKE, c.handshake_ns.is_some());
+        set(C_BYTES, c.bytes.is_some());
+        set(C_ERRNO, c.errno.is_some());
+        buf.push(TAG_CLOSE);
+        buf.push(flags);
+        self.ts(buf, c.end_ns);
+        // Wrapping, so that any pair of u64 round-trips; normally small.
+        put_u64(buf, c.end_ns.wrapping_sub(c.start_ns));
+        if let Some(h) = c.handshake_ns {
+            put_u64(buf, h);
+        }
+        if let Some(t) = task {
+            put_u64(buf, t.into());
+        }
+        put_u64(buf, dest.into());
+        put_u64(buf, vaddr.into());
+        put_i64(buf, port_delta.into());
+        if let Some((sent, received)) = c.bytes {
+            put_u64(buf, sent);
+            put_u64(buf, received);
+        }
+        if let Some(e) = c.errno {
+            put_i64(buf, e.into());
+        }
+    }
+
+    fn connect_error(&mut self, buf: &mut Vec<u8>, e: &ConnectError) {
+        let task = e.task.map(|t| self.task(buf, &t));
+        let key = DestKey {
+            netns: e.netns,
+            addr: e.daddr,
+            port: e.dport,
+        };
+        // The port slot of a destination is for connections' varying port;
+        // a failed connect has none, so it leaves the slot as it is.
+        let dest = match self.dests.get(&key) {
+            Some((idx, _)) => *idx,
+            None => self.dest(buf, key, 0).0,
+        };
+        let cause = match e.cause {
+            Cause::PortExhaustion => 0,
+            Cause::AddressUnavailable => 1,
+            Cause::Other => 2,
+        };
+        let mut flags = cause << E_CAUSE_SHIFT;
+        if task.is_some() {
+            flags |= E_TASK;
+        }
+        if e.saw_syn_sent {
+            flags |= E_SAW_SYN_SENT;
+        }
+        buf.push(TAG_CONNECT_ERROR);
+        buf.push(flags);
+        self.ts(buf, e.ts_ns);
+        put_u64(buf, e.duration_ns);
+        if let Some(t) = task {
+            put_u64(buf, t.into());
+        }
+        put_u64(buf, dest.into());
+        put_i64(buf, e.errno.into());
+    }
+
+    fn host(&mut self, buf: &mut Vec<u8>, h: &HostInfo) {
+        buf.push(TAG_HOST);
+        self.ts(buf, h.clock.mono_ns);
+        put_i64(buf, h.clock.unix_ns);
+        put_str(buf, h.hostname.as_bytes());
+        put_str(buf, h.kernel.as_bytes());
+        put_u64(buf, h.netns.into());
+        let s = &h.sysctls;
+        put_u64(buf, s.port_range.0.into());
+        put_u64(buf, s.port_range.1.into());
+        put_u64(buf, s.reserved_ports.len() as u64);
+        for (lo, hi) in &s.reserved_ports {
+            put_u64(buf, (*lo).into());
+            put_u64(buf, (*hi).into());
+        }
+        let opts = [
+            s.tcp_tw_reuse,
+            s.tcp_tw_reuse_delay_ms,
+            s.tcp_timestamps,
+            s.tcp_max_tw_buckets,
+            s.tcp_fin_timeout,
+        ];
+        let present = opts
+            .iter()
+            .enumerate()
+            .fold(0u8, |m, (i, o)| m | (u8::from(o.is_some()) << i));
+        buf.push(present);
+        for v in opts.into_iter().flatten() {
+            put_i64(buf, v);
+        }
+    }
+
+    fn sockets(&mut self, buf: &mut Vec<u8>, t: &SocketTable) {
+        // Intern what fits first (definitions precede the record), then
+        // refer by index + 1, or 0 followed by the address inline.
+        for e in &t.entries {
+            for a in [e.saddr, e.daddr] {
+                if self.addrs.len() < MAX_DICT_ENTRIES {
+                    self.addr(buf, a);
+                }
+            }
+        }
+        buf.push(TAG_SOCKETS);
+        self.ts(buf, t.ts_ns);
+        put_u64(buf, t.netns.into());
+        put_u64(buf, t.entries.len() as u64);
+        for e in &t.entries {
+            match e.state {
+                SockState::Established => buf.push(0),
+                SockState::SynSent => buf.push(1),
+                SockState::TimeWait => buf.push(2),
+                SockState::Other(n) => {
+                    buf.push(3);
+                    buf.push(n);
+                }
+            }
+            for (a, port) in [(e.saddr, e.sport), (e.daddr, e.dport)] {
+                match self.addrs.get(&a) {
+                    Some(i) => put_u64(buf, u64::from(*i) + 1),
+                    None => {
+                        buf.push(0);
+                        put_addr(buf, &a);
+                    }
+                }
+                put_u64(buf, port.into());
+            }
+            put_u64(buf, e.expires_ms.into());
+            put_u64(buf, e.uid.into());
+            put_u64(buf, e.inode.into());
+        }
+    }
+}
+
+/// A comm of `n` bytes (at most 16, checked by the caller), NUL-padded.
+fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
+    let bytes = c.bytes(n)?;
+    // Writers store a comm up to its first NUL; a NUL inside would decode
+    // to a comm that re-encodes differently.
+    if bytes.contains(&0) {
+        return Err(Corruption::OutOfRange("comm (contains NUL)"));
+    }
+    let mut raw = [0u8; 16];
+    raw[..n].copy_from_slice(bytes);
+    Ok(Comm::from_bytes(raw))
+}
+
+/// Reader-side state of the current frame.
+#[derive(Default)]
+pub(crate) struct Decoder {
+    last_ts_ns: u64,
+    addrs: Vec<IpAddr>,
+    tasks: Vec<Task>,
+    dests: Vec<DestSlot>,
+}
+
+impl Decoder {
+    pub(crate) fn reset(&mut self) {
+        self.last_ts_ns = 0;
+        self.addrs.clear();
+        self.tasks.clear();
+        self.dests.clear();
+    }
+
+    fn ts(&mut self, c: &mut Cursor) -> Result<u64, Corruption> {
+        let ts = self.last_ts_ns.wrapping_add(c.i64()? as u64);
+        self.last_ts_ns = ts;
+        Ok(ts)
+    }
+
+    fn index(c: &mut Cursor, len: usize, dict: &'static str) -> Result<usize, Corruption> {
+        let i = c.u64()?;
+        if i >= len as u64 {
+            return Err(Corruption::BadIndex { dict, index: i });
+        }
+        Ok(i as usize)
+    }
+
+    fn addr_ref(&self, c: &mut Cursor) -> Result<IpAddr, Corruption> {
+        Ok(self.addrs[Self::index(c, self.addrs.len(), "address")?])
+    }
+
+    fn task_ref(&self, c: &mut Cursor) -> Result<Task, Corruption> {
+        Ok(self.tasks[Self::index(c, self.tasks.len(), "task")?])
+    }
+
+    fn push<T>(dict: &mut Vec<T>, v: T, name: &'static str) -> Result<(), Corruption> {
+        if dict.len() >= MAX_DICT_ENTRIES {
+            return Err(Corruption::DictFull(name));
+        }
+        dict.push(v);
+        Ok(())
+    }
+
+    /// Decodes the next record. `Ok(None)` for dictionary definitions and
+    /// skipped unknown records, which produce no input.
+    pub(crate) fn decode(&mut self, c: &mut Cursor) -> Result<Option<Input>, Corruption> {
+        let tag = c.u8()?;
+        let input = match tag {
+            TAG_CLOSE => Input::Event(Event::Close(self.close(c)?)),
+            TAG_CONNECT_ERROR => Input::Event(Event::ConnectError(self.connect_error(c)?)),
+            TAG_HOST => Input::Host(self.host(c)?),
+            TAG_TICK => Input::Tick {
+                now_ns: self.ts(c)?,
+            },
+            TAG_CGROUP => {
+                let id = c.u64()?;
+                let path = match c.u8()? {
+                    0 => None,
+                    1 => Some(c.str(MAX_STR_BYTES, "cgroup path")?),
+                    _ => return Err(Corruption::OutOfRange("cgroup path presence")),
+                };
+                Input::Cgroup { id, path }
+            }
+            TAG_SOCKETS => Input::Sockets(self.sockets(c)?),
+            TAG_COUNTERS => Input::Counters(KernelCounters {
+                ts_ns: self.ts(c)?,
+                tcp_inuse: c.u64()?,
+                tcp_tw: c.u64()?,
+                tw: c.u64()?,
+                tw_recycled: c.u64()?,
+                tw_overflow: c.u64()?,
+            }),
+            TAG_LOSSES => Input::Losses {
+                ts_ns: self.ts(c)?,
+                losses: Losses {
+                    ringbuf_lost: c.u64()?,
+                    sock_evicted: c.u64()?,
+                    connect_untracked: c.u64()?,
+                    decode_errors: c.u64()?,
+                },
+            },
+            TAG_DEF_ADDR => {
+                let a = c.addr()?;
+                Self::push(&mut self.addrs, a, "address")?;
+                return Ok(None);
+            }
+            TAG_DEF_TASK => {
+                let pid = c.u32("pid")?;
+                let tid = c.u32("tid")?;
+                let cgroup_id = c.u64()?;
+                let n = c.len(16, "comm")?;
+                let comm = read_comm(c, n)?;
+                let thread = match c.u64()? {
+                    THREAD_SAME_AS_COMM => comm,
+                    n if n <= 16 => read_comm(c, n as usize)?,
+                    n => {
+                        return Err(Corruption::TooLong {
+                            what: "thread name",
+                            len: n,
+                            max: 16,
+                        });
+                    }
+                };
+                let t = Task {
+                    pid,
+                    tid,
+                    comm,
+                    thread,
+                    cgroup_id,
+                };
+                Self::push(&mut self.tasks, t, "task")?;
+                return Ok(None);
+            }
+            TAG_DEF_DEST => {
+                let netns = c.u32("netns")?;
+                let addr = self.addr_ref(c)?;
+                let port = c.u16("port")?;
+                let slot = DestSlot {
+                    key: DestKey { netns, addr, port },
+                    last_port: 0,
+                };
+                Self::push(&mut self.dests, slot, "destination")?;
+                return Ok(None);
+            }
+            t if t >= TAG_FIRST_SKIPPABLE => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                c.bytes(n)?;
+                return Ok(None);
+            }
+            t => return Err(Corruption::UnknownTag(t)),
+        };
+        Ok(Some(input))
+    }
+
+    fn close(&mut self, c: &mut Cursor) -> Result<ConnClose, Corruption> {
+        let flags = c.u8()?;
+        let has = |bit: u8| flags & bit != 0;
+        let end_ns = self.ts(c)?;
+        let start_ns = end_ns.wrapping_sub(c.u64()?);
+        let handshake_ns = if has(C_HANDSHAKE) {
+            Some(c.u64()?)
+        } else {
+            None
+        };
+        let task = if has(C_TASK) {
+            Some(self.task_ref(c)?)
+        } else {
+            None
+        };
+        let di = Self::index(c, self.dests.len(), "destination")?;
+        let varying_addr = self.addr_ref(c)?;
+        let delta = i16::try_from(c.i64()?).map_err(|_| Corruption::OutOfRange("port delta"))?;
+        let slot = &mut self.dests[di];
+        let varying_port = slot.last_port.wrapping_add(delta as u16);
+        slot.last_port = varying_port;
+        let key = slot.key;
+        let bytes = if has(C_BYTES) {
+            Some((c.u64()?, c.u64()?))
+        } else {
+            None
+        };
+        let errno = if has(C_ERRNO) {
+            Some(c.i32("errno")?)
+        } else {
+            None
+        };
+        let (direction, (saddr, sport), (daddr, dport)) = if has(C_INBOUND) {
+            (
+                Direction::Inbound,
+                (key.addr, key.port),
+                (varying_addr, varying_port),
+            )
+        } else {
+            (
+                Direction::Outbound,
+                (varying_addr, varying_port),
+                (key.addr, key.port),
+            )
+        };
+        Ok(ConnClose {
+            start_ns,
+            end_ns,
+            handshake_ns,
+            task,
+            netns: key.netns,
+            direction,
+            saddr,
+            sport,
+            daddr,
+            dport,
+            bytes,
+            local_close: has(C_LOCAL_CLOSE),
+            peer_close: has(C_PEER_CLOSE),
+            established: has(C_ESTABLISHED),
+            errno,
+        })
+    }
+
+    fn connect_error(&mut self, c: &mut Cursor) -> Result<ConnectError, Corruption> {
+        let flags = c.u8()?;
+        if flags & !E_KNOWN != 0 {
+            return Err(Corruption::OutOfRange("connect-error flags"));
+        }
+        let cause = match (flags >> E_CAUSE_SHIFT) & 0b11 {
+            0 => Cause::PortExhaustion,
+            1 => Cause::AddressUnavailable,
+            2 => Cause::Other,
+            _ => return Err(Corruption::OutOfRange("connect-error cause")),
+        };
+        let ts_ns = self.ts(c)?;
+        let duration_ns = c.u64()?;
+        let task = if flags & E_TASK != 0 {
+            Some(self.task_ref(c)?)
+        } else {
+            None
+        };
+        let key = self.dests[Self::index(c, self.dests.len(), "destination")?].key;
+        Ok(ConnectError {
+            ts_ns,
+            duration_ns,
+            task,
+            netns: key.netns,
+            daddr: key.addr,
+            dport: key.port,
+            errno: c.i32("errno")?,
+            cause,
+            saw_syn_sent: flags & E_SAW_SYN_SENT != 0,
+        })
+    }
+
+    fn host(&mut self, c: &mut Cursor) -> Result<HostInfo, Corruption> {
+        let mono_ns = self.ts(c)?;
+        let unix_ns = c.i64()?;
+        let hostname = c.str(MAX_STR_BYTES, "hostname")?;
+        let kernel = c.str(MAX_STR_BYTES, "kernel release")?;
+        let netns = c.u32("netns")?;
+        let port_range = (c.u16("port range")?, c.u16("port range")?);
+        let n = c.len(MAX_RESERVED_RANGES, "reserved port ranges")?;
+        // Each range takes at least 2 bytes: never reserve more than the
+        // record could hold.
+        let mut reserved_ports = Vec::with_capacity(n.min(c.remaining() / 2));
+        for _ in 0..n {
+            reserved_ports.push((c.u16("reserved port")?, c.u16("reserved port")?));
+        }
+        let present = c.u8()?;
+        if present >> 5 != 0 {
+            return Err(Corruption::OutOfRange("sysctl presence bits"));
+        }
+        let mut opt = |i: u8| -> Result<Option<i64>, Corruption> {
+            if present & (1 << i) != 0 {
+                c.i64().map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let sysctls = Sysctls {
+            port_range,
+            reserved_ports,
+            tcp_tw_reuse: opt(0)?,
+            tcp_tw_reuse_delay_ms: opt(1)?,
+            tcp_timestamps: opt(2)?,
+            tcp_max_tw_buckets: opt(3)?,
+            tcp_fin_timeout: opt(4)?,
+        };
+        Ok(HostInfo {
+            hostname,
+            kernel,
+            clock: WallClock { mono_ns, unix_ns },
+            netns,
+            sysctls,
+        })
+    }
+
+    fn sockets(&mut self, c: &mut Cursor) -> Result<SocketTable, Corruption> {
+        let ts_ns = self.ts(c)?;
+        let netns = c.u32("netns")?;
+        let n = c.len(MAX_SOCKETS, "socket table")?;
+        // An entry takes at least 9 bytes.
+        let mut entries = Vec::with_capacity(n.min(c.remaining() / 9));
+        for _ in 0..n {
+            let state = match c.u8()? {
+                0 => SockState::Established,
+                1 => SockState::SynSent,
+                2 => SockState::TimeWait,
+                3 => SockState::Other(c.u8()?),
+                _ => return Err(Corruption::OutOfRange("socket state")),
+            };
+            let mut end = || -> Result<(IpAddr, u16), Corruption> {
+                let a = match c.u64()? {
+                    0 => c.addr()?,
+                    i => *self
+                        .addrs
+                        .get((i - 1) as usize)
+                        .ok_or(Corruption::BadIndex {
+                            dict: "address",
+                            index: i - 1,
+                        })?,
+                };
+                Ok((a, c.u16("port")?))
+            };
+            let (saddr, sport) = end()?;
+            let (daddr, dport) = end()?;
+            entries.push(SocketEntry {
+                state,
+                saddr,
+                sport,
+                daddr,
+                dport,
+                expires_ms: c.u32("expires_ms")?,
+                uid: c.u32("uid")?,
+                inode: c.u32("inode")?,
+            });
+        }
+        Ok(SocketTable {
+            ts_ns,
+            netns,
+            entries,
+        })
+    }
+}
