@@ -328,3 +328,43 @@ fn ipv4_mapped_and_plain_ipv4_are_one_destination() {
     assert_eq!(m.destinations.len(), 1);
     assert_eq!(m.destinations[0].stats.new_total, 2);
 }
+
+/// A container's sockets live in its own network namespace, out of sight
+/// of a socket table read in the host's: its destination's held ports come
+/// from events and are not reset to zero by each table.
+#[test]
+fn socket_tables_do_not_reset_destinations_used_from_other_namespaces() {
+    let t = task(10, "client", 1);
+    let from_container = |start_ns: u64| -> Input {
+        let Input::Event(portwatch::event::Event::Close(mut c)) =
+            conn(t, "10.0.0.9:443", start_ns, MS, true)
+        else {
+            unreachable!("conn builds a close event")
+        };
+        c.netns = 4026532999; // not the host's 4026531840
+        Input::Event(portwatch::event::Event::Close(c))
+    };
+    let table = |ts_ns: u64| {
+        Input::Sockets(SocketTable {
+            ts_ns,
+            netns: 4026531840,
+            entries: vec![],
+        })
+    };
+    let mut inputs = vec![host(32768, 60999), table(S)];
+    for i in 0..20 {
+        inputs.push(from_container(2 * S + i * 10 * MS));
+    }
+    inputs.push(table(5 * S));
+    let m = run(&inputs, 6 * S);
+    let d = &m.destinations[0];
+    assert_eq!(
+        d.stats.time_wait, 20,
+        "TIME_WAIT from the container's closes"
+    );
+    assert_eq!(
+        d.held_ports, 20,
+        "not reset by a table that cannot see them"
+    );
+    assert!(!d.from_socket_table);
+}

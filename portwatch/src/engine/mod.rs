@@ -406,6 +406,11 @@ struct DestTable {
 pub(crate) struct DestAcc {
     acc: Acc,
     table: Option<DestTable>,
+    /// Connections to it were seen from a network namespace other than the
+    /// one the socket table is read in (containers): the table cannot see
+    /// those sockets, so this destination's held ports are counted from
+    /// events alone, never reset by a table.
+    foreign: bool,
 }
 
 impl Activity for DestAcc {
@@ -475,6 +480,8 @@ pub struct Engine {
     /// Network namespaces seen in events, to tell when containers have
     /// their own (and so their own sysctls).
     netns_seen: FxHashSet<u32>,
+    /// Namespace the socket tables are read in (0: unknown or none yet).
+    table_netns: u32,
     /// The last namespace put in `netns_seen` (0: none yet).
     last_netns: u32,
 }
@@ -512,6 +519,7 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             netns_seen: FxHashSet::default(),
+            table_netns: 0,
             last_netns: 0,
         }
     }
@@ -695,7 +703,9 @@ impl Engine {
         }
         self.service_entry(svc).record_close(f);
         self.pair_entry(svc, c.daddr, c.dport).record_close(f);
+        let foreign = self.is_foreign(c.netns);
         let d = self.destinations.entry((c.daddr, c.dport));
+        Self::mark_foreign(d, foreign);
         Self::seed_table(d, self.last_table_ns);
         d.acc.record_close(f);
         if let Some(t) = &mut d.table {
@@ -726,7 +736,9 @@ impl Engine {
         }
         self.service_entry(svc).record_error(e);
         self.pair_entry(svc, e.daddr, e.dport).record_error(e);
+        let foreign = self.is_foreign(e.netns);
         let d = self.destinations.entry((e.daddr, e.dport));
+        Self::mark_foreign(d, foreign);
         Self::seed_table(d, self.last_table_ns);
         d.acc.record_error(e);
     }
@@ -741,10 +753,25 @@ impl Engine {
         }
     }
 
+    /// An event from a namespace the socket table is not read in.
+    #[inline]
+    fn is_foreign(&self, netns: u32) -> bool {
+        netns != 0 && self.table_netns != 0 && netns != self.table_netns
+    }
+
+    #[inline]
+    fn mark_foreign(d: &mut DestAcc, foreign: bool) {
+        if foreign && !d.foreign {
+            d.foreign = true;
+            d.table = None;
+        }
+    }
+
     /// A destination first seen after a socket table held nothing at the
     /// table's time: it starts from that (empty) truth, not from "unknown".
     fn seed_table(d: &mut DestAcc, last_table_ns: Option<u64>) {
         if d.table.is_none()
+            && !d.foreign
             && let Some(ts_ns) = last_table_ns
         {
             d.table = Some(DestTable {
@@ -757,6 +784,7 @@ impl Engine {
     /// Replaces what each destination's held ports are counted from.
     fn on_sockets(&mut self, t: &SocketTable) {
         self.last_table_ns = Some(t.ts_ns);
+        self.table_netns = t.netns;
         // Sockets whose local port a listener owns were accepted here:
         // inbound, not ports this host spent connecting out.
         let listen: FxHashSet<(Option<IpAddr>, u16)> = t
@@ -785,15 +813,19 @@ impl Engine {
                 SockState::Other(_) => {}
             }
         }
-        // Destinations the table does not mention hold nothing at its time.
-        for d in self.destinations.map.values_mut() {
+        // Destinations the table does not mention hold nothing at its time
+        // (unless their sockets live in another namespace, out of its sight).
+        for d in self.destinations.map.values_mut().filter(|d| !d.foreign) {
             d.table = Some(DestTable {
                 ts_ns: t.ts_ns,
                 ..DestTable::default()
             });
         }
         for (key, table) in fresh {
-            self.destinations.entry(key).table = Some(table);
+            let d = self.destinations.entry(key);
+            if !d.foreign {
+                d.table = Some(table);
+            }
         }
     }
 
