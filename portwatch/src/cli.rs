@@ -14,7 +14,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 connect() failures, and attributes short-lived outbound connections (and the TIME_WAIT sockets \
 they leave behind) to processes and destinations.\n\nNeeds root (or CAP_BPF + CAP_PERFMON) and \
 Linux 5.8+.",
-    after_help = "Examples:\n  sudo portwatch trace                      # every closed connection and failed connect\n  sudo portwatch trace --json --duration 30 # JSON Lines for 30 s\n  sudo portwatch trace --dport 443 --comm curl"
+    after_help = "Examples:\n  sudo portwatch top                        # the live view during an incident\n  sudo portwatch top --batch --json         # the same model for scripts, every 2 s\n  sudo portwatch trace                      # every closed connection and failed connect\n  sudo portwatch record -o incident.pwt     # record now, understand later\n  portwatch report incident.pwt             # the summary for the postmortem"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -141,7 +141,7 @@ pub struct TopArgs {
     /// With --record: overwrite FILE if it exists.
     #[arg(long, requires = "record")]
     pub force: bool,
-    /// Seconds between snapshots.
+    /// With --batch: seconds between snapshots.
     #[arg(long, value_name = "SECS", default_value_t = 2.0)]
     pub interval: f64,
     /// Stop after this many snapshots (default: until Ctrl-C).
