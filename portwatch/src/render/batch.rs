@@ -63,7 +63,7 @@ use serde::Serialize;
 
 use crate::engine::service::ServiceId;
 use crate::engine::verdict::fmt_addr;
-use crate::engine::{Advice, DestinationRow, ErrnoCount, Model, Others, Stats};
+use crate::engine::{Advice, DestinationRow, ErrnoCount, Model, Others, Stats, Verdict};
 
 #[derive(Serialize, Debug, PartialEq)]
 pub struct BatchJson<'a> {
@@ -151,7 +151,25 @@ pub struct ServiceRef<'a> {
     pub pids: &'a [u32],
 }
 
-fn service_ref<'a>(s: &'a ServiceId, pids: &'a [u32]) -> ServiceRef<'a> {
+/// A verdict as `top --batch --json` writes it (`report --json` too).
+pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
+    VerdictJson {
+        service: service_ref(&v.service, &v.pids),
+        daddr: v.daddr.to_string(),
+        dport: v.dport,
+        verdict: v.verdict,
+        new_per_sec: v.new_per_s,
+        lifetime_p50_ms: v.lifetime_p50_ms,
+        time_wait: v.time_wait,
+        budget_share: v.budget_share,
+        closed_locally_share: v.closed_locally_share,
+        connect_errors: v.connect_errors_total,
+        evidence: &v.evidence,
+        fix: &v.fix,
+    }
+}
+
+pub fn service_ref<'a>(s: &'a ServiceId, pids: &'a [u32]) -> ServiceRef<'a> {
     ServiceRef {
         name: &s.name,
         kind: s.kind.as_str(),
@@ -317,24 +335,7 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
                 stats: (&i.stats).into(),
             })
             .collect(),
-        verdicts: model
-            .verdicts
-            .iter()
-            .map(|v| VerdictJson {
-                service: service_ref(&v.service, &v.pids),
-                daddr: v.daddr.to_string(),
-                dport: v.dport,
-                verdict: v.verdict,
-                new_per_sec: v.new_per_s,
-                lifetime_p50_ms: v.lifetime_p50_ms,
-                time_wait: v.time_wait,
-                budget_share: v.budget_share,
-                closed_locally_share: v.closed_locally_share,
-                connect_errors: v.connect_errors_total,
-                evidence: &v.evidence,
-                fix: &v.fix,
-            })
-            .collect(),
+        verdicts: model.verdicts.iter().map(verdict_json).collect(),
         others: &model.others,
     }
 }

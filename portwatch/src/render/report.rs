@@ -46,7 +46,7 @@ use crate::engine::{Closer, ErrnoCount, Model, Verdict};
 use crate::errno;
 use crate::event::{Direction, EADDRNOTAVAIL, Event, Losses};
 use crate::input::Input;
-use crate::render::batch::{ServiceRef, VerdictJson};
+use crate::render::batch::{ServiceRef, VerdictJson, service_ref, verdict_json};
 
 const NS_PER_S: u64 = 1_000_000_000;
 
@@ -535,28 +535,6 @@ struct LostJson {
     decode_errors: u64,
 }
 
-/// A verdict as `top --batch --json` writes it.
-pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
-    VerdictJson {
-        service: ServiceRef {
-            name: &v.service.name,
-            kind: v.service.kind.as_str(),
-            pids: &v.pids,
-        },
-        daddr: v.daddr.to_string(),
-        dport: v.dport,
-        verdict: v.verdict,
-        new_per_sec: v.new_per_s,
-        lifetime_p50_ms: v.lifetime_p50_ms,
-        time_wait: v.time_wait,
-        budget_share: v.budget_share,
-        closed_locally_share: v.closed_locally_share,
-        connect_errors: v.connect_errors_total,
-        evidence: &v.evidence,
-        fix: &v.fix,
-    }
-}
-
 fn json(r: &Report, rows: usize) -> ReportJson<'_> {
     let at = |ns: u64| r.clock.map(|_| r.time(ns));
     let columns = r.errno_columns();
@@ -589,11 +567,7 @@ fn json(r: &Report, rows: usize) -> ReportJson<'_> {
             .iter()
             .take(rows)
             .map(|s| ServiceSummaryJson {
-                service: ServiceRef {
-                    name: &s.service.name,
-                    kind: s.service.kind.as_str(),
-                    pids: &s.pids,
-                },
+                service: service_ref(&s.service, &s.pids),
                 new_total: s.new_total(),
                 peak_new_per_sec: s.peak_new_per_s,
                 lifetime_p50_ms: s.lifetime_p50_ms,
