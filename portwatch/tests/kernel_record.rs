@@ -5,31 +5,20 @@
 //! CI=true they fail instead, so a misconfigured runner cannot pass them
 //! silently.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+mod common;
+
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use common::{Netns, client_exchange, kernel_tests_enabled, start_server};
 
 use portwatch::event::{Direction, Event};
 use portwatch::input::Input;
 use portwatch::tracefile::{ReadWarning, Reader};
-
-/// Whether this test can run; panics under CI when it cannot.
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("kernel tests need root, and CI=true: run them as root, do not skip them");
-    }
-    eprintln!("notice: skipping a kernel test (needs root; set CI=true to make this a failure)");
-    false
-}
 
 /// A running `portwatch record`; killed and reaped if the test panics,
 /// so no recorder outlives its test.
@@ -75,54 +64,21 @@ fn start_recorder(path: &Path) -> Recorder {
     }
 }
 
-/// In a thread of its own, moved into a new network namespace with only
-/// `lo`: `n` loopback connections, request/reply, the client closing
-/// first. The thread's name is the task's `thread` in the events. Returns the
-/// server port and the namespace inode.
+/// In a thread named `name`, in a new network namespace with only `lo`:
+/// `n` loopback connections, request/reply, the client closing first and
+/// waiting for the server's FIN (so its close was reported). The thread's
+/// name is the task's `thread` in the events. Returns the server port and
+/// the namespace inode.
 fn churn_in_private_netns(name: &str, n: usize) -> (u16, u32) {
-    let (tx, rx) = mpsc::channel();
-    thread::Builder::new()
-        .name(name.into())
-        .spawn(move || {
-            // SAFETY: unshare only changes this thread's namespaces; no
-            // memory is involved.
-            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-            assert_eq!(
-                rc,
-                0,
-                "unshare(CLONE_NEWNET): {}",
-                std::io::Error::last_os_error()
-            );
-            // A child forked from this thread starts in its namespace.
-            let st = Command::new("ip")
-                .args(["link", "set", "lo", "up"])
-                .status()
-                .expect("running ip");
-            assert!(st.success(), "ip link set lo up: {st}");
-            let netns = std::fs::metadata("/proc/thread-self/ns/net").unwrap().ino() as u32;
-            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = listener.local_addr().unwrap().port();
-            for _ in 0..n {
-                let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
-                let (mut server, _) = listener.accept().unwrap();
-                let mut buf = [0u8; 16];
-                client.write_all(b"ping").unwrap();
-                server.read_exact(&mut buf[..4]).unwrap();
-                server.write_all(b"pong").unwrap();
-                client.read_exact(&mut buf[..4]).unwrap();
-                client.shutdown(Shutdown::Write).unwrap(); // client FIN first
-                assert_eq!(server.read(&mut buf).unwrap(), 0);
-                drop(server);
-                // EOF here means the server's FIN arrived: the client's
-                // socket has reached TIME_WAIT and its close was reported.
-                assert_eq!(client.read(&mut buf).unwrap(), 0);
-            }
-            tx.send((port, netns)).unwrap();
-        })
-        .unwrap()
-        .join()
-        .expect("the traffic thread panicked");
-    rx.recv().unwrap()
+    let ns = Netns::new(name, &[]);
+    let port = ns.run(move || {
+        let addr = start_server("127.0.0.1:0");
+        for _ in 0..n {
+            client_exchange(addr, 1);
+        }
+        addr.port()
+    });
+    (port, ns.inode)
 }
 
 fn wait_bounded(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -175,7 +131,7 @@ fn our_closes(inputs: &[Input], thread: &str, port: u16, netns: u32) -> usize {
 
 #[test]
 fn record_captures_every_loopback_connection_and_stops_cleanly_on_sigint() {
-    if !can_run() {
+    if !kernel_tests_enabled() {
         return;
     }
     const N: usize = 50;
@@ -238,7 +194,7 @@ fn record_captures_every_loopback_connection_and_stops_cleanly_on_sigint() {
 
 #[test]
 fn a_recorder_killed_with_sigkill_leaves_a_readable_trace() {
-    if !can_run() {
+    if !kernel_tests_enabled() {
         return;
     }
     const N1: usize = 30;

@@ -21,52 +21,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{Netns, kernel_tests_enabled};
+
 /// Hard bound on one test's traffic.
 const MAX_RUN: Duration = Duration::from_secs(25);
 const MAX_CONNECTS: usize = 2_000;
 
-fn can_run() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        return true;
-    }
-    let msg = "kernel test needs root (CAP_SYS_ADMIN for a network namespace and the probe)";
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{msg}; CI=true, so this is a failure, not a skip");
-    }
-    eprintln!("notice: skipping: {msg}");
-    false
-}
-
-/// Runs `f` on a thread in a fresh network namespace with `lo` up.
+/// Runs `f` on a thread in a fresh network namespace with `lo` up,
+/// giving it the namespace's inode.
 fn in_netns<T: Send + 'static>(f: impl FnOnce(u32) -> T + Send + 'static) -> T {
-    thread::spawn(move || {
-        // SAFETY: unshare only changes this thread's namespace membership;
-        // CLONE_NEWNET is allowed in a multithreaded process.
-        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
-        assert_eq!(
-            rc,
-            0,
-            "unshare(CLONE_NEWNET): {}",
-            std::io::Error::last_os_error()
-        );
-        let st = Command::new("ip")
-            .args(["link", "set", "lo", "up"])
-            .status()
-            .expect("running ip");
-        assert!(st.success(), "ip link set lo up failed");
-        let link = std::fs::read_link("/proc/thread-self/ns/net").expect("reading our netns");
-        let inode = link
-            .to_string_lossy()
-            .trim_start_matches("net:[")
-            .trim_end_matches(']')
-            .parse()
-            .expect("netns inode");
-        f(inode)
-    })
-    .join()
-    .expect("netns thread panicked")
+    let ns = Netns::new("pwt-topbatch", &[]);
+    let inode = ns.inode;
+    ns.run(move || f(inode))
 }
 
 /// Writes a sysctl of the calling thread's network namespace.
@@ -198,7 +165,7 @@ fn snapshots(child: std::process::Child, rx: mpsc::Receiver<String>) -> Vec<Valu
 
 #[test]
 fn top_batch_flags_exactly_the_unpooled_client() {
-    if !can_run() {
+    if !kernel_tests_enabled() {
         return;
     }
     let (snaps, churn_port, pool_port) = in_netns(|netns| {
@@ -240,7 +207,7 @@ fn top_batch_flags_exactly_the_unpooled_client() {
 
 #[test]
 fn tiny_port_range_shows_eaddrnotavail_and_a_full_budget() {
-    if !can_run() {
+    if !kernel_tests_enabled() {
         return;
     }
     let (snaps, port) = in_netns(|netns| {
