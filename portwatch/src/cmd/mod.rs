@@ -21,3 +21,42 @@ pub(crate) fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
         .context("starting the tokio runtime")?
         .block_on(fut)
 }
+
+/// Why a live command stops: SIGINT, SIGTERM, or its `--duration` ran out.
+/// Every live loop waits on this in its `select!`.
+pub(crate) struct StopSignals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl StopSignals {
+    /// Installs the handlers; `duration_s` bounds the run when given.
+    pub(crate) fn new(duration_s: Option<f64>) -> anyhow::Result<StopSignals> {
+        use anyhow::Context;
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            deadline: duration_s.map(|s| {
+                tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0))
+            }),
+        })
+    }
+
+    /// Resolves with the reason to stop ("SIGINT", "SIGTERM" or
+    /// "duration reached"). Cancel-safe.
+    pub(crate) async fn wait(&mut self) -> &'static str {
+        let deadline = self.deadline;
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+            _ = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            } => "duration reached",
+        }
+    }
+}

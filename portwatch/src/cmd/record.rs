@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::MissedTickBehavior;
 
 use crate::cli::RecordArgs;
@@ -29,11 +28,6 @@ const COMPRESSION: Compression = Compression::Zstd(1);
 
 pub fn run(args: RecordArgs) -> Result<()> {
     super::block_on(record(args))
-}
-
-enum Stop {
-    Signal(&'static str),
-    Duration,
 }
 
 async fn record(args: RecordArgs) -> Result<()> {
@@ -70,11 +64,7 @@ async fn record(args: RecordArgs) -> Result<()> {
     write(&mut writer, &mut inputs)?;
     writer.flush().with_context(|| format!("writing {path}"))?;
 
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let deadline = args
-        .duration
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut stop_signals = super::StopSignals::new(args.duration)?;
     let mut flush = tokio::time::interval(FLUSH_INTERVAL);
     flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
     flush.tick().await; // the first tick is immediate
@@ -82,16 +72,9 @@ async fn record(args: RecordArgs) -> Result<()> {
     let started = Instant::now();
     eprintln!("portwatch: recording to {path} (Ctrl-C to stop)");
 
-    let stop = loop {
+    let why = loop {
         tokio::select! {
-            _ = sigint.recv() => break Stop::Signal("SIGINT"),
-            _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            } => break Stop::Duration,
+            why = stop_signals.wait() => break why,
             // Cancel-safe: its only await is the probe's wait, before any
             // input is taken.
             _ = src.next(&mut inputs) => write(&mut writer, &mut inputs)?,
@@ -118,10 +101,6 @@ async fn record(args: RecordArgs) -> Result<()> {
     }
     show_new_warnings(&src, &mut warned);
     drop(src); // detaches every program
-    let why = match stop {
-        Stop::Signal(s) => s,
-        Stop::Duration => "duration reached",
-    };
     // The shape every live command ends with (trace, top --batch), which
     // the bench parses for the lost count.
     eprintln!(

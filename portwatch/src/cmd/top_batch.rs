@@ -9,7 +9,6 @@ use std::io::{self, BufWriter, Write};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use tokio::signal::unix::{SignalKind, signal};
 
 use super::record::Recorder;
 use crate::cli::TopArgs;
@@ -66,8 +65,7 @@ async fn top_batch(args: TopArgs) -> Result<()> {
     };
     apply(&mut engine, &mut inputs);
 
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut stop_signals = super::StopSignals::new(None)?;
     let interval = Duration::from_secs_f64(args.interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -77,8 +75,7 @@ async fn top_batch(args: TopArgs) -> Result<()> {
     eprintln!("portwatch: watching TCP connections (Ctrl-C to stop)");
     loop {
         tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = stop_signals.wait() => break,
             _ = src.next(&mut inputs) => apply(&mut engine, &mut inputs),
             _ = ticker.tick() => {
                 let now_ns = monotonic_now_ns();

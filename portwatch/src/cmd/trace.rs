@@ -1,10 +1,8 @@
 //! `portwatch trace`: stream closed connections and failed connects.
 
 use std::io::{self, BufWriter, Write};
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::TraceArgs;
 use crate::clock::WallClock;
@@ -19,8 +17,8 @@ pub fn run(args: TraceArgs) -> Result<()> {
 
 /// Why the loop stopped.
 enum Stop {
-    Signal(&'static str),
-    Duration,
+    /// A signal or `--duration`: the reason.
+    Asked(&'static str),
     /// stdout went away (e.g. `| head`): stop quietly.
     BrokenPipe,
 }
@@ -32,11 +30,7 @@ async fn trace(args: TraceArgs) -> Result<()> {
     }
     let clock = WallClock::now();
     let filter = Filter::new(&args.filter);
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let deadline = args
-        .duration
-        .map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+    let mut stop_signals = super::StopSignals::new(args.duration)?;
 
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
@@ -56,14 +50,7 @@ async fn trace(args: TraceArgs) -> Result<()> {
     };
     let stop = loop {
         tokio::select! {
-            _ = sigint.recv() => break Stop::Signal("SIGINT"),
-            _ = sigterm.recv() => break Stop::Signal("SIGTERM"),
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            } => break Stop::Duration,
+            why = stop_signals.wait() => break Stop::Asked(why),
             _ = probe.wait() => {
                 probe.drain(|ev| sink.write(&ev));
                 sink.flush();
@@ -84,13 +71,7 @@ async fn trace(args: TraceArgs) -> Result<()> {
     drop(probe); // detaches every program
     match stop {
         Stop::BrokenPipe => {}
-        Stop::Signal(_) | Stop::Duration => {
-            let why = match stop {
-                Stop::Signal(s) => s,
-                _ => "duration reached",
-            };
-            eprintln!("portwatch: stopped ({why}): {events} events, {losses}");
-        }
+        Stop::Asked(why) => eprintln!("portwatch: stopped ({why}): {events} events, {losses}"),
     }
     Ok(())
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEventKind};
 use futures_util::StreamExt;
-use tokio::signal::unix::{SignalKind, signal};
 
 use crate::engine::Engine;
 use crate::engine::model::Model;
@@ -53,8 +52,7 @@ pub async fn run(
     mut app: App,
     mut on_input: impl FnMut(&Input),
 ) -> Result<()> {
-    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut stop_signals = crate::cmd::StopSignals::new(None)?;
     let tui = Tui::enter()?;
     let mut keys = EventStream::new();
     let mut refresh = tokio::time::interval(app.interval);
@@ -125,8 +123,7 @@ pub async fn run(
                 app.clamp_selection(&screen);
                 tui.show(&app, screen.clone());
             }
-            _ = sigterm.recv() => break,
-            _ = sigint.recv() => break,
+            _ = stop_signals.wait() => break,
         }
         if tui.failed() {
             break;
