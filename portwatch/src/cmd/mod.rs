@@ -60,3 +60,16 @@ impl StopSignals {
         }
     }
 }
+
+/// The engine configuration for the verdict flags, the same for top,
+/// top --batch, replay and report (so a report agrees with the live view).
+pub(crate) fn engine_config(v: &crate::cli::VerdictArgs) -> crate::engine::Config {
+    crate::engine::Config {
+        verdict: crate::engine::VerdictConfig {
+            min_new_per_s: v.min_new_per_s,
+            max_lifetime_p50_ms: v.max_lifetime_ms,
+            min_active_s: v.min_active_s,
+        },
+        ..crate::engine::Config::default()
+    }
+}

@@ -395,7 +395,7 @@ pub fn run(args: ReplayArgs) -> Result<()> {
     let reader = Reader::open(&args.file).with_context(|| format!("reading {path}"))?;
     super::block_on(async {
         let mut feed = ReplayFeed::new(reader, span, args.speed);
-        let mut engine = Engine::new(super::report::engine_config(&args.verdict));
+        let mut engine = Engine::new(super::engine_config(&args.verdict));
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         let app = App::new(
             super::top::initial_view(&args.view),

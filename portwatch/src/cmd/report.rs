@@ -6,8 +6,8 @@ use std::io::{self, BufWriter, Read, Write};
 
 use anyhow::{Context, Result};
 
-use crate::cli::{ReportArgs, VerdictArgs};
-use crate::engine::{Config, Engine, TIME_WAIT_S, VerdictConfig};
+use crate::cli::ReportArgs;
+use crate::engine::{Config, Engine, TIME_WAIT_S};
 use crate::render::report::{self, Report, ReportBuilder};
 use crate::tracefile::Reader;
 
@@ -17,22 +17,10 @@ const NS_PER_S: u64 = 1_000_000_000;
 /// and a hostile timestamp must not make us sample for years.
 const IDLE_SAMPLES: u64 = TIME_WAIT_S + 5;
 
-/// The engine configuration `top` would use with the same flags.
-pub fn engine_config(v: &VerdictArgs) -> Config {
-    Config {
-        verdict: VerdictConfig {
-            min_new_per_s: v.min_new_per_s,
-            max_lifetime_p50_ms: v.max_lifetime_ms,
-            min_active_s: v.min_active_s,
-        },
-        ..Config::default()
-    }
-}
-
 pub fn run(args: ReportArgs) -> Result<()> {
     let path = args.file.display().to_string();
     let reader = Reader::open(&args.file).with_context(|| format!("reading {path}"))?;
-    let r = summarize(reader, &path, engine_config(&args.verdict));
+    let r = summarize(reader, &path, super::engine_config(&args.verdict));
     for w in &r.warnings {
         eprintln!("portwatch: warning: {path}: {w}");
     }

@@ -54,7 +54,7 @@ pub fn initial_view(name: &str) -> View {
 }
 
 async fn top(args: TopArgs) -> Result<()> {
-    let mut engine = Engine::new(super::top_batch::engine_config(&args));
+    let mut engine = Engine::new(super::engine_config(&args.verdict));
     let mut recorder = match &args.record {
         Some(p) => Some(Recorder::create(p, args.force)?),
         None => None,

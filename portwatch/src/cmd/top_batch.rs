@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use super::record::Recorder;
 use crate::cli::TopArgs;
 use crate::clock::monotonic_now_ns;
-use crate::engine::{Config, Engine, VerdictConfig};
+use crate::engine::Engine;
 use crate::filter::Filter;
 use crate::input::Input;
 use crate::live::LiveSource;
@@ -26,17 +26,6 @@ pub fn run(args: TopArgs) -> Result<()> {
     super::block_on(top_batch(args))
 }
 
-pub fn engine_config(args: &TopArgs) -> Config {
-    Config {
-        verdict: VerdictConfig {
-            min_new_per_s: args.verdict.min_new_per_s,
-            max_lifetime_p50_ms: args.verdict.max_lifetime_ms,
-            min_active_s: args.verdict.min_active_s,
-        },
-        ..Config::default()
-    }
-}
-
 async fn top_batch(args: TopArgs) -> Result<()> {
     let mut inputs = Vec::new();
     // Starts from the truth (host, socket table, counters), then the probe.
@@ -46,7 +35,7 @@ async fn top_batch(args: TopArgs) -> Result<()> {
         eprintln!("portwatch: warning: {w}");
     }
     let filter = Filter::new(&args.filter);
-    let mut engine = Engine::new(engine_config(&args));
+    let mut engine = Engine::new(super::engine_config(&args.verdict));
     let mut recorder = match &args.record {
         Some(p) => Some(Recorder::create(p, args.force)?),
         None => None,
