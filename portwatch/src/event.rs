@@ -38,10 +38,6 @@ impl Comm {
         &self.0[..end]
     }
 
-    pub fn raw(&self) -> &[u8; 16] {
-        &self.0
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0[0] == 0
     }

@@ -5,7 +5,6 @@
 pub mod btf;
 pub mod tracefs;
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,7 +13,7 @@ use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use portwatch_common::{
     EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, STAT_CONNECT_MAP_FULL, STAT_RINGBUF_LOST,
-    STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_MAP, tp,
+    STAT_SOCK_EVICTED, STATS_MAP, tp,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -249,19 +248,6 @@ impl Probe {
             connect_untracked: sum(STAT_CONNECT_MAP_FULL),
             decode_errors: self.decode_errors,
         }
-    }
-
-    /// Closes that were seen without their opening (sockets older than the
-    /// probe). Informational.
-    pub fn untracked_closes(&self) -> u64 {
-        self.stats
-            .get(&STAT_UNTRACKED_CLOSE, 0)
-            .map(|v| v.iter().sum())
-            .unwrap_or(0)
-    }
-
-    pub fn ring_fd(&self) -> i32 {
-        self.ring.get_ref().as_raw_fd()
     }
 }
 

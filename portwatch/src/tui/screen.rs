@@ -3,7 +3,7 @@
 //! except sums and look-ups across its tables.
 
 use crate::engine::model::{Model, ServiceRow as ModelService, Stats};
-use crate::engine::service::{ServiceId, ServiceKind};
+use crate::engine::service::ServiceKind;
 use crate::engine::verdict::fmt_addr;
 
 use super::app::{App, View};
@@ -230,9 +230,4 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
         }
         View::Failures => None,
     }
-}
-
-/// Service names are unique in the model; used to match a selected row.
-pub fn service_key(s: &ServiceId) -> String {
-    s.to_string()
 }
