@@ -9,10 +9,64 @@ const CANDIDATES: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"
 
 /// Returns the tracefs mount point, mounting tracefs at /sys/kernel/tracing
 /// if it is not mounted yet (as bpftrace does). aya looks in the same places.
+///
+/// Idempotent under concurrency: two portwatch processes (or a test suite's
+/// parallel binaries) starting on a host without tracefs both try to mount
+/// it; the loser gets an error (EBUSY) although tracefs is now there. So a
+/// failed mount is followed by a fresh look, and retried a few times.
 pub fn ensure_mounted() -> Result<PathBuf> {
-    if let Some(p) = find() {
-        return Ok(p);
+    ensure_mounted_with(find, mount_tracefs, |d| std::thread::sleep(d))
+}
+
+/// How often a failed mount is retried before giving up.
+const MOUNT_ATTEMPTS: u32 = 5;
+
+/// [`ensure_mounted`] with its effects passed in, so the race is testable
+/// without root.
+fn ensure_mounted_with(
+    mut find: impl FnMut() -> Option<PathBuf>,
+    mut mount: impl FnMut() -> std::io::Result<()>,
+    mut sleep: impl FnMut(std::time::Duration),
+) -> Result<PathBuf> {
+    let mut last_err = None;
+    for attempt in 0..MOUNT_ATTEMPTS {
+        if let Some(p) = find() {
+            return Ok(p);
+        }
+        match mount() {
+            Ok(()) => {
+                log::info!("mounted tracefs at /sys/kernel/tracing");
+                return find().context("tracefs mounted but /sys/kernel/tracing/events is missing");
+            }
+            Err(e) => {
+                // Another process may have mounted it between our look and
+                // our mount: look again before calling this a failure.
+                if let Some(p) = find() {
+                    return Ok(p);
+                }
+                let permanent = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EPERM)
+                        | Some(libc::EACCES)
+                        | Some(libc::ENODEV)
+                        | Some(libc::ENOENT)
+                );
+                last_err = Some(e);
+                if permanent {
+                    break;
+                }
+                sleep(std::time::Duration::from_millis(20 << attempt));
+            }
+        }
     }
+    let err = last_err.map_or_else(|| "unknown error".to_string(), |e| e.to_string());
+    bail!(
+        "tracefs is not mounted and mounting it failed ({err}); mount it with:\n    \
+         mount -t tracefs tracefs /sys/kernel/tracing"
+    )
+}
+
+fn mount_tracefs() -> std::io::Result<()> {
     let target = c"/sys/kernel/tracing";
     // SAFETY: all pointers are valid NUL-terminated strings; data is null.
     let rc = unsafe {
@@ -25,14 +79,9 @@ pub fn ensure_mounted() -> Result<PathBuf> {
         )
     };
     if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        bail!(
-            "tracefs is not mounted and mounting it failed ({err}); mount it with:\n    \
-             mount -t tracefs tracefs /sys/kernel/tracing"
-        );
+        return Err(std::io::Error::last_os_error());
     }
-    log::info!("mounted tracefs at /sys/kernel/tracing");
-    find().context("tracefs mounted but /sys/kernel/tracing/events is missing")
+    Ok(())
 }
 
 fn find() -> Option<PathBuf> {
@@ -183,5 +232,65 @@ print fmt: \"family=%s\"";
             .to_string();
         assert!(err.contains("oldstate"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_mount_lost_to_a_concurrent_mounter_is_not_an_error() {
+        // First look: absent. Our mount fails with EBUSY because another
+        // process mounted it meanwhile; the second look finds it.
+        let mut looks = 0;
+        let got = ensure_mounted_with(
+            || {
+                looks += 1;
+                (looks >= 2).then(|| PathBuf::from("/sys/kernel/tracing"))
+            },
+            || Err(std::io::Error::from_raw_os_error(libc::EBUSY)),
+            |_| panic!("no retry needed"),
+        )
+        .unwrap();
+        assert_eq!(got, PathBuf::from("/sys/kernel/tracing"));
+    }
+
+    #[test]
+    fn a_transient_mount_failure_is_retried() {
+        let mounted = std::cell::Cell::new(false);
+        let mut mounts = 0;
+        let mut sleeps = 0;
+        let got = ensure_mounted_with(
+            || mounted.get().then(|| PathBuf::from("/sys/kernel/tracing")),
+            || {
+                mounts += 1;
+                if mounts < 3 {
+                    Err(std::io::Error::from_raw_os_error(libc::EBUSY))
+                } else {
+                    mounted.set(true);
+                    Ok(())
+                }
+            },
+            |_| sleeps += 1,
+        )
+        .unwrap();
+        assert_eq!(got, PathBuf::from("/sys/kernel/tracing"));
+        assert_eq!((mounts, sleeps), (3, 2));
+    }
+
+    #[test]
+    fn a_permanent_mount_failure_names_the_command() {
+        let mut mounts = 0;
+        let err = ensure_mounted_with(
+            || None,
+            || {
+                mounts += 1;
+                Err(std::io::Error::from_raw_os_error(libc::EPERM))
+            },
+            |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(mounts, 1, "EPERM is not retried");
+        assert!(
+            err.contains("mount -t tracefs tracefs /sys/kernel/tracing"),
+            "{err}"
+        );
     }
 }
