@@ -1,6 +1,8 @@
 //! Subcommands. Each `run` parses nothing itself: `main.rs` hands it its
 //! arguments; live commands run on one current-thread tokio runtime.
 
+pub mod assets;
+pub mod doctor;
 pub mod export;
 pub mod record;
 pub mod replay;
