@@ -115,6 +115,21 @@ impl Sink for Probe {
     }
 }
 
+/// Runs a pipeline recording to `path`, on a fresh engine.
+async fn run<S: Source, K: Sink>(source: S, sink: K, path: &std::path::Path, filter: Filter) {
+    Pipeline::new(
+        source,
+        Engine::new(Config::default()),
+        sink,
+        StopSignals::new(None).unwrap(),
+    )
+    .record(Some(Recorder::create(path, false).unwrap()))
+    .filter(filter)
+    .run()
+    .await
+    .unwrap();
+}
+
 fn t(pid: u32) -> portwatch::event::Task {
     task(pid, &format!("client-{pid}"), 0)
 }
@@ -149,16 +164,7 @@ async fn shutdown_drains_then_closes_the_source_then_syncs_the_recording_then_cl
         model: Rc::default(),
         recording: Some(path.clone()),
     };
-    Pipeline::new(
-        source,
-        Engine::new(Config::default()),
-        sink,
-        StopSignals::new(None).unwrap(),
-    )
-    .record(Some(Recorder::create(&path, false).unwrap()))
-    .run()
-    .await
-    .unwrap();
+    run(source, sink, &path, Filter::default()).await;
     assert_eq!(
         *log.borrow(),
         [
@@ -194,16 +200,7 @@ async fn the_tick_a_batch_snapshot_is_taken_at_is_recorded() {
     source.now_ns = 7 * S;
     let mut out = Vec::new();
     let sink = BatchSink::new(&mut out, true, 10, 2.0, Some(1));
-    Pipeline::new(
-        source,
-        Engine::new(Config::default()),
-        sink,
-        StopSignals::new(None).unwrap(),
-    )
-    .record(Some(Recorder::create(&path, false).unwrap()))
-    .run()
-    .await
-    .unwrap();
+    run(source, sink, &path, Filter::default()).await;
     let snapshot: serde_json::Value = serde_json::from_slice(&out).unwrap();
     // One snapshot, of the model at the tick's time.
     assert_eq!(snapshot["services"].as_array().unwrap().len(), 1);
@@ -233,17 +230,7 @@ async fn a_filter_narrows_the_model_but_not_the_recording() {
         recording: Some(path.clone()),
     };
     let filter = Filter::new(Some(10), None, Some(80), None, None);
-    Pipeline::new(
-        source,
-        Engine::new(Config::default()),
-        sink,
-        StopSignals::new(None).unwrap(),
-    )
-    .record(Some(Recorder::create(&path, false).unwrap()))
-    .filter(filter)
-    .run()
-    .await
-    .unwrap();
+    run(source, sink, &path, filter).await;
     let m = model.borrow_mut().take().unwrap();
     let pids: Vec<u32> = m.processes.iter().map(|p| p.pid).collect();
     assert_eq!(pids, [10]);

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::Interval;
 
 use super::super::{Control, End, Flow, Sink, Stop};
 use crate::engine::Engine;
@@ -42,22 +42,13 @@ impl<W: Write> Sink for BatchSink<W> {
         for w in ctl.warnings() {
             eprintln!("portwatch: warning: {w}");
         }
-        let interval = Duration::from_secs_f64(self.interval_s);
-        let first = tokio::time::Instant::now() + interval;
-        let mut ticker = tokio::time::interval_at(first, interval);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        self.ticker = Some(ticker);
+        self.ticker = Some(super::ticker(Duration::from_secs_f64(self.interval_s)));
         eprintln!("portwatch: watching TCP connections (Ctrl-C to stop)");
         Ok(())
     }
 
     async fn wake(&mut self) {
-        match self.ticker.as_mut() {
-            Some(t) => {
-                t.tick().await;
-            }
-            None => std::future::pending().await,
-        }
+        super::tick(&mut self.ticker).await
     }
 
     fn on_wake(&mut self, (): (), ctl: &mut dyn Control) -> Result<Flow> {

@@ -30,3 +30,21 @@ pub(crate) fn print_recorded(recorded: Option<Result<super::Recorded>>) {
         None => {}
     }
 }
+
+/// A timer whose first tick is one period from now (not at once), and
+/// that does not rush to catch up after a stall.
+pub(crate) fn ticker(every: std::time::Duration) -> tokio::time::Interval {
+    let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
+/// The next tick of `t`, never if there is no timer (yet).
+pub(crate) async fn tick(t: &mut Option<tokio::time::Interval>) {
+    match t.as_mut() {
+        Some(t) => {
+            t.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

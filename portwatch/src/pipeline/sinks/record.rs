@@ -6,7 +6,7 @@ use std::io::{self, IsTerminal};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use tokio::time::{Interval, MissedTickBehavior};
+use tokio::time::Interval;
 
 use super::super::recorder::{FLUSH_INTERVAL, human_bytes};
 use super::super::{Control, End, Flow, Sink, Stop};
@@ -55,22 +55,14 @@ impl Sink for RecordSink {
 
     fn start(&mut self, ctl: &mut dyn Control) -> Result<()> {
         self.show_new_warnings(ctl.warnings());
-        let mut ticker =
-            tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_INTERVAL, FLUSH_INTERVAL);
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        self.ticker = Some(ticker);
+        self.ticker = Some(super::ticker(FLUSH_INTERVAL));
         self.started = Instant::now();
         eprintln!("portwatch: recording to {} (Ctrl-C to stop)", self.path);
         Ok(())
     }
 
     async fn wake(&mut self) {
-        match self.ticker.as_mut() {
-            Some(t) => {
-                t.tick().await;
-            }
-            None => std::future::pending().await,
-        }
+        super::tick(&mut self.ticker).await
     }
 
     fn on_wake(&mut self, (): (), ctl: &mut dyn Control) -> Result<Flow> {
