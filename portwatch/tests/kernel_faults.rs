@@ -14,7 +14,7 @@ mod common;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -131,6 +131,11 @@ fn tracefs_mounts() -> Vec<String> {
 
 impl NoTracefs {
     fn new() -> NoTracefs {
+        NoTracefs::with(|| Ok(()))
+    }
+
+    /// Also runs `extra` in the namespace before any job (e.g. a mount).
+    fn with(extra: impl FnOnce() -> Result<(), String> + Send + 'static) -> NoTracefs {
         let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let handle = thread::spawn(move || {
@@ -177,7 +182,7 @@ impl NoTracefs {
                         return Err(format!("{p}/events still exists"));
                     }
                 }
-                Ok(())
+                extra()
             };
             let r = setup();
             let ok = r.is_ok();
@@ -492,5 +497,134 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
         missed: Some(missed),
         rss_kib: rss,
         exit: "0".into(),
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Disk full while recording
+
+/// Where the small tmpfs is mounted, inside the test's mount namespace only.
+const SMALL_FS: &str = "/run/portwatch-fault-small-fs";
+
+#[test]
+fn a_full_disk_stops_record_with_a_clear_error_and_the_file_stays_readable() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    // 512 KiB: filled within a few seconds of churn (~16 bytes a connection).
+    let ns = NoTracefs::with(|| {
+        std::fs::create_dir_all(SMALL_FS).map_err(|e| format!("mkdir {SMALL_FS}: {e}"))?;
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs", SMALL_FS])
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !st.success() {
+            return Err("mounting a tmpfs failed".into());
+        }
+        Ok(())
+    });
+    let net = Netns::new(
+        "pwf-diskfull",
+        &[("ipv4/ip_local_port_range", "1024 65000")],
+    );
+    let inode = net.inode;
+    let file = format!("{SMALL_FS}/full.pwt");
+    let f = file.clone();
+    let mut rec = ns.run(move || Tracer::spawn(&["record", "-o", &f, "--duration", "60"]));
+    // Wait until it records (its first stderr line says so).
+    let stderr = rec.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("record said nothing");
+    assert!(first.contains("recording"), "record did not start: {first}");
+    let churn = Churn::start(&net, 2);
+    // record must stop by itself once the disk is full (bounded).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = rec.try_wait().expect("wait record") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record did not stop on a full disk within 30 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let connections = churn.finish();
+    let stderr: Vec<String> = rx.try_iter().collect();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "record's exit on a full disk: {status:?} {stderr:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("No space left on device") && l.contains(&file)),
+        "no clear error naming the file: {stderr:?}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("panicked")),
+        "record panicked: {stderr:?}"
+    );
+    // The file up to the failure is readable: report succeeds and export
+    // gives the connections recorded, in valid JSON.
+    let f = file.clone();
+    let (rep, export) = ns.run(move || {
+        let bin = env!("CARGO_BIN_EXE_portwatch");
+        let report = Command::new(bin)
+            .args(["report", &f])
+            .output()
+            .expect("report");
+        let export = Command::new(bin)
+            .args(["export", "--format", "jsonl", &f])
+            .output()
+            .expect("export");
+        (report, export)
+    });
+    let report_err = String::from_utf8_lossy(&rep.stderr);
+    assert!(
+        rep.status.success(),
+        "report on the file of a full disk failed: {report_err}"
+    );
+    assert!(
+        export.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let readable = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("export line is JSON"))
+        .filter(|v| v["netns"] == inode)
+        .count() as u64;
+    assert!(
+        readable > 0,
+        "nothing of the test's traffic is readable in the file"
+    );
+    report(Figure {
+        fault: "disk full while recording",
+        injected: format!("`record` onto a 512 KiB tmpfs under churn ({connections} connections)"),
+        delivered: Some(readable),
+        lost: None,
+        missed: None,
+        rss_kib: None,
+        exit: format!(
+            "{} (\"No space left on device\"); report 0{}",
+            status.code().unwrap_or(-1),
+            if report_err.contains("warning") {
+                " with a warning"
+            } else {
+                ""
+            }
+        ),
     });
 }
