@@ -610,6 +610,8 @@ fn a_full_disk_stops_record_with_a_clear_error_and_the_file_stays_readable() {
         readable > 0,
         "nothing of the test's traffic is readable in the file"
     );
+    drop(ns); // the tmpfs goes with its mount namespace
+    let _ = std::fs::remove_dir(SMALL_FS);
     report(Figure {
         fault: "disk full while recording",
         injected: format!("`record` onto a 512 KiB tmpfs under churn ({connections} connections)"),
