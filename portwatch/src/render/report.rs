@@ -48,7 +48,7 @@ use crate::event::{Direction, EADDRNOTAVAIL, Event, Losses};
 use crate::input::Input;
 use crate::render::batch::{ServiceRef, VerdictJson, service_ref, verdict_json};
 
-const NS_PER_S: u64 = 1_000_000_000;
+use crate::clock::NS_PER_S;
 
 /// Running total of a per-key counter that restarts from 0 when the engine
 /// ages the key out and sees it again.
