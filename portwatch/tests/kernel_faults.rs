@@ -630,3 +630,107 @@ fn a_full_disk_stops_record_with_a_clear_error_and_the_file_stays_readable() {
         ),
     });
 }
+
+// ---------------------------------------------------------------------------
+// Privileges
+
+/// `portwatch <args>` under `setpriv <setpriv>`: (exit code, stderr).
+fn run_with_privileges(setpriv: &[&str], args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("setpriv")
+        .args(setpriv)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_portwatch"))
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_no_backtrace(stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+        "a panic instead of a message: {stderr}"
+    );
+}
+
+#[test]
+fn without_privileges_the_missing_capability_is_named_and_with_only_bpf_and_perfmon_it_works() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    // An unprivileged user.
+    let nobody = [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    let (code, err) = run_with_privileges(&nobody, &["trace", "--duration", "1"]);
+    assert_no_backtrace(&err);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("missing: CAP_BPF, CAP_PERFMON") && err.contains("sudo"),
+        "{err}"
+    );
+    // Root with CAP_BPF but not CAP_PERFMON: the one missing is named.
+    let (code, err) = run_with_privileges(
+        &["--bounding-set=-all,+bpf", "--inh-caps=-all"],
+        &["trace", "--duration", "1"],
+    );
+    assert_no_backtrace(&err);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("missing: CAP_PERFMON)"), "{err}");
+
+    // Root with only CAP_BPF + CAP_PERFMON: it works and sees the traffic.
+    let net = Netns::new("pwf-caps", &[]);
+    let netns = net.inode.to_string();
+    let child = Command::new("setpriv")
+        .args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", "--"])
+        .arg(env!("CARGO_BIN_EXE_portwatch"))
+        .args(["trace", "--json", "--duration", "60", "--netns", &netns])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn setpriv");
+    let mut t = Tracer::attach(child);
+    let caps = std::fs::read_to_string(format!("/proc/{}/status", t.pid())).unwrap();
+    let eff = caps
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(eff, (1 << 38) | (1 << 39), "CapEff of portwatch: {eff:x}");
+    net.run(|| {
+        let addr = start_server("127.0.0.1:0");
+        for _ in 0..5 {
+            client_exchange(addr, 1);
+        }
+    });
+    let inode = net.inode;
+    let ok = t.wait_for(Duration::from_secs(20), |seen| {
+        of(seen, "close", inode).count() >= 10
+    });
+    assert!(
+        ok,
+        "with CAP_BPF + CAP_PERFMON only, {} of 10 events",
+        of(&t.seen, "close", inode).count()
+    );
+    let rss = peak_rss_kib(t.pid());
+    let (ok, stderr, seen) = t.stop();
+    assert!(ok, "{stderr:?}");
+    report(Figure {
+        fault: "privileges",
+        injected: "user nobody; root with CAP_BPF only; root with only CAP_BPF + CAP_PERFMON \
+                   (setpriv)"
+            .into(),
+        delivered: Some(of(&seen, "close", inode).count() as u64),
+        lost: Some(lost_in(summary_line(&stderr))),
+        missed: Some(0),
+        rss_kib: rss,
+        exit: "1 \"missing: CAP_BPF, CAP_PERFMON\"; 1 \"missing: CAP_PERFMON\"; 0".into(),
+    });
+}
