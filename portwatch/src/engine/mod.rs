@@ -565,6 +565,7 @@ impl Engine {
                 self.prev_counters = self.counters.replace(*c);
             }
             Input::Losses { losses, .. } => self.losses = *losses,
+            Input::Netns(_) => {}
         }
     }
 
