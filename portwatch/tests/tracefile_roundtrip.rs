@@ -589,22 +589,24 @@ fn arb_netns() -> impl Strategy<Value = NetnsInfo> {
         proptest::option::of(any::<[u64; 5]>()),
         proptest::option::of(".{0,40}"),
     )
-        .prop_map(|((ts_ns, netns, stale), sysctls, counters, error)| NetnsInfo {
-            ts_ns,
-            netns,
-            sysctls,
-            // A reading's counters carry the reading's time.
-            counters: counters.map(|v| KernelCounters {
+        .prop_map(
+            |((ts_ns, netns, stale), sysctls, counters, error)| NetnsInfo {
                 ts_ns,
-                tcp_inuse: v[0],
-                tcp_tw: v[1],
-                tw: v[2],
-                tw_recycled: v[3],
-                tw_overflow: v[4],
-            }),
-            error,
-            stale,
-        })
+                netns,
+                sysctls,
+                // A reading's counters carry the reading's time.
+                counters: counters.map(|v| KernelCounters {
+                    ts_ns,
+                    tcp_inuse: v[0],
+                    tcp_tw: v[1],
+                    tw: v[2],
+                    tw_recycled: v[3],
+                    tw_overflow: v[4],
+                }),
+                error,
+                stale,
+            },
+        )
 }
 
 fn arb_input() -> impl Strategy<Value = Input> {
