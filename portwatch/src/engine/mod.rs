@@ -12,6 +12,7 @@ pub mod hash;
 pub mod hist;
 mod intern;
 pub mod model;
+pub mod netns;
 pub mod service;
 pub mod table;
 pub mod verdict;
@@ -26,6 +27,7 @@ use hash::{FxHashMap, FxHashSet, mixed_hash};
 use hist::LogHist;
 use intern::{Interner, ServiceIdx};
 pub use model::*;
+use netns::{Namespaces, netns_name};
 use service::{ServiceId, ServiceKind, service_from_cgroup};
 use table::{Activity, Table};
 use window::SecondRing;
@@ -38,6 +40,10 @@ pub const TIME_WAIT_S: u64 = 60;
 const GC_EVERY_S: u64 = 10;
 /// At most this many pids remembered per service or pair.
 const MAX_PIDS: usize = 16;
+/// At most this many (netns, remote addr, remote port) → local address
+/// remembered, to give a failed connect (which has no local address) the
+/// budget its connections use; past it the map starts over.
+const MAX_LADDRS: usize = 65_536;
 /// At most this many cgroup ids remembered.
 const MAX_CGROUPS: usize = 65_536;
 /// At most this many (cgroup id, comm) → service resolutions cached; past
@@ -406,11 +412,6 @@ struct DestTable {
 pub(crate) struct DestAcc {
     acc: Acc,
     table: Option<DestTable>,
-    /// Connections to it were seen from a network namespace other than the
-    /// one the socket table is read in (containers): the table cannot see
-    /// those sockets, so this destination's held ports are counted from
-    /// events alone, never reset by a table.
-    foreign: bool,
 }
 
 impl Activity for DestAcc {
@@ -427,7 +428,12 @@ impl Activity for DestAcc {
     }
 }
 
-type PairKey = (ServiceIdx, IpAddr, u16);
+/// (service, netns, remote addr, remote port).
+type PairKey = (ServiceIdx, u32, IpAddr, u16);
+/// A port budget: (netns, local addr, remote addr, remote port). The local
+/// address is unspecified for failed connects to a destination no
+/// connection was seen to yet.
+type DestKey = (u32, IpAddr, IpAddr, u16);
 /// What a service is resolved from: the task's (cgroup id, comm), or
 /// `None` for events without a task.
 type TaskKey = Option<(u64, Comm)>;
@@ -464,7 +470,9 @@ pub struct Engine {
     resolved_cgroups: FxHashSet<u64>,
     processes: Table<(u32, Comm), (Acc, Option<ServiceIdx>)>,
     services: Table<ServiceIdx, Acc>,
-    destinations: Table<(IpAddr, u16), DestAcc>,
+    destinations: Table<DestKey, DestAcc>,
+    /// The local address last used to each (netns, daddr, dport).
+    last_laddr: FxHashMap<(u32, IpAddr, u16), IpAddr>,
     pairs: Table<PairKey, Acc>,
     inbound: Table<(IpAddr, u16), Acc>,
     /// All outbound connections, for the system rates.
@@ -474,16 +482,11 @@ pub struct Engine {
     counters: Option<KernelCounters>,
     prev_counters: Option<KernelCounters>,
     losses: Losses,
-    /// Time of the last socket table, if any was read.
+    /// Time of the host namespace's last socket table, if any was read.
     last_table_ns: Option<u64>,
     aged_out: u64,
-    /// Network namespaces seen in events, to tell when containers have
-    /// their own (and so their own sysctls).
-    netns_seen: FxHashSet<u32>,
-    /// Namespace the socket tables are read in (0: unknown or none yet).
-    table_netns: u32,
-    /// The last namespace put in `netns_seen` (0: none yet).
-    last_netns: u32,
+    /// Namespaces other than the host's: their sysctls, counters, names.
+    namespaces: Namespaces,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -509,6 +512,7 @@ impl Engine {
             processes: Table::new(n),
             services: Table::new(n),
             destinations: Table::new(n),
+            last_laddr: FxHashMap::default(),
             pairs: Table::new(n),
             inbound: Table::new(n),
             sys: Acc::default(),
@@ -518,9 +522,7 @@ impl Engine {
             losses: Losses::default(),
             last_table_ns: None,
             aged_out: 0,
-            netns_seen: FxHashSet::default(),
-            table_netns: 0,
-            last_netns: 0,
+            namespaces: Namespaces::new(n),
         }
     }
 
@@ -565,7 +567,12 @@ impl Engine {
                 self.prev_counters = self.counters.replace(*c);
             }
             Input::Losses { losses, .. } => self.losses = *losses,
-            Input::Netns(_) => {}
+            Input::Netns(n) => {
+                let ns = self.ns_key(n.netns);
+                if ns != self.host_netns() {
+                    self.namespaces.on_reading(n);
+                }
+            }
         }
     }
 
@@ -586,6 +593,9 @@ impl Engine {
                 + self.destinations.age_out(cutoff)
                 + self.pairs.age_out(cutoff)
                 + self.inbound.age_out(cutoff);
+            // Namespaces go with their last activity (events or readings);
+            // they are not rows, so not counted as aged-out keys.
+            self.namespaces.table.age_out(cutoff);
             self.free_unused_services();
         }
     }
@@ -643,11 +653,39 @@ impl Engine {
 
     /// Counts a pair into the pairs table's estimate by service name, not
     /// index (indices are reused).
-    fn pair_entry(&mut self, svc: ServiceIdx, daddr: IpAddr, dport: u16) -> &mut Acc {
+    fn pair_entry(&mut self, svc: ServiceIdx, netns: u32, daddr: IpAddr, dport: u16) -> &mut Acc {
         let name_hash = self.names.name_hash(svc);
-        self.pairs.entry_or_fold((svc, daddr, dport), |d| {
-            d.insert_hash(mixed_hash(&(name_hash, daddr, dport)));
+        self.pairs.entry_or_fold((svc, netns, daddr, dport), |d| {
+            d.insert_hash(mixed_hash(&(name_hash, netns, daddr, dport)));
         })
+    }
+
+    /// portwatch's own namespace (0 when unknown).
+    fn host_netns(&self) -> u32 {
+        self.host.as_ref().map_or(0, |h| h.netns)
+    }
+
+    /// The namespace an input belongs to: unknown (no BTF) is the host's.
+    #[inline]
+    fn ns_key(&self, netns: u32) -> u32 {
+        if netns == 0 { self.host_netns() } else { netns }
+    }
+
+    /// Notes a task of service `svc` seen in namespace `ns`.
+    #[inline]
+    fn note_netns(&mut self, ns: u32, ts_ns: u64, svc: ServiceIdx) {
+        if ns != 0 && ns != self.host_netns() {
+            self.namespaces.note(ns, ts_ns, self.names.name(svc));
+        }
+    }
+
+    /// When the socket table of namespace `ns` was last read.
+    fn last_table_of(&self, ns: u32) -> Option<u64> {
+        if ns == self.host_netns() {
+            self.last_table_ns
+        } else {
+            self.namespaces.get(ns).and_then(|n| n.last_table_ns)
+        }
     }
 
     /// The service a task belongs to (see [`service`]).
@@ -686,7 +724,7 @@ impl Engine {
             };
             &rewritten
         };
-        self.note_netns(c.netns);
+        let ns = self.ns_key(c.netns);
         let f = &CloseFacts::new(c);
         if c.direction == Direction::Inbound {
             self.inbound.entry((c.saddr, c.sport)).record_close(f);
@@ -703,11 +741,12 @@ impl Engine {
             p.1 = Some(svc);
         }
         self.service_entry(svc).record_close(f);
-        self.pair_entry(svc, c.daddr, c.dport).record_close(f);
-        let foreign = self.is_foreign(c.netns);
-        let d = self.destinations.entry((c.daddr, c.dport));
-        Self::mark_foreign(d, foreign);
-        Self::seed_table(d, self.last_table_ns);
+        self.pair_entry(svc, ns, c.daddr, c.dport).record_close(f);
+        self.note_netns(ns, c.end_ns, svc);
+        self.note_laddr(ns, c.saddr, c.daddr, c.dport);
+        let last_table = self.last_table_of(ns);
+        let d = self.destinations.entry((ns, c.saddr, c.daddr, c.dport));
+        Self::seed_table(d, last_table);
         d.acc.record_close(f);
         if let Some(t) = &mut d.table {
             // Open at the table's time (started before it, closed after it).
@@ -726,7 +765,7 @@ impl Engine {
             daddr: canonical(e.daddr),
             ..*e
         };
-        self.note_netns(e.netns);
+        let ns = self.ns_key(e.netns);
         self.sys.record_error(e);
         self.sys_errors.add(e.ts_ns / NS_PER_S, 1);
         let svc = self.service_idx(e.task.as_ref());
@@ -736,43 +775,37 @@ impl Engine {
             p.1 = Some(svc);
         }
         self.service_entry(svc).record_error(e);
-        self.pair_entry(svc, e.daddr, e.dport).record_error(e);
-        let foreign = self.is_foreign(e.netns);
-        let d = self.destinations.entry((e.daddr, e.dport));
-        Self::mark_foreign(d, foreign);
-        Self::seed_table(d, self.last_table_ns);
+        self.pair_entry(svc, ns, e.daddr, e.dport).record_error(e);
+        self.note_netns(ns, e.ts_ns, svc);
+        // A failed connect has no local address: it counts against the
+        // budget its namespace's connections to there were using.
+        let laddr = match self.last_laddr.get(&(ns, e.daddr, e.dport)) {
+            Some(a) => *a,
+            None if e.daddr.is_ipv4() => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+            None => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        };
+        let last_table = self.last_table_of(ns);
+        let d = self.destinations.entry((ns, laddr, e.daddr, e.dport));
+        Self::seed_table(d, last_table);
         d.acc.record_error(e);
     }
 
-    /// A lookup, not an insert, for the namespace seen last time: most
-    /// events come from the same one.
     #[inline]
-    fn note_netns(&mut self, netns: u32) {
-        if netns != 0 && netns != self.last_netns {
-            self.netns_seen.insert(netns);
-            self.last_netns = netns;
+    fn note_laddr(&mut self, ns: u32, laddr: IpAddr, daddr: IpAddr, dport: u16) {
+        let key = (ns, daddr, dport);
+        if self.last_laddr.get(&key) == Some(&laddr) {
+            return;
         }
-    }
-
-    /// An event from a namespace the socket table is not read in.
-    #[inline]
-    fn is_foreign(&self, netns: u32) -> bool {
-        netns != 0 && self.table_netns != 0 && netns != self.table_netns
-    }
-
-    #[inline]
-    fn mark_foreign(d: &mut DestAcc, foreign: bool) {
-        if foreign && !d.foreign {
-            d.foreign = true;
-            d.table = None;
+        if self.last_laddr.len() >= MAX_LADDRS {
+            self.last_laddr.clear();
         }
+        self.last_laddr.insert(key, laddr);
     }
 
     /// A destination first seen after a socket table held nothing at the
     /// table's time: it starts from that (empty) truth, not from "unknown".
     fn seed_table(d: &mut DestAcc, last_table_ns: Option<u64>) {
         if d.table.is_none()
-            && !d.foreign
             && let Some(ts_ns) = last_table_ns
         {
             d.table = Some(DestTable {
@@ -783,9 +816,16 @@ impl Engine {
     }
 
     /// Replaces what each destination's held ports are counted from.
+    /// A table corrects the destinations of its own namespace only.
     fn on_sockets(&mut self, t: &SocketTable) {
-        self.last_table_ns = Some(t.ts_ns);
-        self.table_netns = t.netns;
+        let ns = self.ns_key(t.netns);
+        if ns == self.host_netns() {
+            self.last_table_ns = Some(t.ts_ns);
+        } else {
+            let n = self.namespaces.table.entry(ns);
+            n.last_table_ns = Some(t.ts_ns);
+            n.last_ns = n.last_ns.max(t.ts_ns);
+        }
         // Sockets whose local port a listener owns were accepted here:
         // inbound, not ports this host spent connecting out.
         let listen: FxHashSet<(Option<IpAddr>, u16)> = t
@@ -794,13 +834,13 @@ impl Engine {
             .filter(|e| e.state == SockState::Other(TCP_LISTEN))
             .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
             .collect();
-        let mut fresh: FxHashMap<(IpAddr, u16), DestTable> = FxHashMap::default();
+        let mut fresh: FxHashMap<DestKey, DestTable> = FxHashMap::default();
         for e in &t.entries {
             if listen.contains(&(None, e.sport)) || listen.contains(&(Some(e.saddr), e.sport)) {
                 continue;
             }
             let d = fresh
-                .entry((e.daddr, e.dport))
+                .entry((ns, e.saddr, e.daddr, e.dport))
                 .or_insert_with(|| DestTable {
                     ts_ns: t.ts_ns,
                     ..DestTable::default()
@@ -814,19 +854,16 @@ impl Engine {
                 SockState::Other(_) => {}
             }
         }
-        // Destinations the table does not mention hold nothing at its time
-        // (unless their sockets live in another namespace, out of its sight).
-        for d in self.destinations.map.values_mut().filter(|d| !d.foreign) {
+        // Destinations of this namespace that the table does not mention
+        // hold nothing at its time; other namespaces' are out of its sight.
+        for (_, d) in self.destinations.map.iter_mut().filter(|(k, _)| k.0 == ns) {
             d.table = Some(DestTable {
                 ts_ns: t.ts_ns,
                 ..DestTable::default()
             });
         }
         for (key, table) in fresh {
-            let d = self.destinations.entry(key);
-            if !d.foreign {
-                d.table = Some(table);
-            }
+            self.destinations.entry(key).table = Some(table);
         }
     }
 
@@ -859,14 +896,31 @@ impl Engine {
             .collect();
         sort_rows(&mut processes, |r| &r.stats, |r| (r.pid, r.comm.clone()));
 
+        // A service's namespace: the one of all its pairs, if one.
+        let mut svc_netns: FxHashMap<ServiceIdx, Option<u32>> = FxHashMap::default();
+        for &(svc, ns, _, _) in self.pairs.map.keys() {
+            svc_netns
+                .entry(svc)
+                .and_modify(|n| {
+                    if *n != Some(ns) {
+                        *n = None;
+                    }
+                })
+                .or_insert(Some(ns));
+        }
         let mut services: Vec<ServiceRow> = self
             .services
             .map
             .iter()
-            .map(|(&svc, acc)| ServiceRow {
-                service: self.names.name(svc).clone(),
-                pids: acc.pids.to_vec(),
-                stats: acc.stats(&now),
+            .map(|(&svc, acc)| {
+                let netns = svc_netns.get(&svc).copied().flatten().filter(|&n| n != 0);
+                ServiceRow {
+                    service: self.names.name(svc).clone(),
+                    netns,
+                    netns_name: netns.map(|n| self.netns_name(n)),
+                    pids: acc.pids.to_vec(),
+                    stats: acc.stats(&now),
+                }
             })
             .collect();
         sort_rows(&mut services, |r| &r.stats, |r| r.service.clone());
@@ -875,9 +929,19 @@ impl Engine {
             .destinations
             .map
             .iter()
-            .map(|(&(daddr, dport), d)| destination_row(daddr, dport, d, &now, budget))
+            .map(|(&(ns, laddr, daddr, dport), d)| {
+                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns));
+                row.netns = (ns != 0).then_some(ns);
+                row.netns_name = row.netns.map(|n| self.netns_name(n));
+                row.laddr = (!laddr.is_unspecified()).then_some(laddr);
+                row
+            })
             .collect();
-        sort_rows(&mut destinations, |r| &r.stats, |r| (r.daddr, r.dport));
+        sort_rows(
+            &mut destinations,
+            |r| &r.stats,
+            |r| (r.daddr, r.dport, r.netns, r.laddr),
+        );
         // Pressure matters most: a quiet destination can still be full.
         destinations.sort_by(|a, b| b.pressure.total_cmp(&a.pressure));
 
@@ -885,9 +949,11 @@ impl Engine {
             .pairs
             .map
             .iter()
-            .map(|(&(svc, daddr, dport), acc)| PairRow {
+            .map(|(&(svc, ns, daddr, dport), acc)| PairRow {
                 service: self.names.name(svc).clone(),
                 pids: acc.pids.to_vec(),
+                netns: (ns != 0).then_some(ns),
+                netns_name: (ns != 0).then(|| self.netns_name(ns)),
                 daddr,
                 dport,
                 stats: acc.stats(&now),
@@ -896,7 +962,7 @@ impl Engine {
         sort_rows(
             &mut pairs,
             |r| &r.stats,
-            |r| (r.service.clone(), r.daddr, r.dport),
+            |r| (r.service.clone(), r.daddr, r.dport, r.netns),
         );
 
         let mut inbound: Vec<InboundRow> = self
@@ -912,26 +978,48 @@ impl Engine {
         sort_rows(&mut inbound, |r| &r.stats, |r| (r.laddr, r.lport));
 
         // By key, so verdicts cost pairs + destinations, not their product
-        // (16M comparisons per model with both tables full).
-        let dest_by_key: FxHashMap<(IpAddr, u16), &DestinationRow> = destinations
-            .iter()
-            .map(|d| ((d.daddr, d.dport), d))
-            .collect();
+        // (16M comparisons per model with both tables full). Of the budgets
+        // of several local addresses, the fullest speaks for the pair.
+        let mut dest_by_key: FxHashMap<(u32, IpAddr, u16), &DestinationRow> = FxHashMap::default();
+        for d in &destinations {
+            dest_by_key
+                .entry((d.netns.unwrap_or(0), d.daddr, d.dport))
+                .or_insert(d);
+        }
         let verdicts: Vec<Verdict> = pairs
             .iter()
             .filter(|p| {
                 self.names
                     .get(&p.service)
-                    .and_then(|svc| self.pairs.map.get(&(svc, p.daddr, p.dport)))
+                    .and_then(|svc| {
+                        self.pairs
+                            .map
+                            .get(&(svc, p.netns.unwrap_or(0), p.daddr, p.dport))
+                    })
                     .is_some_and(|a| a.recent(&now))
             })
             .filter_map(|p| {
-                let dest = dest_by_key.get(&(p.daddr, p.dport)).copied();
-                verdict::lacks_pooling(&self.config.verdict, p, dest, budget, self.sysctls())
+                let ns = p.netns.unwrap_or(0);
+                let dest = dest_by_key.get(&(ns, p.daddr, p.dport)).copied();
+                verdict::lacks_pooling(
+                    &self.config.verdict,
+                    p,
+                    dest,
+                    self.budget_of(ns),
+                    self.sysctls_of(ns),
+                )
             })
             .collect();
 
         let sys_stats = self.sys.stats(&now);
+        let namespaces = self.namespace_rows();
+        // The header sums every namespace's sockstat.
+        let sum = |f: fn(&netns::NetnsRow) -> Option<u64>| {
+            namespaces
+                .iter()
+                .filter_map(f)
+                .fold(None, |acc: Option<u64>, v| Some(acc.unwrap_or(0) + v))
+        };
         let mut system = SystemModel {
             clock: self.host.as_ref().map(|h| h.clock),
             hostname: self
@@ -947,8 +1035,8 @@ impl Engine {
             sysctls: self.sysctls().cloned(),
             port_range: self.sysctls().map(|s| s.port_range),
             budget,
-            sockstat_tw: self.counters.map(|c| c.tcp_tw),
-            sockstat_inuse: self.counters.map(|c| c.tcp_inuse),
+            sockstat_tw: sum(|n| n.sockstat_tw).or(self.counters.map(|c| c.tcp_tw)),
+            sockstat_inuse: sum(|n| n.sockstat_inuse).or(self.counters.map(|c| c.tcp_inuse)),
             tw_per_s: self.counter_rate(|c| c.tw),
             tw_recycled_per_s: self.counter_rate(|c| c.tw_recycled),
             tw_overflow_per_s: self.counter_rate(|c| c.tw_overflow),
@@ -970,26 +1058,22 @@ impl Engine {
             destinations: self.destinations.folded.estimate(),
             pairs: self.pairs.folded.estimate(),
             inbound: self.inbound.folded.estimate(),
+            namespaces: self.namespaces.table.folded.estimate(),
         };
         system.folded_keys = others.processes
             + others.services
             + others.destinations
             + others.pairs
-            + others.inbound;
+            + others.inbound
+            + others.namespaces;
         system.connect_errors_per_s_10s = self.error_rate(&now);
-        let host_netns = self.host.as_ref().map_or(0, |h| h.netns);
-        let other_netns = self
-            .netns_seen
-            .iter()
-            .filter(|&&n| host_netns != 0 && n != host_netns)
-            .count();
-        system.advice = verdict::advice(
+        system.advice = netns::advice_by_namespace(
             &system,
+            &namespaces,
             &destinations,
             &verdicts,
             &inbound,
             &self.config.verdict,
-            other_netns,
         );
 
         Model {
@@ -1002,8 +1086,79 @@ impl Engine {
             pairs,
             inbound,
             verdicts,
+            namespaces,
             others,
         }
+    }
+
+    /// `host`, the pod/container/unit living in it, or `netns:INODE`.
+    fn netns_name(&self, ns: u32) -> String {
+        netns_name(
+            ns,
+            self.host_netns(),
+            self.namespaces.get(ns).and_then(|n| n.owner.as_ref()),
+        )
+    }
+
+    /// The sysctls of a namespace: the host's for the host, else its own
+    /// as read inside it (`None` when it could not be: never the host's).
+    fn sysctls_of(&self, ns: u32) -> Option<&crate::input::Sysctls> {
+        if ns == self.host_netns() {
+            self.sysctls()
+        } else {
+            self.namespaces.get(ns).and_then(|n| n.sysctls.as_ref())
+        }
+    }
+
+    fn budget_of(&self, ns: u32) -> Option<u64> {
+        self.sysctls_of(ns).map(port_budget)
+    }
+
+    /// Every namespace known, the host's first, then by inode.
+    fn namespace_rows(&self) -> Vec<netns::NetnsRow> {
+        let host = self.host_netns();
+        let host_sysctls = self.sysctls();
+        let row = |ns: u32,
+                   sysctls: Option<&crate::input::Sysctls>,
+                   counters: (Option<KernelCounters>, Option<KernelCounters>)| {
+            let rate =
+                |f: fn(&KernelCounters) -> u64| netns::counter_rate(counters.0, counters.1, f);
+            netns::NetnsRow {
+                netns: ns,
+                netns_name: self.netns_name(ns),
+                host: ns == host,
+                stale: false,
+                error: None,
+                sysctls: sysctls.cloned(),
+                port_range: sysctls.map(|s| s.port_range),
+                budget: sysctls.map(port_budget),
+                tcp_tw_reuse: sysctls.and_then(|s| s.tcp_tw_reuse),
+                tcp_timestamps: sysctls.and_then(|s| s.tcp_timestamps),
+                tcp_max_tw_buckets: sysctls.and_then(|s| s.tcp_max_tw_buckets),
+                sockstat_tw: counters.1.map(|c| c.tcp_tw),
+                sockstat_inuse: counters.1.map(|c| c.tcp_inuse),
+                tw_recycled_per_s: rate(|c| c.tw_recycled),
+                tw_overflow_per_s: rate(|c| c.tw_overflow),
+                differs_from_host: ns != host
+                    && match (sysctls, host_sysctls) {
+                        (Some(a), Some(b)) => netns::advice_sysctls_differ(a, b),
+                        _ => false,
+                    },
+            }
+        };
+        let mut rows = Vec::new();
+        if self.host.is_some() {
+            rows.push(row(host, host_sysctls, (self.prev_counters, self.counters)));
+        }
+        let mut others: Vec<_> = self.namespaces.table.map.iter().collect();
+        others.sort_by_key(|(ns, _)| **ns);
+        for (&ns, n) in others {
+            let mut r = row(ns, n.sysctls.as_ref(), (n.prev_counters, n.counters));
+            r.stale = n.stale;
+            r.error = n.error.clone();
+            rows.push(r);
+        }
+        rows
     }
 
     fn sysctls(&self) -> Option<&crate::input::Sysctls> {
@@ -1112,6 +1267,9 @@ fn destination_row(
         Some(_) => Closer::Mixed,
     };
     DestinationRow {
+        netns: None,
+        netns_name: None,
+        laddr: None,
         daddr,
         dport,
         stats,

@@ -82,6 +82,13 @@ pub struct ProcessRow {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ServiceRow {
     pub service: ServiceId,
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    /// (when all its tasks are in one).
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+
     /// Some of the pids seen (most recent first, at most 16).
     pub pids: Vec<u32>,
     pub stats: Stats,
@@ -101,6 +108,14 @@ pub enum Closer {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DestinationRow {
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+    /// Local address the connections come from (a budget each); `None`
+    /// when only failed connects were seen.
+    pub laddr: Option<IpAddr>,
     pub daddr: IpAddr,
     pub dport: u16,
     pub stats: Stats,
@@ -113,7 +128,8 @@ pub struct DestinationRow {
     /// Whether a socket table has been read: without it, only connections
     /// closed since start are known and `held_ports` is a lower bound.
     pub from_socket_table: bool,
-    /// Ephemeral ports available per (local addr, this destination).
+    /// Ephemeral ports available per (local addr, this destination), from
+    /// its namespace's sysctls; 0 when they are unknown.
     pub budget: u64,
     /// held_ports / budget.
     pub pressure: f64,
@@ -135,6 +151,12 @@ pub struct Forecast {
 pub struct PairRow {
     pub service: ServiceId,
     pub pids: Vec<u32>,
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+
     pub daddr: IpAddr,
     pub dport: u16,
     pub stats: Stats,
@@ -153,6 +175,12 @@ pub struct InboundRow {
 pub struct Verdict {
     pub service: ServiceId,
     pub pids: Vec<u32>,
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+
     pub daddr: IpAddr,
     pub dport: u16,
     /// "lacks_pooling".
@@ -175,6 +203,9 @@ pub struct Advice {
     /// Short key for tooling, e.g. "tw_reuse_off".
     pub key: &'static str,
     pub text: String,
+    /// The namespace whose values it quotes.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Default)]
@@ -228,6 +259,9 @@ pub struct Model {
     pub pairs: Vec<PairRow>,
     pub inbound: Vec<InboundRow>,
     pub verdicts: Vec<Verdict>,
+    /// Network namespaces seen (the host's first), each with its own
+    /// sysctls and counters as read inside it.
+    pub namespaces: Vec<super::netns::NetnsRow>,
     /// Rows folded into "others" per table, when a table was full.
     pub others: Others,
 }
@@ -239,4 +273,5 @@ pub struct Others {
     pub destinations: u64,
     pub pairs: u64,
     pub inbound: u64,
+    pub namespaces: u64,
 }

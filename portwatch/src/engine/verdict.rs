@@ -123,6 +123,8 @@ pub fn lacks_pooling(
     Some(Verdict {
         service: pair.service.clone(),
         pids: pair.pids.clone(),
+        netns: pair.netns,
+        netns_name: pair.netns_name.clone(),
         daddr: pair.daddr,
         dport: pair.dport,
         verdict: "lacks_pooling",
@@ -150,17 +152,24 @@ pub fn fmt_addr(a: std::net::IpAddr) -> String {
 /// TIME_WAIT; tcp_tw_recycle is gone (removed in Linux 4.12).
 pub fn advice(
     sys: &SystemModel,
-    dests: &[DestinationRow],
-    verdicts: &[Verdict],
+    dests: &[&DestinationRow],
+    any_verdict: bool,
     inbound: &[InboundRow],
     cfg: &VerdictConfig,
-    other_netns: usize,
 ) -> Vec<Advice> {
     let mut out = Vec::new();
-    let mut push = |level, key, text: String| out.push(Advice { level, key, text });
+    let mut push = |level, key, text: String| {
+        out.push(Advice {
+            level,
+            key,
+            text,
+            netns: None,
+            netns_name: None,
+        })
+    };
     let worst = dests.iter().map(|d| d.pressure).fold(0.0, f64::max);
     let tw_pressure = worst >= 0.2
-        || !verdicts.is_empty()
+        || any_verdict
         || sys.tw_overflow_per_s.is_some_and(|r| r > 0.0)
         || sys.connect_errors.iter().any(|e| e.errno == EADDRNOTAVAIL);
 
@@ -291,16 +300,6 @@ pub fn advice(
                 ),
             );
         }
-    }
-    if other_netns > 0 {
-        push(
-            "note",
-            "other_netns",
-            format!(
-                "connections from {other_netns} other network namespace(s) (containers) were \
-                 seen: their sysctls and port budgets are their own, not the ones shown"
-            ),
-        );
     }
     if sys.lost_events > 0 {
         push(

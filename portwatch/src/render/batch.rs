@@ -61,6 +61,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::engine::netns::NetnsRow;
 use crate::engine::service::ServiceId;
 use crate::engine::verdict::fmt_addr;
 use crate::engine::{Advice, DestinationRow, ErrnoCount, Model, Others, Stats, Verdict};
@@ -77,6 +78,7 @@ pub struct BatchJson<'a> {
     pub pairs: Vec<PairJson<'a>>,
     pub inbound: Vec<InboundJson<'a>>,
     pub verdicts: Vec<VerdictJson<'a>>,
+    pub namespaces: &'a [NetnsRow],
     pub others: &'a Others,
 }
 
@@ -155,6 +157,8 @@ pub struct ServiceRef<'a> {
 pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
     VerdictJson {
         service: service_ref(&v.service, &v.pids),
+        netns: v.netns,
+        netns_name: v.netns_name.as_deref(),
         daddr: v.daddr.to_string(),
         dport: v.dport,
         verdict: v.verdict,
@@ -181,6 +185,8 @@ pub fn service_ref<'a>(s: &'a ServiceId, pids: &'a [u32]) -> ServiceRef<'a> {
 pub struct ServiceJson<'a> {
     #[serde(flatten)]
     pub service: ServiceRef<'a>,
+    pub netns: Option<u32>,
+    pub netns_name: Option<&'a str>,
     #[serde(flatten)]
     pub stats: StatsJson<'a>,
 }
@@ -196,6 +202,9 @@ pub struct ProcessJson<'a> {
 
 #[derive(Serialize, Debug, PartialEq)]
 pub struct DestinationJson<'a> {
+    pub netns: Option<u32>,
+    pub netns_name: Option<&'a str>,
+    pub laddr: Option<String>,
     pub daddr: String,
     pub dport: u16,
     #[serde(flatten)]
@@ -204,7 +213,7 @@ pub struct DestinationJson<'a> {
     pub held_ports: u64,
     pub open_ports: u64,
     pub from_socket_table: bool,
-    pub budget: u64,
+    pub budget: Option<u64>,
     pub pressure: f64,
     pub forecast_time_wait: f64,
     pub forecast_exceeds_budget: bool,
@@ -214,6 +223,8 @@ pub struct DestinationJson<'a> {
 #[derive(Serialize, Debug, PartialEq)]
 pub struct PairJson<'a> {
     pub service: ServiceRef<'a>,
+    pub netns: Option<u32>,
+    pub netns_name: Option<&'a str>,
     pub daddr: String,
     pub dport: u16,
     #[serde(flatten)]
@@ -231,6 +242,8 @@ pub struct InboundJson<'a> {
 #[derive(Serialize, Debug, PartialEq)]
 pub struct VerdictJson<'a> {
     pub service: ServiceRef<'a>,
+    pub netns: Option<u32>,
+    pub netns_name: Option<&'a str>,
     pub daddr: String,
     pub dport: u16,
     pub verdict: &'static str,
@@ -246,6 +259,9 @@ pub struct VerdictJson<'a> {
 
 fn destination_json(d: &DestinationRow) -> DestinationJson<'_> {
     DestinationJson {
+        netns: d.netns,
+        netns_name: d.netns_name.as_deref(),
+        laddr: d.laddr.map(|a| a.to_string()),
         daddr: d.daddr.to_string(),
         dport: d.dport,
         stats: (&d.stats).into(),
@@ -253,7 +269,8 @@ fn destination_json(d: &DestinationRow) -> DestinationJson<'_> {
         held_ports: d.held_ports,
         open_ports: d.open_ports,
         from_socket_table: d.from_socket_table,
-        budget: d.budget,
+        // 0: its namespace's sysctls are unknown.
+        budget: (d.budget > 0).then_some(d.budget),
         pressure: d.pressure,
         forecast_time_wait: d.forecast.steady_time_wait,
         forecast_exceeds_budget: d.forecast.exceeds_budget,
@@ -294,6 +311,8 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             .take(rows)
             .map(|s| ServiceJson {
                 service: service_ref(&s.service, &s.pids),
+                netns: s.netns,
+                netns_name: s.netns_name.as_deref(),
                 stats: (&s.stats).into(),
             })
             .collect(),
@@ -320,6 +339,8 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             .take(rows)
             .map(|p| PairJson {
                 service: service_ref(&p.service, &p.pids),
+                netns: p.netns,
+                netns_name: p.netns_name.as_deref(),
                 daddr: p.daddr.to_string(),
                 dport: p.dport,
                 stats: (&p.stats).into(),
@@ -336,6 +357,7 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             })
             .collect(),
         verdicts: model.verdicts.iter().map(verdict_json).collect(),
+        namespaces: &model.namespaces,
         others: &model.others,
     }
 }
