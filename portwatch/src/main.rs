@@ -12,6 +12,7 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => portwatch::cmd::export::run(args),
         Command::Replay(args) => portwatch::cmd::replay::run(args),
         Command::Report(args) => portwatch::cmd::report::run(args),
+        Command::Exporter(args) => portwatch::cmd::exporter::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! arguments; live commands run on one current-thread tokio runtime.
 
 pub mod export;
+pub mod exporter;
 pub mod record;
 pub mod replay;
 pub mod report;
