@@ -292,11 +292,19 @@ pub struct Losses {
     pub connect_untracked: u64,
     /// Userspace could not decode a record.
     pub decode_errors: u64,
+    /// Tracepoint runs the kernel skipped because a BPF program was already
+    /// running on that CPU (a softirq interrupting one of ours): each may
+    /// have cost one event. The programs' `recursion_misses`.
+    pub kernel_missed: u64,
 }
 
 impl Losses {
     pub fn total(&self) -> u64 {
-        self.ringbuf_lost + self.sock_evicted + self.connect_untracked + self.decode_errors
+        self.ringbuf_lost
+            + self.sock_evicted
+            + self.connect_untracked
+            + self.decode_errors
+            + self.kernel_missed
     }
 }
 
@@ -307,13 +315,19 @@ impl fmt::Display for Losses {
         write!(
             f,
             "{} lost (ring buffer full: {}, socket map evictions: {}, connect() untracked: {}, \
-             undecodable: {})",
+             undecodable: {}",
             self.total(),
             self.ringbuf_lost,
             self.sock_evicted,
             self.connect_untracked,
             self.decode_errors
-        )
+        )?;
+        // Rare (nested tracepoints); shown only when it happened, so the
+        // usual line stays short.
+        if self.kernel_missed > 0 {
+            write!(f, ", skipped by the kernel: {}", self.kernel_missed)?;
+        }
+        write!(f, ")")
     }
 }
 

@@ -33,12 +33,18 @@ pub struct LiveSource {
     resync_ns: u64,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
+    /// The starting state read by `start`, handed over by the first
+    /// `next_batch`.
+    initial: Vec<Input>,
 }
 
 impl LiveSource {
     /// Loads the probe and reads the starting state of the host: host
-    /// context, socket table, counters. These come first in `out`.
-    pub fn start(out: &mut Vec<Input>) -> Result<LiveSource> {
+    /// context, socket table, counters. These are the first inputs
+    /// `next_batch` hands over.
+    pub fn start() -> Result<LiveSource> {
+        let mut initial = Vec::new();
+        let out = &mut initial;
         let probe = Probe::load()?;
         let mut warnings = probe.warnings.clone();
         let clock = WallClock::now();
@@ -73,10 +79,12 @@ impl LiveSource {
             last_cgroup_retry_ns: 0,
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             warnings,
+            initial: Vec::new(),
         };
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
         src.read_counters(now, out);
+        src.initial = initial;
         Ok(src)
     }
 
@@ -137,7 +145,11 @@ impl LiveSource {
     /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
     /// us) and appends it to `out`: cgroup resolutions before the events
     /// that need them, the events, periodic readings, then a `Tick`.
-    pub async fn next(&mut self, out: &mut Vec<Input>) {
+    pub async fn next_batch(&mut self, out: &mut Vec<Input>) {
+        if !self.initial.is_empty() {
+            out.append(&mut self.initial);
+            return;
+        }
         self.probe.wait().await;
         self.drain_events(out);
         let now = monotonic_now_ns();

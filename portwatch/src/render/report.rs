@@ -48,7 +48,7 @@ use crate::event::{Direction, EADDRNOTAVAIL, Event, Losses};
 use crate::input::Input;
 use crate::render::batch::{ServiceRef, VerdictJson, service_ref, verdict_json};
 
-const NS_PER_S: u64 = 1_000_000_000;
+use crate::clock::NS_PER_S;
 
 /// Running total of a per-key counter that restarts from 0 when the engine
 /// ages the key out and sees it again.
@@ -533,6 +533,7 @@ struct LostJson {
     sock_evicted: u64,
     connect_untracked: u64,
     decode_errors: u64,
+    kernel_missed: u64,
 }
 
 fn json(r: &Report, rows: usize) -> ReportJson<'_> {
@@ -633,6 +634,7 @@ fn json(r: &Report, rows: usize) -> ReportJson<'_> {
             sock_evicted: r.losses.sock_evicted,
             connect_untracked: r.losses.connect_untracked,
             decode_errors: r.losses.decode_errors,
+            kernel_missed: r.losses.kernel_missed,
         },
         warnings: &r.warnings,
         complete: r.complete,
@@ -863,16 +865,20 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
 
     writeln!(out)?;
     let l = &r.losses;
-    writeln!(
+    write!(
         out,
         "LOST EVENTS {} (ring buffer full {}, socket map evictions {}, connect() untracked {}, \
-         undecodable {})",
+         undecodable {}",
         l.total(),
         l.ringbuf_lost,
         l.sock_evicted,
         l.connect_untracked,
         l.decode_errors
     )?;
+    if l.kernel_missed > 0 {
+        write!(out, ", skipped by the kernel {}", l.kernel_missed)?;
+    }
+    writeln!(out, ")")?;
     if l.total() > 0 {
         writeln!(out, "  rates and counts above are lower bounds")?;
     }

@@ -35,6 +35,10 @@ const THREAD_SAME_AS_COMM: u64 = 17;
 /// Tags from here up carry a varint length and are skipped by readers that
 /// do not know them: the room for backward-compatible additions.
 pub(crate) const TAG_FIRST_SKIPPABLE: u8 = 0x80;
+/// Skippable: `uv` kernel_missed of the Losses record that follows. Written
+/// only when non-zero, so files without it are what older versions wrote,
+/// and older readers skip it.
+pub(crate) const TAG_KERNEL_MISSED: u8 = 0x80;
 
 /// Entries per dictionary and frame. Bounds the reader's memory; the writer
 /// starts a new frame before a dictionary would overflow.
@@ -190,6 +194,13 @@ impl Encoder {
                 }
             }
             Input::Losses { ts_ns, losses: l } => {
+                if l.kernel_missed > 0 {
+                    let mut body = Vec::new();
+                    put_u64(&mut body, l.kernel_missed);
+                    buf.push(TAG_KERNEL_MISSED);
+                    put_u64(buf, body.len() as u64);
+                    buf.extend_from_slice(&body);
+                }
                 buf.push(TAG_LOSSES);
                 self.ts(buf, *ts_ns);
                 for v in [
@@ -384,6 +395,8 @@ pub(crate) struct Decoder {
     addrs: Vec<IpAddr>,
     tasks: Vec<Task>,
     dests: Vec<DestSlot>,
+    /// From a TAG_KERNEL_MISSED record, for the Losses record after it.
+    kernel_missed: u64,
 }
 
 impl Decoder {
@@ -392,6 +405,7 @@ impl Decoder {
         self.addrs.clear();
         self.tasks.clear();
         self.dests.clear();
+        self.kernel_missed = 0;
     }
 
     fn ts(&mut self, c: &mut Cursor) -> Result<u64, Corruption> {
@@ -460,6 +474,7 @@ impl Decoder {
                     sock_evicted: c.u64()?,
                     connect_untracked: c.u64()?,
                     decode_errors: c.u64()?,
+                    kernel_missed: std::mem::take(&mut self.kernel_missed),
                 },
             },
             TAG_DEF_ADDR => {
@@ -503,6 +518,13 @@ impl Decoder {
                     last_port: 0,
                 };
                 Self::push(&mut self.dests, slot, "destination")?;
+                return Ok(None);
+            }
+            TAG_KERNEL_MISSED => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let body = c.bytes(n)?;
+                let mut inner = Cursor::new(body);
+                self.kernel_missed = inner.u64()?;
                 return Ok(None);
             }
             t if t >= TAG_FIRST_SKIPPABLE => {
