@@ -1,10 +1,10 @@
 //! `portwatch exporter`: the model as Prometheus metrics.
 //!
-//! One more reader of the engine's model: the live loop feeds each model
-//! to [`series::Series`] (monotonic counters, folded to a bounded number
-//! of series), [`exposition`] turns the series into text with
-//! `prometheus-client`, and [`http`] serves the latest text. Scrapes read
-//! a published snapshot and never wait on the loop.
+//! One more reader of the engine's model: the pipeline's exporter sink
+//! (`pipeline::sinks::exporter`) folds each model into [`series::Series`]
+//! (monotonic counters, a bounded number of series), [`exposition`] turns
+//! the series into text with `prometheus-client`, and [`http`] serves the
+//! latest text. Scrapes read a published snapshot, never the loop's state.
 
 pub mod exposition;
 pub mod http;
