@@ -11,6 +11,7 @@
 mod bench;
 mod faults;
 mod loadgen;
+mod scrape;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
