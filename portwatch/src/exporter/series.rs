@@ -403,8 +403,8 @@ impl Series {
             .retain(|_, s| !s.dests.is_empty() || s.last_active_ns >= cutoff);
     }
 
-    /// Exported series: counters and gauges of every pair, the histogram of
-    /// every service, the destination gauges.
+    /// Service → destination series (each is 4 samples, plus one per
+    /// errno and cause seen).
     pub fn pair_count(&self) -> usize {
         self.services.values().map(|s| s.dests.len()).sum()
     }
