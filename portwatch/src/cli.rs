@@ -59,6 +59,29 @@ pub enum Command {
         after_help = "Examples:\n  sudo portwatch exporter                           # http://0.0.0.0:9979/metrics\n  sudo portwatch exporter --listen 127.0.0.1:9979 --record /var/tmp/pw.pwtrace\n  curl -s localhost:9979/metrics | grep lacks_pooling\n\nMetrics, labels and their cardinality: README (\"Running on a fleet\"). Alert rules,\na Grafana dashboard and a Kubernetes DaemonSet are in deploy/."
     )]
     Exporter(ExporterArgs),
+    /// Check what works on this host (kernel, privileges, tracepoints, BTF, ...) and what to do about the rest.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch doctor\n  sudo portwatch doctor --json | jq '.checks[] | select(.status != \"ok\")'\n\nIt loads and attaches the eBPF programs for a moment and traces one test\nconnection in a private network namespace, so a check mark means it works.\nOne line per check, with the fix and what is lost without it.\nExit status: 0 when `top` will work fully, 1 when degraded, 2 when it cannot run."
+    )]
+    Doctor(DoctorArgs),
+    /// Writes the man pages and shell completions generated from these
+    /// definitions (used by `cargo xtask dist`; hidden from help).
+    #[command(hide = true)]
+    Assets(AssetsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// One JSON object: {version, kernel, status, exit_code, checks: [{check, status, detail, fix, degrades}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AssetsArgs {
+    /// Directory to create `man/` and `completions/` in.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

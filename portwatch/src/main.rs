@@ -13,6 +13,8 @@ fn main() -> std::process::ExitCode {
         Command::Replay(args) => portwatch::cmd::replay::run(args),
         Command::Report(args) => portwatch::cmd::report::run(args),
         Command::Exporter(args) => portwatch::cmd::exporter::run(args),
+        Command::Doctor(args) => portwatch::cmd::doctor::run(args),
+        Command::Assets(args) => portwatch::cmd::assets::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 mod common;
-use common::{Netns, kernel_tests_enabled, start_server};
+use common::{Netns, kernel_tests_enabled, portwatch_bin, start_server};
 
 /// How long the clients run before the queries (the rate window is 30 s).
 const RUN: Duration = Duration::from_secs(40);
@@ -152,7 +152,7 @@ fn prometheus_sees_exactly_the_unpooled_service_and_its_rate() {
         let prom: SocketAddr = ([127, 0, 0, 1], free_port()).into();
 
         let _portwatch = Reaped(
-            Command::new(env!("CARGO_BIN_EXE_portwatch"))
+            Command::new(portwatch_bin())
                 .args([
                     "exporter",
                     "--listen",

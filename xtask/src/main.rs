@@ -6,9 +6,11 @@
 //! * `cargo xtask build [--release]`  one binary with the eBPF object inside.
 //! * `cargo xtask run [--release] -- <portwatch args>`
 //! * `cargo xtask test`  every test: unit, snapshot and kernel (root).
+//! * `cargo xtask dist`  the tarball and the .deb in target/dist/.
 //! * `cargo xtask faults`  the fault suite and its Reliability table (root).
 
 mod bench;
+mod dist;
 mod faults;
 mod loadgen;
 mod scrape;
@@ -71,6 +73,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Release tarball and Debian package in target/dist/ (see dist.rs).
+    Dist,
 }
 
 const APT_PACKAGES: &[&str] = &[
@@ -88,6 +92,10 @@ const APT_PACKAGES: &[&str] = &[
     "prometheus",
     // pip, for PIP_PACKAGES where the Python in use has none
     "python3-pip",
+    // `xtask dist` (dpkg-shlibdeps, strip, readelf) and the man page checks
+    // (groff, `man -w` on the installed package)
+    "dpkg-dev",
+    "man-db",
 ];
 /// PyPI package that validates the Kubernetes manifests offline.
 const PIP_PACKAGES: &[&str] = &["kubernetes-validate"];
@@ -164,6 +172,10 @@ fn main() -> Result<()> {
             setup()?;
             test(&root, &args)
         }
+        Cmd::Dist => {
+            setup()?;
+            dist::run_dist(&root)
+        }
     }
 }
 
@@ -217,6 +229,12 @@ fn missing_toolchain() -> Vec<&'static str> {
     }
     if which("kubernetes-validate").is_none() {
         missing.push("kubernetes-validate (PyPI; manifest tests)");
+    }
+    if which("dpkg-shlibdeps").is_none() {
+        missing.push("dpkg-dev (dpkg-shlibdeps, used by `xtask dist`)");
+    }
+    if which("groff").is_none() || which("man").is_none() {
+        missing.push("man-db (man, groff: man page checks)");
     }
     missing
 }
