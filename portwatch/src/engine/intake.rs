@@ -5,8 +5,8 @@
 use crate::clock::NS_PER_S;
 use crate::event::{ConnClose, ConnectError, Direction, canonical_addr, is_canonical};
 
-use super::Engine;
 use super::acc::CloseFacts;
+use super::{Engine, FAILURE_MINUTES};
 
 /// Idle keys are checked every this many seconds of input time. A fixed grid
 /// (not "every tick") so the result does not depend on how often ticks come.
@@ -51,12 +51,14 @@ impl Engine {
         self.note_netns(c.netns);
         let f = &CloseFacts::new(c);
         if c.direction == Direction::Inbound {
+            self.inbound_total += 1;
             self.inbound.entry((c.saddr, c.sport)).record_close(f);
             return;
         }
         self.sys.record_close(f);
-        if c.errno.is_some() {
+        if let Some(errno) = c.errno {
             self.sys_errors.add(c.end_ns / NS_PER_S, 1);
+            self.count_failure_minute(c.end_ns, errno);
         }
         let svc = self.service_idx(c.task.as_ref());
         if let Some(t) = &c.task {
@@ -91,6 +93,7 @@ impl Engine {
         self.note_netns(e.netns);
         self.sys.record_error(e);
         self.sys_errors.add(e.ts_ns / NS_PER_S, 1);
+        self.count_failure_minute(e.ts_ns, e.errno);
         let svc = self.service_idx(e.task.as_ref());
         if let Some(t) = &e.task {
             let p = self.processes.entry((t.pid, t.comm));
@@ -104,6 +107,25 @@ impl Engine {
         Self::mark_foreign(d, foreign);
         Self::seed_table(d, self.last_table_ns);
         d.acc.record_error(e);
+    }
+
+    /// Failures by the wall-clock minute they happened in (the report's
+    /// timeline); only the last few minutes are kept.
+    fn count_failure_minute(&mut self, ts_ns: u64, errno: i32) {
+        let unix_ns = self
+            .host
+            .as_ref()
+            .map_or(ts_ns as i64, |h| h.clock.unix_ns(ts_ns));
+        let minute = unix_ns.div_euclid(60 * NS_PER_S as i64);
+        *self
+            .failure_minutes
+            .entry(minute)
+            .or_default()
+            .entry(errno)
+            .or_default() += 1;
+        while self.failure_minutes.len() > FAILURE_MINUTES {
+            self.failure_minutes.pop_first();
+        }
     }
 
     /// A lookup, not an insert, for the namespace seen last time: most

@@ -26,6 +26,7 @@ mod pids;
 mod resolve;
 pub mod service;
 mod snapshot;
+pub mod summary;
 pub mod table;
 pub mod verdict;
 pub mod window;
@@ -45,11 +46,19 @@ use resolve::{CgroupName, PairKey, TaskKey};
 use table::{Activity, Table};
 use window::SecondRing;
 
+/// Minutes of failures the model shows (the report samples them each
+/// second, so two would do; one more for events out of order).
+const FAILURE_MINUTES: usize = 3;
 /// Linux keeps a TIME_WAIT socket for 60 s (TCP_TIMEWAIT_LEN), not tunable.
 pub const TIME_WAIT_S: u64 = 60;
 
 pub struct Engine {
     config: Config,
+    /// Inbound connections seen (outbound: `sys.new_total`).
+    inbound_total: u64,
+    /// Failures by wall-clock minute, the last [`FAILURE_MINUTES`] minutes
+    /// with any.
+    failure_minutes: std::collections::BTreeMap<i64, std::collections::BTreeMap<i32, u64>>,
     host: Option<HostInfo>,
     start_ns: Option<u64>,
     now_ns: u64,
@@ -102,6 +111,8 @@ impl Engine {
         let n = config.max_keys;
         Engine {
             config,
+            inbound_total: 0,
+            failure_minutes: Default::default(),
             host: None,
             start_ns: None,
             now_ns: 0,

@@ -204,6 +204,15 @@ pub struct SystemModel {
     pub connect_errors_per_s_10s: f64,
     pub connect_errors: Vec<ErrnoCount>,
     pub connect_errors_total: u64,
+    /// Failures (as `connect_errors`) in the last wall-clock minutes that
+    /// had any, as counted so far; older minutes are forgotten.
+    #[serde(skip)]
+    pub failure_minutes: Vec<MinuteFailures>,
+    /// Connections seen since the start (outbound: all services).
+    #[serde(skip)]
+    pub outbound_total: u64,
+    #[serde(skip)]
+    pub inbound_total: u64,
     /// Kernel-side and decode losses (cumulative).
     #[serde(skip)]
     pub losses: Losses,
@@ -215,9 +224,21 @@ pub struct SystemModel {
     pub advice: Vec<Advice>,
 }
 
+/// Failures in one wall-clock minute.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MinuteFailures {
+    /// Unix minute (seconds / 60).
+    pub minute: i64,
+    /// errno → count.
+    pub by_errno: std::collections::BTreeMap<i32, u64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Default)]
 pub struct Model {
     pub now_ns: u64,
+    /// Time of the first input (None before any).
+    #[serde(skip)]
+    pub start_ns: Option<u64>,
     /// Seconds of observation (first input to now).
     pub observed_s: f64,
     pub system: SystemModel,

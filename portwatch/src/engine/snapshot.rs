@@ -143,6 +143,16 @@ impl Engine {
             connect_errors_per_s_10s: 0.0,
             connect_errors: sys_stats.connect_errors.clone(),
             connect_errors_total: sys_stats.connect_errors_total,
+            failure_minutes: self
+                .failure_minutes
+                .iter()
+                .map(|(&minute, by_errno)| MinuteFailures {
+                    minute,
+                    by_errno: by_errno.clone(),
+                })
+                .collect(),
+            outbound_total: sys_stats.new_total,
+            inbound_total: self.inbound_total,
             losses: self.losses,
             lost_events: self.losses.total(),
             folded_keys: 0,
@@ -179,6 +189,7 @@ impl Engine {
 
         Model {
             now_ns,
+            start_ns: self.start_ns,
             observed_s: now_ns.saturating_sub(start) as f64 / 1e9,
             system,
             processes,

@@ -80,6 +80,8 @@ pub struct Closing {
     pub warnings: Vec<String>,
     /// Why reading stopped early, if it did (a damaged trace).
     pub error: Option<String>,
+    /// Records read (a trace file).
+    pub inputs: u64,
 }
 
 /// Why the loop stopped.

@@ -37,7 +37,7 @@ impl Source for LiveSource {
         let c = Closing {
             losses: Some(self.probe.losses()),
             warnings: self.warnings.clone(),
-            error: None,
+            ..Closing::default()
         };
         drop(self); // detaches every program
         c
@@ -53,6 +53,7 @@ pub struct TraceSource<R> {
     reader: Reader<R>,
     error: Option<ReadError>,
     done: bool,
+    inputs: u64,
 }
 
 impl<R: Read> TraceSource<R> {
@@ -61,6 +62,7 @@ impl<R: Read> TraceSource<R> {
             reader,
             error: None,
             done: false,
+            inputs: 0,
         }
     }
 }
@@ -69,7 +71,10 @@ impl<R: Read> Source for TraceSource<R> {
     async fn next(&mut self, out: &mut Vec<Input>) -> FeedState {
         for _ in 0..BATCH {
             match self.reader.next() {
-                Some(Ok(i)) => out.push(i),
+                Some(Ok(i)) => {
+                    self.inputs += 1;
+                    out.push(i);
+                }
                 Some(Err(e)) => {
                     self.error = Some(e);
                     self.done = true;
@@ -105,6 +110,7 @@ impl<R: Read> Source for TraceSource<R> {
                 .map(|w| w.to_string())
                 .collect(),
             error: self.error.map(|e| e.to_string()),
+            inputs: self.inputs,
         }
     }
 }

@@ -1,11 +1,10 @@
 //! `portwatch report`: the incident summary of a trace, as text for people
 //! (no escape codes: it goes into tickets) or one JSON object.
 //!
-//! [`ReportBuilder`] is fed the trace's inputs (for the failures timeline)
-//! and the engine's model sampled every second of trace time (for peaks
-//! and verdicts); it keeps only per-key aggregates, so memory does not grow
-//! with the length of the trace. Everything is ordered explicitly: the same
-//! file always gives the same bytes.
+//! What it says is the engine's [`Summary`] of the trace (models sampled
+//! every second of trace time, see [`crate::engine::summary`]); this file
+//! only writes it. Everything is ordered explicitly: the same file always
+//! gives the same bytes.
 //!
 //! # JSON fields (`--json`, one object, stable)
 //!
@@ -33,365 +32,34 @@
 //! - `warnings`: what the reader skipped or where it stopped (with the byte
 //!   offset); `complete`: false when reading stopped at an error.
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
-use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::clock::WallClock;
-use crate::engine::service::ServiceId;
+use crate::engine::summary::Summary;
 use crate::engine::verdict::fmt_addr;
-use crate::engine::{Closer, ErrnoCount, Model, Verdict};
+use crate::engine::{Closer, ErrnoCount};
 use crate::errno;
-use crate::event::{Direction, EADDRNOTAVAIL, Event, Losses};
-use crate::input::Input;
 use crate::render::batch::{ServiceRef, VerdictJson, service_ref, verdict_json};
 
-use crate::clock::NS_PER_S;
-
-/// Running total of a per-key counter that restarts from 0 when the engine
-/// ages the key out and sees it again.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-struct Total {
-    base: u64,
-    last: u64,
-}
-
-impl Total {
-    fn see(&mut self, now: u64) {
-        if now < self.last {
-            self.base += self.last;
-        }
-        self.last = now;
-    }
-
-    fn get(&self) -> u64 {
-        self.base + self.last
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ServiceSummary {
-    pub service: ServiceId,
-    pub pids: Vec<u32>,
-    new_total: Total,
-    errors_total: Total,
-    pub peak_new_per_s: f64,
-    pub lifetime_p50_ms: Option<f64>,
-    pub closed_locally_share: Option<f64>,
-}
-
-impl ServiceSummary {
-    pub fn new_total(&self) -> u64 {
-        self.new_total.get()
-    }
-
-    pub fn connect_errors(&self) -> u64 {
-        self.errors_total.get()
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct DestinationSummary {
-    pub daddr: IpAddr,
-    pub dport: u16,
-    new_total: Total,
-    pub peak_new_per_s: f64,
-    pub peak_held_ports: u64,
-    pub peak_time_wait: u64,
-    pub budget: u64,
-    pub peak_pressure: f64,
-    pub peak_pressure_ns: u64,
-    pub closer: Closer,
-}
-
-impl DestinationSummary {
-    pub fn new_total(&self) -> u64 {
-        self.new_total.get()
-    }
-}
-
-/// A lacks-pooling verdict over the whole trace.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VerdictSummary {
-    /// As the engine gave it at its peak.
-    pub peak: Verdict,
-    pub peak_ns: u64,
-    pub first_ns: u64,
-    pub last_ns: u64,
-    /// Samples (seconds of trace time) the verdict held.
-    pub flagged_s: u64,
-}
-
-/// Failures in one wall-clock minute.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MinuteFailures {
-    /// Unix minute (seconds / 60).
-    pub minute: i64,
-    /// errno → count.
-    pub by_errno: BTreeMap<i32, u64>,
-}
-
-/// The summary, built by [`ReportBuilder`] and written by
-/// [`write_text`] / [`write_json`].
+/// The report of a trace: the engine's [`Summary`] of it, and what
+/// reading it found. Derefs to the summary.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     pub file: String,
-    pub hostname: String,
-    pub kernel: String,
-    pub clock: Option<WallClock>,
-    pub port_range: Option<(u16, u16)>,
-    pub budget: Option<u64>,
-    pub start_ns: Option<u64>,
-    pub end_ns: Option<u64>,
+    /// Records read.
     pub inputs: u64,
-    pub outbound: u64,
-    pub inbound: u64,
-    /// Peak outbound rate over one complete second (and the second's start).
-    pub peak_1s: (f64, u64),
-    /// Peak outbound rate over 10 s (and the end of that window).
-    pub peak_10s: (f64, u64),
-    /// By connections, descending.
-    pub services: Vec<ServiceSummary>,
-    /// By peak pressure, descending.
-    pub destinations: Vec<DestinationSummary>,
-    /// EADDRNOTAVAIL first, then by count.
-    pub failures: Vec<ErrnoCount>,
-    pub failure_minutes: Vec<MinuteFailures>,
-    pub verdicts: Vec<VerdictSummary>,
-    pub losses: Losses,
+    pub summary: Summary,
     pub warnings: Vec<String>,
     /// Reading stopped at an error (what was read before it is reported).
     pub complete: bool,
 }
 
-/// Collects a report from inputs and sampled models.
-#[derive(Debug, Default)]
-pub struct ReportBuilder {
-    r: Report,
-    services: BTreeMap<ServiceId, ServiceSummary>,
-    destinations: BTreeMap<(IpAddr, u16), DestinationSummary>,
-    verdicts: BTreeMap<(ServiceId, IpAddr, u16), VerdictSummary>,
-    minutes: BTreeMap<i64, BTreeMap<i32, u64>>,
-    errnos: BTreeMap<i32, u64>,
-}
+impl std::ops::Deref for Report {
+    type Target = Summary;
 
-impl ReportBuilder {
-    pub fn new(file: &str) -> ReportBuilder {
-        ReportBuilder {
-            r: Report {
-                file: file.to_string(),
-                complete: true,
-                ..Report::default()
-            },
-            ..ReportBuilder::default()
-        }
-    }
-
-    /// Every input of the trace, in file order.
-    pub fn input(&mut self, input: &Input) {
-        self.r.inputs += 1;
-        if let Some(ts) = input.ts_ns() {
-            self.r.start_ns.get_or_insert(ts);
-            self.r.end_ns = Some(self.r.end_ns.map_or(ts, |e| e.max(ts)));
-        }
-        let failure = match input {
-            Input::Host(h) => {
-                if self.r.clock.is_none() {
-                    self.r.clock = Some(h.clock);
-                    self.r.hostname = h.hostname.clone();
-                    self.r.kernel = h.kernel.clone();
-                    self.r.port_range = Some(h.sysctls.port_range);
-                    self.r.budget = Some(crate::engine::port_budget(&h.sysctls));
-                }
-                None
-            }
-            Input::Event(Event::Close(c)) if c.direction == Direction::Inbound => {
-                self.r.inbound += 1;
-                None
-            }
-            Input::Event(Event::Close(c)) => {
-                self.r.outbound += 1;
-                c.errno.map(|e| (c.end_ns, e))
-            }
-            // Failed connect() calls never became connections: counted as
-            // failures only, like the engine does.
-            Input::Event(Event::ConnectError(e)) => Some((e.ts_ns, e.errno)),
-            Input::Losses { losses, .. } => {
-                self.r.losses = *losses;
-                None
-            }
-            _ => None,
-        };
-        if let Some((ts, e)) = failure {
-            *self.errnos.entry(e).or_default() += 1;
-            let minute = self.unix_ns(ts).div_euclid(60 * NS_PER_S as i64);
-            *self
-                .minutes
-                .entry(minute)
-                .or_default()
-                .entry(e)
-                .or_default() += 1;
-        }
-    }
-
-    fn unix_ns(&self, mono_ns: u64) -> i64 {
-        self.r.clock.map_or(mono_ns as i64, |c| c.unix_ns(mono_ns))
-    }
-
-    /// The model at a whole second of trace time (inputs up to it applied).
-    pub fn sample(&mut self, m: &Model) {
-        let now = m.now_ns;
-        let sys = &m.system;
-        if sys.new_per_s_1s > self.r.peak_1s.0 {
-            self.r.peak_1s = (sys.new_per_s_1s, now.saturating_sub(NS_PER_S));
-        }
-        if sys.new_per_s_10s > self.r.peak_10s.0 {
-            self.r.peak_10s = (sys.new_per_s_10s, now);
-        }
-        for s in &m.services {
-            let e = self
-                .services
-                .entry(s.service.clone())
-                .or_insert_with(|| ServiceSummary {
-                    service: s.service.clone(),
-                    pids: Vec::new(),
-                    new_total: Total::default(),
-                    errors_total: Total::default(),
-                    peak_new_per_s: 0.0,
-                    lifetime_p50_ms: None,
-                    closed_locally_share: None,
-                });
-            e.pids.clone_from(&s.pids);
-            e.new_total.see(s.stats.new_total);
-            e.errors_total.see(s.stats.connect_errors_total);
-            e.peak_new_per_s = e.peak_new_per_s.max(s.stats.new_per_s_10s);
-            e.lifetime_p50_ms = s.stats.lifetime_p50_ms.or(e.lifetime_p50_ms);
-            e.closed_locally_share = s.stats.closed_locally_share.or(e.closed_locally_share);
-        }
-        for d in &m.destinations {
-            let e = self
-                .destinations
-                .entry((d.daddr, d.dport))
-                .or_insert_with(|| DestinationSummary {
-                    daddr: d.daddr,
-                    dport: d.dport,
-                    new_total: Total::default(),
-                    peak_new_per_s: 0.0,
-                    peak_held_ports: 0,
-                    peak_time_wait: 0,
-                    budget: d.budget,
-                    peak_pressure: 0.0,
-                    peak_pressure_ns: now,
-                    closer: d.closer,
-                });
-            e.new_total.see(d.stats.new_total);
-            e.peak_new_per_s = e.peak_new_per_s.max(d.stats.new_per_s_10s);
-            e.peak_held_ports = e.peak_held_ports.max(d.held_ports);
-            e.peak_time_wait = e.peak_time_wait.max(d.stats.time_wait);
-            e.budget = d.budget;
-            e.closer = d.closer;
-            if d.pressure > e.peak_pressure {
-                e.peak_pressure = d.pressure;
-                e.peak_pressure_ns = now;
-            }
-        }
-        for v in &m.verdicts {
-            let key = (v.service.clone(), v.daddr, v.dport);
-            match self.verdicts.get_mut(&key) {
-                None => {
-                    self.verdicts.insert(
-                        key,
-                        VerdictSummary {
-                            peak: v.clone(),
-                            peak_ns: now,
-                            first_ns: now,
-                            last_ns: now,
-                            flagged_s: 1,
-                        },
-                    );
-                }
-                Some(e) => {
-                    e.last_ns = now;
-                    e.flagged_s += 1;
-                    // The peak: most ports held, then the highest rate (a
-                    // pair whose peer closes first holds none here).
-                    let higher = (v.time_wait, v.new_per_s) > (e.peak.time_wait, e.peak.new_per_s);
-                    if higher {
-                        e.peak = v.clone();
-                        e.peak_ns = now;
-                    }
-                }
-            }
-        }
-    }
-
-    /// A warning from the reader, or the error reading stopped at.
-    pub fn warning(&mut self, w: String) {
-        self.r.warnings.push(w);
-    }
-
-    pub fn stopped_at_error(&mut self, e: String) {
-        self.r.complete = false;
-        self.r.warnings.push(e);
-    }
-
-    pub fn finish(mut self) -> Report {
-        let mut services: Vec<ServiceSummary> = self.services.into_values().collect();
-        services.sort_by(|a, b| {
-            b.new_total()
-                .cmp(&a.new_total())
-                .then(b.peak_new_per_s.total_cmp(&a.peak_new_per_s))
-                .then_with(|| a.service.cmp(&b.service))
-        });
-        let mut destinations: Vec<DestinationSummary> = self.destinations.into_values().collect();
-        destinations.sort_by(|a, b| {
-            b.peak_pressure
-                .total_cmp(&a.peak_pressure)
-                .then(b.new_total().cmp(&a.new_total()))
-                .then_with(|| (a.daddr, a.dport).cmp(&(b.daddr, b.dport)))
-        });
-        let mut verdicts: Vec<VerdictSummary> = self.verdicts.into_values().collect();
-        verdicts.sort_by(|a, b| {
-            b.peak
-                .time_wait
-                .cmp(&a.peak.time_wait)
-                .then(b.peak.new_per_s.total_cmp(&a.peak.new_per_s))
-                .then_with(|| {
-                    (&a.peak.service, a.peak.daddr, a.peak.dport).cmp(&(
-                        &b.peak.service,
-                        b.peak.daddr,
-                        b.peak.dport,
-                    ))
-                })
-        });
-        let mut failures: Vec<ErrnoCount> = self
-            .errnos
-            .iter()
-            .map(|(&e, &n)| ErrnoCount {
-                errno: e,
-                name: errno::name(e),
-                count: n,
-            })
-            .collect();
-        failures.sort_by_key(|c| {
-            (
-                c.errno != EADDRNOTAVAIL,
-                std::cmp::Reverse(c.count),
-                c.errno,
-            )
-        });
-        self.r.services = services;
-        self.r.destinations = destinations;
-        self.r.verdicts = verdicts;
-        self.r.failures = failures;
-        self.r.failure_minutes = self
-            .minutes
-            .into_iter()
-            .map(|(minute, by_errno)| MinuteFailures { minute, by_errno })
-            .collect();
-        self.r
+    fn deref(&self) -> &Summary {
+        &self.summary
     }
 }
 
@@ -408,13 +76,6 @@ impl Report {
         match self.clock {
             Some(c) => c.utc(mono_ns).format("%H:%M:%S").to_string(),
             None => self.time(mono_ns),
-        }
-    }
-
-    pub fn duration_s(&self) -> f64 {
-        match (self.start_ns, self.end_ns) {
-            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
-            _ => 0.0,
         }
     }
 
