@@ -12,6 +12,7 @@ use ratatui::widgets::{
 
 use super::app::{App, View};
 use super::view::{Detail, Screen};
+use crate::render::fmt::{hms, ms_short as ms, rate};
 
 /// Styles, or none of them under NO_COLOR.
 struct Theme {
@@ -70,31 +71,6 @@ pub fn draw(f: &mut Frame, app: &App, screen: &Screen) {
     }
     if app.help {
         draw_help(f, f.area(), &theme);
-    }
-}
-
-fn hms(s: u64) -> String {
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-fn rate(r: f64) -> String {
-    if r >= 100.0 {
-        format!("{r:.0}")
-    } else {
-        format!("{r:.1}")
-    }
-}
-
-/// A duration in ms, short: "0.4ms", "12ms", "3.5s", "48s".
-pub fn ms(v: f64) -> String {
-    if v < 10.0 {
-        format!("{v:.1}ms")
-    } else if v < 1000.0 {
-        format!("{v:.0}ms")
-    } else if v < 10_000.0 {
-        format!("{:.1}s", v / 1000.0)
-    } else {
-        format!("{:.0}s", v / 1000.0)
     }
 }
 

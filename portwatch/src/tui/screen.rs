@@ -4,7 +4,7 @@
 
 use crate::engine::model::{Model, ServiceRow as ModelService, Stats};
 use crate::engine::service::ServiceKind;
-use crate::engine::verdict::fmt_addr;
+use crate::render::fmt;
 
 use super::app::{App, View};
 use super::view::*;
@@ -26,7 +26,7 @@ fn kind(k: ServiceKind) -> &'static str {
 }
 
 fn dest(addr: std::net::IpAddr, port: u16) -> String {
-    format!("{}:{port}", fmt_addr(addr))
+    fmt::addr_port(addr, port)
 }
 
 pub fn eaddrnotavail_total(m: &Model) -> u64 {
