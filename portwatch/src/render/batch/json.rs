@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::engine::service::ServiceId;
-use crate::engine::{Advice, DestinationRow, ErrnoCount, Model, Others, Stats, Verdict};
+use crate::engine::{Advice, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict};
 
 #[derive(Serialize, Debug, PartialEq)]
 pub struct BatchJson<'a> {
@@ -16,9 +16,10 @@ pub struct BatchJson<'a> {
     pub system: SystemJson<'a>,
     pub services: Vec<ServiceJson<'a>>,
     pub processes: Vec<ProcessJson<'a>>,
-    pub destinations: Vec<DestinationJson<'a>>,
+    /// Serialized as the model has them (rows with `…stats` flattened).
+    pub destinations: &'a [DestinationRow],
     pub pairs: Vec<PairJson<'a>>,
-    pub inbound: Vec<InboundJson<'a>>,
+    pub inbound: &'a [InboundRow],
     pub verdicts: Vec<VerdictJson<'a>>,
     pub others: &'a Others,
 }
@@ -42,49 +43,6 @@ pub struct SystemJson<'a> {
     pub connect_errors_by_errno: &'a [ErrnoCount],
     pub lost_events: u64,
     pub advice: &'a [Advice],
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-pub struct StatsJson<'a> {
-    pub new_per_sec: f64,
-    pub new_per_sec_1s: f64,
-    pub new_per_sec_60s: f64,
-    pub new_total: u64,
-    pub lifetime_p50_ms: Option<f64>,
-    pub lifetime_p90_ms: Option<f64>,
-    pub lifetime_p99_ms: Option<f64>,
-    pub handshake_p50_ms: Option<f64>,
-    pub handshake_p99_ms: Option<f64>,
-    pub closed_locally_share: Option<f64>,
-    pub time_wait: u64,
-    pub tw_expiring_10s: u64,
-    pub tw_expiring_30s: u64,
-    pub tw_expiring_60s: u64,
-    pub connect_errors: u64,
-    pub connect_errors_by_errno: &'a [ErrnoCount],
-}
-
-impl<'a> From<&'a Stats> for StatsJson<'a> {
-    fn from(s: &'a Stats) -> Self {
-        StatsJson {
-            new_per_sec: s.new_per_s_10s,
-            new_per_sec_1s: s.new_per_s_1s,
-            new_per_sec_60s: s.new_per_s_60s,
-            new_total: s.new_total,
-            lifetime_p50_ms: s.lifetime_p50_ms,
-            lifetime_p90_ms: s.lifetime_p90_ms,
-            lifetime_p99_ms: s.lifetime_p99_ms,
-            handshake_p50_ms: s.handshake_p50_ms,
-            handshake_p99_ms: s.handshake_p99_ms,
-            closed_locally_share: s.closed_locally_share,
-            time_wait: s.time_wait,
-            tw_expiring_10s: s.tw_expiring_10s,
-            tw_expiring_30s: s.tw_expiring_30s,
-            tw_expiring_60s: s.tw_expiring_60s,
-            connect_errors: s.connect_errors_total,
-            connect_errors_by_errno: &s.connect_errors,
-        }
-    }
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -125,7 +83,7 @@ pub struct ServiceJson<'a> {
     #[serde(flatten)]
     pub service: ServiceRef<'a>,
     #[serde(flatten)]
-    pub stats: StatsJson<'a>,
+    pub stats: &'a Stats,
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -134,24 +92,7 @@ pub struct ProcessJson<'a> {
     pub comm: &'a str,
     pub service: &'a str,
     #[serde(flatten)]
-    pub stats: StatsJson<'a>,
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-pub struct DestinationJson<'a> {
-    pub daddr: String,
-    pub dport: u16,
-    #[serde(flatten)]
-    pub stats: StatsJson<'a>,
-    pub closer: crate::engine::Closer,
-    pub held_ports: u64,
-    pub open_ports: u64,
-    pub from_socket_table: bool,
-    pub budget: u64,
-    pub pressure: f64,
-    pub forecast_time_wait: f64,
-    pub forecast_exceeds_budget: bool,
-    pub exhaustion_in_s: Option<f64>,
+    pub stats: &'a Stats,
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -160,15 +101,7 @@ pub struct PairJson<'a> {
     pub daddr: String,
     pub dport: u16,
     #[serde(flatten)]
-    pub stats: StatsJson<'a>,
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-pub struct InboundJson<'a> {
-    pub laddr: String,
-    pub lport: u16,
-    #[serde(flatten)]
-    pub stats: StatsJson<'a>,
+    pub stats: &'a Stats,
 }
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -185,23 +118,6 @@ pub struct VerdictJson<'a> {
     pub connect_errors: u64,
     pub evidence: &'a str,
     pub fix: &'a str,
-}
-
-fn destination_json(d: &DestinationRow) -> DestinationJson<'_> {
-    DestinationJson {
-        daddr: d.daddr.to_string(),
-        dport: d.dport,
-        stats: (&d.stats).into(),
-        closer: d.closer,
-        held_ports: d.held_ports,
-        open_ports: d.open_ports,
-        from_socket_table: d.from_socket_table,
-        budget: d.budget,
-        pressure: d.pressure,
-        forecast_time_wait: d.forecast.steady_time_wait,
-        forecast_exceeds_budget: d.forecast.exceeds_budget,
-        exhaustion_in_s: d.forecast.exhaustion_in_s,
-    }
 }
 
 /// The JSON object of one interval. `rows` caps each table (verdicts are
@@ -237,7 +153,7 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             .take(rows)
             .map(|s| ServiceJson {
                 service: service_ref(&s.service, &s.pids),
-                stats: (&s.stats).into(),
+                stats: &s.stats,
             })
             .collect(),
         processes: model
@@ -248,15 +164,10 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
                 pid: p.pid,
                 comm: &p.comm,
                 service: &p.service.name,
-                stats: (&p.stats).into(),
+                stats: &p.stats,
             })
             .collect(),
-        destinations: model
-            .destinations
-            .iter()
-            .take(rows)
-            .map(destination_json)
-            .collect(),
+        destinations: &model.destinations[..rows.min(model.destinations.len())],
         pairs: model
             .pairs
             .iter()
@@ -265,19 +176,10 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
                 service: service_ref(&p.service, &p.pids),
                 daddr: p.daddr.to_string(),
                 dport: p.dport,
-                stats: (&p.stats).into(),
+                stats: &p.stats,
             })
             .collect(),
-        inbound: model
-            .inbound
-            .iter()
-            .take(rows)
-            .map(|i| InboundJson {
-                laddr: i.laddr.to_string(),
-                lport: i.lport,
-                stats: (&i.stats).into(),
-            })
-            .collect(),
+        inbound: &model.inbound[..rows.min(model.inbound.len())],
         verdicts: model.verdicts.iter().map(verdict_json).collect(),
         others: &model.others,
     }
