@@ -3,7 +3,9 @@
 //! time moving on (idle keys aged out on a fixed grid).
 
 use crate::clock::NS_PER_S;
-use crate::event::{ConnClose, ConnectError, Direction, canonical_addr, is_canonical};
+use crate::event::{
+    ConnClose, ConnectError, Direction, EADDRNOTAVAIL, canonical_addr, is_canonical,
+};
 
 use super::acc::CloseFacts;
 use super::{Engine, FAILURE_MINUTES};
@@ -57,8 +59,7 @@ impl Engine {
         }
         self.sys.record_close(f);
         if let Some(errno) = c.errno {
-            self.sys_errors.add(c.end_ns / NS_PER_S, 1);
-            self.count_failure_minute(c.end_ns, errno);
+            self.count_failure(c.end_ns, errno);
         }
         let svc = self.service_idx(c.task.as_ref());
         if let Some(t) = &c.task {
@@ -92,8 +93,7 @@ impl Engine {
         };
         self.note_netns(e.netns);
         self.sys.record_error(e);
-        self.sys_errors.add(e.ts_ns / NS_PER_S, 1);
-        self.count_failure_minute(e.ts_ns, e.errno);
+        self.count_failure(e.ts_ns, e.errno);
         let svc = self.service_idx(e.task.as_ref());
         if let Some(t) = &e.task {
             let p = self.processes.entry((t.pid, t.comm));
@@ -109,9 +109,14 @@ impl Engine {
         d.acc.record_error(e);
     }
 
-    /// Failures by the wall-clock minute they happened in (the report's
-    /// timeline); only the last few minutes are kept.
-    fn count_failure_minute(&mut self, ts_ns: u64, errno: i32) {
+    /// A failed connect or handshake: by second (the rates), and by the
+    /// wall-clock minute it happened in (the report's timeline; only the
+    /// last few minutes are kept).
+    fn count_failure(&mut self, ts_ns: u64, errno: i32) {
+        self.sys_errors.add(ts_ns / NS_PER_S, 1);
+        if errno == EADDRNOTAVAIL {
+            self.sys_eaddrnotavail.add(ts_ns / NS_PER_S, 1);
+        }
         let unix_ns = self
             .host
             .as_ref()

@@ -85,6 +85,8 @@ pub struct Engine {
     sys: Acc,
     /// Failures (connect errors and failed handshakes) by second.
     sys_errors: SecondRing,
+    /// Of those, EADDRNOTAVAIL.
+    sys_eaddrnotavail: SecondRing,
     counters: Option<KernelCounters>,
     prev_counters: Option<KernelCounters>,
     losses: Losses,
@@ -129,6 +131,7 @@ impl Engine {
             inbound: Table::new(n),
             sys: Acc::default(),
             sys_errors: SecondRing::default(),
+            sys_eaddrnotavail: SecondRing::default(),
             counters: None,
             prev_counters: None,
             losses: Losses::default(),

@@ -216,6 +216,15 @@ pub struct SystemModel {
     pub new_per_s_10s: f64,
     pub new_per_s_60s: f64,
     pub connect_errors_per_s_10s: f64,
+    /// EADDRNOTAVAIL (port exhaustion, among other causes) per second over
+    /// the last 10 s.
+    pub eaddrnotavail_per_s_10s: f64,
+    /// TIME_WAIT sockets held: /proc/net/sockstat's count when read, else
+    /// the sum over destinations.
+    pub time_wait: u64,
+    /// ESTABLISHED + SYN_SENT sockets to all destinations (ports in use
+    /// besides TIME_WAIT).
+    pub open_ports: u64,
     pub connect_errors: Vec<ErrnoCount>,
     pub connect_errors_total: u64,
     /// Failures (as `connect_errors`) in the last wall-clock minutes that

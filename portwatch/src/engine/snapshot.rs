@@ -140,7 +140,13 @@ impl Engine {
             new_per_s_1s: sys_stats.new_per_s_1s,
             new_per_s_10s: sys_stats.new_per_s_10s,
             new_per_s_60s: sys_stats.new_per_s_60s,
-            connect_errors_per_s_10s: 0.0,
+            connect_errors_per_s_10s: now.rate(&self.sys_errors, 10),
+            eaddrnotavail_per_s_10s: now.rate(&self.sys_eaddrnotavail, 10),
+            time_wait: self
+                .counters
+                .map(|c| c.tcp_tw)
+                .unwrap_or_else(|| destinations.iter().map(|d| d.stats.time_wait).sum()),
+            open_ports: destinations.iter().map(|d| d.open_ports).sum(),
             connect_errors: sys_stats.connect_errors.clone(),
             connect_errors_total: sys_stats.connect_errors_total,
             failure_minutes: self
@@ -171,7 +177,6 @@ impl Engine {
             + others.destinations
             + others.pairs
             + others.inbound;
-        system.connect_errors_per_s_10s = self.error_rate(&now);
         let host_netns = self.host.as_ref().map_or(0, |h| h.netns);
         let other_netns = self
             .netns_seen
@@ -212,12 +217,6 @@ impl Engine {
         let dt_s = b.ts_ns.checked_sub(a.ts_ns).filter(|&d| d > 0)? as f64 / 1e9;
         // A counter going backwards means a reset (e.g. namespace change).
         Some(f(&b).saturating_sub(f(&a)) as f64 / dt_s)
-    }
-
-    /// Connect failures (and failed handshakes) per second over the last
-    /// 10 s. Per key only totals are kept; this one rate is system-wide.
-    pub(super) fn error_rate(&self, now: &Now) -> f64 {
-        now.rate(&self.sys_errors, 10)
     }
 }
 

@@ -79,7 +79,7 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
     let when = h
         .source
         .clone()
-        .unwrap_or_else(|| format!("up {}", hms(h.uptime_s)));
+        .unwrap_or_else(|| format!("observed {}", hms(h.observed_s)));
     let mut l1 = vec![
         Span::styled("portwatch ", t.title()),
         Span::raw(format!("{} · {} · {}", h.host, h.kernel, when)),
@@ -94,8 +94,8 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
     };
     let l2 = vec![
         Span::raw(format!(
-            "ports {}-{} budget {}/dest  TIME_WAIT {}  estab {}  ",
-            h.port_range.0, h.port_range.1, h.budget, h.time_wait, h.established,
+            "ports {}-{} budget {}/dest  TIME_WAIT {}  open {}  ",
+            h.port_range.0, h.port_range.1, h.budget, h.time_wait, h.open_ports,
         )),
         Span::styled(format!("lost {}", h.lost_events), lost_style),
     ];
@@ -297,7 +297,7 @@ fn draw_destinations(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme
     let out: Vec<Row> = rows
         .iter()
         .map(|r| {
-            let p = r.pressure();
+            let p = r.pressure;
             let style = if p >= 0.9 {
                 t.alert()
             } else if p >= 0.5 {

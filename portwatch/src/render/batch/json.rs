@@ -6,7 +6,9 @@ use std::io::{self, Write};
 use serde::Serialize;
 
 use crate::engine::service::ServiceId;
-use crate::engine::{Advice, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict};
+use crate::engine::{
+    Advice, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict,
+};
 
 #[derive(Serialize, Debug, PartialEq)]
 pub struct BatchJson<'a> {
