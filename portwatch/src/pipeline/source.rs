@@ -9,6 +9,7 @@ use crate::engine::Engine;
 use crate::event::Losses;
 use crate::input::Input;
 use crate::live::LiveSource;
+use crate::probe::Probe;
 use crate::tracefile::{ReadError, Reader};
 
 impl Source for LiveSource {
@@ -112,5 +113,55 @@ impl<R: Read> Source for TraceSource<R> {
             error: self.error.map(|e| e.to_string()),
             inputs: self.inputs,
         }
+    }
+}
+
+/// The probe's events alone (`trace`): no host collectors, no socket
+/// tables, no cgroup paths; only what the kernel reports.
+pub struct ProbeSource {
+    probe: Probe,
+}
+
+impl ProbeSource {
+    pub fn new(probe: Probe) -> Self {
+        ProbeSource { probe }
+    }
+
+    fn drain(&mut self, out: &mut Vec<Input>) {
+        self.probe.drain(|ev| out.push(Input::Event(ev)));
+    }
+}
+
+impl Source for ProbeSource {
+    async fn next(&mut self, out: &mut Vec<Input>) -> FeedState {
+        self.probe.wait().await;
+        self.drain(out);
+        FeedState::More
+    }
+
+    fn now_ns(&self, _engine: &Engine) -> u64 {
+        monotonic_now_ns()
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.probe.warnings
+    }
+
+    fn losses(&self) -> Option<Losses> {
+        Some(self.probe.losses())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Input>) {
+        self.drain(out);
+    }
+
+    fn close(self) -> Closing {
+        let c = Closing {
+            losses: Some(self.probe.losses()),
+            warnings: self.probe.warnings.clone(),
+            ..Closing::default()
+        };
+        drop(self); // detaches every program
+        c
     }
 }
