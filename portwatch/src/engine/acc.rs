@@ -24,7 +24,11 @@ pub(crate) struct Acc {
     pub(super) local_closes: u64,
     pub(super) peer_closes: u64,
     pub(super) lifetime: LogHist,
+    /// Sum of the lifetimes in `lifetime` (the exporter's histogram sum).
+    pub(super) lifetime_sum_us: u64,
     pub(super) handshake: LogHist,
+    /// EADDRNOTAVAIL failures the kernel saw as port exhaustion.
+    pub(super) port_exhaustion: u64,
     /// errno → count; few distinct values, so a short vector.
     pub(super) errors: Vec<(i32, u64)>,
     pub(super) last_ns: u64,
@@ -71,6 +75,7 @@ impl Acc {
         self.new_total += 1;
         if let Some(b) = f.lifetime_bucket {
             self.lifetime.record_bucket(b);
+            self.lifetime_sum_us += c.lifetime_ns() / 1000;
         }
         if let Some(b) = f.handshake_bucket {
             self.handshake.record_bucket(b);
@@ -93,6 +98,9 @@ impl Acc {
 
     pub(super) fn record_error(&mut self, e: &ConnectError) {
         self.record_errno(e.errno);
+        if e.cause == crate::event::Cause::PortExhaustion {
+            self.port_exhaustion += 1;
+        }
         self.last_error_ns = self.last_error_ns.max(Some(e.ts_ns));
         self.last_ns = self.last_ns.max(e.ts_ns);
         if let Some(t) = &e.task {
@@ -138,6 +146,9 @@ impl Acc {
             tw_expiring_60s: exp[2],
             connect_errors: errno_counts(&self.errors),
             connect_errors_total: errors_total,
+            port_exhaustion_total: self.port_exhaustion,
+            local_closes_total: self.local_closes,
+            lifetime_sum_s: self.lifetime_sum_us as f64 / 1e6,
             new_series_60s: (now.sec.saturating_sub(60)..now.sec)
                 .map(|s| self.new.get(s))
                 .collect(),

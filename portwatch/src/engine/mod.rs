@@ -90,6 +90,8 @@ pub struct Engine {
     counters: Option<KernelCounters>,
     prev_counters: Option<KernelCounters>,
     losses: Losses,
+    /// Events applied (closes and connect errors).
+    events: u64,
     /// Time of the last socket table, if any was read.
     last_table_ns: Option<u64>,
     aged_out: u64,
@@ -135,6 +137,7 @@ impl Engine {
             counters: None,
             prev_counters: None,
             losses: Losses::default(),
+            events: 0,
             last_table_ns: None,
             aged_out: 0,
             netns_seen: FxHashSet::default(),
@@ -158,8 +161,14 @@ impl Engine {
         }
         match input {
             Input::Host(h) => self.host = Some(h.clone()),
-            Input::Event(Event::Close(c)) => self.on_close(c),
-            Input::Event(Event::ConnectError(e)) => self.on_connect_error(e),
+            Input::Event(Event::Close(c)) => {
+                self.events += 1;
+                self.on_close(c);
+            }
+            Input::Event(Event::ConnectError(e)) => {
+                self.events += 1;
+                self.on_connect_error(e);
+            }
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => self.on_cgroup(*id, path.as_deref()),
             Input::Sockets(t) => self.on_sockets(t),

@@ -161,6 +161,8 @@ impl Engine {
             inbound_total: self.inbound_total,
             losses: self.losses,
             lost_events: self.losses.total(),
+            events_total: self.events,
+            counters: self.counters,
             folded_keys: 0,
             aged_out_keys: self.aged_out,
             advice: Vec::new(),

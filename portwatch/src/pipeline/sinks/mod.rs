@@ -2,6 +2,7 @@
 //! report, the recording alone, the event stream of `trace`.
 
 pub mod batch;
+pub mod exporter;
 pub mod record;
 pub mod report;
 pub mod trace;
