@@ -315,12 +315,33 @@ struct Churn {
     done: Arc<AtomicU64>,
     clients: Vec<thread::JoinHandle<()>>,
     addr: SocketAddr,
+    /// CLOCK_MONOTONIC after each completed connection (paced churn only).
+    closed_ns: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the kernel's event timestamps.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid pointer to a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 impl Churn {
     fn start(ns: &Netns, threads: usize) -> Churn {
+        Churn::paced(ns, threads, None)
+    }
+
+    /// With `pause`, each client sleeps that long between connections and
+    /// the time of every completed connection is kept.
+    fn paced(ns: &Netns, threads: usize, pause: Option<Duration>) -> Churn {
         let stop = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicU64::new(0));
+        let closed_ns = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let times = closed_ns.clone();
         let (s, d) = (stop.clone(), done.clone());
         let (clients, addr) = ns.run(move || {
             let sock = socket2::Socket::new(
@@ -348,7 +369,7 @@ impl Churn {
                 .unwrap();
             let clients = (0..threads)
                 .map(|_| {
-                    let (s, d) = (s.clone(), d.clone());
+                    let (s, d, times) = (s.clone(), d.clone(), times.clone());
                     thread::Builder::new()
                         .name("pwf-churn".into())
                         .spawn(move || {
@@ -356,7 +377,12 @@ impl Churn {
                                 if let Ok(mut c) = TcpStream::connect(addr) {
                                     let mut rest = Vec::new();
                                     let _ = std::io::Read::read_to_end(&mut c, &mut rest);
+                                    drop(c);
                                     d.fetch_add(1, Ordering::Relaxed);
+                                    if let Some(p) = pause {
+                                        times.lock().unwrap().push(monotonic_ns());
+                                        thread::sleep(p);
+                                    }
                                 }
                             }
                         })
@@ -370,6 +396,7 @@ impl Churn {
             done,
             clients,
             addr,
+            closed_ns,
         }
     }
 
@@ -732,5 +759,138 @@ fn without_privileges_the_missing_capability_is_named_and_with_only_bpf_and_perf
         missed: Some(0),
         rss_kib: rss,
         exit: "1 \"missing: CAP_BPF, CAP_PERFMON\"; 1 \"missing: CAP_PERFMON\"; 0".into(),
+    });
+}
+
+// ---------------------------------------------------------------------------
+// SIGKILL of `record` at many moments
+
+/// A small deterministic generator for the kill points (the seed is printed,
+/// and `PORTWATCH_FAULT_SEED` replays a run).
+fn next_rand(state: &mut u64) -> u64 {
+    // splitmix64
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn record_killed_at_any_moment_leaves_a_file_readable_up_to_its_last_flushed_frame() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    const KILLS: usize = 10;
+    /// Frames are flushed every second of trace time; what closed longer
+    /// ago than this before the kill must be on disk.
+    const FLUSHED_BY_NS: u64 = 1_500_000_000;
+    let mut seed = std::env::var("PORTWATCH_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(monotonic_ns);
+    eprintln!("kill points from PORTWATCH_FAULT_SEED={seed}");
+    let ns = Netns::new("pwf-killed", &[]);
+    let inode = ns.inode;
+    // ~1,000 connections/s: a load the recorder keeps up with, so every
+    // connection is either in a flushed frame or after the last one.
+    let churn = Churn::paced(&ns, 2, Some(Duration::from_millis(2)));
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    let mut readable_total = 0u64;
+    let mut torn = 0;
+    let mut worst_rss = 0;
+    for k in 0..KILLS {
+        // 0.05 s .. 4 s after recording started: before, at and between
+        // the once-a-second flushes.
+        let delay = Duration::from_millis(50 + next_rand(&mut seed) % 3950);
+        let path = dir.path().join(format!("kill{k}.pwt"));
+        let p = path.to_str().unwrap().to_string();
+        let mut child = Tracer::spawn(&["record", "-o", &p, "--duration", "60"]);
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+            assert!(n > 0, "record exited before recording");
+            if line.contains("recording") {
+                break;
+            }
+        }
+        let started_ns = monotonic_ns();
+        thread::sleep(delay);
+        worst_rss = worst_rss.max(peak_rss_kib(child.id()).unwrap_or(0));
+        child.kill().unwrap(); // SIGKILL
+        let killed_ns = monotonic_ns();
+        let st = child.wait().unwrap();
+        assert!(!st.success());
+
+        let mut r = portwatch::tracefile::Reader::open(&path)
+            .unwrap_or_else(|e| panic!("kill {k} after {delay:?}: file unreadable: {e}"));
+        let inputs = r
+            .by_ref()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_or_else(|e| panic!("kill {k} after {delay:?}: read error: {e}"));
+        assert!(
+            r.warnings().len() <= 1,
+            "kill {k} after {delay:?}: more than a torn last frame: {:?}",
+            r.warnings()
+        );
+        torn += r.warnings().len();
+        if let Some(first) = inputs.first() {
+            assert!(
+                matches!(first, portwatch::input::Input::Host(_)),
+                "kill {k}: the file does not start with the host record"
+            );
+        }
+        let ours: Vec<u64> = inputs
+            .iter()
+            .filter_map(|i| match i {
+                portwatch::input::Input::Event(portwatch::event::Event::Close(c))
+                    if c.netns == inode && c.direction == portwatch::event::Direction::Outbound =>
+                {
+                    Some(c.end_ns)
+                }
+                _ => None,
+            })
+            .collect();
+        readable_total += ours.len() as u64;
+        // Connections that closed after recording began and long enough
+        // before the kill are all in the file.
+        let window = (started_ns + 200_000_000)..killed_ns.saturating_sub(FLUSHED_BY_NS);
+        if !window.is_empty() {
+            let made = churn
+                .closed_ns
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|t| window.contains(t))
+                .count();
+            let in_file = ours.iter().filter(|&&t| t >= started_ns).count();
+            assert!(
+                in_file >= made,
+                "kill {k} after {delay:?}: {made} connections closed more than 1.5 s before \
+                 the kill, only {in_file} in the file"
+            );
+            checked += 1;
+        }
+    }
+    churn.finish();
+    assert!(
+        checked >= 2,
+        "too few kill points late enough to check content ({checked})"
+    );
+    report(Figure {
+        fault: "record killed (SIGKILL)",
+        injected: format!(
+            "{KILLS} kills at random moments 0.05–4 s into a recording under churn \
+             ({checked} late enough to check content)"
+        ),
+        delivered: Some(readable_total),
+        lost: None,
+        missed: Some(0),
+        rss_kib: Some(worst_rss),
+        exit: format!("SIGKILL; all {KILLS} files readable ({torn} torn last frames skipped)"),
     });
 }
