@@ -894,3 +894,163 @@ fn record_killed_at_any_moment_leaves_a_file_readable_up_to_its_last_flushed_fra
         exit: format!("SIGKILL; all {KILLS} files readable ({torn} torn last frames skipped)"),
     });
 }
+
+// ---------------------------------------------------------------------------
+// Degraded kernels, simulated in a private mount namespace
+
+/// Mounts `fstype` at `target` (in the calling thread's mount namespace).
+fn mount(fstype: &str, target: &str) -> Result<(), String> {
+    let st = Command::new("mount")
+        .args(["-t", fstype, fstype, target])
+        .status()
+        .map_err(|e| format!("mount: {e}"))?;
+    if !st.success() {
+        return Err(format!("mount -t {fstype} {target} failed"));
+    }
+    Ok(())
+}
+
+/// Outbound closes to `port` and a refused connect to `refused`, made in
+/// `ns` once `t` is tracing.
+fn traffic(ns: &Netns, conns: usize) -> (u16, u16) {
+    ns.run(move || {
+        let addr = start_server("127.0.0.1:0");
+        for _ in 0..conns {
+            client_exchange(addr, 1);
+        }
+        // A port nobody listens on: the connect is refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert!(TcpStream::connect(("127.0.0.1", refused)).is_err());
+        (addr.port(), refused)
+    })
+}
+
+#[test]
+fn degraded_kernels_give_the_documented_warnings_and_null_fields() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    const CONNS: usize = 5;
+
+    // 1. No kernel BTF: /sys/kernel/btf hidden under an empty tmpfs.
+    let ns = NoTracefs::with(|| {
+        mount("tracefs", "/sys/kernel/tracing")?;
+        mount("tmpfs", "/sys/kernel/btf")
+    });
+    let net = Netns::new("pwf-nobtf", &[]);
+    // Without BTF events carry no netns: filter by process name instead.
+    let t =
+        ns.run(|| Tracer::spawn(&["trace", "--json", "--duration", "60", "--comm", "pwf-nobtf"]));
+    let mut t = Tracer::attach(t);
+    let (port, refused) = traffic(&net, CONNS);
+    let ours = |seen: &[serde_json::Value]| {
+        seen.iter()
+            .filter(|v| v["event"] == "close" && v["dport"] == port && v["direction"] == "out")
+            .count()
+    };
+    assert!(
+        t.wait_for(Duration::from_secs(20), |seen| ours(seen) >= CONNS),
+        "without BTF: {} of {CONNS} connections",
+        ours(&t.seen)
+    );
+    let rss = peak_rss_kib(t.pid());
+    let warnings = std::mem::take(&mut t.startup);
+    let (ok, stderr, seen) = t.stop();
+    assert!(ok, "{stderr:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("warning: no kernel BTF")),
+        "no BTF warning: {warnings:?}"
+    );
+    for v in seen
+        .iter()
+        .filter(|v| v["dport"] == port && v["direction"] == "out")
+    {
+        for f in ["bytes_sent", "bytes_received", "netns"] {
+            assert!(v[f].is_null(), "{f} should be null without BTF: {v}");
+        }
+        assert_eq!(v["comm"], v["thread"], "thread is comm without BTF: {v}");
+        assert!(v["pid"].is_u64() && v["lifetime_us"].is_u64(), "{v}");
+    }
+    let refusals: Vec<_> = seen.iter().filter(|v| v["dport"] == refused).collect();
+    assert_eq!(refusals.len(), 1, "the refused connect once: {refusals:?}");
+    drop(ns);
+    let nobtf_delivered = ours(&seen) as u64;
+
+    // 2. No syscall tracepoints: events/syscalls hidden under an empty tmpfs.
+    let ns = NoTracefs::with(|| {
+        mount("tracefs", "/sys/kernel/tracing")?;
+        mount("tmpfs", "/sys/kernel/tracing/events/syscalls")
+    });
+    let net = Netns::new("pwf-nosys", &[]);
+    let netns = net.inode.to_string();
+    let t =
+        ns.run(move || Tracer::spawn(&["trace", "--json", "--duration", "60", "--netns", &netns]));
+    let mut t = Tracer::attach(t);
+    let (port, refused) = traffic(&net, CONNS);
+    let inode = net.inode;
+    let done = |seen: &[serde_json::Value]| {
+        of(seen, "close", inode)
+            .filter(|v| v["dport"] == port)
+            .count()
+            >= CONNS
+            && of(seen, "close", inode).any(|v| v["dport"] == refused)
+    };
+    assert!(
+        t.wait_for(Duration::from_secs(20), done),
+        "without syscall tracepoints: {:?}",
+        t.seen
+    );
+    let warnings = std::mem::take(&mut t.startup);
+    let (ok, stderr, seen) = t.stop();
+    assert!(ok, "{stderr:?}");
+    assert!(
+        warnings
+            .iter()
+            .any(|l| l.contains("warning: tracepoints syscalls/") && l.contains("missing")),
+        "no warning about the syscall tracepoints: {warnings:?}"
+    );
+    // The refused connect is still reported, as a failed handshake, once.
+    let refusals: Vec<_> = seen.iter().filter(|v| v["dport"] == refused).collect();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    assert_eq!(refusals[0]["errno"], "ECONNREFUSED", "{}", refusals[0]);
+    assert_eq!(refusals[0]["established"], false);
+    drop(ns);
+
+    // 3. No right to mount tracefs: only CAP_BPF + CAP_PERFMON, no tracefs.
+    let ns = NoTracefs::new();
+    let out = ns.run(|| {
+        Command::new("setpriv")
+            .args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", "--"])
+            .arg(env!("CARGO_BIN_EXE_portwatch"))
+            .args(["trace", "--duration", "1"])
+            .output()
+            .expect("setpriv")
+    });
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_no_backtrace(&err);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("tracefs is not mounted and mounting it failed")
+            && err.contains("mount -t tracefs tracefs /sys/kernel/tracing"),
+        "{err}"
+    );
+
+    report(Figure {
+        fault: "degraded kernel",
+        injected: "no BTF (/sys/kernel/btf hidden); no syscall tracepoints \
+                   (events/syscalls hidden); no right to mount tracefs"
+            .into(),
+        delivered: Some(nobtf_delivered),
+        lost: None,
+        missed: Some(0),
+        rss_kib: rss,
+        exit: "0 with a warning, bytes/netns null; 0 with a warning, refusals still reported; \
+               1 naming the mount command"
+            .into(),
+    });
+}
