@@ -1054,3 +1054,136 @@ fn degraded_kernels_give_the_documented_warnings_and_null_fields() {
             .into(),
     });
 }
+
+// ---------------------------------------------------------------------------
+// Bad trace input: 1 GiB files of zeros and garbage
+
+/// Runs `portwatch <args>` to completion (bounded): (exit code, stderr,
+/// peak RSS in KiB, seconds). The RSS is the child's own, from wait4.
+fn run_measured(args: &[&str], limit: Duration) -> (Option<i32>, String, u64, f64) {
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portwatch"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn portwatch");
+    let mut err = child.stderr.take().unwrap();
+    let reader = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut s);
+        s
+    });
+    let pid = child.id() as i32;
+    let (status, rusage) = loop {
+        let mut status = 0;
+        // SAFETY: zeroed rusage is a valid out-parameter.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our child; pointers are to locals we own.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut ru) };
+        if r == pid {
+            break (status, ru);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("portwatch {args:?} did not finish within {limit:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let secs = started.elapsed().as_secs_f64();
+    let stderr = reader.join().unwrap();
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    (code, stderr, rusage.ru_maxrss as u64, secs)
+}
+
+#[test]
+fn gigabyte_files_of_zeros_and_garbage_are_read_in_bounded_memory_with_a_clear_message() {
+    let _serial = serial();
+    use std::io::{Seek, SeekFrom};
+    const GIB: u64 = 1 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    // A real trace (synthetic churn) to put in front of the damage.
+    let valid = |path: &Path| {
+        let mut w = portwatch::tracefile::Writer::create(path, true).unwrap();
+        for i in portwatch::tracefile::synthetic::churn(20_000, 1_000) {
+            w.append(&i).unwrap();
+        }
+        w.finish().unwrap();
+    };
+    let mut seed = 0x5eed_u64;
+    let mut garbage = |f: &mut std::fs::File, at: u64, len: usize| {
+        let bytes: Vec<u8> = (0..len).map(|_| next_rand(&mut seed) as u8).collect();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(&bytes).unwrap();
+    };
+    let cases: Vec<(&str, std::path::PathBuf)> = {
+        // a) a valid trace, then zeros up to 1 GiB (sparse)
+        let a = dir.path().join("zeros-after.pwt");
+        valid(&a);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&a)
+            .unwrap()
+            .set_len(GIB)
+            .unwrap();
+        // b) garbage from the first byte: 4 KiB every 128 MiB of a sparse GiB
+        let b = dir.path().join("garbage.pwt");
+        let mut f = std::fs::File::create(&b).unwrap();
+        f.set_len(GIB).unwrap();
+        for k in 0..8 {
+            garbage(&mut f, k * (128 << 20), 4096);
+        }
+        // c) a valid trace, then 64 KiB of garbage, then zeros to 1 GiB
+        let c = dir.path().join("garbage-after.pwt");
+        valid(&c);
+        let mut f = std::fs::OpenOptions::new().write(true).open(&c).unwrap();
+        let end = f.metadata().unwrap().len();
+        garbage(&mut f, end, 64 << 10);
+        f.set_len(GIB).unwrap();
+        vec![
+            ("valid trace + zeros to 1 GiB", a),
+            ("1 GiB of garbage, no header", b),
+            ("valid trace + garbage + zeros to 1 GiB", c),
+        ]
+    };
+    let mut worst_rss = 0;
+    let mut worst_s = 0f64;
+    let mut exits = Vec::new();
+    for (what, path) in &cases {
+        let p = path.to_str().unwrap();
+        for cmd in ["report", "export"] {
+            let (code, stderr, rss, secs) = run_measured(&[cmd, p], Duration::from_secs(120));
+            assert_no_backtrace(&stderr);
+            assert!(
+                matches!(code, Some(0) | Some(1)),
+                "{cmd} on {what}: exit {code:?}: {stderr}"
+            );
+            assert!(
+                stderr.contains("byte") || stderr.contains("not a portwatch trace"),
+                "{cmd} on {what}: the message names no offset: {stderr}"
+            );
+            // The reader caps what it allocates (frames, dictionaries,
+            // zstd window): a GiB of input must not become a GiB of memory.
+            assert!(rss < 256 * 1024, "{cmd} on {what}: peak RSS {rss} KiB");
+            worst_rss = worst_rss.max(rss);
+            worst_s = worst_s.max(secs);
+            eprintln!(
+                "{cmd} on {what}: exit {code:?}, {rss} KiB, {secs:.2} s: {}",
+                stderr.trim()
+            );
+            exits.push(code.unwrap_or(-1));
+        }
+    }
+    report(Figure {
+        fault: "bad trace input",
+        injected: format!(
+            "`report` and `export` on 1 GiB sparse files: {}; slowest {worst_s:.1} s",
+            cases.iter().map(|c| c.0).collect::<Vec<_>>().join("; ")
+        ),
+        delivered: None,
+        lost: None,
+        missed: None,
+        rss_kib: Some(worst_rss),
+        exit: format!("{exits:?} with the byte offset named"),
+    });
+}
