@@ -1060,6 +1060,10 @@ fn degraded_kernels_give_the_documented_warnings_and_null_fields() {
 
 /// Runs `portwatch <args>` to completion (bounded): (exit code, stderr,
 /// peak RSS in KiB, seconds). The RSS is the child's own, from wait4.
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped with wait4, which also gives its rusage"
+)]
 fn run_measured(args: &[&str], limit: Duration) -> (Option<i32>, String, u64, f64) {
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_portwatch"))
