@@ -1191,3 +1191,174 @@ fn gigabyte_files_of_zeros_and_garbage_are_read_in_bounded_memory_with_a_clear_m
         exit: format!("{exits:?} with the byte offset named"),
     });
 }
+
+// ---------------------------------------------------------------------------
+// Cardinality flood
+
+#[test]
+fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    const DESTINATIONS: u32 = 100_000;
+    const PROCESSES: u32 = 10_000;
+    /// The documented cap (README, Memory bound).
+    const RSS_CAP_KIB: u64 = 100 * 1024;
+    let ns = Netns::new("pwf-flood", &[("ipv4/ip_local_port_range", "1024 65000")]);
+    let mut t = Tracer::start(&[
+        "top",
+        "--batch",
+        "--json",
+        "--interval",
+        "1",
+        "--iterations",
+        "600",
+    ]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        ns.run(move || {
+            let sock = socket2::Socket::new(
+                socket2::Domain::IPV4,
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )
+            .unwrap();
+            let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+            sock.bind(&any.into()).unwrap();
+            sock.listen(4096).unwrap();
+            let listener: std::net::TcpListener = sock.into();
+            let port = listener.local_addr().unwrap().port();
+            let s = stop.clone();
+            thread::spawn(move || {
+                for c in listener.incoming() {
+                    drop(c);
+                    if s.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            });
+            thread::Builder::new()
+                .name("pwf-flood".into())
+                .spawn(move || {
+                    let started = Instant::now();
+                    // Distinct destinations: 127.1.0.0 .. on one port.
+                    let mut made = 0u32;
+                    for i in 0..DESTINATIONS {
+                        let ip = std::net::Ipv4Addr::from(0x7f01_0000 + i);
+                        if TcpStream::connect((ip, port)).is_ok() {
+                            made += 1;
+                        }
+                    }
+                    // Short-lived processes: each forked child connects
+                    // once and exits.
+                    let mut forked = 0u32;
+                    let addr = libc::sockaddr_in {
+                        sin_family: libc::AF_INET as u16,
+                        sin_port: port.to_be(),
+                        sin_addr: libc::in_addr {
+                            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+                        },
+                        sin_zero: [0; 8],
+                    };
+                    for _ in 0..PROCESSES {
+                        // SAFETY: the child only calls async-signal-safe
+                        // functions (socket, connect, close, _exit).
+                        let pid = unsafe { libc::fork() };
+                        if pid == 0 {
+                            // SAFETY: plain syscalls on a local sockaddr.
+                            unsafe {
+                                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                                libc::connect(
+                                    fd,
+                                    (&raw const addr).cast(),
+                                    std::mem::size_of::<libc::sockaddr_in>() as u32,
+                                );
+                                libc::close(fd);
+                                libc::_exit(0);
+                            }
+                        }
+                        if pid > 0 {
+                            forked += 1;
+                            // SAFETY: reaping our own child.
+                            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+                        }
+                    }
+                    (made, forked, started.elapsed())
+                })
+                .unwrap()
+        })
+    };
+    // Frames keep coming while the flood runs: the longest gap between two.
+    let mut last = Instant::now();
+    let mut worst_gap = Duration::ZERO;
+    let mut frames_during = 0;
+    while !flood.is_finished() {
+        let n = t.seen.len();
+        assert!(
+            t.wait_for(Duration::from_secs(30), |s| s.len() > n),
+            "no frame for 30 s during the flood"
+        );
+        worst_gap = worst_gap.max(last.elapsed());
+        last = Instant::now();
+        frames_during += 1;
+    }
+    let (made, forked, took) = flood.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    // Two more frames, so the last counts everything.
+    let n = t.seen.len();
+    assert!(t.wait_for(Duration::from_secs(10), |s| s.len() >= n + 2));
+    let rss = peak_rss_kib(t.pid()).unwrap();
+    let (ok, stderr, seen) = t.stop();
+    assert!(ok, "{stderr:?}");
+    let last = seen.last().expect("frames");
+    let others = &last["others"];
+    let lost = last["system"]["lost_events"].as_u64().unwrap();
+    eprintln!(
+        "{made} destinations and {forked} processes in {took:?}; {frames_during} frames, \
+         worst gap {worst_gap:?}; RSS {rss} KiB; others {others}; lost {lost}"
+    );
+    assert!(
+        made >= DESTINATIONS * 99 / 100 && forked == PROCESSES,
+        "{made} {forked}"
+    );
+    assert!(
+        rss < RSS_CAP_KIB,
+        "peak RSS {rss} KiB over the {RSS_CAP_KIB} KiB cap"
+    );
+    // Tables keep 4,096 keys; the rest is folded and counted (HyperLogLog,
+    // ~2% error; losses lower it too).
+    let folded_dests = others["destinations"].as_u64().unwrap();
+    let folded_procs = others["processes"].as_u64().unwrap();
+    let want_dests = u64::from(made).saturating_sub(4096 + lost) * 9 / 10;
+    let want_procs = u64::from(forked).saturating_sub(4096 + lost) * 9 / 10;
+    assert!(
+        folded_dests >= want_dests,
+        "destinations folded {folded_dests}, want ≥ {want_dests}"
+    );
+    assert!(
+        folded_procs >= want_procs,
+        "processes folded {folded_procs}, want ≥ {want_procs}"
+    );
+    assert!(
+        worst_gap < Duration::from_secs(3),
+        "a frame took {worst_gap:?} (interval 1 s)"
+    );
+    report(Figure {
+        fault: "cardinality flood",
+        injected: format!(
+            "{made} distinct destinations, then {forked} short-lived processes, in {:.0} s",
+            took.as_secs_f64()
+        ),
+        delivered: None,
+        lost: Some(lost),
+        missed: None,
+        rss_kib: Some(rss),
+        exit: format!(
+            "0; folded: {folded_dests} destinations, {folded_procs} processes; \
+             longest gap between frames {:.1} s",
+            worst_gap.as_secs_f64()
+        ),
+    });
+}
