@@ -54,6 +54,29 @@ pub enum Command {
         after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed."
     )]
     Report(ReportArgs),
+    /// Check what works on this host (kernel, privileges, tracepoints, BTF, ...) and what to do about the rest.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch doctor\n  sudo portwatch doctor --json | jq '.checks[] | select(.status != \"ok\")'\n\nIt loads and attaches the eBPF programs for a moment and traces one test\nconnection in a private network namespace, so a check mark means it works.\nOne line per check, with the fix and what is lost without it.\nExit status: 0 when `top` will work fully, 1 when degraded, 2 when it cannot run."
+    )]
+    Doctor(DoctorArgs),
+    /// Writes the man pages and shell completions generated from these
+    /// definitions (used by `cargo xtask dist`; hidden from help).
+    #[command(hide = true)]
+    Assets(AssetsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// One JSON object: {version, kernel, status, exit_code, checks: [{check, status, detail, fix, degrades}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AssetsArgs {
+    /// Directory to create `man/` and `completions/` in.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -6,9 +6,11 @@
 //! * `cargo xtask build [--release]`  one binary with the eBPF object inside.
 //! * `cargo xtask run [--release] -- <portwatch args>`
 //! * `cargo xtask test`  every test: unit, snapshot and kernel (root).
+//! * `cargo xtask dist`  the tarball and the .deb in target/dist/.
 //! * `cargo xtask faults`  the fault suite and its Reliability table (root).
 
 mod bench;
+mod dist;
 mod faults;
 mod loadgen;
 
@@ -70,6 +72,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Release tarball and Debian package in target/dist/ (see dist.rs).
+    Dist,
 }
 
 const APT_PACKAGES: &[&str] = &[
@@ -83,6 +87,10 @@ const APT_PACKAGES: &[&str] = &[
     // used by the kernel tests (ip link) and the TUI end-to-end test
     "iproute2",
     "tmux",
+    // `xtask dist` (dpkg-shlibdeps, strip, readelf) and the man page checks
+    // (groff, `man -w` on the installed package)
+    "dpkg-dev",
+    "man-db",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -157,6 +165,10 @@ fn main() -> Result<()> {
             setup()?;
             test(&root, &args)
         }
+        Cmd::Dist => {
+            setup()?;
+            dist::run_dist(&root)
+        }
     }
 }
 
@@ -204,6 +216,12 @@ fn missing_toolchain() -> Vec<&'static str> {
     }
     if which("tmux").is_none() {
         missing.push("tmux (used by the TUI end-to-end test)");
+    }
+    if which("dpkg-shlibdeps").is_none() {
+        missing.push("dpkg-dev (dpkg-shlibdeps, used by `xtask dist`)");
+    }
+    if which("groff").is_none() || which("man").is_none() {
+        missing.push("man-db (man, groff: man page checks)");
     }
     missing
 }

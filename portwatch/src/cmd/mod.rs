@@ -2,6 +2,8 @@
 //! arguments, and it turns them into one [`crate::pipeline::Pipeline`]
 //! (source → recorder → engine → sink) on one current-thread tokio runtime.
 
+pub mod assets;
+pub mod doctor;
 pub mod export;
 pub mod record;
 pub mod replay;
