@@ -32,15 +32,43 @@ pub fn run(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Row order of the table (by the start of each test's `fault`).
+const ORDER: &[&str] = &[
+    "tracefs",
+    "reader starved",
+    "socket map",
+    "disk full",
+    "record killed",
+    "privileges",
+    "degraded",
+    "bad trace",
+    "cardinality",
+    "soak",
+];
+
 /// The markdown table of the figures file (one JSON object per line).
 fn table(jsonl: &str) -> Result<String> {
     let mut out = String::from(
         "| fault | injected | delivered | counted lost | missed | peak RSS | exit |\n\
          | --- | --- | --- | --- | --- | --- | --- |\n",
     );
-    for line in jsonl.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value =
-            serde_json::from_str(line).with_context(|| format!("figures line {line:?}"))?;
+    let mut rows = jsonl
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .with_context(|| format!("figures line {line:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The tests run in any order; the table keeps one.
+    rows.sort_by_key(|v| {
+        let f = v["fault"].as_str().unwrap_or("");
+        ORDER
+            .iter()
+            .position(|o| f.starts_with(o))
+            .unwrap_or(ORDER.len())
+    });
+    for v in rows {
         let n = |k: &str| {
             v[k].as_u64()
                 .map_or_else(|| "–".to_string(), |n| n.to_string())
@@ -69,8 +97,8 @@ mod tests {
     #[test]
     fn figures_become_table_rows() {
         let t = table(
-            r#"{"fault":"reader starved","injected":"SIGSTOP 3 s","delivered":10,"lost":5,"missed":0,"rss_kib":35000,"exit":"0"}
-{"fault":"disk full","injected":"tmpfs","delivered":null,"lost":null,"missed":null,"rss_kib":null,"exit":"1"}"#,
+            r#"{"fault":"disk full","injected":"tmpfs","delivered":null,"lost":null,"missed":null,"rss_kib":null,"exit":"1"}
+{"fault":"reader starved","injected":"SIGSTOP 3 s","delivered":10,"lost":5,"missed":0,"rss_kib":35000,"exit":"0"}"#,
         )
         .unwrap();
         assert!(
