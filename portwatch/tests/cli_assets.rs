@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const COMMANDS: &[&str] = &[
-    "trace", "top", "record", "export", "replay", "report", "doctor",
+    "trace", "top", "record", "export", "replay", "report", "doctor", "exporter",
 ];
 
 fn portwatch() -> Command {

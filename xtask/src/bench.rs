@@ -53,6 +53,10 @@ pub enum Counter {
     /// generator's destination (127.0.0.1:80; nothing else on the host uses
     /// it during a bench).
     BatchJson,
+    /// `exporter`, run in a network namespace of its own (`unshare -n`)
+    /// and scraped there every second: the last scrape's
+    /// `portwatch_connections_opened_total` to 127.0.0.1:80.
+    Scrape,
 }
 
 pub fn variants() -> Vec<Variant> {
@@ -76,6 +80,17 @@ pub fn variants() -> Vec<Variant> {
             name: "top --batch",
             args: &["top", "--batch", "--json", "--interval", "0.5"],
             count: Counter::BatchJson,
+        },
+        Variant {
+            name: "exporter",
+            args: &[
+                "exporter",
+                "--listen",
+                crate::scrape::LISTEN,
+                "--interval",
+                "0.5",
+            ],
+            count: Counter::Scrape,
         },
     ]
 }
@@ -111,7 +126,18 @@ fn start_tracer(bin: &Path, v: &Variant, out: &Path) -> Result<Tracer> {
     } else {
         out.to_path_buf()
     })?;
-    let mut child = Command::new(bin)
+    // The exporter listens and is scraped in a namespace of its own, so
+    // the scrapes stay off the host's loopback; `sh` execs portwatch, so
+    // the child's pid (signals, rusage) is portwatch's.
+    let mut cmd = if matches!(v.count, Counter::Scrape) {
+        let mut c = Command::new("unshare");
+        c.args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+            .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    let mut child = cmd
         .args(&args)
         .stdout(file)
         .stderr(Stdio::piped())
@@ -130,7 +156,12 @@ fn start_tracer(bin: &Path, v: &Variant, out: &Path) -> Result<Tracer> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(l) if l.contains("tracing") || l.contains("recording") || l.contains("watching") => {
+            Ok(l)
+                if l.contains("tracing")
+                    || l.contains("recording")
+                    || l.contains("watching")
+                    || l.contains("serving") =>
+            {
                 break;
             }
             Ok(l) if l.contains("error") => bail!("portwatch failed to start: {l}"),
@@ -180,7 +211,7 @@ fn parse_lost(line: &str) -> Option<u64> {
 
 fn count_seen(bin: &Path, counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
     match counter {
-        Counter::None => Ok(None),
+        Counter::None | Counter::Scrape => Ok(None),
         Counter::TraceJson | Counter::TraceFile => {
             let jsonl = if matches!(counter, Counter::TraceFile) {
                 let exported = out.with_extension("jsonl");
@@ -291,6 +322,10 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
             } else {
                 Some(start_tracer(&bin, v, &out)?)
             };
+            let scraper = match (&tracer, v.count) {
+                (Some(t), Counter::Scrape) => Some(crate::scrape::Scraper::start(t.child.id())?),
+                _ => None,
+            };
             let (connections, conn_per_s, netns) = loadgen(&args, rate)?;
             let mut run = Run {
                 conn_per_s,
@@ -298,7 +333,7 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
                 ..Run::default()
             };
             if let Some(t) = tracer {
-                if matches!(v.count, Counter::BatchJson) {
+                if matches!(v.count, Counter::BatchJson | Counter::Scrape) {
                     // Let a snapshot after the last close be printed.
                     std::thread::sleep(Duration::from_millis(1500));
                 }
@@ -307,8 +342,15 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
                 run.cpu_s = Some(cpu);
                 run.max_rss_kib = Some(rss);
                 run.lost = lost;
-                run.seen = count_seen(&bin, v.count, &out_path, netns)?;
-                run.out_bytes = std::fs::metadata(&out_path).ok().map(|m| m.len());
+                run.seen = match scraper {
+                    Some(s) => s.finish(),
+                    None => count_seen(&bin, v.count, &out_path, netns)?,
+                };
+                // The exporter writes no output file; its figure is the scrapes.
+                run.out_bytes = std::fs::metadata(&out_path)
+                    .ok()
+                    .map(|m| m.len())
+                    .filter(|_| !matches!(v.count, Counter::Scrape));
             }
             println!(
                 "round {}/{} {:<14} {:>8.0} conn/s  {:>8} conns  seen {:>8}  lost {:>4}",

@@ -5,6 +5,7 @@
 pub mod assets;
 pub mod doctor;
 pub mod export;
+pub mod exporter;
 pub mod record;
 pub mod replay;
 pub mod report;

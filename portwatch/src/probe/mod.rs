@@ -123,6 +123,14 @@ pub fn resolve_offsets() -> (Offsets, Vec<String>) {
     (o, warnings)
 }
 
+/// Cumulative cost of one eBPF program (kernel statistics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub program: String,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
 /// Loaded and attached programs plus the maps userspace reads. Dropping it
 /// detaches every program.
 pub struct Probe {
@@ -306,6 +314,31 @@ impl Probe {
             }
         }
         n
+    }
+
+    /// Run time and run count per attached program, from the kernel's
+    /// per-program statistics. They only advance while
+    /// `kernel.bpf_stats_enabled` is 1 (off by default: it costs a little
+    /// on every run), so `None` when it is off.
+    pub fn program_stats(&self) -> Option<Vec<ProgramStats>> {
+        let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+            .is_ok_and(|v| v.trim() == "1");
+        if !enabled {
+            return None;
+        }
+        let stats = self
+            ._ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramStats {
+                    program: name.to_string(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                    run_count: info.run_count(),
+                })
+            })
+            .collect();
+        Some(stats)
     }
 
     /// Kernel-side loss counters, summed over CPUs.
