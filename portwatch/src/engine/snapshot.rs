@@ -1,0 +1,354 @@
+//! The snapshot: the [`Model`] at a time, built from the accumulators.
+//! Sorting, verdicts and advice are decided here, once, for every view.
+
+use std::net::IpAddr;
+
+use crate::clock::NS_PER_S;
+use crate::input::KernelCounters;
+
+use super::Engine;
+use super::acc::Now;
+use super::destinations::{destination_row, port_budget};
+use super::hash::FxHashMap;
+use super::intern::ServiceIdx;
+use super::model::*;
+use super::netns::{self, NetnsRow, netns_name};
+use super::service::{ServiceId, ServiceKind};
+use super::verdict;
+
+impl Engine {
+    /// The model at `now_ns` (normally the latest tick).
+    pub fn model(&self, now_ns: u64) -> Model {
+        let now_ns = now_ns.max(self.now_ns);
+        let start = self.start_ns.unwrap_or(now_ns);
+        let now = Now {
+            sec: now_ns / NS_PER_S,
+            observed_s: (now_ns / NS_PER_S).saturating_sub(start / NS_PER_S),
+        };
+        let budget = self.host.as_ref().map(|h| port_budget(&h.sysctls));
+
+        let mut processes: Vec<ProcessRow> = self
+            .processes
+            .map
+            .iter()
+            .map(|((pid, comm), (acc, svc))| ProcessRow {
+                pid: *pid,
+                comm: comm.to_string(),
+                service: svc.map_or_else(
+                    || ServiceId {
+                        kind: ServiceKind::Comm,
+                        name: comm.to_string(),
+                    },
+                    |i| self.names.name(i).clone(),
+                ),
+                stats: acc.stats(&now),
+            })
+            .collect();
+        sort_rows(&mut processes, |r| &r.stats, |r| (r.pid, r.comm.clone()));
+
+        // A service's namespace: the one of all its pairs, if one.
+        let mut svc_netns: FxHashMap<ServiceIdx, Option<u32>> = FxHashMap::default();
+        for &(svc, ns, _, _) in self.pairs.map.keys() {
+            svc_netns
+                .entry(svc)
+                .and_modify(|n| {
+                    if *n != Some(ns) {
+                        *n = None;
+                    }
+                })
+                .or_insert(Some(ns));
+        }
+        let mut services: Vec<ServiceRow> = self
+            .services
+            .map
+            .iter()
+            .map(|(&svc, acc)| {
+                let netns = svc_netns.get(&svc).copied().flatten().filter(|&n| n != 0);
+                ServiceRow {
+                    service: self.names.name(svc).clone(),
+                    netns,
+                    netns_name: netns.map(|n| self.netns_name(n)),
+                    pids: acc.pids.to_vec(),
+                    stats: acc.stats(&now),
+                }
+            })
+            .collect();
+        sort_rows(&mut services, |r| &r.stats, |r| r.service.clone());
+
+        let mut destinations: Vec<DestinationRow> = self
+            .destinations
+            .map
+            .iter()
+            .map(|(&(ns, laddr, daddr, dport), d)| {
+                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns));
+                row.netns = (ns != 0).then_some(ns);
+                row.netns_name = row.netns.map(|n| self.netns_name(n));
+                row.laddr = (!laddr.is_unspecified()).then_some(laddr);
+                row
+            })
+            .collect();
+        sort_rows(
+            &mut destinations,
+            |r| &r.stats,
+            |r| (r.daddr, r.dport, r.netns, r.laddr),
+        );
+        // Pressure matters most: a quiet destination can still be full.
+        destinations.sort_by(|a, b| b.pressure.total_cmp(&a.pressure));
+
+        let mut pairs: Vec<PairRow> = self
+            .pairs
+            .map
+            .iter()
+            .map(|(&(svc, ns, daddr, dport), acc)| PairRow {
+                service: self.names.name(svc).clone(),
+                pids: acc.pids.to_vec(),
+                netns: (ns != 0).then_some(ns),
+                netns_name: (ns != 0).then(|| self.netns_name(ns)),
+                daddr,
+                dport,
+                stats: acc.stats(&now),
+            })
+            .collect();
+        sort_rows(
+            &mut pairs,
+            |r| &r.stats,
+            |r| (r.service.clone(), r.daddr, r.dport, r.netns),
+        );
+
+        let mut inbound: Vec<InboundRow> = self
+            .inbound
+            .map
+            .iter()
+            .map(|(&(laddr, lport), acc)| InboundRow {
+                laddr,
+                lport,
+                stats: acc.stats(&now),
+            })
+            .collect();
+        sort_rows(&mut inbound, |r| &r.stats, |r| (r.laddr, r.lport));
+
+        // By key, so verdicts cost pairs + destinations, not their product
+        // (16M comparisons per model with both tables full). Of the budgets
+        // of several local addresses, the fullest speaks for the pair.
+        let mut dest_by_key: FxHashMap<(u32, IpAddr, u16), &DestinationRow> = FxHashMap::default();
+        for d in &destinations {
+            dest_by_key
+                .entry((d.netns.unwrap_or(0), d.daddr, d.dport))
+                .or_insert(d);
+        }
+        let verdicts: Vec<Verdict> = pairs
+            .iter()
+            .filter(|p| {
+                self.names
+                    .get(&p.service)
+                    .and_then(|svc| {
+                        self.pairs
+                            .map
+                            .get(&(svc, p.netns.unwrap_or(0), p.daddr, p.dport))
+                    })
+                    .is_some_and(|a| a.recent(&now))
+            })
+            .filter_map(|p| {
+                let ns = p.netns.unwrap_or(0);
+                let dest = dest_by_key.get(&(ns, p.daddr, p.dport)).copied();
+                verdict::lacks_pooling(
+                    &self.config.verdict,
+                    p,
+                    dest,
+                    self.budget_of(ns),
+                    self.sysctls_of(ns),
+                )
+            })
+            .collect();
+        let namespaces = self.namespace_rows();
+        // The header sums every namespace's sockstat.
+        let sum = |f: fn(&NetnsRow) -> Option<u64>| {
+            namespaces
+                .iter()
+                .filter_map(f)
+                .fold(None, |acc: Option<u64>, v| Some(acc.unwrap_or(0) + v))
+        };
+
+        let sys_stats = self.sys.stats(&now);
+        let mut system = SystemModel {
+            clock: self.host.as_ref().map(|h| h.clock),
+            hostname: self
+                .host
+                .as_ref()
+                .map(|h| h.hostname.clone())
+                .unwrap_or_default(),
+            kernel: self
+                .host
+                .as_ref()
+                .map(|h| h.kernel.clone())
+                .unwrap_or_default(),
+            sysctls: self.sysctls().cloned(),
+            port_range: self.sysctls().map(|s| s.port_range),
+            budget,
+            sockstat_tw: sum(|n| n.sockstat_tw).or(self.counters.map(|c| c.tcp_tw)),
+            sockstat_inuse: sum(|n| n.sockstat_inuse).or(self.counters.map(|c| c.tcp_inuse)),
+            tw_per_s: self.counter_rate(|c| c.tw),
+            tw_recycled_per_s: self.counter_rate(|c| c.tw_recycled),
+            tw_overflow_per_s: self.counter_rate(|c| c.tw_overflow),
+            new_per_s_1s: sys_stats.new_per_s_1s,
+            new_per_s_10s: sys_stats.new_per_s_10s,
+            new_per_s_60s: sys_stats.new_per_s_60s,
+            connect_errors_per_s_10s: now.rate(&self.sys_errors, 10),
+            eaddrnotavail_per_s_10s: now.rate(&self.sys_eaddrnotavail, 10),
+            time_wait: sum(|n| n.sockstat_tw)
+                .or(self.counters.map(|c| c.tcp_tw))
+                .unwrap_or_else(|| destinations.iter().map(|d| d.stats.time_wait).sum()),
+            open_ports: destinations.iter().map(|d| d.open_ports).sum(),
+            connect_errors: sys_stats.connect_errors.clone(),
+            connect_errors_total: sys_stats.connect_errors_total,
+            failure_minutes: self
+                .failure_minutes
+                .iter()
+                .map(|(&minute, by_errno)| MinuteFailures {
+                    minute,
+                    by_errno: by_errno.clone(),
+                })
+                .collect(),
+            outbound_total: sys_stats.new_total,
+            inbound_total: self.inbound_total,
+            losses: self.losses,
+            lost_events: self.losses.total(),
+            events_total: self.events,
+            counters: self.counters,
+            folded_keys: 0,
+            aged_out_keys: self.aged_out,
+            advice: Vec::new(),
+        };
+        let others = Others {
+            processes: self.processes.folded.estimate(),
+            services: self.services.folded.estimate(),
+            destinations: self.destinations.folded.estimate(),
+            pairs: self.pairs.folded.estimate(),
+            inbound: self.inbound.folded.estimate(),
+            namespaces: self.namespaces.table.folded.estimate(),
+        };
+        system.folded_keys = others.processes
+            + others.services
+            + others.destinations
+            + others.pairs
+            + others.inbound
+            + others.namespaces;
+        system.advice = netns::advice_by_namespace(
+            &system,
+            &namespaces,
+            &destinations,
+            &verdicts,
+            &inbound,
+            &self.config.verdict,
+        );
+
+        Model {
+            now_ns,
+            start_ns: self.start_ns,
+            observed_s: now_ns.saturating_sub(start) as f64 / 1e9,
+            system,
+            processes,
+            services,
+            destinations,
+            pairs,
+            inbound,
+            verdicts,
+            namespaces,
+            others,
+        }
+    }
+
+    /// `host`, the pod/container/unit living in it, or `netns:INODE`.
+    fn netns_name(&self, ns: u32) -> String {
+        netns_name(
+            ns,
+            self.host_netns(),
+            self.namespaces.get(ns).and_then(|n| n.owner.as_ref()),
+        )
+    }
+
+    /// The sysctls of a namespace: the host's for the host, else its own
+    /// as read inside it (`None` when it could not be: never the host's).
+    fn sysctls_of(&self, ns: u32) -> Option<&crate::input::Sysctls> {
+        if ns == self.host_netns() {
+            self.sysctls()
+        } else {
+            self.namespaces.get(ns).and_then(|n| n.sysctls.as_ref())
+        }
+    }
+
+    fn budget_of(&self, ns: u32) -> Option<u64> {
+        self.sysctls_of(ns).map(port_budget)
+    }
+
+    /// Every namespace known, the host's first, then by inode.
+    fn namespace_rows(&self) -> Vec<NetnsRow> {
+        let host = self.host_netns();
+        let host_sysctls = self.sysctls();
+        let row = |ns: u32,
+                   sysctls: Option<&crate::input::Sysctls>,
+                   counters: (Option<KernelCounters>, Option<KernelCounters>)| {
+            let rate =
+                |f: fn(&KernelCounters) -> u64| netns::counter_rate(counters.0, counters.1, f);
+            NetnsRow {
+                netns: ns,
+                netns_name: self.netns_name(ns),
+                host: ns == host,
+                stale: false,
+                error: None,
+                sysctls: sysctls.cloned(),
+                port_range: sysctls.map(|s| s.port_range),
+                budget: sysctls.map(port_budget),
+                tcp_tw_reuse: sysctls.and_then(|s| s.tcp_tw_reuse),
+                tcp_timestamps: sysctls.and_then(|s| s.tcp_timestamps),
+                tcp_max_tw_buckets: sysctls.and_then(|s| s.tcp_max_tw_buckets),
+                sockstat_tw: counters.1.map(|c| c.tcp_tw),
+                sockstat_inuse: counters.1.map(|c| c.tcp_inuse),
+                tw_recycled_per_s: rate(|c| c.tw_recycled),
+                tw_overflow_per_s: rate(|c| c.tw_overflow),
+                differs_from_host: ns != host
+                    && match (sysctls, host_sysctls) {
+                        (Some(a), Some(b)) => netns::advice_sysctls_differ(a, b),
+                        _ => false,
+                    },
+            }
+        };
+        let mut rows = Vec::new();
+        if self.host.is_some() {
+            rows.push(row(host, host_sysctls, (self.prev_counters, self.counters)));
+        }
+        let mut others: Vec<_> = self.namespaces.table.map.iter().collect();
+        others.sort_by_key(|(ns, _)| **ns);
+        for (&ns, n) in others {
+            let mut r = row(ns, n.sysctls.as_ref(), (n.prev_counters, n.counters));
+            r.stale = n.stale;
+            r.error = n.error.clone();
+            rows.push(r);
+        }
+        rows
+    }
+
+    pub(super) fn sysctls(&self) -> Option<&crate::input::Sysctls> {
+        self.host.as_ref().map(|h| &h.sysctls)
+    }
+
+    /// Rate of a cumulative kernel counter between the last two readings.
+    pub(super) fn counter_rate(&self, f: impl Fn(&KernelCounters) -> u64) -> Option<f64> {
+        let (a, b) = (self.prev_counters?, self.counters?);
+        let dt_s = b.ts_ns.checked_sub(a.ts_ns).filter(|&d| d > 0)? as f64 / 1e9;
+        // A counter going backwards means a reset (e.g. namespace change).
+        Some(f(&b).saturating_sub(f(&a)) as f64 / dt_s)
+    }
+}
+
+/// Busiest first (10 s rate, then total), ties broken by key so the order
+/// is deterministic.
+fn sort_rows<R, K: Ord>(rows: &mut [R], stats: impl Fn(&R) -> &Stats, key: impl Fn(&R) -> K) {
+    rows.sort_by(|a, b| {
+        let (sa, sb) = (stats(a), stats(b));
+        sb.new_per_s_10s
+            .total_cmp(&sa.new_per_s_10s)
+            .then(sb.new_total.cmp(&sa.new_total))
+            .then_with(|| key(a).cmp(&key(b)))
+    });
+}
