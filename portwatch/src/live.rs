@@ -65,9 +65,9 @@ impl NetnsSeen {
         tasks.retain(|t| *t != task);
         tasks.insert(0, task);
         tasks.truncate(TASKS_PER_NETNS);
-        if self.stale.remove(&netns) {
-            self.new.push(netns);
-        }
+        // Read again at the next resync, not at once: short-lived tasks
+        // (a fork per request) must not make every event a re-read.
+        self.stale.remove(&netns);
     }
 
     fn request(&self, ids: impl IntoIterator<Item = u32>) -> netns::Request {

@@ -312,3 +312,43 @@ fn namespaces_past_the_table_cap_are_folded_and_counted() {
     // The header sums the namespaces' sockstat (900 TIME_WAIT each).
     assert_eq!(m.system.sockstat_tw, Some(50 * 900));
 }
+
+/// The budget is computed for every destination of every model, so without
+/// a bitmap; it must agree with one, overlapping and outside ranges too.
+#[test]
+fn the_port_budget_counts_reserved_ports_once_each() {
+    let brute = |lo: u16, hi: u16, r: &[(u16, u16)]| {
+        (lo..=hi)
+            .filter(|p| !r.iter().any(|&(a, b)| (a..=b).contains(p)))
+            .count() as u64
+    };
+    type Case<'a> = (u16, u16, &'a [(u16, u16)]);
+    let cases: &[Case] = &[
+        (40000, 40999, &[]),
+        (
+            40000,
+            40999,
+            &[(40100, 40109), (40105, 40200), (39000, 40001)],
+        ),
+        (
+            40000,
+            40999,
+            &[(40500, 40500), (40500, 40500), (40999, 41500)],
+        ),
+        (40000, 40999, &[(30000, 50000)]),
+        (
+            1024,
+            65535,
+            &[(1, 1023), (8080, 8090), (8085, 8086), (65535, 65535)],
+        ),
+    ];
+    for &(lo, hi, r) in cases {
+        let mut s = sysctls(lo, hi);
+        s.reserved_ports = r.to_vec();
+        assert_eq!(
+            portwatch::engine::port_budget(&s),
+            brute(lo, hi, r),
+            "{lo}-{hi} {r:?}"
+        );
+    }
+}

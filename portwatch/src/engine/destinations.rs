@@ -85,17 +85,35 @@ impl Engine {
             .filter(|e| e.state == SockState::Other(TCP_LISTEN))
             .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
             .collect();
+        // Only as many destinations as the table can keep: a namespace with
+        // 100,000 TIME_WAIT sockets to as many peers must not cost a
+        // DestTable each (memory stays bounded; the rest are folded).
+        let room = self
+            .config
+            .max_keys
+            .saturating_sub(self.destinations.map.len());
         let mut fresh: FxHashMap<super::DestKey, DestTable> = FxHashMap::default();
+        let mut added = 0;
         for e in &t.entries {
             if listen.contains(&(None, e.sport)) || listen.contains(&(Some(e.saddr), e.sport)) {
                 continue;
             }
-            let d = fresh
-                .entry((ns, e.saddr, e.daddr, e.dport))
-                .or_insert_with(|| DestTable {
-                    ts_ns: t.ts_ns,
-                    ..DestTable::default()
-                });
+            let key = (ns, e.saddr, e.daddr, e.dport);
+            let d = match fresh.get_mut(&key) {
+                Some(d) => d,
+                None => {
+                    if !self.destinations.map.contains_key(&key) {
+                        if added >= room {
+                            continue;
+                        }
+                        added += 1;
+                    }
+                    fresh.entry(key).or_insert_with(|| DestTable {
+                        ts_ns: t.ts_ns,
+                        ..DestTable::default()
+                    })
+                }
+            };
             match e.state {
                 SockState::Established | SockState::SynSent => d.open += 1,
                 SockState::TimeWait => {
@@ -127,13 +145,27 @@ pub fn port_budget(s: &crate::input::Sysctls) -> u64 {
         return 0;
     }
     let size = u64::from(hi - lo) + 1;
-    let mut reserved = vec![false; size as usize];
-    for &(a, b) in &s.reserved_ports {
-        for p in a.max(lo)..=b.min(hi) {
-            reserved[usize::from(p - lo)] = true;
-        }
+    // The union of the reserved ranges inside the range, without a bitmap:
+    // this runs for every destination row of every model.
+    let mut r: Vec<(u16, u16)> = s
+        .reserved_ports
+        .iter()
+        .map(|&(a, b)| (a.max(lo), b.min(hi)))
+        .filter(|(a, b)| a <= b)
+        .collect();
+    r.sort_unstable();
+    let mut reserved = 0u64;
+    let mut covered_to: Option<u16> = None;
+    for (a, b) in r {
+        let from = match covered_to {
+            Some(c) if c >= b => continue,
+            Some(c) if c >= a => c + 1,
+            _ => a,
+        };
+        reserved += u64::from(b - from) + 1;
+        covered_to = Some(b);
     }
-    size - reserved.iter().filter(|&&r| r).count() as u64
+    size - reserved
 }
 
 pub(super) fn destination_row(
