@@ -29,7 +29,7 @@
 //!   plus `peak_at`, `first_seen`, `last_seen` and `flagged_s` (seconds of
 //!   trace time the verdict held).
 //! - `lost_events`: `{total, ringbuf_lost, sock_evicted, connect_untracked,
-//!   decode_errors}` (cumulative, as last recorded).
+//!   decode_errors, probe_errors}` (cumulative, as last recorded).
 //! - `warnings`: what the reader skipped or where it stopped (with the byte
 //!   offset); `complete`: false when reading stopped at an error.
 
@@ -533,6 +533,7 @@ struct LostJson {
     sock_evicted: u64,
     connect_untracked: u64,
     decode_errors: u64,
+    probe_errors: u64,
 }
 
 fn json(r: &Report, rows: usize) -> ReportJson<'_> {
@@ -633,6 +634,7 @@ fn json(r: &Report, rows: usize) -> ReportJson<'_> {
             sock_evicted: r.losses.sock_evicted,
             connect_untracked: r.losses.connect_untracked,
             decode_errors: r.losses.decode_errors,
+            probe_errors: r.losses.probe_errors,
         },
         warnings: &r.warnings,
         complete: r.complete,
@@ -865,13 +867,14 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
     let l = &r.losses;
     writeln!(
         out,
-        "LOST EVENTS {} (ring buffer full {}, socket map evictions {}, connect() untracked {}, \
-         undecodable {})",
+        "LOST EVENTS {} (ring buffer full {}, socket map full {}, connect() untracked {}, \
+         undecodable {}, probe errors {})",
         l.total(),
         l.ringbuf_lost,
         l.sock_evicted,
         l.connect_untracked,
-        l.decode_errors
+        l.decode_errors,
+        l.probe_errors
     )?;
     if l.total() > 0 {
         writeln!(out, "  rates and counts above are lower bounds")?;

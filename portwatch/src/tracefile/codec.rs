@@ -35,6 +35,10 @@ const THREAD_SAME_AS_COMM: u64 = 17;
 /// Tags from here up carry a varint length and are skipped by readers that
 /// do not know them: the room for backward-compatible additions.
 pub(crate) const TAG_FIRST_SKIPPABLE: u8 = 0x80;
+/// Skippable (format 1.1): `uv` probe_errors for the Losses record that
+/// follows it in the frame. Written only when non-zero, so a 1.0 reader
+/// loses nothing else and traces without probe errors stay byte-identical.
+pub(crate) const TAG_LOSSES_EXT: u8 = 0x80;
 
 /// Entries per dictionary and frame. Bounds the reader's memory; the writer
 /// starts a new frame before a dictionary would overflow.
@@ -190,6 +194,13 @@ impl Encoder {
                 }
             }
             Input::Losses { ts_ns, losses: l } => {
+                if l.probe_errors != 0 {
+                    let mut ext = Vec::with_capacity(10);
+                    put_u64(&mut ext, l.probe_errors);
+                    buf.push(TAG_LOSSES_EXT);
+                    put_u64(buf, ext.len() as u64);
+                    buf.extend_from_slice(&ext);
+                }
                 buf.push(TAG_LOSSES);
                 self.ts(buf, *ts_ns);
                 for v in [
@@ -381,6 +392,8 @@ fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
 #[derive(Default)]
 pub(crate) struct Decoder {
     last_ts_ns: u64,
+    /// From a `TAG_LOSSES_EXT` record, for the next Losses record.
+    probe_errors: u64,
     addrs: Vec<IpAddr>,
     tasks: Vec<Task>,
     dests: Vec<DestSlot>,
@@ -389,6 +402,7 @@ pub(crate) struct Decoder {
 impl Decoder {
     pub(crate) fn reset(&mut self) {
         self.last_ts_ns = 0;
+        self.probe_errors = 0;
         self.addrs.clear();
         self.tasks.clear();
         self.dests.clear();
@@ -460,6 +474,7 @@ impl Decoder {
                     sock_evicted: c.u64()?,
                     connect_untracked: c.u64()?,
                     decode_errors: c.u64()?,
+                    probe_errors: std::mem::take(&mut self.probe_errors),
                 },
             },
             TAG_DEF_ADDR => {
@@ -503,6 +518,13 @@ impl Decoder {
                     last_port: 0,
                 };
                 Self::push(&mut self.dests, slot, "destination")?;
+                return Ok(None);
+            }
+            TAG_LOSSES_EXT => {
+                let n = c.len(usize::MAX, "losses extension")?;
+                let mut ext = Cursor::new(c.bytes(n)?);
+                // Fields a later minor version appends are ignored.
+                self.probe_errors = ext.u64()?;
                 return Ok(None);
             }
             t if t >= TAG_FIRST_SKIPPABLE => {
