@@ -65,8 +65,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "X", default_value_t = 1.0)]
     pub speed: f64,
     /// Refresh interval of the view, in seconds of wall time (default 1).
-    #[arg(short = 'd', long, value_name = "SECS")]
-    pub delay: Option<f64>,
+    #[arg(short = 'd', long = "delay", value_name = "SECS")]
+    pub delay_s: Option<f64>,
     /// View to open: services, destinations or failures.
     #[arg(long, value_name = "VIEW", default_value = "services",
           value_parser = ["services", "destinations", "failures"])]
@@ -96,8 +96,8 @@ pub struct RecordArgs {
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[arg(long = "duration", value_name = "SECS")]
+    pub duration_s: Option<f64>,
     /// Overwrite FILE if it exists.
     #[arg(long)]
     pub force: bool,
@@ -125,9 +125,33 @@ pub struct TopArgs {
     /// Print snapshots to stdout instead of the interactive view (like `top -b`).
     #[arg(long)]
     pub batch: bool,
+    #[command(flatten)]
+    pub tui: TuiArgs,
+    #[command(flatten)]
+    pub batch_opts: BatchArgs,
+    /// Also record the trace to FILE while running (see `portwatch record`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// With --record: overwrite FILE if it exists.
+    #[arg(long, requires = "record")]
+    pub force: bool,
+    /// Seconds between re-reads of the socket table (corrects drift).
+    #[arg(long = "resync", value_name = "SECS", default_value_t = 5.0)]
+    pub resync_s: f64,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+    /// Only these events count in the view (the recording keeps all).
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// Options of the interactive view; refused with `--batch`.
+#[derive(Args, Debug, Clone)]
+#[group(id = "interactive", multiple = true, conflicts_with = "batch")]
+pub struct TuiArgs {
     /// Refresh interval of the interactive view, in seconds (default 1).
-    #[arg(short = 'd', long, value_name = "SECS")]
-    pub delay: Option<f64>,
+    #[arg(short = 'd', long = "delay", value_name = "SECS")]
+    pub delay_s: Option<f64>,
     /// View to open: services, destinations or failures.
     #[arg(long, value_name = "VIEW", default_value = "services",
           value_parser = ["services", "destinations", "failures"])]
@@ -135,31 +159,24 @@ pub struct TopArgs {
     /// Start with this filter (substring of name, address or port).
     #[arg(long = "filter", value_name = "TEXT")]
     pub filter_text: Option<String>,
-    /// Also record the trace to FILE while running (see `portwatch record`).
-    #[arg(long, value_name = "FILE")]
-    pub record: Option<PathBuf>,
-    /// With --record: overwrite FILE if it exists.
-    #[arg(long, requires = "record")]
-    pub force: bool,
+}
+
+/// Options of `--batch`; refused without it.
+#[derive(Args, Debug, Clone)]
+#[group(id = "batch_options", multiple = true, requires = "batch")]
+pub struct BatchArgs {
     /// With --batch: seconds between snapshots.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
-    pub interval: f64,
-    /// Stop after this many snapshots (default: until Ctrl-C).
+    #[arg(long = "interval", value_name = "SECS", default_value_t = 2.0)]
+    pub interval_s: f64,
+    /// With --batch: stop after this many snapshots (default: until Ctrl-C).
     #[arg(long, value_name = "N")]
     pub iterations: Option<u64>,
-    /// One JSON object per snapshot (stable fields, see README).
+    /// With --batch: one JSON object per snapshot (stable fields, see README).
     #[arg(long)]
     pub json: bool,
-    /// Rows per table.
+    /// With --batch: rows per table.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub rows: usize,
-    /// Seconds between re-reads of the socket table (corrects drift).
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    pub resync: f64,
-    #[command(flatten)]
-    pub verdict: VerdictArgs,
-    #[command(flatten)]
-    pub filter: FilterArgs,
 }
 
 /// Thresholds of the "lacks_pooling" verdict.
@@ -182,8 +199,8 @@ pub struct TraceArgs {
     #[arg(long)]
     pub json: bool,
     /// Stop after this many seconds (default: until Ctrl-C).
-    #[arg(long, value_name = "SECS")]
-    pub duration: Option<f64>,
+    #[arg(long = "duration", value_name = "SECS")]
+    pub duration_s: Option<f64>,
     #[command(flatten)]
     pub filter: FilterArgs,
 }

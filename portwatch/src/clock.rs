@@ -4,6 +4,9 @@
 
 use chrono::{DateTime, Local, SecondsFormat, Utc};
 
+/// Nanoseconds per second: kernel timestamps are ns.
+pub const NS_PER_S: u64 = 1_000_000_000;
+
 /// Pairs a CLOCK_MONOTONIC reading with the CLOCK_REALTIME reading taken
 /// at the same moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -295,6 +295,10 @@ pub struct Losses {
     /// A kernel program failed while building a record (a read the kernel
     /// refused): that record is lost.
     pub probe_errors: u64,
+    /// Tracepoint runs the kernel skipped because a BPF program was already
+    /// running on that CPU (a softirq interrupting one of ours): each may
+    /// have cost one event. The programs' `recursion_misses`.
+    pub kernel_missed: u64,
 }
 
 impl Losses {
@@ -304,6 +308,7 @@ impl Losses {
             + self.connect_untracked
             + self.decode_errors
             + self.probe_errors
+            + self.kernel_missed
     }
 }
 
@@ -314,14 +319,20 @@ impl fmt::Display for Losses {
         write!(
             f,
             "{} lost (ring buffer full: {}, socket map full: {}, connect() untracked: {}, \
-             undecodable: {}, probe errors: {})",
+             undecodable: {}, probe errors: {}",
             self.total(),
             self.ringbuf_lost,
             self.sock_evicted,
             self.connect_untracked,
             self.decode_errors,
             self.probe_errors
-        )
+        )?;
+        // Rare (nested tracepoints); shown only when it happened, so the
+        // usual line stays short.
+        if self.kernel_missed > 0 {
+            write!(f, ", skipped by the kernel: {}", self.kernel_missed)?;
+        }
+        write!(f, ")")
     }
 }
 

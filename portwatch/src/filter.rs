@@ -1,8 +1,8 @@
-//! Event filters of `trace` (and later views).
+//! Event filters of `trace`, and of the views of `top` (the pipeline lets
+//! only matching events reach the engine).
 
 use std::net::IpAddr;
 
-use crate::cli::FilterArgs;
 use crate::event::{Comm, Event};
 
 #[derive(Clone, Debug, Default)]
@@ -23,13 +23,20 @@ fn canonical(a: IpAddr) -> IpAddr {
 }
 
 impl Filter {
-    pub fn new(a: &FilterArgs) -> Filter {
+    /// Every given criterion must match.
+    pub fn new(
+        pid: Option<u32>,
+        comm: Option<&str>,
+        dport: Option<u16>,
+        daddr: Option<IpAddr>,
+        netns: Option<u32>,
+    ) -> Filter {
         Filter {
-            pid: a.pid,
-            comm: a.comm.as_deref().map(Comm::new),
-            dport: a.dport,
-            daddr: a.daddr.map(canonical),
-            netns: a.netns,
+            pid,
+            comm: comm.map(Comm::new),
+            dport,
+            daddr: daddr.map(canonical),
+            netns,
         }
     }
 
@@ -76,13 +83,13 @@ mod tests {
 
     #[test]
     fn every_given_criterion_must_match() {
-        let f = Filter::new(&FilterArgs {
-            pid: Some(10),
-            comm: Some("curl".into()),
-            dport: Some(80),
-            daddr: Some("10.0.0.1".parse().unwrap()),
-            netns: Some(77),
-        });
+        let f = Filter::new(
+            Some(10),
+            Some("curl"),
+            Some(80),
+            Some("10.0.0.1".parse().unwrap()),
+            Some(77),
+        );
         assert!(f.matches(&ev(10, "curl", "10.0.0.1", 80)));
         assert!(f.matches(&ev(10, "curl", "::ffff:10.0.0.1", 80)));
         assert!(!f.matches(&ev(11, "curl", "10.0.0.1", 80)));

@@ -13,6 +13,7 @@ pub mod filter;
 pub mod input;
 pub mod live;
 pub mod output;
+pub mod pipeline;
 pub mod probe;
 pub mod render;
 pub mod system;

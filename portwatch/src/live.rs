@@ -33,12 +33,21 @@ pub struct LiveSource {
     resync_ns: u64,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
+    /// The starting state read by `start`, handed over by the first
+    /// `next_batch`.
+    initial: Vec<Input>,
+    /// Events of one drain, kept between drains so that draining does not
+    /// allocate (one drain every 10 ms, hundreds of events each under churn).
+    drained: Vec<crate::event::Event>,
 }
 
 impl LiveSource {
     /// Loads the probe and reads the starting state of the host: host
-    /// context, socket table, counters. These come first in `out`.
-    pub fn start(out: &mut Vec<Input>) -> Result<LiveSource> {
+    /// context, socket table, counters. These are the first inputs
+    /// `next_batch` hands over.
+    pub fn start() -> Result<LiveSource> {
+        let mut initial = Vec::new();
+        let out = &mut initial;
         let probe = Probe::load()?;
         let mut warnings = probe.warnings.clone();
         let clock = WallClock::now();
@@ -73,10 +82,13 @@ impl LiveSource {
             last_cgroup_retry_ns: 0,
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             warnings,
+            initial: Vec::new(),
+            drained: Vec::new(),
         };
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
         src.read_counters(now, out);
+        src.initial = initial;
         Ok(src)
     }
 
@@ -124,20 +136,26 @@ impl LiveSource {
 
     /// Pending events, each preceded by its cgroup's path the first time.
     fn drain_events(&mut self, out: &mut Vec<Input>) {
-        let mut events = Vec::new();
+        let mut events = std::mem::take(&mut self.drained);
         self.probe.drain(|ev| events.push(ev));
-        for ev in events {
+        out.reserve(events.len());
+        for ev in events.drain(..) {
             if let Some(t) = ev.task() {
                 self.announce_cgroup(t.cgroup_id, out);
             }
             out.push(Input::Event(ev));
         }
+        self.drained = events;
     }
 
     /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
     /// us) and appends it to `out`: cgroup resolutions before the events
     /// that need them, the events, periodic readings, then a `Tick`.
-    pub async fn next(&mut self, out: &mut Vec<Input>) {
+    pub async fn next_batch(&mut self, out: &mut Vec<Input>) {
+        if !self.initial.is_empty() {
+            out.append(&mut self.initial);
+            return;
+        }
         self.probe.wait().await;
         self.drain_events(out);
         let now = monotonic_now_ns();

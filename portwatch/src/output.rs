@@ -3,38 +3,77 @@
 //! The JSON field names are a stable interface (README, "JSON fields"):
 //! every field is always present, `null` where it does not apply.
 
+use std::fmt;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
-use serde::Serialize;
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::{Serialize, Serializer};
 
 use crate::clock::WallClock;
 use crate::errno;
-use crate::event::{Cause, ConnClose, ConnectError, Event};
+use crate::event::{Cause, Comm, ConnClose, ConnectError, Event};
 
-/// One line of `trace --json`.
+/// A value written into the JSON as a string through its `Display`,
+/// straight into the output: no `String` per field and event (`trace
+/// --json` prints every event, so these allocations were most of its cost).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Shown<T>(pub T);
+
+impl<T: fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// RFC 3339, UTC, microseconds (`2026-11-25T16:31:19.123456Z`), the same
+/// text as chrono's `to_rfc3339_opts(Micros, true)` without its allocation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rfc3339Micros(pub DateTime<Utc>);
+
+impl fmt::Display for Rfc3339Micros {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = &self.0;
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            // Times come from a nanosecond count, never a leap second, so
+            // the nanosecond is below 10^9.
+            (t.nanosecond() % 1_000_000_000) / 1000
+        )
+    }
+}
+
+/// One line of `trace --json`. Borrows nothing and allocates nothing for
+/// an event that worked (an errno name is a `String`, failures are rare).
 #[derive(Serialize, Debug, PartialEq)]
 pub struct JsonEvent {
     /// "close" or "connect_error".
     pub event: &'static str,
     /// RFC 3339, UTC, microseconds.
-    pub time: String,
+    pub time: Shown<Rfc3339Micros>,
     /// The kernel's CLOCK_MONOTONIC timestamp of the event.
     pub ts_ns: u64,
     pub pid: Option<u32>,
     pub tid: Option<u32>,
     /// Process name (as `ps` shows it).
-    pub comm: Option<String>,
+    pub comm: Option<Shown<Comm>>,
     /// Name of the thread that connected.
-    pub thread: Option<String>,
+    pub thread: Option<Shown<Comm>>,
     pub cgroup_id: Option<u64>,
     /// Network namespace inode (as in `ls -l /proc/PID/ns/net`), null if unknown.
     pub netns: Option<u32>,
     /// "ipv4" or "ipv6".
     pub family: &'static str,
-    pub saddr: Option<String>,
+    pub saddr: Option<Shown<IpAddr>>,
     pub sport: Option<u16>,
-    pub daddr: String,
+    pub daddr: Shown<IpAddr>,
     pub dport: u16,
     /// "out" or "in".
     pub direction: &'static str,
@@ -79,18 +118,18 @@ impl JsonEvent {
     fn close(c: &ConnClose, clock: &WallClock) -> JsonEvent {
         JsonEvent {
             event: "close",
-            time: clock.rfc3339(c.end_ns),
+            time: Shown(Rfc3339Micros(clock.utc(c.end_ns))),
             ts_ns: c.end_ns,
             pid: c.task.map(|t| t.pid),
             tid: c.task.map(|t| t.tid),
-            comm: c.task.map(|t| t.comm.to_string()),
-            thread: c.task.map(|t| t.thread.to_string()),
+            comm: c.task.map(|t| Shown(t.comm)),
+            thread: c.task.map(|t| Shown(t.thread)),
             cgroup_id: c.task.map(|t| t.cgroup_id),
             netns: (c.netns != 0).then_some(c.netns),
             family: family(&c.daddr),
-            saddr: Some(c.saddr.to_string()),
+            saddr: Some(Shown(c.saddr)),
             sport: Some(c.sport),
-            daddr: c.daddr.to_string(),
+            daddr: Shown(c.daddr),
             dport: c.dport,
             direction: c.direction.as_str(),
             lifetime_us: Some(c.lifetime_ns() / 1000),
@@ -107,18 +146,18 @@ impl JsonEvent {
     fn connect_error(e: &ConnectError, clock: &WallClock) -> JsonEvent {
         JsonEvent {
             event: "connect_error",
-            time: clock.rfc3339(e.ts_ns),
+            time: Shown(Rfc3339Micros(clock.utc(e.ts_ns))),
             ts_ns: e.ts_ns,
             pid: e.task.map(|t| t.pid),
             tid: e.task.map(|t| t.tid),
-            comm: e.task.map(|t| t.comm.to_string()),
-            thread: e.task.map(|t| t.thread.to_string()),
+            comm: e.task.map(|t| Shown(t.comm)),
+            thread: e.task.map(|t| Shown(t.thread)),
             cgroup_id: e.task.map(|t| t.cgroup_id),
             netns: (e.netns != 0).then_some(e.netns),
             family: family(&e.daddr),
             saddr: None,
             sport: None,
-            daddr: e.daddr.to_string(),
+            daddr: Shown(e.daddr),
             dport: e.dport,
             direction: "out",
             lifetime_us: None,
@@ -207,6 +246,24 @@ mod tests {
         mono_ns: 0,
         unix_ns: 1_700_000_000_000_000_000,
     };
+
+    #[test]
+    fn json_time_reads_as_chrono_writes_it() {
+        for ns in [
+            0,
+            1,
+            999_999_999,
+            1_000_000_000,
+            123_456_789_012,
+            86_400_000_000_000 * 365 * 30 + 7_654_321,
+        ] {
+            assert_eq!(
+                Rfc3339Micros(CLOCK.utc(ns)).to_string(),
+                CLOCK.rfc3339(ns),
+                "at {ns} ns"
+            );
+        }
+    }
 
     fn task() -> Task {
         Task {

@@ -69,6 +69,7 @@ fn scenario() -> Model {
             connect_untracked: 0,
             decode_errors: 0,
             probe_errors: 0,
+            kernel_missed: 0,
         },
     });
     e.apply(&tick(20 * S));

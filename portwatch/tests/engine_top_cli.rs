@@ -44,3 +44,45 @@ fn top_help_documents_the_verdict_thresholds_and_their_defaults() {
         "{help}"
     );
 }
+
+/// A flag `top` accepts does something in the mode it runs in: batch
+/// options without `--batch`, and options of the interactive view with
+/// it, are usage errors (exit 2) that name the flag.
+#[test]
+fn top_refuses_flags_that_would_do_nothing_in_its_mode() {
+    for args in [
+        &["top", "--json"][..],
+        &["top", "--iterations", "3"],
+        &["top", "--rows", "5"],
+        &["top", "--interval", "1"],
+        &["top", "--batch", "--delay", "2"],
+        &["top", "--batch", "--view", "destinations"],
+        &["top", "--batch", "--filter", "curl"],
+        &["top", "--force"],
+    ] {
+        let out = portwatch(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let flag = args
+            .last()
+            .filter(|a| a.starts_with("--"))
+            .unwrap_or(&args[args.len() - 2]);
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
+}
+
+/// The trace filters narrow top's view (both modes): they parse, and a
+/// bad value is a usage error.
+#[test]
+fn top_accepts_the_trace_filters_and_checks_their_values() {
+    let out = portwatch(&["top", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--pid", "--comm", "--daddr", "--dport", "--netns", "--resync",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from:\n{help}");
+    }
+    let out = portwatch(&["top", "--batch", "--daddr", "not-an-address"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--daddr"));
+}

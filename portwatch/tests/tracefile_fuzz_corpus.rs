@@ -106,6 +106,7 @@ fn varied_trace() -> Vec<u8> {
                 connect_untracked: 0,
                 decode_errors: 2,
                 probe_errors: 0,
+                kernel_missed: 0,
             },
         },
         Input::Tick { now_ns: 70 },

@@ -6,8 +6,10 @@
 //! * `cargo xtask build [--release]`  one binary with the eBPF object inside.
 //! * `cargo xtask run [--release] -- <portwatch args>`
 //! * `cargo xtask test`  every test: unit, snapshot and kernel (root).
+//! * `cargo xtask faults`  the fault suite and its Reliability table (root).
 
 mod bench;
+mod faults;
 mod loadgen;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +62,8 @@ enum Cmd {
     },
     /// Throughput cost and completeness of portwatch under churn (root).
     Bench(bench::BenchArgs),
+    /// Run the fault suite and print the Reliability table (root).
+    Faults,
     /// Run every test (kernel tests need root; under CI=true they must run).
     Test {
         /// Extra arguments for `cargo test`, after `--`.
@@ -145,6 +149,10 @@ fn main() -> Result<()> {
             std::process::exit(0);
         }
         Cmd::Bench(args) => bench::run(&root, args),
+        Cmd::Faults => {
+            setup()?;
+            faults::run(&root)
+        }
         Cmd::Test { args } => {
             setup()?;
             test(&root, &args)

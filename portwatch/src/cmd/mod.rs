@@ -1,12 +1,12 @@
 //! Subcommands. Each `run` parses nothing itself: `main.rs` hands it its
-//! arguments; live commands run on one current-thread tokio runtime.
+//! arguments, and it turns them into one [`crate::pipeline::Pipeline`]
+//! (source → recorder → engine → sink) on one current-thread tokio runtime.
 
 pub mod export;
 pub mod record;
 pub mod replay;
 pub mod report;
 pub mod top;
-pub mod top_batch;
 pub mod trace;
 
 /// Runs a live command on a current-thread tokio runtime: one thread owns
@@ -22,45 +22,6 @@ pub(crate) fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
         .block_on(fut)
 }
 
-/// Why a live command stops: SIGINT, SIGTERM, or its `--duration` ran out.
-/// Every live loop waits on this in its `select!`.
-pub(crate) struct StopSignals {
-    int: tokio::signal::unix::Signal,
-    term: tokio::signal::unix::Signal,
-    deadline: Option<tokio::time::Instant>,
-}
-
-impl StopSignals {
-    /// Installs the handlers; `duration_s` bounds the run when given.
-    pub(crate) fn new(duration_s: Option<f64>) -> anyhow::Result<StopSignals> {
-        use anyhow::Context;
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(StopSignals {
-            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-            deadline: duration_s.map(|s| {
-                tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0))
-            }),
-        })
-    }
-
-    /// Resolves with the reason to stop ("SIGINT", "SIGTERM" or
-    /// "duration reached"). Cancel-safe.
-    pub(crate) async fn wait(&mut self) -> &'static str {
-        let deadline = self.deadline;
-        tokio::select! {
-            _ = self.int.recv() => "SIGINT",
-            _ = self.term.recv() => "SIGTERM",
-            _ = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            } => "duration reached",
-        }
-    }
-}
-
 /// The engine configuration for the verdict flags, the same for top,
 /// top --batch, replay and report (so a report agrees with the live view).
 pub(crate) fn engine_config(v: &crate::cli::VerdictArgs) -> crate::engine::Config {
@@ -72,4 +33,31 @@ pub(crate) fn engine_config(v: &crate::cli::VerdictArgs) -> crate::engine::Confi
         },
         ..crate::engine::Config::default()
     }
+}
+
+/// The trace filters (`--pid`, `--comm`, ...) of `trace` and `top`.
+pub(crate) fn filter(a: &crate::cli::FilterArgs) -> crate::filter::Filter {
+    crate::filter::Filter::new(a.pid, a.comm.as_deref(), a.dport, a.daddr, a.netns)
+}
+
+/// The TUI's starting state for `--view`, `--delay` and `--filter` (top
+/// and replay).
+pub(crate) fn app(
+    view: &str,
+    delay_s: Option<f64>,
+    filter: Option<String>,
+) -> crate::tui::app::App {
+    use crate::tui::app::{App, View};
+    let view = match view {
+        "destinations" => View::Destinations,
+        "failures" => View::Failures,
+        _ => View::Services,
+    };
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    App::new(
+        view,
+        std::time::Duration::from_secs_f64(delay_s.unwrap_or(1.0).clamp(0.1, 3600.0)),
+        filter.unwrap_or_default(),
+        no_color,
+    )
 }

@@ -29,8 +29,8 @@ async fn trace(args: TraceArgs) -> Result<()> {
         eprintln!("portwatch: warning: {w}");
     }
     let clock = WallClock::now();
-    let filter = Filter::new(&args.filter);
-    let mut stop_signals = super::StopSignals::new(args.duration)?;
+    let filter = super::filter(&args.filter);
+    let mut stop_signals = crate::pipeline::StopSignals::new(args.duration_s)?;
 
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());

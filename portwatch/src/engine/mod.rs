@@ -30,7 +30,7 @@ use service::{ServiceId, ServiceKind, service_from_cgroup};
 use table::{Activity, Table};
 use window::SecondRing;
 
-const NS_PER_S: u64 = 1_000_000_000;
+use crate::clock::NS_PER_S;
 /// Linux keeps a TIME_WAIT socket for 60 s (TCP_TIMEWAIT_LEN), not tunable.
 pub const TIME_WAIT_S: u64 = 60;
 /// Idle keys are checked every this many seconds of input time. A fixed grid

@@ -134,6 +134,8 @@ pub struct Probe {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     _ebpf: Ebpf,
     decode_errors: u64,
+    /// fdinfo paths of the loaded programs, for their `recursion_misses`.
+    prog_fdinfo: Vec<std::path::PathBuf>,
     /// Warnings worth showing the user once (missing BTF, tracepoints).
     pub warnings: Vec<String>,
 }
@@ -171,6 +173,7 @@ impl Probe {
                 None
             }
         };
+        let mut prog_fdinfo = Vec::new();
         let mut attach = |prog: &str, category: &str, name: &str| -> Result<()> {
             let p: &mut TracePoint = ebpf
                 .program_mut(prog)
@@ -180,6 +183,8 @@ impl Probe {
                 .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
             p.attach(category, name)
                 .with_context(|| format!("attaching to tracepoint {category}:{name}"))?;
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(p.fd()?));
+            prog_fdinfo.push(format!("/proc/self/fdinfo/{fd}").into());
             Ok(())
         };
         attach("inet_sock_set_state", "sock", "inet_sock_set_state")?;
@@ -201,6 +206,7 @@ impl Probe {
             logger,
             _ebpf: ebpf,
             decode_errors: 0,
+            prog_fdinfo,
             warnings,
         })
     }
@@ -248,13 +254,40 @@ impl Probe {
             connect_untracked: sum(STAT_CONNECT_MAP_FULL),
             decode_errors: self.decode_errors,
             probe_errors: sum(STAT_PROBE_ERRORS),
+            kernel_missed: self.prog_fdinfo.iter().map(|p| recursion_misses(p)).sum(),
         }
     }
+}
+
+/// A program's `recursion_misses` from its fdinfo: runs the kernel skipped
+/// because a BPF program was already running on that CPU (a tracepoint hit
+/// in a softirq that interrupted one of ours). Each may have cost an event,
+/// so they are counted with the losses. 0 where the kernel does not say.
+fn recursion_misses(fdinfo: &std::path::Path) -> u64 {
+    std::fs::read_to_string(fdinfo)
+        .ok()
+        .as_deref()
+        .and_then(parse_recursion_misses)
+        .unwrap_or(0)
+}
+
+fn parse_recursion_misses(fdinfo: &str) -> Option<u64> {
+    fdinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("recursion_misses:"))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_recursion_misses_from_fdinfo() {
+        let text = "prog_type:\t5\nrun_cnt:\t13759\nrecursion_misses:\t2\nverified_insns:\t1321\n";
+        assert_eq!(parse_recursion_misses(text), Some(2));
+        assert_eq!(parse_recursion_misses("prog_type:\t5\n"), None);
+    }
 
     #[test]
     fn parses_kernel_releases() {

@@ -15,7 +15,7 @@ const CANDIDATES: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"
 /// it; the loser gets an error (EBUSY) although tracefs is now there. So a
 /// failed mount is followed by a fresh look, and retried a few times.
 pub fn ensure_mounted() -> Result<PathBuf> {
-    ensure_mounted_with(find, mount_tracefs, |d| std::thread::sleep(d))
+    ensure_mounted_with(find, mount_tracefs, std::thread::sleep)
 }
 
 /// How often a failed mount is retried before giving up.

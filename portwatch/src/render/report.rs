@@ -48,7 +48,7 @@ use crate::event::{Direction, EADDRNOTAVAIL, Event, Losses};
 use crate::input::Input;
 use crate::render::batch::{ServiceRef, VerdictJson, service_ref, verdict_json};
 
-const NS_PER_S: u64 = 1_000_000_000;
+use crate::clock::NS_PER_S;
 
 /// Running total of a per-key counter that restarts from 0 when the engine
 /// ages the key out and sees it again.
@@ -534,6 +534,7 @@ struct LostJson {
     connect_untracked: u64,
     decode_errors: u64,
     probe_errors: u64,
+    kernel_missed: u64,
 }
 
 fn json(r: &Report, rows: usize) -> ReportJson<'_> {
@@ -635,6 +636,7 @@ fn json(r: &Report, rows: usize) -> ReportJson<'_> {
             connect_untracked: r.losses.connect_untracked,
             decode_errors: r.losses.decode_errors,
             probe_errors: r.losses.probe_errors,
+            kernel_missed: r.losses.kernel_missed,
         },
         warnings: &r.warnings,
         complete: r.complete,
@@ -865,10 +867,10 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
 
     writeln!(out)?;
     let l = &r.losses;
-    writeln!(
+    write!(
         out,
         "LOST EVENTS {} (ring buffer full {}, socket map full {}, connect() untracked {}, \
-         undecodable {}, probe errors {})",
+         undecodable {}, probe errors {}",
         l.total(),
         l.ringbuf_lost,
         l.sock_evicted,
@@ -876,6 +878,10 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
         l.decode_errors,
         l.probe_errors
     )?;
+    if l.kernel_missed > 0 {
+        write!(out, ", skipped by the kernel {}", l.kernel_missed)?;
+    }
+    writeln!(out, ")")?;
     if l.total() > 0 {
         writeln!(out, "  rates and counts above are lower bounds")?;
     }

@@ -35,10 +35,13 @@ const THREAD_SAME_AS_COMM: u64 = 17;
 /// Tags from here up carry a varint length and are skipped by readers that
 /// do not know them: the room for backward-compatible additions.
 pub(crate) const TAG_FIRST_SKIPPABLE: u8 = 0x80;
-/// Skippable (format 1.1): `uv` probe_errors for the Losses record that
-/// follows it in the frame. Written only when non-zero, so a 1.0 reader
-/// loses nothing else and traces without probe errors stay byte-identical.
-pub(crate) const TAG_LOSSES_EXT: u8 = 0x80;
+/// Skippable: `uv` kernel_missed of the Losses record that follows. Written
+/// only when non-zero, so files without it are what older versions wrote,
+/// and older readers skip it.
+pub(crate) const TAG_KERNEL_MISSED: u8 = 0x80;
+/// Skippable (format 1.1): `uv` probe_errors of the Losses record that
+/// follows. Written only when non-zero, like `TAG_KERNEL_MISSED`.
+pub(crate) const TAG_PROBE_ERRORS: u8 = 0x81;
 
 /// Entries per dictionary and frame. Bounds the reader's memory; the writer
 /// starts a new frame before a dictionary would overflow.
@@ -197,9 +200,16 @@ impl Encoder {
                 if l.probe_errors != 0 {
                     let mut ext = Vec::with_capacity(10);
                     put_u64(&mut ext, l.probe_errors);
-                    buf.push(TAG_LOSSES_EXT);
+                    buf.push(TAG_PROBE_ERRORS);
                     put_u64(buf, ext.len() as u64);
                     buf.extend_from_slice(&ext);
+                }
+                if l.kernel_missed > 0 {
+                    let mut body = Vec::new();
+                    put_u64(&mut body, l.kernel_missed);
+                    buf.push(TAG_KERNEL_MISSED);
+                    put_u64(buf, body.len() as u64);
+                    buf.extend_from_slice(&body);
                 }
                 buf.push(TAG_LOSSES);
                 self.ts(buf, *ts_ns);
@@ -392,11 +402,13 @@ fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
 #[derive(Default)]
 pub(crate) struct Decoder {
     last_ts_ns: u64,
-    /// From a `TAG_LOSSES_EXT` record, for the next Losses record.
+    /// From a TAG_PROBE_ERRORS record, for the Losses record after it.
     probe_errors: u64,
     addrs: Vec<IpAddr>,
     tasks: Vec<Task>,
     dests: Vec<DestSlot>,
+    /// From a TAG_KERNEL_MISSED record, for the Losses record after it.
+    kernel_missed: u64,
 }
 
 impl Decoder {
@@ -406,6 +418,7 @@ impl Decoder {
         self.addrs.clear();
         self.tasks.clear();
         self.dests.clear();
+        self.kernel_missed = 0;
     }
 
     fn ts(&mut self, c: &mut Cursor) -> Result<u64, Corruption> {
@@ -475,6 +488,7 @@ impl Decoder {
                     connect_untracked: c.u64()?,
                     decode_errors: c.u64()?,
                     probe_errors: std::mem::take(&mut self.probe_errors),
+                    kernel_missed: std::mem::take(&mut self.kernel_missed),
                 },
             },
             TAG_DEF_ADDR => {
@@ -520,11 +534,18 @@ impl Decoder {
                 Self::push(&mut self.dests, slot, "destination")?;
                 return Ok(None);
             }
-            TAG_LOSSES_EXT => {
-                let n = c.len(usize::MAX, "losses extension")?;
+            TAG_PROBE_ERRORS => {
+                let n = c.len(usize::MAX, "skippable record")?;
                 let mut ext = Cursor::new(c.bytes(n)?);
                 // Fields a later minor version appends are ignored.
                 self.probe_errors = ext.u64()?;
+                return Ok(None);
+            }
+            TAG_KERNEL_MISSED => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let body = c.bytes(n)?;
+                let mut inner = Cursor::new(body);
+                self.kernel_missed = inner.u64()?;
                 return Ok(None);
             }
             t if t >= TAG_FIRST_SKIPPABLE => {

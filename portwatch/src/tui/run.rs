@@ -1,6 +1,7 @@
-//! The TUI's main loop: the single owner of state. Inputs go into the
-//! engine; on each refresh the model becomes a Screen that the drawing
-//! thread shows; keys change the App. Drawing never blocks intake.
+//! The TUI as a [`Sink`] of the pipeline: on each refresh the model
+//! becomes a Screen that the drawing thread shows; keys change the App (or
+//! go to the source: replay's pause, step, jump). Drawing never blocks
+//! intake.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,134 +9,174 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use crossterm::event::{Event as TermEvent, EventStream, KeyCode, KeyEventKind};
 use futures_util::StreamExt;
+use tokio::time::{Interval, MissedTickBehavior};
 
 use crate::engine::Engine;
 use crate::engine::model::Model;
-use crate::input::Input;
+use crate::pipeline::{Control, End, Flow, Sink, Stop};
 
 use super::app::{Action, App};
 use super::screen::{Rates, build, eaddrnotavail_total};
 use super::term::Tui;
 use super::view::Screen;
 
-/// Where inputs come from: the live host, or a recording being replayed.
-pub trait Feed {
-    /// Appends the next batch of inputs; waits as long as needed.
-    fn next<'a>(
-        &'a mut self,
-        out: &'a mut Vec<Input>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = FeedState> + 'a>>;
-    /// The time the model should be computed at (CLOCK_MONOTONIC ns).
-    fn now_ns(&self, engine: &Engine) -> u64;
-    /// A label for the header ("replay 00:01:00 / 00:05:00"), None live.
-    fn label(&self) -> Option<String> {
-        None
+/// What woke the TUI.
+pub enum Wake {
+    Key(Option<std::io::Result<TermEvent>>),
+    Refresh,
+}
+
+pub struct TuiSink {
+    app: App,
+    /// Names the trace file in closing warnings (replay), None live.
+    file: Option<String>,
+    tui: Option<Tui>,
+    keys: Option<EventStream>,
+    refresh: Interval,
+    model: Model,
+    screen: Arc<Screen>,
+    rates: Rates,
+    last_eaddr: Option<(u64, u64)>,
+}
+
+fn interval(every: Duration) -> Interval {
+    let mut i = tokio::time::interval(every);
+    i.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    i
+}
+
+impl TuiSink {
+    /// Must be called inside a tokio runtime.
+    pub fn new(app: App, file: Option<String>) -> Self {
+        TuiSink {
+            refresh: interval(app.interval),
+            app,
+            file,
+            tui: None,
+            keys: None,
+            model: Model::default(),
+            screen: Arc::new(Screen::default()),
+            rates: Rates::default(),
+            last_eaddr: None,
+        }
     }
-    /// Keys the feed itself understands (replay: step, jump to end).
-    fn on_key(&mut self, _key: KeyCode) -> bool {
-        false
+
+    fn show(&mut self, ctl: &dyn Control) {
+        self.screen = Arc::new(build(&self.model, &self.app, self.rates, ctl.label()));
+        self.app.clamp_selection(&self.screen);
+        if let Some(t) = &self.tui {
+            t.show(&self.app, self.screen.clone());
+        }
+    }
+
+    fn on_key(&mut self, ev: TermEvent, ctl: &mut dyn Control) -> Flow {
+        let TermEvent::Key(k) = ev else {
+            // Resize and the like: redraw at the new size.
+            if let Some(t) = &self.tui {
+                t.show(&self.app, self.screen.clone());
+            }
+            return Flow::Continue;
+        };
+        if k.kind != KeyEventKind::Press {
+            return Flow::Continue;
+        }
+        // Not while a filter is typed: its letters are text.
+        if self.app.editing.is_none() && ctl.source_key(k.code) {
+            // The source moved (replay step); show it now.
+        } else if k.code == KeyCode::Char('e') && self.app.editing.is_none() {
+            if let Some(name) = self.app.selected_key(&self.screen) {
+                self.app.toggle_expand(&name);
+            }
+        } else {
+            match self.app.on_key(k, self.app.row_count(&self.screen)) {
+                Action::Quit => return Flow::Stop(Stop::Done),
+                Action::Interval => self.refresh = interval(self.app.interval),
+                Action::Redraw | Action::None => {}
+            }
+        }
+        self.show(ctl);
+        Flow::Continue
+    }
+
+    fn on_refresh(&mut self, ctl: &mut dyn Control) {
+        if !self.app.paused {
+            let now = ctl.now_ns();
+            self.model = ctl.engine().model(now);
+            let total = eaddrnotavail_total(&self.model);
+            if let Some((t0, n0)) = self.last_eaddr {
+                let dt = now.saturating_sub(t0) as f64 / 1e9;
+                if dt > 0.0 {
+                    self.rates.eaddrnotavail_per_s = total.saturating_sub(n0) as f64 / dt;
+                }
+            }
+            self.last_eaddr = Some((now, total));
+        }
+        self.show(ctl);
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FeedState {
-    More,
-    /// Nothing more will come (end of a recording); the TUI stays up.
-    Ended,
-}
+impl Sink for TuiSink {
+    type Wake = Wake;
 
-/// Runs the TUI until the user quits or a signal arrives. `on_input` sees
-/// every input before the engine does (the recorder hooks in there).
-pub async fn run(
-    feed: &mut dyn Feed,
-    engine: &mut Engine,
-    mut app: App,
-    mut on_input: impl FnMut(&Input),
-) -> Result<()> {
-    let mut stop_signals = crate::cmd::StopSignals::new(None)?;
-    let tui = Tui::enter()?;
-    let mut keys = EventStream::new();
-    let mut refresh = tokio::time::interval(app.interval);
-    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut inputs = Vec::new();
-    let mut model = Model::default();
-    let mut screen = Arc::new(Screen::default());
-    let mut rates = Rates::default();
-    let mut last_eaddr: Option<(u64, u64)> = None;
-    let mut ended = false;
+    fn start(&mut self, _ctl: &mut dyn Control) -> Result<()> {
+        self.tui = Some(Tui::enter()?);
+        self.keys = Some(EventStream::new());
+        Ok(())
+    }
 
-    loop {
+    async fn wake(&mut self) -> Wake {
+        let Some(keys) = self.keys.as_mut() else {
+            return std::future::pending().await;
+        };
         tokio::select! {
-            state = feed.next(&mut inputs), if !ended => {
-                for i in inputs.drain(..) {
-                    on_input(&i);
-                    engine.apply(&i);
-                }
-                ended = state == FeedState::Ended;
-            }
-            key = keys.next() => {
-                let Some(Ok(ev)) = key else { break };
-                let TermEvent::Key(k) = ev else {
-                    // Resize and the like: redraw at the new size.
-                    tui.show(&app, screen.clone());
-                    continue;
-                };
-                if k.kind != KeyEventKind::Press {
-                    continue;
-                }
-                // Not while a filter is typed: its letters are text.
-                if app.editing.is_none() && feed.on_key(k.code) {
-                    // The feed moved (replay step); show it now.
-                } else if k.code == KeyCode::Char('e') && app.editing.is_none() {
-                    if let Some(name) = app.selected_key(&screen) {
-                        app.toggle_expand(&name);
-                    }
-                } else {
-                    match app.on_key(k, app.row_count(&screen)) {
-                        Action::Quit => break,
-                        Action::Interval => {
-                            refresh = tokio::time::interval(app.interval);
-                            refresh.set_missed_tick_behavior(
-                                tokio::time::MissedTickBehavior::Delay,
-                            );
-                        }
-                        Action::Redraw | Action::None => {}
-                    }
-                }
-                screen = Arc::new(build(&model, &app, rates, feed.label()));
-                app.clamp_selection(&screen);
-                tui.show(&app, screen.clone());
-            }
-            _ = refresh.tick() => {
-                if !app.paused {
-                    let now = feed.now_ns(engine);
-                    model = engine.model(now);
-                    let total = eaddrnotavail_total(&model);
-                    if let Some((t0, n0)) = last_eaddr {
-                        let dt = now.saturating_sub(t0) as f64 / 1e9;
-                        if dt > 0.0 {
-                            rates.eaddrnotavail_per_s = total.saturating_sub(n0) as f64 / dt;
-                        }
-                    }
-                    last_eaddr = Some((now, total));
-                }
-                screen = Arc::new(build(&model, &app, rates, feed.label()));
-                app.clamp_selection(&screen);
-                tui.show(&app, screen.clone());
-            }
-            _ = stop_signals.wait() => break,
-        }
-        if tui.failed() {
-            break;
+            k = keys.next() => Wake::Key(k),
+            _ = self.refresh.tick() => Wake::Refresh,
         }
     }
-    let err = tui.error.lock().ok().and_then(|mut e| e.take());
-    drop(tui); // restores the terminal
-    if let Some(e) = err {
-        return Err(e).context("drawing the screen");
-    }
-    Ok(())
-}
 
-/// Default refresh interval of `top`.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+    fn on_wake(&mut self, wake: Wake, ctl: &mut dyn Control) -> Result<Flow> {
+        let flow = match wake {
+            Wake::Key(Some(Ok(ev))) => self.on_key(ev, ctl),
+            // The terminal's input ended or failed.
+            Wake::Key(_) => Flow::Stop(Stop::Done),
+            Wake::Refresh => {
+                self.on_refresh(ctl);
+                Flow::Continue
+            }
+        };
+        if self.tui.as_ref().is_some_and(Tui::failed) {
+            return Ok(Flow::Stop(Stop::Failed));
+        }
+        Ok(flow)
+    }
+
+    /// Restores the terminal; a drawing error is returned here.
+    fn leave(&mut self) -> Result<()> {
+        let Some(tui) = self.tui.take() else {
+            return Ok(());
+        };
+        let err = tui.error.lock().ok().and_then(|mut e| e.take());
+        drop(tui); // restores the terminal
+        match err {
+            Some(e) => Err(e).context("drawing the screen"),
+            None => Ok(()),
+        }
+    }
+
+    /// The terminal is restored by now: what went wrong goes to a
+    /// readable stderr.
+    fn close(self, _engine: &Engine, end: End) -> Result<()> {
+        let at = self.file.map(|f| format!("{f}: ")).unwrap_or_default();
+        for w in &end.source.warnings {
+            eprintln!("portwatch: warning: {at}{w}");
+        }
+        if let Some(e) = &end.source.error {
+            eprintln!("portwatch: warning: {at}{e}");
+        }
+        if let Some(losses) = end.source.losses {
+            eprintln!("portwatch: stopped: {losses}");
+        }
+        crate::pipeline::sinks::print_recorded(end.recorded);
+        Ok(())
+    }
+}

@@ -173,12 +173,22 @@ pub struct Tracer {
 impl Tracer {
     /// Starts `portwatch <args>` and waits until it says it is tracing.
     pub fn start(args: &[&str]) -> Tracer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portwatch"))
+        Tracer::attach(Tracer::spawn(args))
+    }
+
+    /// Spawns `portwatch <args>` with piped output, without waiting: for
+    /// tests that start several at once (see [`Tracer::attach`]).
+    pub fn spawn(args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_portwatch"))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("spawn portwatch");
+            .expect("spawn portwatch")
+    }
+
+    /// Reads a child from [`Tracer::spawn`] and waits until it is tracing.
+    pub fn attach(mut child: Child) -> Tracer {
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = mpsc::channel();
@@ -264,6 +274,13 @@ impl Tracer {
             stderr.push(l);
         }
         (status.success(), stderr, std::mem::take(&mut self.seen))
+    }
+}
+
+impl Tracer {
+    /// The portwatch process id (to signal it or read its /proc entries).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
