@@ -354,6 +354,10 @@ fn stop_tracer(t: Tracer) -> Result<Stopped> {
     while let Ok(l) = t.stderr.recv_timeout(Duration::from_secs(5)) {
         if let Some(n) = parse_lost(&l) {
             lost = Some(n);
+            if n > 0 {
+                // Which kind of loss it was.
+                println!("  {l}");
+            }
         }
     }
     std::mem::forget(t.child); // already reaped
@@ -498,12 +502,32 @@ impl Drop for BpfStats {
     }
 }
 
+/// TCP state changes of one loopback connection with both ends on this
+/// host: 7→2, 2→1, 1→4, 4→5, 5→7 on the client, 10→3, 3→1, 1→8, 8→9, 9→7
+/// on the server.
+const STATE_CHANGES_PER_CONN: u64 = 10;
+
+/// Connections the host made during a run, as the tracer's state-change
+/// program counted them. Tracepoints are global: on a shared machine other
+/// processes' traffic runs the tracer too, so the per-connection figures
+/// divide by this rather than by the load generator's count (the two agree
+/// on a quiet host). `None` without BPF statistics.
+fn host_conns(r: &Run) -> Option<u64> {
+    r.bpf
+        .iter()
+        .find(|(name, _)| name.starts_with("inet_sock_set"))
+        .map(|(_, s)| s.run_cnt / STATE_CHANGES_PER_CONN)
+        .filter(|&n| n > 0)
+}
+
 /// Figures of one variant over all its rounds.
 struct Summary {
     med: f64,
     min: f64,
     max: f64,
     conns: u64,
+    /// Connections the host made while the tracer ran (see [`host_conns`]).
+    host_conns: u64,
     seen: Option<u64>,
     lost: Option<u64>,
     /// BPF ns per connection, per program and in all.
@@ -525,7 +549,11 @@ fn summarise(rs: &[Run]) -> Summary {
             e.run_cnt += s.run_cnt;
         }
     }
-    let per_conn = |x: u64| x as f64 / conns.max(1) as f64;
+    let host: u64 = rs
+        .iter()
+        .map(|r| host_conns(r).unwrap_or(r.connections))
+        .sum();
+    let per_conn = |x: u64| x as f64 / host.max(1) as f64;
     let bpf_per_conn: BTreeMap<String, (f64, f64)> = bpf
         .iter()
         .map(|(n, s)| {
@@ -549,7 +577,8 @@ fn summarise(rs: &[Run]) -> Summary {
         bpf_ns_per_conn: (!bpf.is_empty())
             .then(|| per_conn(bpf.values().map(|s| s.run_time_ns).sum())),
         bpf_per_conn,
-        cpu_us_per_conn: cpu.map(|c| c * 1e6 / conns.max(1) as f64),
+        cpu_us_per_conn: cpu.map(|c| c * 1e6 / host.max(1) as f64),
+        host_conns: host,
         rss_kib: rs.iter().filter_map(|r| r.max_rss_kib).max(),
         bytes: rs.iter().map(|r| r.out_bytes).sum(),
     }
@@ -629,21 +658,21 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
                 run.out_bytes = std::fs::metadata(&out_path).ok().map(|m| m.len());
             }
             let bpf_ns: u64 = run.bpf.values().map(|s| s.run_time_ns).sum();
+            let host = host_conns(&run).unwrap_or(run.connections).max(1) as f64;
             println!(
-                "round {}/{} {:<15} {:>8.0} conn/s {:>8} conns  seen {:>8}  lost {:>4}  \
-                 bpf {:>6.0} ns/conn  cpu {:>5} us/conn",
+                "round {}/{} {:<15} {:>8.0} conn/s {:>8} conns (host {:>8})  seen {:>8}  \
+                 lost {:>4}  bpf {:>6.0} ns/conn  cpu {:>5} us/conn",
                 round + 1,
                 args.rounds,
                 v.name,
                 run.conn_per_s,
                 run.connections,
+                host_conns(&run).map_or("-".into(), |h| h.to_string()),
                 run.seen.map_or("-".into(), |s| s.to_string()),
                 run.lost.map_or("-".into(), |s| s.to_string()),
-                bpf_ns as f64 / run.connections.max(1) as f64,
-                run.cpu_s.map_or("-".into(), |c| format!(
-                    "{:.2}",
-                    c * 1e6 / run.connections.max(1) as f64
-                )),
+                bpf_ns as f64 / host,
+                run.cpu_s
+                    .map_or("-".into(), |c| format!("{:.2}", c * 1e6 / host)),
             );
             runs[i].push(run);
         }
@@ -728,8 +757,18 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
     }
     if !args.smoke {
         println!();
-        println!("BPF time per program: ns per connection (ns per run, runs per connection)");
+        println!(
+            "BPF time per program: ns per connection (ns per run × runs per connection). \
+             Per connection = per {STATE_CHANGES_PER_CONN} TCP state changes the tracer saw \
+             (other traffic on the host runs the tracers too)."
+        );
         for (v, s) in variants.iter().zip(&sums) {
+            if !s.bpf_per_conn.is_empty() {
+                println!(
+                    "  {:<15} host connections {} (load generator {})",
+                    v.name, s.host_conns, s.conns
+                );
+            }
             for (prog, (per_conn, per_run)) in &s.bpf_per_conn {
                 println!(
                     "  {:<15} {:<36} {:>7.0} ({:>5.0} ns × {:>5.2})",

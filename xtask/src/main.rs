@@ -4,7 +4,7 @@
 //!   (Debian's rustc-web with a prebuilt bpfel `core`, and bpf-linker built
 //!   against Debian's LLVM 22), or prints the exact commands.
 //! * `cargo xtask build [--release]`  one binary with the eBPF object inside.
-//! * `cargo xtask run [--release] -- <portwatch args>`
+//! * `cargo xtask run [--debug] -- <portwatch args>`  (release unless --debug)
 //! * `cargo xtask test`  every test: unit, snapshot and kernel (root).
 //! * `cargo xtask faults`  the fault suite and its Reliability table (root).
 
@@ -35,9 +35,14 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Build, then run portwatch with the given arguments.
+    /// Build in release mode (an incident is no place for a debug build),
+    /// then run portwatch with the given arguments.
     Run {
+        /// A debug build instead (for developing portwatch).
         #[arg(long)]
+        debug: bool,
+        /// Accepted for compatibility: release is the default.
+        #[arg(long, hide = true)]
         release: bool,
         /// Arguments for portwatch, after `--`.
         #[arg(last = true)]
@@ -83,6 +88,8 @@ const APT_PACKAGES: &[&str] = &[
     // used by the kernel tests (ip link) and the TUI end-to-end test
     "iproute2",
     "tmux",
+    // the side-by-side anchors of `cargo xtask bench`
+    "bpftrace",
 ];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
@@ -97,9 +104,13 @@ fn main() -> Result<()> {
             build(&root, release)?;
             Ok(())
         }
-        Cmd::Run { release, args } => {
+        Cmd::Run {
+            debug,
+            release: _,
+            args,
+        } => {
             setup()?;
-            let bin = build(&root, release)?;
+            let bin = build(&root, !debug)?;
             let status = Command::new(&bin)
                 .args(&args)
                 .status()
@@ -204,6 +215,9 @@ fn missing_toolchain() -> Vec<&'static str> {
     }
     if which("tmux").is_none() {
         missing.push("tmux (used by the TUI end-to-end test)");
+    }
+    if which("bpftrace").is_none() {
+        missing.push("bpftrace (the anchors of cargo xtask bench)");
     }
     missing
 }

@@ -47,6 +47,7 @@ async fn trace(args: TraceArgs) -> Result<()> {
         events: 0,
         error: None,
         out,
+        line: Vec::with_capacity(512),
     };
     let stop = loop {
         tokio::select! {
@@ -84,6 +85,8 @@ struct Sink<W: Write> {
     events: u64,
     error: Option<io::Error>,
     out: W,
+    /// One JSON line, reused for every event.
+    line: Vec<u8>,
 }
 
 impl<W: Write> Sink<W> {
@@ -93,9 +96,10 @@ impl<W: Write> Sink<W> {
         }
         self.events += 1;
         let r = if self.json {
-            serde_json::to_writer(&mut self.out, &JsonEvent::new(ev, &self.clock))
-                .map_err(io::Error::from)
-                .and_then(|()| self.out.write_all(b"\n"))
+            self.line.clear();
+            JsonEvent::new(ev, &self.clock).write_line(&mut self.line);
+            self.line.push(b'\n');
+            self.out.write_all(&self.line)
         } else {
             write_text(&mut self.out, ev, &self.clock)
         };
