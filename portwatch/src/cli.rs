@@ -54,6 +54,69 @@ pub enum Command {
         after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed."
     )]
     Report(ReportArgs),
+    /// Serve the model as Prometheus/OpenMetrics metrics on /metrics, for a fleet.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch exporter                           # http://0.0.0.0:9979/metrics\n  sudo portwatch exporter --listen 127.0.0.1:9979 --record /var/tmp/pw.pwtrace\n  curl -s localhost:9979/metrics | grep lacks_pooling\n\nMetrics, labels and their cardinality: README (\"Running on a fleet\"). Alert rules,\na Grafana dashboard and a Kubernetes DaemonSet are in deploy/."
+    )]
+    Exporter(ExporterArgs),
+    /// Check what works on this host (kernel, privileges, tracepoints, BTF, ...) and what to do about the rest.
+    #[command(
+        after_help = "Examples:\n  sudo portwatch doctor\n  sudo portwatch doctor --json | jq '.checks[] | select(.status != \"ok\")'\n\nIt loads and attaches the eBPF programs for a moment and traces one test\nconnection in a private network namespace, so a check mark means it works.\nOne line per check, with the fix and what is lost without it.\nExit status: 0 when `top` will work fully, 1 when degraded, 2 when it cannot run."
+    )]
+    Doctor(DoctorArgs),
+    /// Writes the man pages and shell completions generated from these
+    /// definitions (used by `cargo xtask dist`; hidden from help).
+    #[command(hide = true)]
+    Assets(AssetsArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// One JSON object: {version, kernel, status, exit_code, checks: [{check, status, detail, fix, degrades}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct AssetsArgs {
+    /// Directory to create `man/` and `completions/` in.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExporterArgs {
+    /// Address and port to serve /metrics and /healthz on.
+    #[arg(long, value_name = "ADDR:PORT", default_value = crate::exporter::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// Seconds between renderings of the metrics (a scrape gets the latest).
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Destinations with series of their own per service; the rest are folded into daddr="~other".
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_destinations: usize,
+    /// Services with series of their own; the rest are folded into service="~other".
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub max_services: usize,
+    /// Seconds after which the series of a service or destination that went quiet disappear.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub grace: u64,
+    /// Also record the trace to FILE while running (see `portwatch record`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// With --record: overwrite FILE if it exists.
+    #[arg(long, requires = "record")]
+    pub force: bool,
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Seconds between re-reads of the socket table (corrects drift).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub resync: f64,
+    #[command(flatten)]
+    pub verdict: VerdictArgs,
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Clone)]

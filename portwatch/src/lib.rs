@@ -9,6 +9,7 @@ pub mod cmd;
 pub mod engine;
 pub mod errno;
 pub mod event;
+pub mod exporter;
 pub mod filter;
 pub mod input;
 pub mod live;

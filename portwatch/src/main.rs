@@ -12,6 +12,9 @@ fn main() -> std::process::ExitCode {
         Command::Export(args) => portwatch::cmd::export::run(args),
         Command::Replay(args) => portwatch::cmd::replay::run(args),
         Command::Report(args) => portwatch::cmd::report::run(args),
+        Command::Exporter(args) => portwatch::cmd::exporter::run(args),
+        Command::Doctor(args) => portwatch::cmd::doctor::run(args),
+        Command::Assets(args) => portwatch::cmd::assets::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

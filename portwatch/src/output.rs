@@ -143,7 +143,7 @@ fn family(a: &IpAddr) -> &'static str {
     }
 }
 
-fn handshake_cause(errno: i32) -> &'static str {
+pub(crate) fn handshake_cause(errno: i32) -> &'static str {
     match errno {
         111 => "refused",
         110 => "timed_out",

@@ -14,7 +14,7 @@ mod common;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Child;
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -131,6 +131,11 @@ fn tracefs_mounts() -> Vec<String> {
 
 impl NoTracefs {
     fn new() -> NoTracefs {
+        NoTracefs::with(|| Ok(()))
+    }
+
+    /// Also runs `extra` in the namespace before any job (e.g. a mount).
+    fn with(extra: impl FnOnce() -> Result<(), String> + Send + 'static) -> NoTracefs {
         let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         let handle = thread::spawn(move || {
@@ -177,7 +182,7 @@ impl NoTracefs {
                         return Err(format!("{p}/events still exists"));
                     }
                 }
-                Ok(())
+                extra()
             };
             let r = setup();
             let ok = r.is_ok();
@@ -492,5 +497,240 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
         missed: Some(missed),
         rss_kib: rss,
         exit: "0".into(),
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Disk full while recording
+
+/// Where the small tmpfs is mounted, inside the test's mount namespace only.
+const SMALL_FS: &str = "/run/portwatch-fault-small-fs";
+
+#[test]
+fn a_full_disk_stops_record_with_a_clear_error_and_the_file_stays_readable() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    // 512 KiB: filled within a few seconds of churn (~16 bytes a connection).
+    let ns = NoTracefs::with(|| {
+        std::fs::create_dir_all(SMALL_FS).map_err(|e| format!("mkdir {SMALL_FS}: {e}"))?;
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs", SMALL_FS])
+            .status()
+            .map_err(|e| format!("mount: {e}"))?;
+        if !st.success() {
+            return Err("mounting a tmpfs failed".into());
+        }
+        Ok(())
+    });
+    let net = Netns::new(
+        "pwf-diskfull",
+        &[("ipv4/ip_local_port_range", "1024 65000")],
+    );
+    let inode = net.inode;
+    let file = format!("{SMALL_FS}/full.pwt");
+    let f = file.clone();
+    let mut rec = ns.run(move || Tracer::spawn(&["record", "-o", &f, "--duration", "60"]));
+    // Wait until it records (its first stderr line says so).
+    let stderr = rec.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for l in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("record said nothing");
+    assert!(first.contains("recording"), "record did not start: {first}");
+    let churn = Churn::start(&net, 2);
+    // record must stop by itself once the disk is full (bounded).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = rec.try_wait().expect("wait record") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "record did not stop on a full disk within 30 s"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    let connections = churn.finish();
+    let stderr: Vec<String> = rx.try_iter().collect();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "record's exit on a full disk: {status:?} {stderr:?}"
+    );
+    assert!(
+        stderr
+            .iter()
+            .any(|l| l.contains("No space left on device") && l.contains(&file)),
+        "no clear error naming the file: {stderr:?}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.contains("panicked")),
+        "record panicked: {stderr:?}"
+    );
+    // The file up to the failure is readable: report succeeds and export
+    // gives the connections recorded, in valid JSON.
+    let f = file.clone();
+    let (rep, export) = ns.run(move || {
+        let bin = env!("CARGO_BIN_EXE_portwatch");
+        let report = Command::new(bin)
+            .args(["report", &f])
+            .output()
+            .expect("report");
+        let export = Command::new(bin)
+            .args(["export", "--format", "jsonl", &f])
+            .output()
+            .expect("export");
+        (report, export)
+    });
+    let report_err = String::from_utf8_lossy(&rep.stderr);
+    assert!(
+        rep.status.success(),
+        "report on the file of a full disk failed: {report_err}"
+    );
+    assert!(
+        export.status.success(),
+        "export failed: {}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let readable = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("export line is JSON"))
+        .filter(|v| v["netns"] == inode)
+        .count() as u64;
+    assert!(
+        readable > 0,
+        "nothing of the test's traffic is readable in the file"
+    );
+    drop(ns); // the tmpfs goes with its mount namespace
+    let _ = std::fs::remove_dir(SMALL_FS);
+    report(Figure {
+        fault: "disk full while recording",
+        injected: format!("`record` onto a 512 KiB tmpfs under churn ({connections} connections)"),
+        delivered: Some(readable),
+        lost: None,
+        missed: None,
+        rss_kib: None,
+        exit: format!(
+            "{} (\"No space left on device\"); report 0{}",
+            status.code().unwrap_or(-1),
+            if report_err.contains("warning") {
+                " with a warning"
+            } else {
+                ""
+            }
+        ),
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Privileges
+
+/// `portwatch <args>` under `setpriv <setpriv>`: (exit code, stderr).
+fn run_with_privileges(setpriv: &[&str], args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new("setpriv")
+        .args(setpriv)
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_portwatch"))
+        .args(args)
+        .output()
+        .expect("run setpriv (util-linux)");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn assert_no_backtrace(stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+        "a panic instead of a message: {stderr}"
+    );
+}
+
+#[test]
+fn without_privileges_the_missing_capability_is_named_and_with_only_bpf_and_perfmon_it_works() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    // An unprivileged user.
+    let nobody = [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+    ];
+    let (code, err) = run_with_privileges(&nobody, &["trace", "--duration", "1"]);
+    assert_no_backtrace(&err);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("missing: CAP_BPF, CAP_PERFMON") && err.contains("sudo"),
+        "{err}"
+    );
+    // Root with CAP_BPF but not CAP_PERFMON: the one missing is named.
+    let (code, err) = run_with_privileges(
+        &["--bounding-set=-all,+bpf", "--inh-caps=-all"],
+        &["trace", "--duration", "1"],
+    );
+    assert_no_backtrace(&err);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("missing: CAP_PERFMON)"), "{err}");
+
+    // Root with only CAP_BPF + CAP_PERFMON: it works and sees the traffic.
+    let net = Netns::new("pwf-caps", &[]);
+    let netns = net.inode.to_string();
+    let child = Command::new("setpriv")
+        .args(["--bounding-set=-all,+bpf,+perfmon", "--inh-caps=-all", "--"])
+        .arg(env!("CARGO_BIN_EXE_portwatch"))
+        .args(["trace", "--json", "--duration", "60", "--netns", &netns])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn setpriv");
+    let mut t = Tracer::attach(child);
+    let caps = std::fs::read_to_string(format!("/proc/{}/status", t.pid())).unwrap();
+    let eff = caps
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    assert_eq!(eff, (1 << 38) | (1 << 39), "CapEff of portwatch: {eff:x}");
+    net.run(|| {
+        let addr = start_server("127.0.0.1:0");
+        for _ in 0..5 {
+            client_exchange(addr, 1);
+        }
+    });
+    let inode = net.inode;
+    let ok = t.wait_for(Duration::from_secs(20), |seen| {
+        of(seen, "close", inode).count() >= 10
+    });
+    assert!(
+        ok,
+        "with CAP_BPF + CAP_PERFMON only, {} of 10 events",
+        of(&t.seen, "close", inode).count()
+    );
+    let rss = peak_rss_kib(t.pid());
+    let (ok, stderr, seen) = t.stop();
+    assert!(ok, "{stderr:?}");
+    report(Figure {
+        fault: "privileges",
+        injected: "user nobody; root with CAP_BPF only; root with only CAP_BPF + CAP_PERFMON \
+                   (setpriv)"
+            .into(),
+        delivered: Some(of(&seen, "close", inode).count() as u64),
+        lost: Some(lost_in(summary_line(&stderr))),
+        missed: Some(0),
+        rss_kib: rss,
+        exit: "1 \"missing: CAP_BPF, CAP_PERFMON\"; 1 \"missing: CAP_PERFMON\"; 0".into(),
     });
 }

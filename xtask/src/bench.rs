@@ -88,6 +88,10 @@ pub enum Counter {
     /// `bench/printing.bt` lines of the load generator's client threads
     /// towards port 80 (the script does not know namespaces).
     PrintingLines,
+    /// `exporter`, run in a network namespace of its own (`unshare -n`)
+    /// and scraped there every second: the last scrape's
+    /// `portwatch_connections_opened_total` to 127.0.0.1:80.
+    Scrape,
 }
 
 /// The name of the floor variant: costs are also given as multiples of its.
@@ -131,6 +135,18 @@ pub fn variants() -> Vec<Variant> {
             count: Counter::BatchJson,
             anchor: false,
         },
+        Variant {
+            name: "exporter",
+            tool: Tool::Portwatch(&[
+                "exporter",
+                "--listen",
+                crate::scrape::LISTEN,
+                "--interval",
+                "0.5",
+            ]),
+            count: Counter::Scrape,
+            anchor: false,
+        },
     ]
 }
 
@@ -169,7 +185,17 @@ fn command(root: &Path, bin: &Path, v: &Variant, out: &Path) -> Option<(Command,
     match v.tool {
         Tool::None => None,
         Tool::Portwatch(args) => {
-            let mut c = Command::new(bin);
+            // The exporter listens and is scraped in a namespace of its own,
+            // so the scrapes stay off the host's loopback; `sh` execs
+            // portwatch, so the child's pid (signals, rusage) is portwatch's.
+            let mut c = if matches!(v.count, Counter::Scrape) {
+                let mut c = Command::new("unshare");
+                c.args(["-n", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+                    .arg(bin);
+                c
+            } else {
+                Command::new(bin)
+            };
             c.args(
                 args.iter()
                     .map(|a| a.replace("{out}", &out.display().to_string())),
@@ -234,7 +260,8 @@ fn start_tracer(root: &Path, bin: &Path, v: &Variant, out: &Path) -> Result<Opti
                 Ok(l)
                     if l.contains("tracing")
                         || l.contains("recording")
-                        || l.contains("watching") =>
+                        || l.contains("watching")
+                        || l.contains("serving") =>
                 {
                     break;
                 }
@@ -381,7 +408,7 @@ fn parse_lost(line: &str) -> Option<u64> {
 
 fn count_seen(bin: &Path, counter: Counter, out: &Path, netns: u64) -> Result<Option<u64>> {
     match counter {
-        Counter::None => Ok(None),
+        Counter::None | Counter::Scrape => Ok(None),
         Counter::TraceJson | Counter::TraceFile => {
             let jsonl = if matches!(counter, Counter::TraceFile) {
                 let exported = out.with_extension("jsonl");
@@ -624,6 +651,10 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
         for (i, v) in variants.iter().enumerate() {
             let out = tmp.join(format!("{i}.out"));
             let tracer = start_tracer(root, &bin, v, &out)?;
+            let scraper = match (&tracer, v.count) {
+                (Some(t), Counter::Scrape) => Some(crate::scrape::Scraper::start(t.child.id())?),
+                _ => None,
+            };
             let (connections, conn_per_s, netns) = loadgen(&args, rate)?;
             let mut run = Run {
                 conn_per_s,
@@ -633,7 +664,7 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
             if let Some(t) = tracer {
                 // Let the last records be drained (and, for top --batch, a
                 // snapshot after the last close be printed).
-                std::thread::sleep(if matches!(v.count, Counter::BatchJson) {
+                std::thread::sleep(if matches!(v.count, Counter::BatchJson | Counter::Scrape) {
                     Duration::from_millis(1500)
                 } else {
                     Duration::from_millis(300)
@@ -654,8 +685,15 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
                     _ => s.lost,
                 };
                 run.bpf = s.bpf;
-                run.seen = count_seen(&bin, v.count, &out_path, netns)?;
-                run.out_bytes = std::fs::metadata(&out_path).ok().map(|m| m.len());
+                run.seen = match scraper {
+                    Some(s) => s.finish(),
+                    None => count_seen(&bin, v.count, &out_path, netns)?,
+                };
+                // The exporter writes no output file; its figure is the scrapes.
+                run.out_bytes = std::fs::metadata(&out_path)
+                    .ok()
+                    .map(|m| m.len())
+                    .filter(|_| !matches!(v.count, Counter::Scrape));
             }
             let bpf_ns: u64 = run.bpf.values().map(|s| s.run_time_ns).sum();
             let host = host_conns(&run).unwrap_or(run.connections).max(1) as f64;

@@ -6,11 +6,14 @@
 //! * `cargo xtask build [--release]`  one binary with the eBPF object inside.
 //! * `cargo xtask run [--debug] -- <portwatch args>`  (release unless --debug)
 //! * `cargo xtask test`  every test: unit, snapshot and kernel (root).
+//! * `cargo xtask dist`  the tarball and the .deb in target/dist/.
 //! * `cargo xtask faults`  the fault suite and its Reliability table (root).
 
 mod bench;
+mod dist;
 mod faults;
 mod loadgen;
+mod scrape;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,6 +78,8 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Release tarball and Debian package in target/dist/ (see dist.rs).
+    Dist,
 }
 
 const APT_PACKAGES: &[&str] = &[
@@ -90,7 +95,17 @@ const APT_PACKAGES: &[&str] = &[
     "tmux",
     // the side-by-side anchors of `cargo xtask bench`
     "bpftrace",
+    // prometheus + promtool: the exporter's kernel test and the rule tests
+    "prometheus",
+    // pip, for PIP_PACKAGES where the Python in use has none
+    "python3-pip",
+    // `xtask dist` (dpkg-shlibdeps, strip, readelf) and the man page checks
+    // (groff, `man -w` on the installed package)
+    "dpkg-dev",
+    "man-db",
 ];
+/// PyPI package that validates the Kubernetes manifests offline.
+const PIP_PACKAGES: &[&str] = &["kubernetes-validate"];
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
@@ -168,6 +183,10 @@ fn main() -> Result<()> {
             setup()?;
             test(&root, &args)
         }
+        Cmd::Dist => {
+            setup()?;
+            dist::run_dist(&root)
+        }
     }
 }
 
@@ -219,6 +238,18 @@ fn missing_toolchain() -> Vec<&'static str> {
     if which("bpftrace").is_none() {
         missing.push("bpftrace (the anchors of cargo xtask bench)");
     }
+    if which("prometheus").is_none() || which("promtool").is_none() {
+        missing.push("prometheus and promtool (exporter and rule tests)");
+    }
+    if which("kubernetes-validate").is_none() {
+        missing.push("kubernetes-validate (PyPI; manifest tests)");
+    }
+    if which("dpkg-shlibdeps").is_none() {
+        missing.push("dpkg-dev (dpkg-shlibdeps, used by `xtask dist`)");
+    }
+    if which("groff").is_none() || which("man").is_none() {
+        missing.push("man-db (man, groff: man page checks)");
+    }
     missing
 }
 
@@ -253,6 +284,9 @@ fn setup() -> Result<()> {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(APT_PACKAGES)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    if which("kubernetes-validate").is_none() {
+        pip_install()?;
+    }
     if which("bpf-linker").is_none() {
         // LLVM_PREFIX: bpf-linker's build script otherwise follows the first
         // llvm-config on PATH, which may be an older LLVM (seen: llvm-14).
@@ -267,6 +301,20 @@ fn setup() -> Result<()> {
         bail!("setup finished but still missing: {}", still.join("; "));
     }
     Ok(())
+}
+
+/// Installs the PyPI packages with the machine's pip; a Debian-managed
+/// Python (PEP 668) needs --break-system-packages.
+fn pip_install() -> Result<()> {
+    let pip = || {
+        let mut c = Command::new("python3");
+        c.args(["-m", "pip", "install", "-q"]).args(PIP_PACKAGES);
+        c
+    };
+    if run(&mut pip()).is_ok() {
+        return Ok(());
+    }
+    run(pip().arg("--break-system-packages"))
 }
 
 fn build(root: &Path, release: bool) -> Result<PathBuf> {

@@ -2,7 +2,10 @@
 //! arguments, and it turns them into one [`crate::pipeline::Pipeline`]
 //! (source → recorder → engine → sink) on one current-thread tokio runtime.
 
+pub mod assets;
+pub mod doctor;
 pub mod export;
+pub mod exporter;
 pub mod record;
 pub mod replay;
 pub mod report;

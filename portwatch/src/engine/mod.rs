@@ -182,7 +182,11 @@ pub(crate) struct Acc {
     local_closes: u64,
     peer_closes: u64,
     lifetime: LogHist,
+    /// Sum of the lifetimes in `lifetime` (the exporter's histogram sum).
+    lifetime_sum_us: u64,
     handshake: LogHist,
+    /// EADDRNOTAVAIL failures the kernel saw as port exhaustion.
+    port_exhaustion: u64,
     /// errno → count; few distinct values, so a short vector.
     errors: Vec<(i32, u64)>,
     last_ns: u64,
@@ -229,6 +233,7 @@ impl Acc {
         self.new_total += 1;
         if let Some(b) = f.lifetime_bucket {
             self.lifetime.record_bucket(b);
+            self.lifetime_sum_us += c.lifetime_ns() / 1000;
         }
         if let Some(b) = f.handshake_bucket {
             self.handshake.record_bucket(b);
@@ -251,6 +256,9 @@ impl Acc {
 
     fn record_error(&mut self, e: &ConnectError) {
         self.record_errno(e.errno);
+        if e.cause == crate::event::Cause::PortExhaustion {
+            self.port_exhaustion += 1;
+        }
         self.last_error_ns = self.last_error_ns.max(Some(e.ts_ns));
         self.last_ns = self.last_ns.max(e.ts_ns);
         if let Some(t) = &e.task {
@@ -296,6 +304,9 @@ impl Acc {
             tw_expiring_60s: exp[2],
             connect_errors: errno_counts(&self.errors),
             connect_errors_total: errors_total,
+            port_exhaustion_total: self.port_exhaustion,
+            local_closes_total: self.local_closes,
+            lifetime_sum_s: self.lifetime_sum_us as f64 / 1e6,
             new_series_60s: (now.sec.saturating_sub(60)..now.sec)
                 .map(|s| self.new.get(s))
                 .collect(),
@@ -474,6 +485,8 @@ pub struct Engine {
     counters: Option<KernelCounters>,
     prev_counters: Option<KernelCounters>,
     losses: Losses,
+    /// Events applied (closes and connect errors).
+    events: u64,
     /// Time of the last socket table, if any was read.
     last_table_ns: Option<u64>,
     aged_out: u64,
@@ -516,6 +529,7 @@ impl Engine {
             counters: None,
             prev_counters: None,
             losses: Losses::default(),
+            events: 0,
             last_table_ns: None,
             aged_out: 0,
             netns_seen: FxHashSet::default(),
@@ -539,8 +553,14 @@ impl Engine {
         }
         match input {
             Input::Host(h) => self.host = Some(h.clone()),
-            Input::Event(Event::Close(c)) => self.on_close(c),
-            Input::Event(Event::ConnectError(e)) => self.on_connect_error(e),
+            Input::Event(Event::Close(c)) => {
+                self.events += 1;
+                self.on_close(c);
+            }
+            Input::Event(Event::ConnectError(e)) => {
+                self.events += 1;
+                self.on_connect_error(e);
+            }
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => {
                 if self.cgroups.len() < MAX_CGROUPS || self.cgroups.contains_key(id) {
@@ -959,6 +979,8 @@ impl Engine {
             connect_errors_total: sys_stats.connect_errors_total,
             losses: self.losses,
             lost_events: self.losses.total(),
+            events_total: self.events,
+            counters: self.counters,
             folded_keys: 0,
             aged_out_keys: self.aged_out,
             advice: Vec::new(),

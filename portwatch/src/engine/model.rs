@@ -51,6 +51,17 @@ pub struct Stats {
     /// then by count.
     pub connect_errors: Vec<ErrnoCount>,
     pub connect_errors_total: u64,
+    /// Of the EADDRNOTAVAIL failures, those the kernel saw as port
+    /// exhaustion (the rest: address unavailable). For the exporter.
+    #[serde(skip)]
+    pub port_exhaustion_total: u64,
+    /// Connections this host closed first since the key appeared.
+    #[serde(skip)]
+    pub local_closes_total: u64,
+    /// Sum of the established connections' lifetimes, in seconds (with
+    /// `lifetime_buckets`, a Prometheus histogram).
+    #[serde(skip)]
+    pub lifetime_sum_s: f64,
     /// New connections in each of the last 60 complete seconds, oldest
     /// first (the TUI's sparklines and rate chart).
     #[serde(skip)]
@@ -208,6 +219,12 @@ pub struct SystemModel {
     #[serde(skip)]
     pub losses: Losses,
     pub lost_events: u64,
+    /// Events applied (closes and connect errors), for the exporter.
+    #[serde(skip)]
+    pub events_total: u64,
+    /// The latest kernel counters as read (cumulative), for the exporter.
+    #[serde(skip)]
+    pub counters: Option<crate::input::KernelCounters>,
     /// Keys folded into "others" because a table was full, per table (an
     /// estimate of distinct keys), and keys aged out for being idle.
     pub folded_keys: u64,

@@ -67,6 +67,11 @@ pub trait Source {
     fn losses(&self) -> Option<Losses> {
         None
     }
+    /// Per-program eBPF statistics, where the source runs programs and the
+    /// kernel keeps them (the exporter's `portwatch_bpf_*`).
+    fn program_stats(&self) -> Option<Vec<crate::probe::ProgramStats>> {
+        None
+    }
     /// Final drain after the loop stopped.
     fn finish(&mut self, _out: &mut Vec<Input>) {}
     /// Releases the source (live: detaches every program).
@@ -116,6 +121,8 @@ pub trait Control {
     fn recorder(&self) -> Option<&Recorder>;
     fn warnings(&self) -> &[String];
     fn losses(&self) -> Option<Losses>;
+    /// [`Source::program_stats`].
+    fn program_stats(&self) -> Option<Vec<crate::probe::ProgramStats>>;
 }
 
 /// Where the model goes: the TUI, batch text/JSON, the report, the
@@ -326,5 +333,9 @@ impl<S: Source> Control for Ctx<'_, S> {
 
     fn losses(&self) -> Option<Losses> {
         self.source.losses()
+    }
+
+    fn program_stats(&self) -> Option<Vec<crate::probe::ProgramStats>> {
+        self.source.program_stats()
     }
 }

@@ -29,6 +29,10 @@ impl Source for LiveSource {
         Some(self.probe.losses())
     }
 
+    fn program_stats(&self) -> Option<Vec<crate::probe::ProgramStats>> {
+        self.probe.program_stats()
+    }
+
     fn finish(&mut self, out: &mut Vec<Input>) {
         LiveSource::finish(self, out);
     }

@@ -3,6 +3,7 @@
 //! the kernel-side loss counters.
 
 pub mod btf;
+pub mod checks;
 pub mod tracefs;
 
 use std::time::Duration;
@@ -19,6 +20,7 @@ use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 use crate::event::{Event, Losses};
+use checks::{Finding, Status};
 
 /// The eBPF object built by build.rs, embedded so the binary is self-contained.
 /// Aligned because the ELF parser reads it in place.
@@ -30,57 +32,45 @@ static EBPF_OBJECT: &[u8] =
 /// the delay of an event on a quiet host.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
-/// Minimum kernel: BPF ring buffer (5.8).
-const MIN_KERNEL: (u32, u32) = (5, 8);
-
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
-
 /// Checks what loading needs and says precisely what is missing.
 pub fn preflight() -> Result<()> {
+    let mut findings = Vec::new();
+    preflight_into(&mut findings)
+}
+
+/// [`preflight`], recording each finding (kernel, privileges).
+fn preflight_into(findings: &mut Vec<Finding>) -> Result<()> {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    if let Some(v) = parse_kernel_version(release.trim())
-        && v < MIN_KERNEL
-    {
-        bail!(
-            "kernel {} is too old: portwatch needs Linux {}.{} or newer (BPF ring buffer)",
-            release.trim(),
-            MIN_KERNEL.0,
-            MIN_KERNEL.1
-        );
-    }
+    findings.push(checks::kernel(release.trim()));
     let status =
         std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let has = |c: u32| caps & (1u64 << c) != 0;
-    let allowed = has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON));
-    if !allowed {
-        let mut missing = Vec::new();
-        if !has(CAP_BPF) {
-            missing.push("CAP_BPF");
-        }
-        if !has(CAP_PERFMON) {
-            missing.push("CAP_PERFMON");
-        }
-        bail!(
-            "portwatch needs root, or the capabilities CAP_BPF and CAP_PERFMON (missing: {}); \
-             run it with sudo",
-            missing.join(", ")
-        );
+    findings.push(checks::privileges(checks::effective_caps(&status)));
+    if let Some(f) = findings.iter().find(|f| f.status == Status::Fatal) {
+        bail!("{}; {}", f.detail, f.fix.as_deref().unwrap_or(""));
     }
     Ok(())
 }
 
-pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
-    let mut it = release.split(|c: char| !c.is_ascii_digit());
-    let major = it.next()?.parse().ok()?;
-    let minor = it.next()?.parse().ok()?;
-    Some((major, minor))
+pub use checks::parse_kernel_version;
+
+/// How many kernel offsets [`resolve_offsets`] looks up.
+pub const OFFSETS_WANTED: usize = 9;
+
+fn resolved(o: &Offsets) -> usize {
+    [
+        o.tcp_bytes_acked,
+        o.tcp_bytes_received,
+        o.sock_sk_err,
+        o.sock_net,
+        o.net_inum,
+        o.task_nsproxy,
+        o.nsproxy_net_ns,
+        o.task_group_leader,
+        o.task_comm,
+    ]
+    .iter()
+    .filter(|&&v| v != OFFSET_UNKNOWN)
+    .count()
 }
 
 /// Resolves the kernel struct offsets the programs need from vmlinux BTF.
@@ -89,7 +79,15 @@ pub fn parse_kernel_version(release: &str) -> Option<(u32, u32)> {
 pub fn resolve_offsets() -> (Offsets, Vec<String>) {
     let mut o = Offsets::UNKNOWN;
     let mut warnings = Vec::new();
-    let data = match std::fs::read("/sys/kernel/btf/vmlinux") {
+    let read = if checks::simulated("no-btf") {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "hidden by PORTWATCH_SIMULATE=no-btf",
+        ))
+    } else {
+        std::fs::read("/sys/kernel/btf/vmlinux")
+    };
+    let data = match read {
         Ok(d) => d,
         Err(e) => {
             warnings.push(format!(
@@ -125,6 +123,14 @@ pub fn resolve_offsets() -> (Offsets, Vec<String>) {
     (o, warnings)
 }
 
+/// Cumulative cost of one eBPF program (kernel statistics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub program: String,
+    pub run_time_ns: u64,
+    pub run_count: u64,
+}
+
 /// Loaded and attached programs plus the maps userspace reads. Dropping it
 /// detaches every program.
 pub struct Probe {
@@ -143,9 +149,50 @@ pub struct Probe {
 impl Probe {
     /// Checks the host, loads and attaches. Must run inside a tokio runtime.
     pub fn load() -> Result<Probe> {
-        preflight()?;
-        let tracefs = tracefs::ensure_mounted()?;
-        let missing = tracefs::check_layouts(&tracefs, tp::EXPECTED)?;
+        Probe::load_reporting(&mut Vec::new())
+    }
+
+    /// [`Probe::load`], recording a [`Finding`] for everything it checks or
+    /// does, up to the first fatal one (which is also the error returned).
+    pub fn load_reporting(findings: &mut Vec<Finding>) -> Result<Probe> {
+        preflight_into(findings)?;
+        let tracefs = match tracefs::ensure_mounted() {
+            Ok(p) => {
+                findings.push(Finding::ok("tracefs", format!("at {}", p.display())));
+                p
+            }
+            Err(e) => {
+                findings.push(Finding::fatal(
+                    "tracefs",
+                    format!("{e:#}"),
+                    "mount -t tracefs tracefs /sys/kernel/tracing",
+                ));
+                return Err(e);
+            }
+        };
+        let mut missing = match tracefs::check_layouts(&tracefs, tp::EXPECTED) {
+            Ok(m) => m,
+            Err(e) => {
+                findings.push(Finding::fatal(
+                    "tracepoint layouts",
+                    format!("{e:#}"),
+                    "report this kernel version to portwatch: its tracepoint records differ",
+                ));
+                return Err(e);
+            }
+        };
+        if checks::simulated("no-syscall-tracepoints") {
+            for tp in ["syscalls/sys_enter_connect", "syscalls/sys_exit_connect"] {
+                if !missing.iter().any(|m| m == tp) {
+                    missing.push(tp.to_string());
+                }
+            }
+        }
+        let mut names: Vec<&str> = tp::EXPECTED.iter().map(|e| e.0).collect();
+        names.dedup();
+        for name in names {
+            findings.push(checks::tracepoint(name, !missing.iter().any(|m| m == name)));
+        }
         if missing.iter().any(|m| m.starts_with("sock/")) {
             bail!(
                 "the kernel has no tracepoint sock:inet_sock_set_state (needs Linux 4.16+ \
@@ -153,6 +200,7 @@ impl Probe {
             );
         }
         let (offsets, mut warnings) = resolve_offsets();
+        findings.push(checks::btf(resolved(&offsets), OFFSETS_WANTED, &warnings));
         let syscalls_ok = missing.is_empty();
         if !syscalls_ok {
             warnings.push(format!(
@@ -162,36 +210,60 @@ impl Probe {
             ));
         }
 
-        let mut ebpf = EbpfLoader::new()
-            .override_global(OFFSETS_GLOBAL, &offsets, true)
-            .load(EBPF_OBJECT)
-            .context("loading the eBPF object into the kernel")?;
-        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
-            Ok(l) => Some(l),
+        let mut attached = Vec::new();
+        let mut prog_fdinfo: Vec<std::path::PathBuf> = Vec::new();
+        let loaded = (|| -> Result<(Ebpf, Option<aya_log::EbpfLogger<&'static dyn log::Log>>)> {
+            let mut ebpf = EbpfLoader::new()
+                .override_global(OFFSETS_GLOBAL, &offsets, true)
+                .load(EBPF_OBJECT)
+                .context("loading the eBPF object into the kernel")?;
+            let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    log::debug!("eBPF logger not initialised: {e}");
+                    None
+                }
+            };
+            let mut attach = |prog: &str, category: &str, name: &str| -> Result<()> {
+                let p: &mut TracePoint = ebpf
+                    .program_mut(prog)
+                    .with_context(|| format!("program {prog} missing from the object"))?
+                    .try_into()?;
+                p.load()
+                    .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
+                p.attach(category, name)
+                    .with_context(|| format!("attaching to tracepoint {category}:{name}"))?;
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(p.fd()?));
+                prog_fdinfo.push(format!("/proc/self/fdinfo/{fd}").into());
+                attached.push(format!("{category}:{name}"));
+                Ok(())
+            };
+            attach("inet_sock_set_state", "sock", "inet_sock_set_state")?;
+            if syscalls_ok {
+                attach("sys_enter_connect", "syscalls", "sys_enter_connect")?;
+                attach("sys_exit_connect", "syscalls", "sys_exit_connect")?;
+            }
+            Ok((ebpf, logger))
+        })();
+        let (mut ebpf, logger) = match loaded {
+            Ok(l) => l,
             Err(e) => {
-                log::debug!("eBPF logger not initialised: {e}");
-                None
+                findings.push(Finding::fatal(
+                    "load and attach",
+                    format!("{e:#}"),
+                    "check `dmesg` and the kernel's BPF settings (kernel.unprivileged_bpf_disabled \
+                     does not matter as root; lockdown=confidentiality forbids it)",
+                ));
+                return Err(e);
             }
         };
-        let mut prog_fdinfo = Vec::new();
-        let mut attach = |prog: &str, category: &str, name: &str| -> Result<()> {
-            let p: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .with_context(|| format!("program {prog} missing from the object"))?
-                .try_into()?;
-            p.load()
-                .with_context(|| format!("the kernel verifier rejected program {prog}"))?;
-            p.attach(category, name)
-                .with_context(|| format!("attaching to tracepoint {category}:{name}"))?;
-            let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(p.fd()?));
-            prog_fdinfo.push(format!("/proc/self/fdinfo/{fd}").into());
-            Ok(())
-        };
-        attach("inet_sock_set_state", "sock", "inet_sock_set_state")?;
-        if syscalls_ok {
-            attach("sys_enter_connect", "syscalls", "sys_enter_connect")?;
-            attach("sys_exit_connect", "syscalls", "sys_exit_connect")?;
-        }
+        findings.push(Finding::ok(
+            "load and attach",
+            format!(
+                "eBPF programs verified, loaded and attached to {}",
+                attached.join(", ")
+            ),
+        ));
         let ring = RingBuf::try_from(
             ebpf.take_map(EVENTS_MAP)
                 .context("ring buffer map missing")?,
@@ -244,6 +316,31 @@ impl Probe {
         n
     }
 
+    /// Run time and run count per attached program, from the kernel's
+    /// per-program statistics. They only advance while
+    /// `kernel.bpf_stats_enabled` is 1 (off by default: it costs a little
+    /// on every run), so `None` when it is off.
+    pub fn program_stats(&self) -> Option<Vec<ProgramStats>> {
+        let enabled = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")
+            .is_ok_and(|v| v.trim() == "1");
+        if !enabled {
+            return None;
+        }
+        let stats = self
+            ._ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramStats {
+                    program: name.to_string(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                    run_count: info.run_count(),
+                })
+            })
+            .collect();
+        Some(stats)
+    }
+
     /// Kernel-side loss counters, summed over CPUs.
     pub fn losses(&self) -> Losses {
         let sum =
@@ -287,12 +384,5 @@ mod tests {
         let text = "prog_type:\t5\nrun_cnt:\t13759\nrecursion_misses:\t2\nverified_insns:\t1321\n";
         assert_eq!(parse_recursion_misses(text), Some(2));
         assert_eq!(parse_recursion_misses("prog_type:\t5\n"), None);
-    }
-
-    #[test]
-    fn parses_kernel_releases() {
-        assert_eq!(parse_kernel_version("6.18.44-fc-v669"), Some((6, 18)));
-        assert_eq!(parse_kernel_version("5.4.0-150-generic"), Some((5, 4)));
-        assert_eq!(parse_kernel_version("garbage"), None);
     }
 }

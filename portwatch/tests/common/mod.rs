@@ -30,6 +30,18 @@ pub fn kernel_tests_enabled() -> bool {
     false
 }
 
+/// The portwatch binary the tests run: this build's, or the one named by
+/// `PORTWATCH_BIN` (CI points it at the installed package's /usr/bin/portwatch).
+pub fn portwatch_bin() -> std::path::PathBuf {
+    match std::env::var_os("PORTWATCH_BIN") {
+        Some(p) if !p.is_empty() => {
+            eprintln!("note: testing PORTWATCH_BIN={}", p.to_string_lossy());
+            p.into()
+        }
+        _ => env!("CARGO_BIN_EXE_portwatch").into(),
+    }
+}
+
 /// A thread living in a fresh network namespace with loopback up. Work is
 /// sent to it as closures, so every socket they open belongs to that
 /// namespace and to a thread whose name (the kernel's comm) we chose.
@@ -179,7 +191,7 @@ impl Tracer {
     /// Spawns `portwatch <args>` with piped output, without waiting: for
     /// tests that start several at once (see [`Tracer::attach`]).
     pub fn spawn(args: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_portwatch"))
+        Command::new(portwatch_bin())
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

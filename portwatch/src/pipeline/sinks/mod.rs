@@ -2,6 +2,7 @@
 //! report, the recording alone.
 
 pub mod batch;
+pub mod exporter;
 pub mod record;
 pub mod report;
 
