@@ -131,6 +131,22 @@ impl Drop for Cleanup {
     }
 }
 
+/// The pane once drawn completely: two captures 200 ms apart that agree
+/// and show the pane's bottom border (the display is paused, so a screen
+/// that changes is one being drawn).
+fn settled(session: &str) -> String {
+    let mut prev = String::new();
+    for _ in 0..50 {
+        let now = capture(session);
+        if now == prev && now.contains("└") {
+            return now;
+        }
+        prev = now;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    prev
+}
+
 /// The advice items in the pane on a captured screen: the text between the
 /// pane's side borders, items separated by blank lines, wrapped lines joined.
 fn pane_items(screen: &str) -> Vec<String> {
@@ -223,7 +239,7 @@ fn pressing_a_shows_every_advice_item_in_full_at_80x24() {
     let opened = wait_screen(&session, Duration::from_secs(5), |s| {
         s.contains("┌ advice (")
     });
-    let mut screen = capture(&session);
+    let mut screen = settled(&session);
     assert!(opened, "a did not open the advice pane:\n{screen}");
     let count: usize = screen
         .split("┌ advice (")
@@ -242,8 +258,8 @@ fn pressing_a_shows_every_advice_item_in_full_at_80x24() {
             break;
         }
         tmux(&["send-keys", "-t", &session, "j"]);
-        std::thread::sleep(Duration::from_millis(300));
-        screen = capture(&session);
+        std::thread::sleep(Duration::from_millis(200));
+        screen = settled(&session);
     }
     assert_eq!(seen.len(), count, "items read: {seen:#?}\n{screen}");
     for item in &seen {
