@@ -121,6 +121,9 @@ impl Engine {
         let d = self.destinations.entry((ns, laddr, e.daddr, e.dport));
         Self::seed_table(d, last_table);
         d.acc.record_error(e);
+        if e.errno == EADDRNOTAVAIL {
+            d.last_eaddrnotavail_s = Some(e.ts_ns / NS_PER_S);
+        }
     }
 
     #[inline]
@@ -168,9 +171,10 @@ impl Engine {
     /// last few minutes are kept).
     fn count_failure(&mut self, ts_ns: u64, errno: i32) {
         self.sys_errors.add(ts_ns / NS_PER_S, 1);
-        if errno == EADDRNOTAVAIL {
-            self.sys_eaddrnotavail.add(ts_ns / NS_PER_S, 1);
-        }
+        self.sys_errors_by_errno
+            .entry(errno)
+            .or_default()
+            .add(ts_ns / NS_PER_S, 1);
         let unix_ns = self
             .host
             .as_ref()
