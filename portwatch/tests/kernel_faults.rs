@@ -1374,3 +1374,103 @@ fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming(
         ),
     });
 }
+
+// ---------------------------------------------------------------------------
+// Socket map full
+
+/// The last number after `label` in a summary line.
+fn count_after(summary: &str, label: &str) -> u64 {
+    summary
+        .split(label)
+        .nth(1)
+        .and_then(|r| {
+            r.trim_start()
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no {label:?} in {summary:?}"))
+}
+
+#[test]
+fn a_full_socket_map_counts_every_connection_it_cannot_follow() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let _serial = serial();
+    /// The socket map sized down (test-only knob) …
+    const MAP: u32 = 1024;
+    /// … and more connections held open at once than it can follow (each
+    /// is two sockets: the client's and the server's).
+    const CONNS: usize = 1500;
+    let ns = Netns::new("pwf-sockmap", &[]);
+    let inode = ns.inode;
+    let netns = inode.to_string();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_portwatch"))
+        .args(["trace", "--json", "--duration", "60", "--netns", &netns])
+        .env("PORTWATCH_TEST_SOCK_MAP_ENTRIES", MAP.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn portwatch");
+    let mut t = Tracer::attach(child);
+    ns.run(|| {
+        let sock = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        sock.bind(&bind.into()).unwrap();
+        sock.listen(4096).unwrap();
+        let listener: std::net::TcpListener = sock.into();
+        let addr = listener.local_addr().unwrap();
+        // All open at once, then all closed.
+        let clients: Vec<TcpStream> = (0..CONNS)
+            .map(|_| TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let servers: Vec<_> = (0..CONNS)
+            .map(|_| listener.accept().expect("accept").0)
+            .collect();
+        drop(clients);
+        drop(servers);
+    });
+    quiesce(&ns);
+    let expected = 2 * CONNS as u64;
+    t.wait_for(Duration::from_secs(3), |seen| {
+        of(seen, "close", inode).count() as u64 >= expected
+    });
+    let rss = peak_rss_kib(t.pid());
+    let (ok, stderr, seen) = t.stop();
+    assert!(ok, "{stderr:?}");
+    let summary = summary_line(&stderr);
+    let delivered = of(&seen, "close", inode).count() as u64;
+    let evicted = count_after(summary, "socket map evictions:");
+    let lost = lost_in(summary);
+    assert!(
+        delivered <= u64::from(MAP),
+        "{delivered} delivered through a {MAP}-entry map"
+    );
+    assert!(evicted > 0, "the full map is not shown: {summary}");
+    // Every socket is followed (one close event) or counted once when the
+    // map refused it. (Other traffic on the host can add to the count.)
+    let missed = expected.saturating_sub(delivered + evicted);
+    assert_eq!(
+        missed, 0,
+        "{expected} sockets: {delivered} delivered, {evicted} counted as not followed: {summary}"
+    );
+    report(Figure {
+        fault: "socket map full",
+        injected: format!(
+            "{CONNS} connections held open at once ({expected} sockets), socket map sized \
+             down to {MAP} entries"
+        ),
+        delivered: Some(delivered),
+        lost: Some(lost),
+        missed: Some(missed),
+        rss_kib: rss,
+        exit: format!("0; summary shows socket map evictions: {evicted}"),
+    });
+}
