@@ -462,13 +462,29 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
     let inode = ns.inode;
     let netns = inode.to_string();
     let tracer = Tracer::start(&["trace", "--json", "--duration", "120", "--netns", &netns]);
+    // The other views starve alongside: the loss must show in each.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("starved.pwt");
+    let recorder = Tracer::start(&["record", "-o", file.to_str().unwrap(), "--duration", "120"]);
+    let top = Tracer::start(&[
+        "top",
+        "--batch",
+        "--json",
+        "--interval",
+        "1",
+        "--iterations",
+        "120",
+    ]);
+    let all = [tracer.pid(), recorder.pid(), top.pid()];
     let churn = Churn::start(&ns, 2);
     // A little churn delivered normally first.
     let started = Instant::now();
     while churn.done() < 500 && started.elapsed() < Duration::from_secs(10) {
         thread::sleep(Duration::from_millis(10));
     }
-    signal(tracer.pid(), libc::SIGSTOP);
+    for pid in all {
+        signal(pid, libc::SIGSTOP);
+    }
     let stopped_at = Instant::now();
     let before = churn.done();
     // At least 3 s, and long enough for the churn to overflow the ring
@@ -480,7 +496,9 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
     }
     let stopped_for = stopped_at.elapsed();
     let during = churn.done() - before;
-    signal(tracer.pid(), libc::SIGCONT);
+    for pid in all {
+        signal(pid, libc::SIGCONT);
+    }
     let resumed = Instant::now();
     while resumed.elapsed() < Duration::from_secs(1) {
         thread::sleep(Duration::from_millis(10));
@@ -513,6 +531,34 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
         missed, 0,
         "{expected_events} events: {delivered} delivered, {lost} counted lost: {summary}"
     );
+    // top --batch: the frames after the stall carry the loss.
+    let (ok, stderr, frames) = top.stop();
+    assert!(ok, "top --batch failed: {stderr:?}");
+    let top_lost = frames
+        .last()
+        .and_then(|f| f["system"]["lost_events"].as_u64())
+        .expect("top --batch frames with lost_events");
+    assert!(top_lost > 0, "top --batch shows no loss after the stall");
+    // record: the file carries the loss, and report shows it.
+    let (ok, stderr, _) = recorder.stop();
+    assert!(ok, "record failed: {stderr:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_portwatch"))
+        .args(["report", "--json", file.to_str().unwrap()])
+        .output()
+        .expect("report");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rep: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report JSON");
+    let report_lost = rep["lost_events"]["total"]
+        .as_u64()
+        .expect("lost_events.total");
+    assert!(
+        report_lost > 0,
+        "report of the starved recording shows no loss"
+    );
     report(Figure {
         fault: "reader starved",
         injected: format!(
@@ -523,7 +569,10 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
         lost: Some(lost),
         missed: Some(missed),
         rss_kib: rss,
-        exit: "0".into(),
+        exit: format!(
+            "0; lost also shown by `top --batch` ({top_lost}) and `report` of a starved \
+             `record` ({report_lost})"
+        ),
     });
 }
 
