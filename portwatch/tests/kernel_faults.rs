@@ -1400,10 +1400,11 @@ fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming(
         "processes folded {folded_procs}, want ≥ {want_procs}"
     );
     // Each frame is megabytes of JSON here (4,096 rows per table), written
-    // by a debug build and parsed by this test on 2 shared cores: the bound
-    // leaves room for that; the table shows the gap measured.
+    // by a debug build and parsed by this test on 2 shared cores (1.5–2 s
+    // alone, up to 5 s with other builds running): the bound says "never
+    // stalled"; the table shows the gap measured.
     assert!(
-        worst_gap < Duration::from_secs(5),
+        worst_gap < Duration::from_secs(10),
         "a frame took {worst_gap:?} (interval 1 s)"
     );
     report(Figure {
