@@ -97,6 +97,8 @@ const APT_PACKAGES: &[&str] = &[
     // (groff, `man -w` on the installed package)
     "dpkg-dev",
     "man-db",
+    // nft: the kernel tests drop SYNs on `lo` inside their own namespace
+    "nftables",
 ];
 /// PyPI package that validates the Kubernetes manifests offline.
 const PIP_PACKAGES: &[&str] = &["kubernetes-validate"];
@@ -224,6 +226,9 @@ fn missing_toolchain() -> Vec<&'static str> {
     }
     if which("tmux").is_none() {
         missing.push("tmux (used by the TUI end-to-end test)");
+    }
+    if which("nft").is_none() {
+        missing.push("nftables (nft: the handshake-failure kernel tests drop SYNs)");
     }
     if which("prometheus").is_none() || which("promtool").is_none() {
         missing.push("prometheus and promtool (exporter and rule tests)");
