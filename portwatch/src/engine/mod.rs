@@ -225,6 +225,105 @@ mod tests {
         }))
     }
 
+    /// An outbound connection that never got established: `errno` None is
+    /// the application closing the connecting socket after `wait_ms`.
+    fn failed_handshake(errno: Option<i32>, wait_ms: u64, end_ns: u64) -> Input {
+        let Input::Event(Event::Close(c)) = conn(7, "client", 5, 7502, end_ns) else {
+            unreachable!()
+        };
+        Input::Event(Event::Close(ConnClose {
+            start_ns: end_ns - wait_ms * 1_000_000,
+            handshake_ns: None,
+            local_close: false,
+            established: false,
+            errno,
+            ..c
+        }))
+    }
+
+    fn dest_7502(m: &Model) -> &DestinationRow {
+        m.destinations
+            .iter()
+            .find(|d| d.dport == 7502)
+            .expect("destination :7502")
+    }
+
+    #[test]
+    fn an_abandoned_handshake_is_a_failure_with_cause_aborted_and_its_wait() {
+        let mut e = Engine::new(Config::default());
+        for i in 1..=3 {
+            e.apply(&failed_handshake(None, 1000, i * NS_PER_S));
+        }
+        let m = e.model(4 * NS_PER_S);
+        let d = dest_7502(&m);
+        assert_eq!(d.stats.connect_errors_total, 3);
+        assert_eq!(
+            d.stats.connect_errors_by_cause,
+            [CauseCount {
+                cause: crate::event::FailCause::Aborted,
+                count: 3
+            }]
+        );
+        let wait = d.stats.failed_handshake_p50_ms.expect("a wait");
+        assert!((900.0..=1100.0).contains(&wait), "{wait}");
+        assert_eq!(d.stats.lifetime_p50_ms, None, "never established");
+        assert_eq!(m.system.connect_errors_total, 3, "counted in the header");
+        assert!(m.system.connect_errors_per_s_10s > 0.0);
+        assert_eq!(m.system.connect_errors[0].name, "aborted");
+        assert_eq!(m.processes[0].stats.connect_errors_total, 3, "the culprit");
+    }
+
+    #[test]
+    fn handshake_errnos_map_to_causes() {
+        let mut e = Engine::new(Config::default());
+        e.apply(&failed_handshake(Some(110), 3000, NS_PER_S * 4));
+        e.apply(&failed_handshake(Some(111), 1, NS_PER_S * 5));
+        e.apply(&failed_handshake(Some(104), 1, NS_PER_S * 5));
+        e.apply(&failed_handshake(Some(113), 1, NS_PER_S * 5));
+        let m = e.model(6 * NS_PER_S);
+        let causes: Vec<&str> = dest_7502(&m)
+            .stats
+            .connect_errors_by_cause
+            .iter()
+            .map(|c| c.cause.as_str())
+            .collect();
+        assert_eq!(causes, ["refused", "timed_out", "reset", "unreachable"]);
+        assert_eq!(m.system.connect_errors_total, 4);
+    }
+
+    #[test]
+    fn an_inbound_half_open_connection_is_not_a_failure() {
+        let mut e = Engine::new(Config::default());
+        let Input::Event(Event::Close(c)) = failed_handshake(None, 5, NS_PER_S) else {
+            unreachable!()
+        };
+        e.apply(&Input::Event(Event::Close(ConnClose {
+            direction: Direction::Inbound,
+            task: None,
+            ..c
+        })));
+        let m = e.model(2 * NS_PER_S);
+        assert_eq!(m.system.connect_errors_total, 0);
+        assert!(m.system.connect_errors_by_cause.is_empty());
+    }
+
+    #[test]
+    fn unanswered_syns_get_advice_naming_the_destination() {
+        let mut e = Engine::new(Config::default());
+        e.apply(&failed_handshake(None, 1000, 4 * NS_PER_S));
+        e.apply(&failed_handshake(Some(110), 3000, 5 * NS_PER_S));
+        let m = e.model(6 * NS_PER_S);
+        let a = m
+            .system
+            .advice
+            .iter()
+            .find(|a| a.key == "handshakes_unanswered")
+            .expect("advice");
+        assert_eq!(a.level, "warning");
+        assert!(a.text.contains("10.0.0.1:7502"), "{}", a.text);
+        assert!(a.text.contains("1 timed_out, 1 aborted"), "{}", a.text);
+    }
+
     fn cgroup(id: u64, path: &str) -> Input {
         Input::Cgroup {
             id,

@@ -284,6 +284,37 @@ pub fn advice(
             );
         }
     }
+    for d in dests {
+        let unanswered: u64 = d
+            .stats
+            .connect_errors_by_cause
+            .iter()
+            .filter(|c| c.cause.is_unanswered())
+            .map(|c| c.count)
+            .sum();
+        if unanswered == 0 {
+            continue;
+        }
+        let by: Vec<String> = d
+            .stats
+            .connect_errors_by_cause
+            .iter()
+            .filter(|c| c.cause.is_unanswered())
+            .map(|c| format!("{} {}", c.count, c.cause.as_str()))
+            .collect();
+        push(
+            "warning",
+            "handshakes_unanswered",
+            format!(
+                "{unanswered} connection(s) to {} never got an answer to their SYN ({};                  waited {} ms at the median): not port exhaustion on this host. A firewall                  dropping SYNs, a full listen backlog at the server, or a NAT gateway or                  conntrack table out of room; if the last, pooling connections is the fix",
+                addr_port(d.daddr, d.dport),
+                by.join(", "),
+                d.stats
+                    .failed_handshake_p50_ms
+                    .map_or("?".into(), |m| format!("{m:.0}")),
+            ),
+        );
+    }
     if sys.lost_events > 0 {
         push(
             "warning",
