@@ -404,8 +404,9 @@ pub struct Losses {
     /// refused): that record is lost.
     pub probe_errors: u64,
     /// Tracepoint runs the kernel skipped because a BPF program was already
-    /// running on that CPU (a softirq interrupting one of ours): each may
-    /// have cost one event. The programs' `recursion_misses`.
+    /// running on that CPU (a softirq interrupting one of ours, or another
+    /// tool's program): each may have cost one event. The programs'
+    /// `recursion_misses`. Not part of [`Losses::total`]: an upper bound.
     pub kernel_missed: u64,
 }
 
@@ -416,7 +417,6 @@ impl Losses {
             + self.connect_untracked
             + self.decode_errors
             + self.probe_errors
-            + self.kernel_missed
     }
 }
 
@@ -435,12 +435,18 @@ impl fmt::Display for Losses {
             self.decode_errors,
             self.probe_errors
         )?;
-        // Rare (nested tracepoints); shown only when it happened, so the
-        // usual line stays short.
+        write!(f, ")")?;
+        // Not in the total: most tracepoint runs carry no event (only the
+        // open and the close of a connection do), so each skipped run may,
+        // not must, have cost one. Shown only when it happened.
         if self.kernel_missed > 0 {
-            write!(f, ", skipped by the kernel: {}", self.kernel_missed)?;
+            write!(
+                f,
+                "; {} tracepoint runs skipped by the kernel (each may have cost an event)",
+                self.kernel_missed
+            )?;
         }
-        write!(f, ")")
+        Ok(())
     }
 }
 
