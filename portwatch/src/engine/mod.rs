@@ -324,6 +324,96 @@ mod tests {
         assert!(a.text.contains("1 timed_out, 1 aborted"), "{}", a.text);
     }
 
+    fn eaddrnotavail(cause: crate::event::Cause, ts_ns: u64) -> Input {
+        Input::Event(Event::ConnectError(crate::event::ConnectError {
+            ts_ns,
+            duration_ns: 10_000,
+            task: Some(Task {
+                pid: 9,
+                tid: 9,
+                comm: Comm::new("binder"),
+                thread: Comm::new("binder"),
+                cgroup_id: 5,
+            }),
+            netns: 1,
+            daddr: "10.0.0.1".parse().unwrap(),
+            dport: 443,
+            errno: 99,
+            cause,
+            saw_syn_sent: false,
+        }))
+    }
+
+    #[test]
+    fn eaddrnotavail_that_is_not_port_exhaustion_keeps_its_cause_and_gets_its_own_advice() {
+        use crate::event::{Cause, FailCause};
+        let mut e = Engine::new(Config::default());
+        e.apply(&eaddrnotavail(Cause::AddressUnavailable, 4 * NS_PER_S));
+        e.apply(&eaddrnotavail(Cause::AddressUnavailable, 4 * NS_PER_S));
+        e.apply(&eaddrnotavail(Cause::PortExhaustion, 5 * NS_PER_S));
+        let m = e.model(6 * NS_PER_S);
+        assert_eq!(
+            m.system.connect_errors_by_cause,
+            [
+                CauseCount {
+                    cause: FailCause::PortExhaustion,
+                    count: 1
+                },
+                CauseCount {
+                    cause: FailCause::AddressUnavailable,
+                    count: 2
+                },
+            ]
+        );
+        let a = m
+            .system
+            .advice
+            .iter()
+            .find(|a| a.key == "address_unavailable")
+            .expect("advice");
+        assert!(a.text.starts_with("2 connect() call(s)"), "{}", a.text);
+        assert!(a.text.contains("not port exhaustion"), "{}", a.text);
+        assert_eq!(
+            verdict::failure_causes_text(&m.system.connect_errors_by_cause),
+            "1 EADDRNOTAVAIL: no free local port, 2 EADDRNOTAVAIL for an unassigned source \
+             address or a route, not ports"
+        );
+    }
+
+    #[test]
+    fn address_unavailable_alone_is_not_time_wait_pressure() {
+        let mut e = Engine::new(Config::default());
+        // A small range and tw_reuse off: what would draw the TIME_WAIT
+        // advice if EADDRNOTAVAIL were taken for port exhaustion.
+        e.apply(&Input::Host(HostInfo {
+            hostname: "h".into(),
+            kernel: "6.18.0".into(),
+            clock: crate::clock::WallClock {
+                mono_ns: 0,
+                unix_ns: 1_700_000_000_000_000_000,
+            },
+            netns: 1,
+            sysctls: crate::input::Sysctls {
+                port_range: (40000, 40009),
+                reserved_ports: vec![],
+                tcp_tw_reuse: Some(0),
+                tcp_tw_reuse_delay_ms: None,
+                tcp_timestamps: Some(1),
+                tcp_max_tw_buckets: None,
+                tcp_fin_timeout: None,
+            },
+        }));
+        e.apply(&eaddrnotavail(
+            crate::event::Cause::AddressUnavailable,
+            4 * NS_PER_S,
+        ));
+        let m = e.model(6 * NS_PER_S);
+        let keys: Vec<&str> = m.system.advice.iter().map(|a| a.key).collect();
+        assert!(keys.contains(&"address_unavailable"), "{keys:?}");
+        assert!(!keys.contains(&"port_range_small"), "{keys:?}");
+        assert!(!keys.contains(&"tw_reuse_off"), "{keys:?}");
+    }
+
     fn cgroup(id: u64, path: &str) -> Input {
         Input::Cgroup {
             id,
