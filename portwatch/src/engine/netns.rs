@@ -8,7 +8,9 @@
 use serde::Serialize;
 
 use super::VerdictConfig;
-use super::model::{Advice, DestinationRow, ErrnoCount, InboundRow, SystemModel, Verdict};
+use super::model::{
+    Advice, CauseCount, DestinationRow, ErrnoCount, InboundRow, SystemModel, Verdict,
+};
 use super::service::{ServiceId, ServiceKind};
 use super::table::{Activity, Table};
 use super::verdict;
@@ -172,6 +174,23 @@ fn merged_errors<'a>(dests: impl Iterator<Item = &'a DestinationRow>) -> Vec<Err
     out
 }
 
+/// Failures by cause summed over some destinations, in the engine's order.
+fn merged_causes<'a>(dests: impl Iterator<Item = &'a DestinationRow>) -> Vec<CauseCount> {
+    let mut out: Vec<CauseCount> = Vec::new();
+    for c in dests.flat_map(|d| &d.stats.connect_errors_by_cause) {
+        match out.iter_mut().find(|x| x.cause == c.cause) {
+            Some(x) => x.count += c.count,
+            None => out.push(c.clone()),
+        }
+    }
+    out.sort_by_key(|c| {
+        crate::event::FailCause::ALL
+            .iter()
+            .position(|k| *k == c.cause)
+    });
+    out
+}
+
 fn level_rank(level: &str) -> u8 {
     match level {
         "warning" => 0,
@@ -207,7 +226,9 @@ pub(crate) fn advice_by_namespace(
         }
         v
     };
-    if namespaces.iter().all(|n| n.host) {
+    // Without the host's namespace (no host record) nothing tells whose
+    // values are whose: one advice list, as before namespaces were known.
+    if host.is_none() || namespaces.iter().all(|n| n.host) {
         let all: Vec<&DestinationRow> = dests.iter().collect();
         let v = verdict::advice(sys, &all, !verdicts.is_empty(), inbound, cfg);
         return mark(v, host, false);
@@ -223,6 +244,7 @@ pub(crate) fn advice_by_namespace(
     let host_dests = of(host_ns);
     let host_sys = SystemModel {
         connect_errors: merged_errors(host_dests.iter().copied()),
+        connect_errors_by_cause: merged_causes(host_dests.iter().copied()),
         ..sys.clone()
     };
     let any = verdicts
@@ -271,6 +293,7 @@ pub(crate) fn advice_by_namespace(
             tw_recycled_per_s: n.tw_recycled_per_s,
             tw_overflow_per_s: n.tw_overflow_per_s,
             connect_errors: merged_errors(ds.iter().copied()),
+            connect_errors_by_cause: merged_causes(ds.iter().copied()),
             ..SystemModel::default()
         };
         v.extend(verdict::advice(&ns_sys, &ds, any, &[], cfg));
