@@ -331,6 +331,24 @@ impl fmt::Display for Losses {
     }
 }
 
+/// `::ffff:a.b.c.d` (a dual-stack socket) and `a.b.c.d` are the same peer
+/// and share the same ports: one key, one filter match, one table row.
+pub fn canonical_addr(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether [`canonical_addr`] leaves `a` as it is (no copy needed).
+#[inline]
+pub fn is_canonical(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().is_none(),
+        IpAddr::V4(_) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

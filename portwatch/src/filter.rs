@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use crate::event::{Comm, Event};
+use crate::event::{Comm, Event, canonical_addr as canonical};
 
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
@@ -12,14 +12,6 @@ pub struct Filter {
     pub dport: Option<u16>,
     pub daddr: Option<IpAddr>,
     pub netns: Option<u32>,
-}
-
-/// `::ffff:a.b.c.d` and `a.b.c.d` are the same destination for filtering.
-fn canonical(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(a),
-        v4 => v4,
-    }
 }
 
 impl Filter {

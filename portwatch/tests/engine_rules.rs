@@ -224,6 +224,25 @@ fn connect_errors_list_eaddrnotavail_first() {
     assert_eq!(m.system.connect_errors_total, 4);
 }
 
+/// The header's figures are the engine's: EADDRNOTAVAIL per second over
+/// 10 s, TIME_WAIT (destinations' sum without sockstat) and open ports.
+#[test]
+fn the_model_gives_eaddrnotavail_rate_time_wait_and_open_ports() {
+    let t = task(10, "curl", 1);
+    let mut inputs = vec![host(32768, 60999)];
+    for s in 1..=5 {
+        inputs.push(connect_error(t, "10.0.0.1:80", s * S, 99));
+        inputs.push(connect_error(t, "10.0.0.1:80", s * S, 111));
+    }
+    inputs.push(conn(t, "10.0.0.2:80", 2 * S, MS, true));
+    inputs.push(conn(t, "10.0.0.3:80", 3 * S, MS, true));
+    let m = run(&inputs, 11 * S);
+    assert_eq!(m.system.eaddrnotavail_per_s_10s, 0.5);
+    assert_eq!(m.system.connect_errors_per_s_10s, 1.0);
+    assert_eq!(m.system.time_wait, 2);
+    assert_eq!(m.system.open_ports, 0);
+}
+
 #[test]
 fn inbound_connections_are_kept_apart_from_outbound() {
     let mut inputs = vec![host(32768, 60999)];

@@ -31,11 +31,11 @@ fn header(eaddr: f64, lost: u64) -> Header {
     Header {
         host: "web-17".into(),
         kernel: "6.18.44".into(),
-        uptime_s: 83,
+        observed_s: 83,
         port_range: (32768, 60999),
         budget: 28232,
         time_wait: 27114,
-        established: 312,
+        open_ports: 312,
         new_per_s: 471.5,
         failures_per_s: 12.0 + eaddr,
         eaddrnotavail_per_s: eaddr,
@@ -97,6 +97,7 @@ fn busy_screen() -> Screen {
                 time_wait: 26890,
                 failures: 0,
                 top_talker: "orders-api.service".into(),
+                pressure: 26950.0 / 28232.0,
             },
             DestRow {
                 addr: "[2001:db8::1]:443".into(),
@@ -106,6 +107,7 @@ fn busy_screen() -> Screen {
                 time_wait: 210,
                 failures: 2,
                 top_talker: "payments".into(),
+                pressure: 240.0 / 28232.0,
             },
         ],
         failures: vec![

@@ -65,8 +65,9 @@ enum Cmd {
     },
     /// Throughput cost and completeness of portwatch under churn (root).
     Bench(bench::BenchArgs),
-    /// Run the fault suite and print the Reliability table (root).
-    Faults,
+    /// Run the fault suite and print the Reliability table (root);
+    /// `--soak` runs the long `top --batch` benchmark instead.
+    Faults(faults::FaultsArgs),
     /// Run every test (kernel tests need root; under CI=true they must run).
     Test {
         /// Extra arguments for `cargo test`, after `--`.
@@ -164,9 +165,9 @@ fn main() -> Result<()> {
             std::process::exit(0);
         }
         Cmd::Bench(args) => bench::run(&root, args),
-        Cmd::Faults => {
+        Cmd::Faults(args) => {
             setup()?;
-            faults::run(&root)
+            faults::run(&root, args)
         }
         Cmd::Test { args } => {
             setup()?;

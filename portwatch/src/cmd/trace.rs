@@ -1,114 +1,31 @@
-//! `portwatch trace`: stream closed connections and failed connects.
+//! `portwatch trace`: the probe's events → the filter → one line each.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::cli::TraceArgs;
-use crate::clock::WallClock;
-use crate::event::Event;
-use crate::filter::Filter;
-use crate::output::{JsonEvent, TEXT_HEADER, write_text};
+use crate::engine::{Config, Engine};
+use crate::pipeline::sinks::trace::TraceSink;
+use crate::pipeline::source::ProbeSource;
+use crate::pipeline::{Pipeline, StopSignals};
 use crate::probe::Probe;
 
 pub fn run(args: TraceArgs) -> Result<()> {
     super::block_on(trace(args))
 }
 
-/// Why the loop stopped.
-enum Stop {
-    /// A signal or `--duration`: the reason.
-    Asked(&'static str),
-    /// stdout went away (e.g. `| head`): stop quietly.
-    BrokenPipe,
-}
-
 async fn trace(args: TraceArgs) -> Result<()> {
-    let mut probe = Probe::load()?;
-    for w in &probe.warnings {
-        eprintln!("portwatch: warning: {w}");
-    }
-    let clock = WallClock::now();
-    let filter = super::filter(&args.filter);
-    let mut stop_signals = crate::pipeline::StopSignals::new(args.duration_s)?;
-
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
-    if !args.json {
-        writeln!(out, "{TEXT_HEADER}")?;
-        out.flush()?;
-    }
-    eprintln!("portwatch: tracing TCP connections (Ctrl-C to stop)");
-
-    let mut sink = Sink {
-        json: args.json,
-        filter,
-        clock,
-        events: 0,
-        error: None,
-        out,
-    };
-    let stop = loop {
-        tokio::select! {
-            why = stop_signals.wait() => break Stop::Asked(why),
-            _ = probe.wait() => {
-                probe.drain(|ev| sink.write(&ev));
-                sink.flush();
-                if let Some(e) = sink.error.take() {
-                    if e.kind() == io::ErrorKind::BrokenPipe {
-                        break Stop::BrokenPipe;
-                    }
-                    return Err(e).context("writing output");
-                }
-            }
-        }
-    };
-    // Whatever the kernel submitted before we stopped is still delivered.
-    probe.drain(|ev| sink.write(&ev));
-    sink.flush();
-    let events = sink.events;
-    let losses = probe.losses();
-    drop(probe); // detaches every program
-    match stop {
-        Stop::BrokenPipe => {}
-        Stop::Asked(why) => eprintln!("portwatch: stopped ({why}): {events} events, {losses}"),
-    }
-    Ok(())
-}
-
-/// Filters, formats and writes events; remembers the first write error.
-struct Sink<W: Write> {
-    json: bool,
-    filter: Filter,
-    clock: WallClock,
-    events: u64,
-    error: Option<io::Error>,
-    out: W,
-}
-
-impl<W: Write> Sink<W> {
-    fn write(&mut self, ev: &Event) {
-        if self.error.is_some() || !self.filter.matches(ev) {
-            return;
-        }
-        self.events += 1;
-        let r = if self.json {
-            serde_json::to_writer(&mut self.out, &JsonEvent::new(ev, &self.clock))
-                .map_err(io::Error::from)
-                .and_then(|()| self.out.write_all(b"\n"))
-        } else {
-            write_text(&mut self.out, ev, &self.clock)
-        };
-        if let Err(e) = r {
-            self.error = Some(e);
-        }
-    }
-
-    fn flush(&mut self) {
-        if self.error.is_none()
-            && let Err(e) = self.out.flush()
-        {
-            self.error = Some(e);
-        }
-    }
+    let source = ProbeSource::new(Probe::load()?);
+    let out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let sink = TraceSink::new(out, args.json);
+    Pipeline::new(
+        source,
+        Engine::new(Config::default()),
+        sink,
+        StopSignals::new(args.duration_s)?,
+    )
+    .filter(super::filter(&args.filter))
+    .run()
+    .await
 }

@@ -13,19 +13,25 @@ use crate::event::Losses;
 use crate::input::Sysctls;
 
 /// Statistics kept for every key (process, service, destination, pair,
-/// inbound port).
+/// inbound port). Serialized as the `…stats` of `top --batch --json` (the
+/// names there predate the units-in-names rule and are kept: `new_per_sec`
+/// is the 10 s rate).
 #[derive(Clone, Debug, PartialEq, Serialize, Default)]
 pub struct Stats {
+    /// New connections per second over the last 10, 1 and 60 complete
+    /// seconds (over fewer when observation started more recently).
+    #[serde(rename = "new_per_sec")]
+    pub new_per_s_10s: f64,
+    #[serde(rename = "new_per_sec_1s")]
+    pub new_per_s_1s: f64,
+    #[serde(rename = "new_per_sec_60s")]
+    pub new_per_s_60s: f64,
     /// Connections reported (closed) since observation started, including
     /// failed handshakes. Counted in the second they started.
     pub new_total: u64,
-    /// New connections per second over the last 1, 10 and 60 complete seconds
-    /// (over fewer when observation started more recently).
-    pub new_per_s_1s: f64,
-    pub new_per_s_10s: f64,
-    pub new_per_s_60s: f64,
     /// Seconds among the last 10 complete ones with at least one new
     /// connection: tells sustained churn from a burst.
+    #[serde(skip)]
     pub active_s_10s: u32,
     /// Connection lifetime percentiles (established connections), in ms.
     pub lifetime_p50_ms: Option<f64>,
@@ -38,6 +44,7 @@ pub struct Stats {
     pub closed_locally_share: Option<f64>,
     /// Locally closed connections per second over the last 10 s: the rate at
     /// which TIME_WAIT sockets are created.
+    #[serde(skip)]
     pub local_close_per_s_10s: f64,
     /// TIME_WAIT sockets held now: connections closed locally within the last
     /// 60 s (Linux's fixed TIME_WAIT length). For destinations, from the
@@ -47,10 +54,12 @@ pub struct Stats {
     pub tw_expiring_10s: u64,
     pub tw_expiring_30s: u64,
     pub tw_expiring_60s: u64,
+    #[serde(rename = "connect_errors")]
+    pub connect_errors_total: u64,
     /// Failed connects and failed handshakes by errno, EADDRNOTAVAIL first,
     /// then by count.
+    #[serde(rename = "connect_errors_by_errno")]
     pub connect_errors: Vec<ErrnoCount>,
-    pub connect_errors_total: u64,
     /// Of the EADDRNOTAVAIL failures, those the kernel saw as port
     /// exhaustion (the rest: address unavailable). For the exporter.
     #[serde(skip)]
@@ -114,6 +123,7 @@ pub enum Closer {
 pub struct DestinationRow {
     pub daddr: IpAddr,
     pub dport: u16,
+    #[serde(flatten)]
     pub stats: Stats,
     pub closer: Closer,
     /// Ports held to this destination now: ESTABLISHED + SYN_SENT +
@@ -128,6 +138,7 @@ pub struct DestinationRow {
     pub budget: u64,
     /// held_ports / budget.
     pub pressure: f64,
+    #[serde(flatten)]
     pub forecast: Forecast,
 }
 
@@ -135,8 +146,10 @@ pub struct DestinationRow {
 pub struct Forecast {
     /// TIME_WAIT sockets held in steady state at the current local-close
     /// rate r: r × 60.
+    #[serde(rename = "forecast_time_wait")]
     pub steady_time_wait: f64,
     /// steady_time_wait + open ports exceeds the budget.
+    #[serde(rename = "forecast_exceeds_budget")]
     pub exceeds_budget: bool,
     /// Rough seconds until no port is free, when exceeding.
     pub exhaustion_in_s: Option<f64>,
@@ -157,6 +170,7 @@ pub struct PairRow {
 pub struct InboundRow {
     pub laddr: IpAddr,
     pub lport: u16,
+    #[serde(flatten)]
     pub stats: Stats,
 }
 
@@ -213,8 +227,26 @@ pub struct SystemModel {
     pub new_per_s_10s: f64,
     pub new_per_s_60s: f64,
     pub connect_errors_per_s_10s: f64,
+    /// EADDRNOTAVAIL (port exhaustion, among other causes) per second over
+    /// the last 10 s.
+    pub eaddrnotavail_per_s_10s: f64,
+    /// TIME_WAIT sockets held: /proc/net/sockstat's count when read, else
+    /// the sum over destinations.
+    pub time_wait: u64,
+    /// ESTABLISHED + SYN_SENT sockets to all destinations (ports in use
+    /// besides TIME_WAIT).
+    pub open_ports: u64,
     pub connect_errors: Vec<ErrnoCount>,
     pub connect_errors_total: u64,
+    /// Failures (as `connect_errors`) in the last wall-clock minutes that
+    /// had any, as counted so far; older minutes are forgotten.
+    #[serde(skip)]
+    pub failure_minutes: Vec<MinuteFailures>,
+    /// Connections seen since the start (outbound: all services).
+    #[serde(skip)]
+    pub outbound_total: u64,
+    #[serde(skip)]
+    pub inbound_total: u64,
     /// Kernel-side and decode losses (cumulative).
     #[serde(skip)]
     pub losses: Losses,
@@ -232,9 +264,21 @@ pub struct SystemModel {
     pub advice: Vec<Advice>,
 }
 
+/// Failures in one wall-clock minute.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MinuteFailures {
+    /// Unix minute (seconds / 60).
+    pub minute: i64,
+    /// errno → count.
+    pub by_errno: std::collections::BTreeMap<i32, u64>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Default)]
 pub struct Model {
     pub now_ns: u64,
+    /// Time of the first input (None before any).
+    #[serde(skip)]
+    pub start_ns: Option<u64>,
     /// Seconds of observation (first input to now).
     pub observed_s: f64,
     pub system: SystemModel,

@@ -12,17 +12,7 @@ use super::model::{Advice, DestinationRow, InboundRow, PairRow, SystemModel, Ver
 use crate::event::EADDRNOTAVAIL;
 use crate::input::Sysctls;
 
-fn pct(x: f64) -> String {
-    format!("{:.0}%", x * 100.0)
-}
-
-fn ms(x: Option<f64>) -> String {
-    match x {
-        Some(v) if v < 10.0 => format!("{v:.2} ms"),
-        Some(v) => format!("{v:.0} ms"),
-        None => "?".into(),
-    }
-}
+use crate::render::fmt::{addr_port, ms_text as ms, pct};
 
 /// The verdict for one pair, if it lacks pooling. Pairs whose churn stopped
 /// are filtered out by the caller (it knows the per-second history).
@@ -47,7 +37,7 @@ pub fn lacks_pooling(
     let budget = budget.filter(|&b| b > 0);
     let budget_share = budget.map_or(0.0, |b| s.time_wait as f64 / b as f64);
     let local = s.closed_locally_share.unwrap_or(0.0);
-    let dst = format!("{}:{}", fmt_addr(pair.daddr), pair.dport);
+    let dst = addr_port(pair.daddr, pair.dport);
 
     let mut evidence = format!(
         "{:.1} new connections/s to {dst} (new connections in {}/10 of the last seconds), \
@@ -135,13 +125,6 @@ pub fn lacks_pooling(
         evidence,
         fix,
     })
-}
-
-pub fn fmt_addr(a: std::net::IpAddr) -> String {
-    match a {
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        v4 => v4.to_string(),
-    }
 }
 
 /// System-wide advice from the sysctls and what was observed. Only says

@@ -85,6 +85,8 @@ pub struct Closing {
     pub warnings: Vec<String>,
     /// Why reading stopped early, if it did (a damaged trace).
     pub error: Option<String>,
+    /// Records read (a trace file).
+    pub inputs: u64,
 }
 
 /// Why the loop stopped.
@@ -141,9 +143,14 @@ pub trait Sink {
     /// cancel-safe; never resolving is fine.
     fn wake(&mut self) -> impl Future<Output = Self::Wake>;
     fn on_wake(&mut self, wake: Self::Wake, ctl: &mut dyn Control) -> Result<Flow>;
-    /// Sees each input the engine is about to apply (the report samples
-    /// the model at whole seconds of trace time here).
+    /// Sees each input (that passed the filter) before the engine applies
+    /// it (the report samples the model at whole seconds of trace time
+    /// here; `trace` writes events).
     fn on_input(&mut self, _engine: &Engine, _input: &Input) {}
+    /// After each batch of inputs (`trace` flushes here).
+    fn after_inputs(&mut self, _ctl: &mut dyn Control) -> Result<Flow> {
+        Ok(Flow::Continue)
+    }
     /// The source has ended.
     fn on_end(&mut self, _ctl: &mut dyn Control) -> Result<Flow> {
         Ok(Flow::Continue)
@@ -228,10 +235,10 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
                     state = source.next(&mut inputs), if !ended => {
                         intake.feed(&mut inputs, &mut sink);
                         ended = state == FeedState::Ended;
-                        if ended {
-                            sink.on_end(&mut Ctx { source: &mut source, intake: intake.reborrow() })
-                        } else {
-                            Ok(Flow::Continue)
+                        let mut ctx = Ctx { source: &mut source, intake: intake.reborrow() };
+                        match sink.after_inputs(&mut ctx) {
+                            Ok(Flow::Continue) if ended => sink.on_end(&mut ctx),
+                            flow => flow,
                         }
                     }
                     wake = sink.wake() => {
@@ -284,11 +291,13 @@ impl Intake<'_> {
             if let Some(r) = self.recorder.as_mut() {
                 r.append(&i);
             }
-            if !K::ENGINE || matches!(&i, Input::Event(ev) if !self.filter.matches(ev)) {
+            if matches!(&i, Input::Event(ev) if !self.filter.matches(ev)) {
                 continue;
             }
             sink.on_input(self.engine, &i);
-            self.engine.apply(&i);
+            if K::ENGINE {
+                self.engine.apply(&i);
+            }
         }
     }
 }

@@ -316,8 +316,7 @@ where
 }
 
 fn hms(ns: u64) -> String {
-    let s = ns / NS_PER_S;
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+    crate::render::fmt::hms(ns / NS_PER_S)
 }
 
 impl<R: std::io::Read> Source for ReplayFeed<Reader<R>, ReadError> {

@@ -44,7 +44,7 @@ impl std::fmt::Display for Recorded {
             "recorded {} events to {} ({})",
             self.events,
             self.path.display(),
-            human_bytes(self.bytes)
+            crate::render::fmt::bytes(self.bytes)
         )
     }
 }
@@ -126,25 +126,5 @@ impl Recorder {
             bytes: self.writer.bytes_written(),
             path: self.path,
         })
-    }
-}
-
-pub fn human_bytes(b: u64) -> String {
-    match b {
-        0..1024 => format!("{b} B"),
-        1024..1_048_576 => format!("{:.1} KiB", b as f64 / 1024.0),
-        _ => format!("{:.1} MiB", b as f64 / 1_048_576.0),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_read_like_people_write_them() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(3 * 1_048_576), "3.0 MiB");
     }
 }

@@ -9,6 +9,7 @@ use crate::engine::Engine;
 use crate::event::Losses;
 use crate::input::Input;
 use crate::live::LiveSource;
+use crate::probe::Probe;
 use crate::tracefile::{ReadError, Reader};
 
 impl Source for LiveSource {
@@ -41,7 +42,7 @@ impl Source for LiveSource {
         let c = Closing {
             losses: Some(self.probe.losses()),
             warnings: self.warnings.clone(),
-            error: None,
+            ..Closing::default()
         };
         drop(self); // detaches every program
         c
@@ -57,6 +58,7 @@ pub struct TraceSource<R> {
     reader: Reader<R>,
     error: Option<ReadError>,
     done: bool,
+    inputs: u64,
 }
 
 impl<R: Read> TraceSource<R> {
@@ -65,6 +67,7 @@ impl<R: Read> TraceSource<R> {
             reader,
             error: None,
             done: false,
+            inputs: 0,
         }
     }
 }
@@ -73,7 +76,10 @@ impl<R: Read> Source for TraceSource<R> {
     async fn next(&mut self, out: &mut Vec<Input>) -> FeedState {
         for _ in 0..BATCH {
             match self.reader.next() {
-                Some(Ok(i)) => out.push(i),
+                Some(Ok(i)) => {
+                    self.inputs += 1;
+                    out.push(i);
+                }
                 Some(Err(e)) => {
                     self.error = Some(e);
                     self.done = true;
@@ -109,6 +115,57 @@ impl<R: Read> Source for TraceSource<R> {
                 .map(|w| w.to_string())
                 .collect(),
             error: self.error.map(|e| e.to_string()),
+            inputs: self.inputs,
         }
+    }
+}
+
+/// The probe's events alone (`trace`): no host collectors, no socket
+/// tables, no cgroup paths; only what the kernel reports.
+pub struct ProbeSource {
+    probe: Probe,
+}
+
+impl ProbeSource {
+    pub fn new(probe: Probe) -> Self {
+        ProbeSource { probe }
+    }
+
+    fn drain(&mut self, out: &mut Vec<Input>) {
+        self.probe.drain(|ev| out.push(Input::Event(ev)));
+    }
+}
+
+impl Source for ProbeSource {
+    async fn next(&mut self, out: &mut Vec<Input>) -> FeedState {
+        self.probe.wait().await;
+        self.drain(out);
+        FeedState::More
+    }
+
+    fn now_ns(&self, _engine: &Engine) -> u64 {
+        monotonic_now_ns()
+    }
+
+    fn warnings(&self) -> &[String] {
+        &self.probe.warnings
+    }
+
+    fn losses(&self) -> Option<Losses> {
+        Some(self.probe.losses())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Input>) {
+        self.drain(out);
+    }
+
+    fn close(self) -> Closing {
+        let c = Closing {
+            losses: Some(self.probe.losses()),
+            warnings: self.probe.warnings.clone(),
+            ..Closing::default()
+        };
+        drop(self); // detaches every program
+        c
     }
 }

@@ -10,8 +10,6 @@
 //! (fixed offset in a fixed-layout struct, length-checked) because the
 //! expiry schedule is what tells an on-call how fast ports come free.
 
-use std::net::IpAddr;
-
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
@@ -22,6 +20,7 @@ use netlink_sys::protocols::NETLINK_SOCK_DIAG;
 use netlink_sys::{Socket, SocketAddr};
 
 use super::CollectError;
+use crate::event::canonical_addr;
 use crate::input::{SockState, SocketEntry, SocketTable};
 
 /// Size of the netlink header that precedes `inet_diag_msg`.
@@ -108,9 +107,9 @@ fn dump(socket: &Socket, family: u8, out: &mut Vec<SocketEntry>) -> Result<(), C
                     let raw = bytes.get(..len).unwrap_or(bytes);
                     out.push(SocketEntry {
                         state,
-                        saddr: unmap(h.socket_id.source_address),
+                        saddr: canonical_addr(h.socket_id.source_address),
                         sport: h.socket_id.source_port,
-                        daddr: unmap(h.socket_id.destination_address),
+                        daddr: canonical_addr(h.socket_id.destination_address),
                         dport: h.socket_id.destination_port,
                         expires_ms: raw_expires_ms(raw).unwrap_or(0),
                         uid: h.uid,
@@ -133,13 +132,4 @@ pub fn raw_expires_ms(msg: &[u8]) -> Option<u32> {
     let at = NLMSG_HDR_LEN + EXPIRES_OFFSET;
     let b = msg.get(at..at + 4)?;
     Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-}
-
-/// IPv4-mapped IPv6 addresses (dual-stack sockets) as IPv4, so they match
-/// the addresses in events.
-fn unmap(a: IpAddr) -> IpAddr {
-    match a {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
-        v4 => v4,
-    }
 }

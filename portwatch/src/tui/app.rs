@@ -248,7 +248,7 @@ impl App {
         let (col, desc) = self.sort_of(View::Destinations);
         rows.sort_by(|a, b| {
             let o = match col {
-                0 => a.pressure().total_cmp(&b.pressure()),
+                0 => a.pressure.total_cmp(&b.pressure),
                 1 => a.new_per_s.total_cmp(&b.new_per_s),
                 2 => a.time_wait.cmp(&b.time_wait),
                 3 => a.failures.cmp(&b.failures),

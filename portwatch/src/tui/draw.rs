@@ -12,6 +12,7 @@ use ratatui::widgets::{
 
 use super::app::{App, View};
 use super::view::{Detail, Screen};
+use crate::render::fmt::{hms, ms_short as ms, rate};
 
 /// Styles, or none of them under NO_COLOR.
 struct Theme {
@@ -73,37 +74,12 @@ pub fn draw(f: &mut Frame, app: &App, screen: &Screen) {
     }
 }
 
-fn hms(s: u64) -> String {
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-fn rate(r: f64) -> String {
-    if r >= 100.0 {
-        format!("{r:.0}")
-    } else {
-        format!("{r:.1}")
-    }
-}
-
-/// A duration in ms, short: "0.4ms", "12ms", "3.5s", "48s".
-pub fn ms(v: f64) -> String {
-    if v < 10.0 {
-        format!("{v:.1}ms")
-    } else if v < 1000.0 {
-        format!("{v:.0}ms")
-    } else if v < 10_000.0 {
-        format!("{:.1}s", v / 1000.0)
-    } else {
-        format!("{:.0}s", v / 1000.0)
-    }
-}
-
 fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
     let h = &s.header;
     let when = h
         .source
         .clone()
-        .unwrap_or_else(|| format!("up {}", hms(h.uptime_s)));
+        .unwrap_or_else(|| format!("observed {}", hms(h.observed_s)));
     let mut l1 = vec![
         Span::styled("portwatch ", t.title()),
         Span::raw(format!("{} · {} · {}", h.host, h.kernel, when)),
@@ -118,8 +94,8 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
     };
     let l2 = vec![
         Span::raw(format!(
-            "ports {}-{} budget {}/dest  TIME_WAIT {}  estab {}  ",
-            h.port_range.0, h.port_range.1, h.budget, h.time_wait, h.established,
+            "ports {}-{} budget {}/dest  TIME_WAIT {}  open {}  ",
+            h.port_range.0, h.port_range.1, h.budget, h.time_wait, h.open_ports,
         )),
         Span::styled(format!("lost {}", h.lost_events), lost_style),
     ];
@@ -321,7 +297,7 @@ fn draw_destinations(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme
     let out: Vec<Row> = rows
         .iter()
         .map(|r| {
-            let p = r.pressure();
+            let p = r.pressure;
             let style = if p >= 0.9 {
                 t.alert()
             } else if p >= 0.5 {

@@ -16,7 +16,7 @@ use crate::engine::model::Model;
 use crate::pipeline::{Control, End, Flow, Sink, Stop};
 
 use super::app::{Action, App};
-use super::screen::{Rates, build, eaddrnotavail_total};
+use super::screen::build;
 use super::term::Tui;
 use super::view::Screen;
 
@@ -35,8 +35,6 @@ pub struct TuiSink {
     refresh: Interval,
     model: Model,
     screen: Arc<Screen>,
-    rates: Rates,
-    last_eaddr: Option<(u64, u64)>,
 }
 
 fn interval(every: Duration) -> Interval {
@@ -56,13 +54,11 @@ impl TuiSink {
             keys: None,
             model: Model::default(),
             screen: Arc::new(Screen::default()),
-            rates: Rates::default(),
-            last_eaddr: None,
         }
     }
 
     fn show(&mut self, ctl: &dyn Control) {
-        self.screen = Arc::new(build(&self.model, &self.app, self.rates, ctl.label()));
+        self.screen = Arc::new(build(&self.model, &self.app, ctl.label()));
         self.app.clamp_selection(&self.screen);
         if let Some(t) = &self.tui {
             t.show(&self.app, self.screen.clone());
@@ -100,16 +96,7 @@ impl TuiSink {
 
     fn on_refresh(&mut self, ctl: &mut dyn Control) {
         if !self.app.paused {
-            let now = ctl.now_ns();
-            self.model = ctl.engine().model(now);
-            let total = eaddrnotavail_total(&self.model);
-            if let Some((t0, n0)) = self.last_eaddr {
-                let dt = now.saturating_sub(t0) as f64 / 1e9;
-                if dt > 0.0 {
-                    self.rates.eaddrnotavail_per_s = total.saturating_sub(n0) as f64 / dt;
-                }
-            }
-            self.last_eaddr = Some((now, total));
+            self.model = ctl.engine().model(ctl.now_ns());
         }
         self.show(ctl);
     }

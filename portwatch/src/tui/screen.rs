@@ -1,19 +1,13 @@
 //! Model → Screen: picks and formats what the TUI shows from the engine's
-//! model. No numbers are computed here that the engine does not provide,
-//! except sums and look-ups across its tables.
+//! model. No numbers are computed here: every figure is the engine's (this
+//! file only picks, looks up and formats).
 
 use crate::engine::model::{Model, ServiceRow as ModelService, Stats};
 use crate::engine::service::ServiceKind;
-use crate::engine::verdict::fmt_addr;
+use crate::render::fmt;
 
 use super::app::{App, View};
 use super::view::*;
-
-/// Extra figures the TUI tracks across refreshes (rates of totals).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Rates {
-    pub eaddrnotavail_per_s: f64,
-}
 
 fn kind(k: ServiceKind) -> &'static str {
     match k {
@@ -26,16 +20,7 @@ fn kind(k: ServiceKind) -> &'static str {
 }
 
 fn dest(addr: std::net::IpAddr, port: u16) -> String {
-    format!("{}:{port}", fmt_addr(addr))
-}
-
-pub fn eaddrnotavail_total(m: &Model) -> u64 {
-    m.system
-        .connect_errors
-        .iter()
-        .filter(|e| e.errno == crate::event::EADDRNOTAVAIL)
-        .map(|e| e.count)
-        .sum()
+    fmt::addr_port(addr, port)
 }
 
 fn series(s: &Stats) -> Vec<u64> {
@@ -68,21 +53,19 @@ fn service_row(m: &Model, s: &ModelService) -> ServiceRow {
 
 /// Builds everything one refresh shows; the detail pane only for the row
 /// `app` has open.
-pub fn build(m: &Model, app: &App, rates: Rates, source: Option<String>) -> Screen {
+pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
     let sys = &m.system;
     let header = Header {
         host: sys.hostname.clone(),
         kernel: sys.kernel.clone(),
-        uptime_s: m.observed_s as u64,
+        observed_s: m.observed_s as u64,
         port_range: sys.port_range.unwrap_or((0, 0)),
         budget: sys.budget.unwrap_or(0),
-        time_wait: sys
-            .sockstat_tw
-            .unwrap_or_else(|| m.destinations.iter().map(|d| d.stats.time_wait).sum()),
-        established: m.destinations.iter().map(|d| d.open_ports).sum(),
+        time_wait: sys.time_wait,
+        open_ports: sys.open_ports,
         new_per_s: sys.new_per_s_10s,
         failures_per_s: sys.connect_errors_per_s_10s,
-        eaddrnotavail_per_s: rates.eaddrnotavail_per_s,
+        eaddrnotavail_per_s: sys.eaddrnotavail_per_s_10s,
         lost_events: sys.lost_events,
         advice: sys
             .advice
@@ -103,6 +86,7 @@ pub fn build(m: &Model, app: &App, rates: Rates, source: Option<String>) -> Scre
             new_per_s: d.stats.new_per_s_10s,
             time_wait: d.stats.time_wait,
             failures: d.stats.connect_errors_total,
+            pressure: d.pressure,
             top_talker: m
                 .pairs
                 .iter()

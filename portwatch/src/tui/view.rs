@@ -17,20 +17,23 @@ pub struct Screen {
 pub struct Header {
     pub host: String,
     pub kernel: String,
-    pub uptime_s: u64,
+    /// Seconds of observation (not the host's uptime).
+    pub observed_s: u64,
     /// `ip_local_port_range` (inclusive).
     pub port_range: (u16, u16),
     /// Ports usable per destination: range size minus reserved ports.
     pub budget: u64,
     pub time_wait: u64,
-    pub established: u64,
+    /// ESTABLISHED + SYN_SENT to all destinations.
+    pub open_ports: u64,
     pub new_per_s: f64,
     pub failures_per_s: f64,
     pub eaddrnotavail_per_s: f64,
     pub lost_events: u64,
     /// The most important line of system advice.
     pub advice: Option<String>,
-    /// "replay 00:01:23 / 00:05:00" etc., shown instead of uptime when set.
+    /// "replay 00:01:23 / 00:05:00" etc., shown instead of the observed
+    /// time when set.
     pub source: Option<String>,
 }
 
@@ -68,16 +71,8 @@ pub struct DestRow {
     pub failures: u64,
     /// Service opening the most connections to it.
     pub top_talker: String,
-}
-
-impl DestRow {
-    pub fn pressure(&self) -> f64 {
-        if self.budget == 0 {
-            0.0
-        } else {
-            self.held as f64 / self.budget as f64
-        }
-    }
+    /// held / budget, from the model.
+    pub pressure: f64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -180,6 +180,8 @@ pub struct Tracer {
     lines: mpsc::Receiver<serde_json::Value>,
     stderr: mpsc::Receiver<String>,
     pub seen: Vec<serde_json::Value>,
+    /// stderr lines printed before it said it was tracing (warnings).
+    pub startup: Vec<String>,
 }
 
 impl Tracer {
@@ -228,6 +230,7 @@ impl Tracer {
             lines,
             stderr: stderr_rx,
             seen: Vec::new(),
+            startup: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -240,7 +243,10 @@ impl Tracer {
                 {
                     break;
                 }
-                Ok(l) => eprintln!("portwatch: {l}"),
+                Ok(l) => {
+                    eprintln!("portwatch: {l}");
+                    t.startup.push(l);
+                }
                 Err(_) => {
                     let _ = t.child.kill();
                     panic!("portwatch did not start tracing: {:?}", t.child.wait());

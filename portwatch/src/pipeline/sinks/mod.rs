@@ -1,10 +1,11 @@
 //! The sinks besides the TUI (`tui::run::TuiSink`): batch text/JSON, the
-//! report, the recording alone.
+//! report, the recording alone, the event stream of `trace`.
 
 pub mod batch;
 pub mod exporter;
 pub mod record;
 pub mod report;
+pub mod trace;
 
 use std::io;
 

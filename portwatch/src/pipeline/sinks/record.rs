@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::time::Interval;
 
-use super::super::recorder::{FLUSH_INTERVAL, human_bytes};
+use super::super::recorder::FLUSH_INTERVAL;
 use super::super::{Control, End, Flow, Sink, Stop};
 use crate::engine::Engine;
 use crate::event::Losses;
+use crate::render::fmt;
 
 pub struct RecordSink {
     path: String,
@@ -129,7 +130,7 @@ fn size_line(events: u64, bytes: u64, elapsed: Duration) -> String {
     };
     format!(
         "{} in {:.0} s{per_event}",
-        human_bytes(bytes),
+        fmt::bytes(bytes),
         elapsed.as_secs_f64()
     )
 }

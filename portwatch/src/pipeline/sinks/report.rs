@@ -7,9 +7,10 @@ use anyhow::Result;
 
 use super::super::{Control, End, Flow, Sink, Stop};
 use crate::clock::NS_PER_S;
+use crate::engine::summary::Summarizer;
 use crate::engine::{Config, Engine, TIME_WAIT_S};
 use crate::input::Input;
-use crate::render::report::{self, Report, ReportBuilder};
+use crate::render::report::{self, Report};
 use crate::tracefile::Reader;
 
 /// Across a gap in the trace, samples stop once every window of the engine
@@ -18,53 +19,67 @@ use crate::tracefile::Reader;
 const IDLE_SAMPLES: u64 = TIME_WAIT_S + 5;
 
 /// Samples the model at every whole second of trace time, before the
-/// inputs of that second's end are applied.
+/// inputs after that second are applied, into the engine's [`Summarizer`].
 pub struct Sampler {
-    b: ReportBuilder,
+    summarizer: Summarizer,
     /// Next whole second of trace time to sample the model at.
     next_sample_ns: Option<u64>,
 }
 
 impl Sampler {
-    /// `file` is how the report names the trace.
-    pub fn new(file: &str) -> Self {
+    pub fn new() -> Self {
         Sampler {
-            b: ReportBuilder::new(file),
+            summarizer: Summarizer::default(),
             next_sample_ns: None,
         }
     }
 
-    /// Before `engine` applies `input`.
+    /// Before `engine` applies `input`: the seconds that ended before it.
     pub fn input(&mut self, engine: &Engine, input: &Input) {
         if let Some(ts) = input.ts_ns() {
             let next = self
                 .next_sample_ns
                 .get_or_insert((ts / NS_PER_S + 1).saturating_mul(NS_PER_S));
             // Inputs at a second's boundary belong to the sample there.
-            sample_until(engine, &mut self.b, next, |t| t < ts);
+            sample_until(engine, &mut self.summarizer, next, |t| t < ts);
         }
-        self.b.input(input);
     }
 
-    /// The seconds the last inputs completed, and what reading found wrong.
-    pub fn finish(mut self, engine: &Engine, warnings: &[String], error: Option<&str>) -> Report {
+    /// The seconds the last inputs completed, then the report of `file`
+    /// (`inputs` records read; what reading found wrong).
+    pub fn finish(
+        mut self,
+        engine: &Engine,
+        file: &str,
+        inputs: u64,
+        warnings: &[String],
+        error: Option<&str>,
+    ) -> Report {
         if let Some(next) = self.next_sample_ns.as_mut() {
             let end = engine.now_ns();
-            sample_until(engine, &mut self.b, next, |t| t <= end);
+            sample_until(engine, &mut self.summarizer, next, |t| t <= end);
         }
-        for w in warnings {
-            self.b.warning(w.clone());
+        let mut warnings = warnings.to_vec();
+        warnings.extend(error.map(|e| format!("reading stopped: {e}")));
+        Report {
+            file: file.to_string(),
+            inputs,
+            summary: self.summarizer.finish(&engine.model(engine.now_ns())),
+            warnings,
+            complete: error.is_none(),
         }
-        if let Some(e) = error {
-            self.b.stopped_at_error(format!("reading stopped: {e}"));
-        }
-        self.b.finish()
+    }
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler::new()
     }
 }
 
 /// Samples every whole second from `*next` while `due(second)` holds,
 /// skipping over long idle gaps (see [`IDLE_SAMPLES`]).
-fn sample_until(engine: &Engine, b: &mut ReportBuilder, next: &mut u64, due: impl Fn(u64) -> bool) {
+fn sample_until(engine: &Engine, b: &mut Summarizer, next: &mut u64, due: impl Fn(u64) -> bool) {
     let mut n = 0;
     while due(*next) {
         if n == IDLE_SAMPLES {
@@ -96,11 +111,13 @@ fn sample_until(engine: &Engine, b: &mut ReportBuilder, next: &mut u64, due: imp
 /// in the pipeline, without one (for tests and benches).
 pub fn summarize<R: Read>(mut reader: Reader<R>, file: &str, config: Config) -> Report {
     let mut engine = Engine::new(config);
-    let mut s = Sampler::new(file);
+    let mut s = Sampler::new();
     let mut error = None;
+    let mut inputs = 0;
     for input in reader.by_ref() {
         match input {
             Ok(i) => {
+                inputs += 1;
                 s.input(&engine, &i);
                 engine.apply(&i);
             }
@@ -111,7 +128,7 @@ pub fn summarize<R: Read>(mut reader: Reader<R>, file: &str, config: Config) -> 
         }
     }
     let warnings: Vec<String> = reader.warnings().iter().map(|w| w.to_string()).collect();
-    s.finish(&engine, &warnings, error.as_deref())
+    s.finish(&engine, file, inputs, &warnings, error.as_deref())
 }
 
 /// The report of a trace, written once the source has ended.
@@ -125,7 +142,7 @@ pub struct ReportSink {
 impl ReportSink {
     pub fn new(path: String, json: bool, rows: usize) -> Self {
         ReportSink {
-            sampler: Sampler::new(&path),
+            sampler: Sampler::new(),
             path,
             json,
             rows,
@@ -157,9 +174,13 @@ impl Sink for ReportSink {
             anyhow::bail!("stopped ({why}) before the end of {}", self.path);
         }
         let path = &self.path;
-        let r = self
-            .sampler
-            .finish(engine, &end.source.warnings, end.source.error.as_deref());
+        let r = self.sampler.finish(
+            engine,
+            path,
+            end.source.inputs,
+            &end.source.warnings,
+            end.source.error.as_deref(),
+        );
         for w in &r.warnings {
             eprintln!("portwatch: warning: {path}: {w}");
         }

@@ -1,0 +1,240 @@
+//! Accumulators: what is counted per key (process, service, destination,
+//! pair, inbound listener), over per-second windows, and the [`Stats`]
+//! they give at a time.
+
+use crate::clock::NS_PER_S;
+use crate::errno;
+use crate::event::{ConnClose, ConnectError, EADDRNOTAVAIL};
+
+use super::TIME_WAIT_S;
+use super::hist::{self, LogHist};
+use super::model::{ErrnoCount, Stats};
+use super::pids::RecentPids;
+use super::table::Activity;
+use super::window::SecondRing;
+
+/// Per-key accumulator.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Acc {
+    /// Connections by the second they started.
+    pub(super) new: SecondRing,
+    /// Locally closed connections by the second they closed.
+    pub(super) local_close: SecondRing,
+    pub(super) new_total: u64,
+    pub(super) local_closes: u64,
+    pub(super) peer_closes: u64,
+    pub(super) lifetime: LogHist,
+    /// Sum of the lifetimes in `lifetime` (the exporter's histogram sum).
+    pub(super) lifetime_sum_us: u64,
+    pub(super) handshake: LogHist,
+    /// EADDRNOTAVAIL failures the kernel saw as port exhaustion.
+    pub(super) port_exhaustion: u64,
+    /// errno → count; few distinct values, so a short vector.
+    pub(super) errors: Vec<(i32, u64)>,
+    pub(super) last_ns: u64,
+    pub(super) pids: RecentPids,
+    pub(super) last_error_ns: Option<u64>,
+}
+
+impl Activity for Acc {
+    fn last_ns(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+/// What every accumulator a closed connection lands in needs from it,
+/// computed once per event rather than once per accumulator (an outbound
+/// event lands in five).
+pub(super) struct CloseFacts<'a> {
+    c: &'a ConnClose,
+    start_s: u64,
+    end_s: u64,
+    lifetime_bucket: Option<usize>,
+    handshake_bucket: Option<usize>,
+}
+
+impl<'a> CloseFacts<'a> {
+    pub(super) fn new(c: &'a ConnClose) -> Self {
+        CloseFacts {
+            c,
+            start_s: c.start_ns / NS_PER_S,
+            end_s: c.end_ns / NS_PER_S,
+            lifetime_bucket: c
+                .established
+                .then(|| hist::bucket_of(c.lifetime_ns() / 1000)),
+            handshake_bucket: c.handshake_ns.map(|h| hist::bucket_of(h / 1000)),
+        }
+    }
+}
+
+impl Acc {
+    #[inline]
+    pub(super) fn record_close(&mut self, f: &CloseFacts) {
+        let c = f.c;
+        self.new.add(f.start_s, 1);
+        self.new_total += 1;
+        if let Some(b) = f.lifetime_bucket {
+            self.lifetime.record_bucket(b);
+            self.lifetime_sum_us += c.lifetime_ns() / 1000;
+        }
+        if let Some(b) = f.handshake_bucket {
+            self.handshake.record_bucket(b);
+        }
+        if c.local_close {
+            self.local_close.add(f.end_s, 1);
+            self.local_closes += 1;
+        } else if c.peer_close {
+            self.peer_closes += 1;
+        }
+        if let Some(e) = c.errno {
+            self.record_errno(e);
+            self.last_error_ns = self.last_error_ns.max(Some(c.end_ns));
+        }
+        self.last_ns = self.last_ns.max(c.end_ns);
+        if let Some(t) = &c.task {
+            self.note_pid(t.pid);
+        }
+    }
+
+    pub(super) fn record_error(&mut self, e: &ConnectError) {
+        self.record_errno(e.errno);
+        if e.cause == crate::event::Cause::PortExhaustion {
+            self.port_exhaustion += 1;
+        }
+        self.last_error_ns = self.last_error_ns.max(Some(e.ts_ns));
+        self.last_ns = self.last_ns.max(e.ts_ns);
+        if let Some(t) = &e.task {
+            self.note_pid(t.pid);
+        }
+    }
+
+    pub(super) fn record_errno(&mut self, errno: i32) {
+        match self.errors.iter_mut().find(|(e, _)| *e == errno) {
+            Some((_, n)) => *n += 1,
+            None => self.errors.push((errno, 1)),
+        }
+    }
+
+    pub(super) fn note_pid(&mut self, pid: u32) {
+        self.pids.note(pid);
+    }
+
+    pub(super) fn stats(&self, now: &Now) -> Stats {
+        let (s1, s10, s60) = now.rates(&self.new);
+        let closed = self.local_closes + self.peer_closes;
+        let (time_wait, exp) = tw_from_closes(&self.local_close, now.sec);
+        let ms = |v: Option<u64>| v.map(|us| us as f64 / 1000.0);
+        let errors_total = self.errors.iter().map(|(_, n)| n).sum();
+        Stats {
+            new_total: self.new_total,
+            new_per_s_1s: s1,
+            new_per_s_10s: s10,
+            new_per_s_60s: s60,
+            active_s_10s: self
+                .new
+                .active(now.sec.saturating_sub(10), now.sec.saturating_sub(1)),
+            lifetime_p50_ms: ms(self.lifetime.quantile_us(0.50)),
+            lifetime_p90_ms: ms(self.lifetime.quantile_us(0.90)),
+            lifetime_p99_ms: ms(self.lifetime.quantile_us(0.99)),
+            handshake_p50_ms: ms(self.handshake.quantile_us(0.50)),
+            handshake_p99_ms: ms(self.handshake.quantile_us(0.99)),
+            closed_locally_share: (closed > 0).then(|| self.local_closes as f64 / closed as f64),
+            local_close_per_s_10s: now.rate(&self.local_close, 10),
+            time_wait,
+            tw_expiring_10s: exp[0],
+            tw_expiring_30s: exp[1],
+            tw_expiring_60s: exp[2],
+            connect_errors: errno_counts(&self.errors),
+            connect_errors_total: errors_total,
+            port_exhaustion_total: self.port_exhaustion,
+            local_closes_total: self.local_closes,
+            lifetime_sum_s: self.lifetime_sum_us as f64 / 1e6,
+            new_series_60s: (now.sec.saturating_sub(60)..now.sec)
+                .map(|s| self.new.get(s))
+                .collect(),
+            lifetime_buckets: lifetime_decades(&self.lifetime),
+            last_error_ns: self.last_error_ns,
+        }
+    }
+
+    /// Connections started in the last 2 complete seconds: still going.
+    pub(super) fn recent(&self, now: &Now) -> bool {
+        self.new
+            .sum(now.sec.saturating_sub(2), now.sec.saturating_sub(1))
+            > 0
+    }
+}
+
+/// TIME_WAIT held now and expiring within 10/30/60 s, from local closes by
+/// second: a close in second `e` holds its port until second `e + 60`.
+pub(super) fn tw_from_closes(ring: &SecondRing, now_s: u64) -> (u64, [u64; 3]) {
+    let first = (now_s + 1).saturating_sub(TIME_WAIT_S);
+    let held = ring.sum(first, now_s);
+    // Expiring within x s: closed in `first..=now + x - 60` (none when that
+    // is before time 0, i.e. early in the observation).
+    let exp = [10, 30, 60].map(|x: u64| {
+        (now_s + x)
+            .checked_sub(TIME_WAIT_S)
+            .map_or(0, |last| ring.sum(first, last))
+    });
+    (held, exp)
+}
+
+/// Lifetime counts by decade for the TUI's histogram.
+pub(super) fn lifetime_decades(h: &LogHist) -> Vec<(&'static str, u64)> {
+    let limits = [
+        ("<1ms", 1_000),
+        ("<10ms", 10_000),
+        ("<100ms", 100_000),
+        ("<1s", 1_000_000),
+        ("<10s", 10_000_000),
+    ];
+    let mut out = Vec::with_capacity(limits.len() + 1);
+    let mut below_prev = 0;
+    for (label, limit) in limits {
+        let below = h.count_below_us(limit);
+        out.push((label, below - below_prev));
+        below_prev = below;
+    }
+    out.push((">=10s", h.count() - below_prev));
+    out
+}
+
+/// EADDRNOTAVAIL first (it is what port exhaustion looks like), then by count.
+pub(super) fn errno_counts(errors: &[(i32, u64)]) -> Vec<ErrnoCount> {
+    let mut v: Vec<ErrnoCount> = errors
+        .iter()
+        .map(|&(e, n)| ErrnoCount {
+            errno: e,
+            name: errno::name(e),
+            count: n,
+        })
+        .collect();
+    v.sort_by_key(|c| {
+        (
+            c.errno != EADDRNOTAVAIL,
+            std::cmp::Reverse(c.count),
+            c.errno,
+        )
+    });
+    v
+}
+
+/// "Now" as the model sees it: the current second and how long we have
+/// observed, so windows longer than the observation are not diluted.
+pub(super) struct Now {
+    pub(super) sec: u64,
+    pub(super) observed_s: u64,
+}
+
+impl Now {
+    /// Rate over the last `w` complete seconds (fewer at start).
+    pub(super) fn rate(&self, ring: &SecondRing, w: u64) -> f64 {
+        let span = w.min(self.observed_s).max(1);
+        ring.sum(self.sec.saturating_sub(w), self.sec.saturating_sub(1)) as f64 / span as f64
+    }
+
+    pub(super) fn rates(&self, ring: &SecondRing) -> (f64, f64, f64) {
+        (self.rate(ring, 1), self.rate(ring, 10), self.rate(ring, 60))
+    }
+}

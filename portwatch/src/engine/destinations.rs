@@ -1,0 +1,218 @@
+//! Destinations: held ports from the socket table corrected by events
+//! since, the port budget, pressure and the exhaustion forecast.
+
+use std::net::IpAddr;
+
+use crate::clock::NS_PER_S;
+use crate::input::{SockState, SocketTable};
+
+use super::acc::{Acc, Now, tw_from_closes};
+use super::hash::{FxHashMap, FxHashSet};
+use super::model::{Closer, DestinationRow, Forecast};
+use super::table::Activity;
+use super::window::SecondRing;
+use super::{Engine, TIME_WAIT_S};
+
+/// TCP_LISTEN in include/net/tcp_states.h.
+const TCP_LISTEN: u8 = 10;
+
+/// What the last socket table said about one destination, and what
+/// events have changed since.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(super) struct DestTable {
+    pub(super) ts_ns: u64,
+    /// ESTABLISHED + SYN_SENT at `ts_ns`.
+    pub(super) open: u64,
+    /// Of those, closed since (connections that started before the table
+    /// and closed after it).
+    pub(super) closed_open: u64,
+    /// TIME_WAIT sockets of the table by the second they expire.
+    pub(super) tw_expiry: SecondRing,
+    /// Local closes after the table, by second.
+    pub(super) local_since: SecondRing,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct DestAcc {
+    pub(super) acc: Acc,
+    pub(super) table: Option<DestTable>,
+    /// Connections to it were seen from a network namespace other than the
+    /// one the socket table is read in (containers): the table cannot see
+    /// those sockets, so this destination's held ports are counted from
+    /// events alone, never reset by a table.
+    pub(super) foreign: bool,
+}
+
+impl Activity for DestAcc {
+    fn last_ns(&self) -> u64 {
+        let t = self.table.as_ref().map_or(0, |t| {
+            // Held ports keep a destination alive even without events.
+            if t.open > t.closed_open || !t.tw_expiry.is_empty() {
+                t.ts_ns
+            } else {
+                0
+            }
+        });
+        self.acc.last_ns.max(t)
+    }
+}
+
+impl Engine {
+    #[inline]
+    pub(super) fn mark_foreign(d: &mut DestAcc, foreign: bool) {
+        if foreign && !d.foreign {
+            d.foreign = true;
+            d.table = None;
+        }
+    }
+
+    /// A destination first seen after a socket table held nothing at the
+    /// table's time: it starts from that (empty) truth, not from "unknown".
+    pub(super) fn seed_table(d: &mut DestAcc, last_table_ns: Option<u64>) {
+        if d.table.is_none()
+            && !d.foreign
+            && let Some(ts_ns) = last_table_ns
+        {
+            d.table = Some(DestTable {
+                ts_ns,
+                ..DestTable::default()
+            });
+        }
+    }
+
+    /// Replaces what each destination's held ports are counted from.
+    pub(super) fn on_sockets(&mut self, t: &SocketTable) {
+        self.last_table_ns = Some(t.ts_ns);
+        self.table_netns = t.netns;
+        // Sockets whose local port a listener owns were accepted here:
+        // inbound, not ports this host spent connecting out.
+        let listen: FxHashSet<(Option<IpAddr>, u16)> = t
+            .entries
+            .iter()
+            .filter(|e| e.state == SockState::Other(TCP_LISTEN))
+            .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
+            .collect();
+        let mut fresh: FxHashMap<(IpAddr, u16), DestTable> = FxHashMap::default();
+        for e in &t.entries {
+            if listen.contains(&(None, e.sport)) || listen.contains(&(Some(e.saddr), e.sport)) {
+                continue;
+            }
+            let d = fresh
+                .entry((e.daddr, e.dport))
+                .or_insert_with(|| DestTable {
+                    ts_ns: t.ts_ns,
+                    ..DestTable::default()
+                });
+            match e.state {
+                SockState::Established | SockState::SynSent => d.open += 1,
+                SockState::TimeWait => {
+                    let expiry_ns = t.ts_ns + u64::from(e.expires_ms) * 1_000_000;
+                    d.tw_expiry.add(expiry_ns / NS_PER_S, 1);
+                }
+                SockState::Other(_) => {}
+            }
+        }
+        // Destinations the table does not mention hold nothing at its time
+        // (unless their sockets live in another namespace, out of its sight).
+        for d in self.destinations.map.values_mut().filter(|d| !d.foreign) {
+            d.table = Some(DestTable {
+                ts_ns: t.ts_ns,
+                ..DestTable::default()
+            });
+        }
+        for (key, table) in fresh {
+            let d = self.destinations.entry(key);
+            if !d.foreign {
+                d.table = Some(table);
+            }
+        }
+    }
+}
+
+/// Ports a connect() can pick from for one (local addr, remote addr, remote
+/// port): the ephemeral range minus reserved ports inside it.
+pub fn port_budget(s: &crate::input::Sysctls) -> u64 {
+    let (lo, hi) = s.port_range;
+    if hi < lo {
+        return 0;
+    }
+    let size = u64::from(hi - lo) + 1;
+    let mut reserved = vec![false; size as usize];
+    for &(a, b) in &s.reserved_ports {
+        for p in a.max(lo)..=b.min(hi) {
+            reserved[usize::from(p - lo)] = true;
+        }
+    }
+    size - reserved.iter().filter(|&&r| r).count() as u64
+}
+
+pub(super) fn destination_row(
+    daddr: IpAddr,
+    dport: u16,
+    d: &DestAcc,
+    now: &Now,
+    budget: Option<u64>,
+) -> DestinationRow {
+    let mut stats = d.acc.stats(now);
+    let (open, from_table) = match &d.table {
+        Some(t) => {
+            // Table TIME_WAIT still pending, plus local closes since.
+            let (since, exp) = tw_from_closes(&t.local_since, now.sec);
+            let pending = |x: u64| t.tw_expiry.sum(now.sec + 1, now.sec + x);
+            stats.time_wait = pending(TIME_WAIT_S) + since;
+            stats.tw_expiring_10s = pending(10) + exp[0];
+            stats.tw_expiring_30s = pending(30) + exp[1];
+            stats.tw_expiring_60s = pending(60) + exp[2];
+            (t.open.saturating_sub(t.closed_open), true)
+        }
+        None => (0, false),
+    };
+    let held = open + stats.time_wait;
+    let budget = budget.unwrap_or(0);
+    let pressure = if budget > 0 {
+        held as f64 / budget as f64
+    } else {
+        0.0
+    };
+    let r = stats.local_close_per_s_10s;
+    let steady = r * TIME_WAIT_S as f64;
+    let exceeds = budget > 0 && steady + open as f64 > budget as f64;
+    // Held ports grow at r and shrink as current TIME_WAIT expires (spread
+    // over the next minute); when that net growth is positive the free
+    // ports last (budget - held) / growth seconds. Rough by design.
+    let exhaustion_in_s = exceeds.then(|| {
+        let growth = r - stats.tw_expiring_60s as f64 / TIME_WAIT_S as f64;
+        let free = budget.saturating_sub(held) as f64;
+        if free == 0.0 {
+            0.0
+        } else if growth > 0.0 {
+            free / growth
+        } else {
+            // Expiring TIME_WAIT keeps up for now; it runs out once it is
+            // all replaced by new TIME_WAIT, within about a minute.
+            TIME_WAIT_S as f64
+        }
+    });
+    let closer = match stats.closed_locally_share {
+        None => Closer::Unknown,
+        Some(s) if s >= 0.9 => Closer::Local,
+        Some(s) if s <= 0.1 => Closer::Peer,
+        Some(_) => Closer::Mixed,
+    };
+    DestinationRow {
+        daddr,
+        dport,
+        stats,
+        closer,
+        held_ports: held,
+        open_ports: open,
+        from_socket_table: from_table,
+        budget,
+        pressure,
+        forecast: Forecast {
+            steady_time_wait: steady,
+            exceeds_budget: exceeds,
+            exhaustion_in_s,
+        },
+    }
+}

@@ -1,0 +1,151 @@
+//! Intake: each event into the accumulators it lands in (process,
+//! service, pair, destination, or inbound listener, and the system's), and
+//! time moving on (idle keys aged out on a fixed grid).
+
+use crate::clock::NS_PER_S;
+use crate::event::{
+    ConnClose, ConnectError, Direction, EADDRNOTAVAIL, canonical_addr, is_canonical,
+};
+
+use super::acc::CloseFacts;
+use super::{Engine, FAILURE_MINUTES};
+
+/// Idle keys are checked every this many seconds of input time. A fixed grid
+/// (not "every tick") so the result does not depend on how often ticks come.
+const GC_EVERY_S: u64 = 10;
+
+impl Engine {
+    pub(super) fn advance(&mut self, ts_ns: u64) {
+        self.start_ns.get_or_insert(ts_ns);
+        self.now_ns = self.now_ns.max(ts_ns);
+        // A compare per event; the divisions only when an epoch may have
+        // passed.
+        if self.now_ns < (self.gc_epoch + 1) * GC_EVERY_S * NS_PER_S {
+            return;
+        }
+        let epoch = self.now_ns / NS_PER_S / GC_EVERY_S;
+        if epoch > self.gc_epoch {
+            self.gc_epoch = epoch;
+            let cutoff = (epoch * GC_EVERY_S).saturating_sub(self.config.idle_timeout_s) * NS_PER_S;
+            self.aged_out += self.processes.age_out(cutoff)
+                + self.services.age_out(cutoff)
+                + self.destinations.age_out(cutoff)
+                + self.pairs.age_out(cutoff)
+                + self.inbound.age_out(cutoff);
+            self.free_unused_services();
+        }
+    }
+
+    pub(super) fn on_close(&mut self, c: &ConnClose) {
+        // Copied only when an address needs rewriting: IPv4 events (most)
+        // are used as they are.
+        let rewritten;
+        let c = if is_canonical(c.saddr) && is_canonical(c.daddr) {
+            c
+        } else {
+            rewritten = ConnClose {
+                saddr: canonical_addr(c.saddr),
+                daddr: canonical_addr(c.daddr),
+                ..*c
+            };
+            &rewritten
+        };
+        self.note_netns(c.netns);
+        let f = &CloseFacts::new(c);
+        if c.direction == Direction::Inbound {
+            self.inbound_total += 1;
+            self.inbound.entry((c.saddr, c.sport)).record_close(f);
+            return;
+        }
+        self.sys.record_close(f);
+        if let Some(errno) = c.errno {
+            self.count_failure(c.end_ns, errno);
+        }
+        let svc = self.service_idx(c.task.as_ref());
+        if let Some(t) = &c.task {
+            let p = self.processes.entry((t.pid, t.comm));
+            p.0.record_close(f);
+            p.1 = Some(svc);
+        }
+        self.service_entry(svc).record_close(f);
+        self.pair_entry(svc, c.daddr, c.dport).record_close(f);
+        let foreign = self.is_foreign(c.netns);
+        let d = self.destinations.entry((c.daddr, c.dport));
+        Self::mark_foreign(d, foreign);
+        Self::seed_table(d, self.last_table_ns);
+        d.acc.record_close(f);
+        if let Some(t) = &mut d.table {
+            // Open at the table's time (started before it, closed after it).
+            if c.start_ns <= t.ts_ns && c.end_ns > t.ts_ns {
+                t.closed_open += 1;
+            }
+            // Not yet in the table: a new TIME_WAIT socket.
+            if c.local_close && c.end_ns > t.ts_ns {
+                t.local_since.add(c.end_ns / NS_PER_S, 1);
+            }
+        }
+    }
+
+    pub(super) fn on_connect_error(&mut self, e: &ConnectError) {
+        let e = &ConnectError {
+            daddr: canonical_addr(e.daddr),
+            ..*e
+        };
+        self.note_netns(e.netns);
+        self.sys.record_error(e);
+        self.count_failure(e.ts_ns, e.errno);
+        let svc = self.service_idx(e.task.as_ref());
+        if let Some(t) = &e.task {
+            let p = self.processes.entry((t.pid, t.comm));
+            p.0.record_error(e);
+            p.1 = Some(svc);
+        }
+        self.service_entry(svc).record_error(e);
+        self.pair_entry(svc, e.daddr, e.dport).record_error(e);
+        let foreign = self.is_foreign(e.netns);
+        let d = self.destinations.entry((e.daddr, e.dport));
+        Self::mark_foreign(d, foreign);
+        Self::seed_table(d, self.last_table_ns);
+        d.acc.record_error(e);
+    }
+
+    /// A failed connect or handshake: by second (the rates), and by the
+    /// wall-clock minute it happened in (the report's timeline; only the
+    /// last few minutes are kept).
+    fn count_failure(&mut self, ts_ns: u64, errno: i32) {
+        self.sys_errors.add(ts_ns / NS_PER_S, 1);
+        if errno == EADDRNOTAVAIL {
+            self.sys_eaddrnotavail.add(ts_ns / NS_PER_S, 1);
+        }
+        let unix_ns = self
+            .host
+            .as_ref()
+            .map_or(ts_ns as i64, |h| h.clock.unix_ns(ts_ns));
+        let minute = unix_ns.div_euclid(60 * NS_PER_S as i64);
+        *self
+            .failure_minutes
+            .entry(minute)
+            .or_default()
+            .entry(errno)
+            .or_default() += 1;
+        while self.failure_minutes.len() > FAILURE_MINUTES {
+            self.failure_minutes.pop_first();
+        }
+    }
+
+    /// A lookup, not an insert, for the namespace seen last time: most
+    /// events come from the same one.
+    #[inline]
+    pub(super) fn note_netns(&mut self, netns: u32) {
+        if netns != 0 && netns != self.last_netns {
+            self.netns_seen.insert(netns);
+            self.last_netns = netns;
+        }
+    }
+
+    /// An event from a namespace the socket table is not read in.
+    #[inline]
+    pub(super) fn is_foreign(&self, netns: u32) -> bool {
+        netns != 0 && self.table_netns != 0 && netns != self.table_netns
+    }
+}

@@ -1,0 +1,359 @@
+//! The incident summary of a run (`report`): peaks, first and last seen,
+//! failures per minute, built from [`Model`]s sampled every second of trace
+//! time and the last model. It keeps only per-key aggregates, so memory
+//! does not grow with the length of the trace; everything is ordered
+//! explicitly, so the same inputs always give the same summary.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use crate::clock::{NS_PER_S, WallClock};
+use crate::event::Losses;
+
+use super::model::{Closer, ErrnoCount, MinuteFailures, Model, Verdict};
+use super::service::ServiceId;
+
+/// Running total of a per-key counter that restarts from 0 when the engine
+/// ages the key out and sees it again.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Total {
+    base: u64,
+    last: u64,
+}
+
+impl Total {
+    fn see(&mut self, now: u64) {
+        if now < self.last {
+            self.base += self.last;
+        }
+        self.last = now;
+    }
+
+    fn get(&self) -> u64 {
+        self.base + self.last
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceSummary {
+    pub service: ServiceId,
+    pub pids: Vec<u32>,
+    new_total: Total,
+    errors_total: Total,
+    pub peak_new_per_s: f64,
+    pub lifetime_p50_ms: Option<f64>,
+    pub closed_locally_share: Option<f64>,
+}
+
+impl ServiceSummary {
+    pub fn new_total(&self) -> u64 {
+        self.new_total.get()
+    }
+
+    pub fn connect_errors(&self) -> u64 {
+        self.errors_total.get()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DestinationSummary {
+    pub daddr: IpAddr,
+    pub dport: u16,
+    new_total: Total,
+    pub peak_new_per_s: f64,
+    pub peak_held_ports: u64,
+    pub peak_time_wait: u64,
+    pub budget: u64,
+    pub peak_pressure: f64,
+    pub peak_pressure_ns: u64,
+    pub closer: Closer,
+}
+
+impl DestinationSummary {
+    pub fn new_total(&self) -> u64 {
+        self.new_total.get()
+    }
+}
+
+/// A lacks-pooling verdict over the whole trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerdictSummary {
+    /// As the engine gave it at its peak.
+    pub peak: Verdict,
+    pub peak_ns: u64,
+    pub first_ns: u64,
+    pub last_ns: u64,
+    /// Samples (seconds of trace time) the verdict held.
+    pub flagged_s: u64,
+}
+
+/// What [`Summarizer`] makes of a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub hostname: String,
+    pub kernel: String,
+    pub clock: Option<WallClock>,
+    pub port_range: Option<(u16, u16)>,
+    pub budget: Option<u64>,
+    /// First and last input time (None: no input had a time).
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    /// Connections seen.
+    pub outbound: u64,
+    pub inbound: u64,
+    /// Peak outbound rate over one complete second (and the second's start).
+    pub peak_1s: (f64, u64),
+    /// Peak outbound rate over 10 s (and the end of that window).
+    pub peak_10s: (f64, u64),
+    /// By connections, descending.
+    pub services: Vec<ServiceSummary>,
+    /// By peak pressure, descending.
+    pub destinations: Vec<DestinationSummary>,
+    /// EADDRNOTAVAIL first, then by count.
+    pub failures: Vec<ErrnoCount>,
+    /// Minutes with failures, in order.
+    pub failure_minutes: Vec<MinuteFailures>,
+    pub verdicts: Vec<VerdictSummary>,
+    pub losses: Losses,
+}
+
+impl Summary {
+    pub fn duration_s(&self) -> f64 {
+        match (self.start_ns, self.end_ns) {
+            (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Builds a [`Summary`] from sampled models.
+#[derive(Debug, Default)]
+pub struct Summarizer {
+    s: Summary,
+    services: BTreeMap<ServiceId, ServiceSummary>,
+    destinations: BTreeMap<(IpAddr, u16), DestinationSummary>,
+    verdicts: BTreeMap<(ServiceId, IpAddr, u16), VerdictSummary>,
+    minutes: BTreeMap<i64, BTreeMap<i32, u64>>,
+}
+
+impl Summarizer {
+    /// The model at a whole second of trace time (inputs up to it applied).
+    pub fn sample(&mut self, m: &Model) {
+        self.merge_minutes(&m.system.failure_minutes);
+        let now = m.now_ns;
+        let sys = &m.system;
+        if sys.new_per_s_1s > self.s.peak_1s.0 {
+            self.s.peak_1s = (sys.new_per_s_1s, now.saturating_sub(NS_PER_S));
+        }
+        if sys.new_per_s_10s > self.s.peak_10s.0 {
+            self.s.peak_10s = (sys.new_per_s_10s, now);
+        }
+        for s in &m.services {
+            let e = self
+                .services
+                .entry(s.service.clone())
+                .or_insert_with(|| ServiceSummary {
+                    service: s.service.clone(),
+                    pids: Vec::new(),
+                    new_total: Total::default(),
+                    errors_total: Total::default(),
+                    peak_new_per_s: 0.0,
+                    lifetime_p50_ms: None,
+                    closed_locally_share: None,
+                });
+            e.pids.clone_from(&s.pids);
+            e.new_total.see(s.stats.new_total);
+            e.errors_total.see(s.stats.connect_errors_total);
+            e.peak_new_per_s = e.peak_new_per_s.max(s.stats.new_per_s_10s);
+            e.lifetime_p50_ms = s.stats.lifetime_p50_ms.or(e.lifetime_p50_ms);
+            e.closed_locally_share = s.stats.closed_locally_share.or(e.closed_locally_share);
+        }
+        for d in &m.destinations {
+            let e = self
+                .destinations
+                .entry((d.daddr, d.dport))
+                .or_insert_with(|| DestinationSummary {
+                    daddr: d.daddr,
+                    dport: d.dport,
+                    new_total: Total::default(),
+                    peak_new_per_s: 0.0,
+                    peak_held_ports: 0,
+                    peak_time_wait: 0,
+                    budget: d.budget,
+                    peak_pressure: 0.0,
+                    peak_pressure_ns: now,
+                    closer: d.closer,
+                });
+            e.new_total.see(d.stats.new_total);
+            e.peak_new_per_s = e.peak_new_per_s.max(d.stats.new_per_s_10s);
+            e.peak_held_ports = e.peak_held_ports.max(d.held_ports);
+            e.peak_time_wait = e.peak_time_wait.max(d.stats.time_wait);
+            e.budget = d.budget;
+            e.closer = d.closer;
+            if d.pressure > e.peak_pressure {
+                e.peak_pressure = d.pressure;
+                e.peak_pressure_ns = now;
+            }
+        }
+        for v in &m.verdicts {
+            let key = (v.service.clone(), v.daddr, v.dport);
+            match self.verdicts.get_mut(&key) {
+                None => {
+                    self.verdicts.insert(
+                        key,
+                        VerdictSummary {
+                            peak: v.clone(),
+                            peak_ns: now,
+                            first_ns: now,
+                            last_ns: now,
+                            flagged_s: 1,
+                        },
+                    );
+                }
+                Some(e) => {
+                    e.last_ns = now;
+                    e.flagged_s += 1;
+                    // The peak: most ports held, then the highest rate (a
+                    // pair whose peer closes first holds none here).
+                    let higher = (v.time_wait, v.new_per_s) > (e.peak.time_wait, e.peak.new_per_s);
+                    if higher {
+                        e.peak = v.clone();
+                        e.peak_ns = now;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The model shows the failures of its last minutes as counted so
+    /// far: a later sample of a minute knows at least as much.
+    fn merge_minutes(&mut self, minutes: &[MinuteFailures]) {
+        for m in minutes {
+            self.minutes.insert(m.minute, m.by_errno.clone());
+        }
+    }
+
+    /// The summary, with the totals of the `last` model (at the end).
+    pub fn finish(mut self, last: &Model) -> Summary {
+        let sys = &last.system;
+        self.merge_minutes(&sys.failure_minutes);
+        self.s.hostname.clone_from(&sys.hostname);
+        self.s.kernel.clone_from(&sys.kernel);
+        self.s.clock = sys.clock;
+        self.s.port_range = sys.port_range;
+        self.s.budget = sys.budget;
+        self.s.start_ns = last.start_ns;
+        self.s.end_ns = last.start_ns.map(|_| last.now_ns);
+        self.s.outbound = sys.outbound_total;
+        self.s.inbound = sys.inbound_total;
+        self.s.failures.clone_from(&sys.connect_errors);
+        self.s.losses = sys.losses;
+        let mut services: Vec<ServiceSummary> = self.services.into_values().collect();
+        services.sort_by(|a, b| {
+            b.new_total()
+                .cmp(&a.new_total())
+                .then(b.peak_new_per_s.total_cmp(&a.peak_new_per_s))
+                .then_with(|| a.service.cmp(&b.service))
+        });
+        let mut destinations: Vec<DestinationSummary> = self.destinations.into_values().collect();
+        destinations.sort_by(|a, b| {
+            b.peak_pressure
+                .total_cmp(&a.peak_pressure)
+                .then(b.new_total().cmp(&a.new_total()))
+                .then_with(|| (a.daddr, a.dport).cmp(&(b.daddr, b.dport)))
+        });
+        let mut verdicts: Vec<VerdictSummary> = self.verdicts.into_values().collect();
+        verdicts.sort_by(|a, b| {
+            b.peak
+                .time_wait
+                .cmp(&a.peak.time_wait)
+                .then(b.peak.new_per_s.total_cmp(&a.peak.new_per_s))
+                .then_with(|| {
+                    (&a.peak.service, a.peak.daddr, a.peak.dport).cmp(&(
+                        &b.peak.service,
+                        b.peak.daddr,
+                        b.peak.dport,
+                    ))
+                })
+        });
+        self.s.services = services;
+        self.s.destinations = destinations;
+        self.s.verdicts = verdicts;
+        self.s.failure_minutes = self
+            .minutes
+            .into_iter()
+            .map(|(minute, by_errno)| MinuteFailures { minute, by_errno })
+            .collect();
+        self.s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{Config, Engine};
+    use crate::event::{Cause, ConnectError, Event};
+    use crate::input::Input;
+
+    fn refused(ts_ns: u64, errno: i32) -> Input {
+        Input::Event(Event::ConnectError(ConnectError {
+            ts_ns,
+            duration_ns: 1,
+            task: None,
+            netns: 0,
+            daddr: "127.0.0.1".parse().unwrap(),
+            dport: 80,
+            errno,
+            cause: Cause::Other,
+            saw_syn_sent: false,
+        }))
+    }
+
+    /// Failures by minute come from the models alone (the engine keeps
+    /// the last minutes), exactly: one at a minute's first nanosecond
+    /// belongs to that minute, and minutes long gone are still summed.
+    #[test]
+    fn failure_minutes_are_summed_from_sampled_models() {
+        let mut e = Engine::new(Config::default());
+        let mut s = Summarizer::default();
+        // No host: minutes of the monotonic clock. Failures at 59.9 s,
+        // 60 s exactly, and 5 minutes later.
+        let failures = [
+            (59_900_000_000, 111),
+            (60 * NS_PER_S, 99),
+            (60 * NS_PER_S, 99),
+            (180 * NS_PER_S, 110),
+            (240 * NS_PER_S, 110),
+            (360 * NS_PER_S, 99),
+        ];
+        let mut sec = 1;
+        for (ts, errno) in failures {
+            while sec * NS_PER_S < ts {
+                s.sample(&e.model(sec * NS_PER_S));
+                sec += 1;
+            }
+            e.apply(&refused(ts, errno));
+        }
+        let last = e.model(e.now_ns());
+        assert_eq!(last.system.failure_minutes.len(), 3, "the engine keeps 3");
+        let got = s.finish(&last);
+        let minutes: Vec<(i64, Vec<(i32, u64)>)> = got
+            .failure_minutes
+            .iter()
+            .map(|m| (m.minute, m.by_errno.clone().into_iter().collect()))
+            .collect();
+        assert_eq!(
+            minutes,
+            [
+                (0, vec![(111, 1)]),
+                (1, vec![(99, 2)]),
+                (3, vec![(110, 1)]),
+                (4, vec![(110, 1)]),
+                (6, vec![(99, 1)])
+            ]
+        );
+        assert_eq!(got.failures.iter().map(|f| f.count).sum::<u64>(), 6);
+        assert_eq!(got.start_ns, Some(59_900_000_000));
+        assert_eq!(got.end_ns, Some(360 * NS_PER_S));
+    }
+}

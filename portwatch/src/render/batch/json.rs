@@ -1,0 +1,198 @@
+//! `top --batch --json`: one object per interval (fields: see the module
+//! documentation of [`super`]).
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::engine::service::ServiceId;
+use crate::engine::{
+    Advice, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict,
+};
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct BatchJson<'a> {
+    pub time: Option<String>,
+    pub interval_s: f64,
+    pub observed_s: f64,
+    pub system: SystemJson<'a>,
+    pub services: Vec<ServiceJson<'a>>,
+    pub processes: Vec<ProcessJson<'a>>,
+    /// Serialized as the model has them (rows with `…stats` flattened).
+    pub destinations: &'a [DestinationRow],
+    pub pairs: Vec<PairJson<'a>>,
+    pub inbound: &'a [InboundRow],
+    pub verdicts: Vec<VerdictJson<'a>>,
+    pub others: &'a Others,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct SystemJson<'a> {
+    pub hostname: &'a str,
+    pub kernel: &'a str,
+    pub port_range: Option<(u16, u16)>,
+    pub budget: Option<u64>,
+    pub time_wait: Option<u64>,
+    pub tcp_inuse: Option<u64>,
+    pub tw_per_sec: Option<f64>,
+    pub tw_recycled_per_sec: Option<f64>,
+    pub tw_overflow_per_sec: Option<f64>,
+    pub new_per_sec: f64,
+    pub new_per_sec_1s: f64,
+    pub new_per_sec_60s: f64,
+    pub connect_errors: u64,
+    pub connect_errors_per_sec: f64,
+    pub connect_errors_by_errno: &'a [ErrnoCount],
+    pub lost_events: u64,
+    pub advice: &'a [Advice],
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ServiceRef<'a> {
+    pub name: &'a str,
+    pub kind: &'static str,
+    pub pids: &'a [u32],
+}
+
+/// A verdict as `top --batch --json` writes it (`report --json` too).
+pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
+    VerdictJson {
+        service: service_ref(&v.service, &v.pids),
+        daddr: v.daddr.to_string(),
+        dport: v.dport,
+        verdict: v.verdict,
+        new_per_sec: v.new_per_s,
+        lifetime_p50_ms: v.lifetime_p50_ms,
+        time_wait: v.time_wait,
+        budget_share: v.budget_share,
+        closed_locally_share: v.closed_locally_share,
+        connect_errors: v.connect_errors_total,
+        evidence: &v.evidence,
+        fix: &v.fix,
+    }
+}
+
+pub fn service_ref<'a>(s: &'a ServiceId, pids: &'a [u32]) -> ServiceRef<'a> {
+    ServiceRef {
+        name: &s.name,
+        kind: s.kind.as_str(),
+        pids,
+    }
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ServiceJson<'a> {
+    #[serde(flatten)]
+    pub service: ServiceRef<'a>,
+    #[serde(flatten)]
+    pub stats: &'a Stats,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct ProcessJson<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    pub service: &'a str,
+    #[serde(flatten)]
+    pub stats: &'a Stats,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct PairJson<'a> {
+    pub service: ServiceRef<'a>,
+    pub daddr: String,
+    pub dport: u16,
+    #[serde(flatten)]
+    pub stats: &'a Stats,
+}
+
+#[derive(Serialize, Debug, PartialEq)]
+pub struct VerdictJson<'a> {
+    pub service: ServiceRef<'a>,
+    pub daddr: String,
+    pub dport: u16,
+    pub verdict: &'static str,
+    pub new_per_sec: f64,
+    pub lifetime_p50_ms: Option<f64>,
+    pub time_wait: u64,
+    pub budget_share: f64,
+    pub closed_locally_share: Option<f64>,
+    pub connect_errors: u64,
+    pub evidence: &'a str,
+    pub fix: &'a str,
+}
+
+/// The JSON object of one interval. `rows` caps each table (verdicts are
+/// never cut); what is cut is still counted in the totals.
+pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
+    let sys = &model.system;
+    BatchJson {
+        time: sys.clock.map(|c| c.rfc3339(model.now_ns)),
+        interval_s,
+        observed_s: model.observed_s,
+        system: SystemJson {
+            hostname: &sys.hostname,
+            kernel: &sys.kernel,
+            port_range: sys.port_range,
+            budget: sys.budget,
+            time_wait: sys.sockstat_tw,
+            tcp_inuse: sys.sockstat_inuse,
+            tw_per_sec: sys.tw_per_s,
+            tw_recycled_per_sec: sys.tw_recycled_per_s,
+            tw_overflow_per_sec: sys.tw_overflow_per_s,
+            new_per_sec: sys.new_per_s_10s,
+            new_per_sec_1s: sys.new_per_s_1s,
+            new_per_sec_60s: sys.new_per_s_60s,
+            connect_errors: sys.connect_errors_total,
+            connect_errors_per_sec: sys.connect_errors_per_s_10s,
+            connect_errors_by_errno: &sys.connect_errors,
+            lost_events: sys.lost_events,
+            advice: &sys.advice,
+        },
+        services: model
+            .services
+            .iter()
+            .take(rows)
+            .map(|s| ServiceJson {
+                service: service_ref(&s.service, &s.pids),
+                stats: &s.stats,
+            })
+            .collect(),
+        processes: model
+            .processes
+            .iter()
+            .take(rows)
+            .map(|p| ProcessJson {
+                pid: p.pid,
+                comm: &p.comm,
+                service: &p.service.name,
+                stats: &p.stats,
+            })
+            .collect(),
+        destinations: &model.destinations[..rows.min(model.destinations.len())],
+        pairs: model
+            .pairs
+            .iter()
+            .take(rows)
+            .map(|p| PairJson {
+                service: service_ref(&p.service, &p.pids),
+                daddr: p.daddr.to_string(),
+                dport: p.dport,
+                stats: &p.stats,
+            })
+            .collect(),
+        inbound: &model.inbound[..rows.min(model.inbound.len())],
+        verdicts: model.verdicts.iter().map(verdict_json).collect(),
+        others: &model.others,
+    }
+}
+
+pub fn write_json(
+    out: &mut impl Write,
+    model: &Model,
+    interval_s: f64,
+    rows: usize,
+) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, &json(model, interval_s, rows))?;
+    out.write_all(b"\n")
+}

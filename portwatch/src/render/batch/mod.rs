@@ -1,0 +1,64 @@
+//! `portwatch top --batch`: the model as text tables or one JSON object per
+//! interval.
+//!
+//! # JSON fields (`--json`, one object per line, stable)
+//!
+//! Every field is always present; `null` where unknown. Rates are per second
+//! over the last 10 complete seconds unless the name says otherwise.
+//!
+//! - `time`: RFC 3339 UTC time of the snapshot.
+//! - `interval_s`: seconds between snapshots.
+//! - `observed_s`: seconds since observation started.
+//! - `system`:
+//!   - `hostname`, `kernel`.
+//!   - `port_range`: `[lo, hi]`, `net.ipv4.ip_local_port_range`.
+//!   - `budget`: ports in the range minus `ip_local_reserved_ports`; the most
+//!     a host can hold at once to one (local addr, remote addr, remote port).
+//!   - `time_wait`, `tcp_inuse`: /proc/net/sockstat `TCP: tw`, `inuse`.
+//!   - `tw_per_sec`, `tw_recycled_per_sec`, `tw_overflow_per_sec`: rates of
+//!     TcpExt `TW`, `TWRecycled` (tcp_tw_reuse at work), `TCPTimeWaitOverflow`
+//!     (tcp_max_tw_buckets hit) between the last two readings.
+//!   - `new_per_sec` (10 s), `new_per_sec_1s`, `new_per_sec_60s`: outbound
+//!     connections of all services.
+//!   - `connect_errors`: failed connects and handshakes since start;
+//!     `connect_errors_per_sec`; `connect_errors_by_errno`: `[{errno, name,
+//!     count}]`, EADDRNOTAVAIL first.
+//!   - `lost_events`: events lost in the kernel or undecodable (cumulative).
+//!   - `advice`: `[{level, key, text}]`, level "warning", "suggestion" or "note".
+//! - `services`: `[{name, kind, pids, …stats}]`; `kind` is "systemd",
+//!   "docker", "containerd", "crio", "pod", "comm" (no unit in the cgroup
+//!   path: named by process) or "unknown_cgroup" (cgroup unknown or gone).
+//! - `processes`: `[{pid, comm, service, …stats}]`.
+//! - `destinations` (outbound, by remote address and port): `[{daddr,
+//!   dport, …stats, closer, held_ports, open_ports, from_socket_table,
+//!   budget, pressure, forecast_time_wait, forecast_exceeds_budget,
+//!   exhaustion_in_s}]`. `closer`: who sends the first FIN ("local": the
+//!   TIME_WAIT is here; "peer", "mixed", "unknown"). `held_ports` =
+//!   ESTABLISHED + SYN_SENT + TIME_WAIT to it (socket table, adjusted by
+//!   events since; TIME_WAIT has no owner, so only destinations count the
+//!   table's); `pressure` = held_ports / budget; `forecast_time_wait` = local
+//!   closes/s × 60 (TIME_WAIT in steady state); `exhaustion_in_s`: rough time
+//!   until no port is free when the forecast exceeds the budget.
+//! - `pairs` (service → destination): `[{service: {name, kind, pids}, daddr,
+//!   dport, …stats}]`: what the verdict is decided on.
+//! - `inbound` (accepted by listeners here, by local address and port):
+//!   `[{laddr, lport, …stats}]`. Inbound churn is never a client verdict.
+//! - `verdicts`: `[{service: {name, kind, pids}, daddr, dport, verdict,
+//!   new_per_sec, lifetime_p50_ms, time_wait, budget_share,
+//!   closed_locally_share, connect_errors, evidence, fix}]`; `verdict` is
+//!   "lacks_pooling"; `budget_share` = this pair's TIME_WAIT / budget.
+//! - `others`: `{processes, services, destinations, pairs, inbound}`:
+//!   estimated distinct keys folded away because a table was full.
+//!
+//! `…stats` are: `new_per_sec`, `new_per_sec_1s`, `new_per_sec_60s`,
+//! `new_total`, `lifetime_p50_ms`, `lifetime_p90_ms`, `lifetime_p99_ms`,
+//! `handshake_p50_ms`, `handshake_p99_ms`, `closed_locally_share`,
+//! `time_wait` (held now: closed locally within 60 s), `tw_expiring_10s`,
+//! `tw_expiring_30s`, `tw_expiring_60s`, `connect_errors` (count),
+//! `connect_errors_by_errno`.
+
+mod json;
+mod text;
+
+pub use json::*;
+pub use text::write_text;
