@@ -261,7 +261,7 @@ fn prometheus_sees_exactly_the_unpooled_service_and_its_rate() {
         assert_eq!(up.len(), 1);
         assert_eq!(value(&up[0]), 1.0, "{up:#?}");
         let lost = query(prom, "portwatch_events_lost_total", at);
-        assert_eq!(lost.len(), 4, "one series per reason: {lost:#?}");
+        assert_eq!(lost.len(), 5, "one series per reason: {lost:#?}");
         assert!(
             lost.iter().all(|s| value(s) == 0.0),
             "events lost: {lost:#?}"

@@ -345,7 +345,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_events_lost",
         None,
         Counter,
-        "Events lost, by reason: ringbuf_full, sock_map_evicted, connect_untracked, undecodable.",
+        "Events lost, by reason: ringbuf_full, sock_map_evicted, connect_untracked, undecodable, kernel_skipped (a tracepoint run the kernel skipped while another BPF program ran on that CPU).",
     );
     let l = &sys.losses;
     for (reason, n) in [
@@ -353,6 +353,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         ("sock_map_evicted", l.sock_evicted),
         ("connect_untracked", l.connect_untracked),
         ("undecodable", l.decode_errors),
+        ("kernel_skipped", l.kernel_missed),
     ] {
         f.push(sample(vec![("reason", reason.into())], Value::Counter(n)));
     }
