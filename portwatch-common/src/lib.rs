@@ -10,7 +10,7 @@
 pub const EVENTS_MAP: &str = "EVENTS";
 /// Name of the per-CPU array of `u64` counters indexed by `STAT_*`.
 pub const STATS_MAP: &str = "STATS";
-/// Name of the LRU hash of sockets being followed (key: socket address).
+/// Name of the hash of sockets being followed (key: socket address).
 pub const SOCKS_MAP: &str = "SOCKS";
 /// Name of the hash of in-flight `connect()` calls (key: thread id).
 pub const CONNECTS_MAP: &str = "CONNECTS";
@@ -21,26 +21,39 @@ pub const CONNECTS_MAP: &str = "CONNECTS";
 pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
 /// Sockets followed at once. Each entry is ~72 bytes of value; 65,536 covers
 /// far more concurrently open outbound connections than a port range allows
-/// per destination, while staying a few MiB of kernel memory.
+/// per destination, while staying a few MiB of kernel memory. A plain
+/// (preallocated) hash with an explicit delete at CLOSE: every TCP socket
+/// passes through CLOSE before it is freed, so entries do not leak; when
+/// the map is full the new socket is not followed and that is counted.
 pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
 /// Threads inside `connect()` at once.
 pub const CONNECTS_MAX_ENTRIES: u32 = 16_384;
 /// When this many bytes are waiting in the ring buffer the producer wakes the
 /// reader instead of leaving the data for the next timed drain.
 pub const WAKEUP_THRESHOLD_BYTES: u64 = (EVENTS_RING_BYTES as u64) / 8;
+/// Producers wake the reader only while the pending bytes are within this
+/// window above the threshold: a few wake-ups per crossing, not one per
+/// record. A reader that lags behind would otherwise be woken for every
+/// record (~10 µs of BPF time each), drain a record or two per wake-up and
+/// fall further behind.
+pub const WAKEUP_WINDOW_BYTES: u64 = 4096;
 
 /// `STATS` index: a ring buffer reservation failed; the event was lost.
 pub const STAT_RINGBUF_LOST: u32 = 0;
-/// `STATS` index: a socket was inserted while `SOCKS` was full, so the LRU
-/// evicted another one; that connection will never be reported.
+/// `STATS` index: a socket could not be followed because `SOCKS` was full;
+/// that connection will never be reported.
 pub const STAT_SOCK_EVICTED: u32 = 1;
 /// `STATS` index: `CONNECTS` was full; a connect() could not be followed.
 pub const STAT_CONNECT_MAP_FULL: u32 = 2;
 /// `STATS` index: a socket closed that was never seen opening (it predates
 /// portwatch, or was evicted). Not an error; shown for completeness.
 pub const STAT_UNTRACKED_CLOSE: u32 = 3;
-/// `STATS` index: events submitted to the ring buffer.
-pub const STAT_EVENTS_SUBMITTED: u32 = 4;
+// `STATS` index 4 once counted submitted events; nothing read it and the
+// bump cost a map lookup per record, so it is left unused.
+/// `STATS` index: a program's `try_*` body failed (a read the kernel
+/// refused, e.g. a connect() whose address pointer is bad); the record it
+/// was building is lost.
+pub const STAT_PROBE_ERRORS: u32 = 5;
 /// Number of `STATS` slots.
 pub const STATS_LEN: u32 = 8;
 

@@ -17,6 +17,9 @@
 //! Records go to one ring buffer without waking the reader (it drains on a
 //! 10 ms timer); a wake-up costs ~10 µs per event on small VMs, the record
 //! itself ~0.1 µs. The reader is woken only when the buffer fills up.
+//!
+//! Every entry point counts its body's error in `STATS` (`STAT_PROBE_ERRORS`):
+//! a failed read loses a record, and a lost record is always counted.
 #![no_std]
 #![no_main]
 // The bpf target's core has no atomic RMW methods; the intrinsic compiles to
@@ -28,22 +31,22 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_ANY, BPF_NOEXIST, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_ANY, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
         bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
     },
     macros::{map, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
     programs::TracePointContext,
 };
-use aya_log_ebpf::debug;
 use portwatch_common::{
     AF_INET, AF_INET6, CONNECTS_MAX_ENTRIES, EVENTS_RING_BYTES, FLAG_ESTABLISHED, FLAG_HAS_BYTES,
     FLAG_HAS_TASK, FLAG_INBOUND, FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED,
     FLAG_SAW_SYN_SENT, KIND_CLOSE, KIND_CONNECT_ERROR, OFFSET_UNKNOWN, Offsets, RawEvent,
-    SOCKS_MAX_ENTRIES, STAT_CONNECT_MAP_FULL, STAT_EVENTS_SUBMITTED, STAT_RINGBUF_LOST,
-    STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_LEN, WAKEUP_THRESHOLD_BYTES, tp,
+    SOCKS_MAX_ENTRIES, STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS, STAT_RINGBUF_LOST,
+    STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_LEN, WAKEUP_THRESHOLD_BYTES,
+    WAKEUP_WINDOW_BYTES, tp,
 };
 
 const IPPROTO_TCP: u16 = 6;
@@ -88,16 +91,19 @@ struct SockInfo {
 /// tracepoint (failed handshake), so connect()'s exit must stay silent.
 const CONNECT_REPORTED: u32 = 1 << 31;
 
-/// A thread inside connect().
+/// A thread inside connect(). The destination is not read on entry: most
+/// connects succeed (and many are not TCP at all), so the sockaddr is read
+/// from `uaddr` at exit, only when connect() failed. The caller's buffer is
+/// still there: the syscall has not returned yet.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct ConnectInfo {
     start_ns: u64,
+    /// User address of the `struct sockaddr` passed to connect().
+    uaddr: u64,
     /// `FLAG_PORT_EXHAUSTED`, `FLAG_SAW_SYN_SENT`, `CONNECT_REPORTED`.
     flags: u32,
-    family: u16,
-    dport: u16,
-    daddr: [u8; 16],
+    _pad: u32,
 }
 
 /// Filled in by userspace from BTF before load (`EbpfLoader::set_global`).
@@ -111,15 +117,13 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
 #[map]
 static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 
-/// Key: the socket's kernel address (`skaddr`). LRU so that sockets whose
-/// CLOSE we never see (should not happen, but a leak must not fill the map
-/// forever) age out; every eviction is counted via `SOCKS_LIVE`.
+/// Key: the socket's kernel address (`skaddr`). A plain preallocated hash,
+/// not an LRU: the entry is deleted at CLOSE, which every TCP socket passes
+/// through before it is freed, so nothing ages out; an LRU costs more per
+/// update and lookup and needed a second map to count its evictions. When
+/// it is full the new socket is not followed, and that is counted.
 #[map]
-static SOCKS: LruHashMap<u64, SockInfo> = LruHashMap::with_max_entries(SOCKS_MAX_ENTRIES, 0);
-
-/// One slot: how many entries `SOCKS` holds, to know when an insert evicts.
-#[map]
-static SOCKS_LIVE: Array<u64> = Array::with_max_entries(1, 0);
+static SOCKS: HashMap<u64, SockInfo> = HashMap::with_max_entries(SOCKS_MAX_ENTRIES, 0);
 
 /// Key: thread id.
 #[map]
@@ -140,25 +144,14 @@ fn bump(stat: u32) {
     }
 }
 
-/// Entries in `SOCKS` now (approximate under races between CPUs).
+/// What every entry point does with its body's result: an error means a
+/// record was lost, so it is counted (and shown with the other losses).
 #[inline(always)]
-fn socks_live() -> u64 {
-    match SOCKS_LIVE.get_ptr(0) {
-        // SAFETY: map value pointer from a successful lookup.
-        Some(p) => unsafe { core::ptr::read_volatile(p) },
-        None => 0,
+fn count_error(r: Result<(), i32>) -> u32 {
+    if r.is_err() {
+        bump(STAT_PROBE_ERRORS);
     }
-}
-
-/// Adds `delta` (wrapping: `u64::MAX` subtracts one) to the live count.
-/// The result of the add is not used: the fetching form needs BPF cpu v3.
-#[inline(always)]
-fn socks_live_add(delta: u64) {
-    if let Some(p) = SOCKS_LIVE.get_ptr_mut(0) {
-        // SAFETY: the map value is a u64 that lives as long as the map; all
-        // writers update it with this atomic add.
-        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(p, delta) };
-    }
+    0
 }
 
 /// Reads a `T` at `base + off` from kernel memory; `None` when the offset is
@@ -178,8 +171,14 @@ fn sock_netns(sk: u64, o: &Offsets) -> u32 {
     read_kernel(net, o.net_inum).unwrap_or(0)
 }
 
-/// The current process's name: `current->group_leader->comm`.
-fn process_comm(o: &Offsets) -> [u8; 16] {
+/// The current process's name: `current->group_leader->comm`. A thread
+/// that leads its group (every single-threaded process) is its own leader,
+/// so its name is `comm` and the two kernel reads are skipped.
+#[inline(always)]
+fn process_comm(o: &Offsets, pid_tgid: u64, comm: &[u8; 16]) -> [u8; 16] {
+    if pid_tgid >> 32 == pid_tgid & 0xffff_ffff && o.task_comm != OFFSET_UNKNOWN {
+        return *comm;
+    }
     // SAFETY: returns the current task pointer; only dereferenced through
     // bpf_probe_read_kernel.
     let task = unsafe { bpf_get_current_task() };
@@ -196,20 +195,28 @@ fn task_netns(o: &Offsets) -> u32 {
     read_kernel(net, o.net_inum).unwrap_or(0)
 }
 
+/// Submit flags: no wake-up, unless the reader has fallen behind by the
+/// threshold, and then only for the first records past it (see
+/// `WAKEUP_WINDOW_BYTES`): the 10 ms timed drain does the rest.
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    let pending = EVENTS.query(BPF_RB_AVAIL_DATA);
+    if pending >= WAKEUP_THRESHOLD_BYTES && pending < WAKEUP_THRESHOLD_BYTES + WAKEUP_WINDOW_BYTES {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
 /// Submits without waking the reader unless a lot is pending.
 #[inline(always)]
 fn emit(ev: &RawEvent) {
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA) >= WAKEUP_THRESHOLD_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    } as u64;
+    let flags = wakeup_flags();
     // reserve() takes no flags (must be 0); the wake-up choice goes to submit().
     match EVENTS.reserve::<RawEvent>(0) {
         Some(mut entry) => {
             entry.write(*ev);
             entry.submit(flags);
-            bump(STAT_EVENTS_SUBMITTED);
         }
         None => bump(STAT_RINGBUF_LOST),
     }
@@ -217,8 +224,7 @@ fn emit(ev: &RawEvent) {
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    let _ = try_inet_sock_set_state(&ctx);
-    0
+    count_error(try_inet_sock_set_state(&ctx))
 }
 
 /// Reads a tracepoint field straight from the record: the verifier allows
@@ -252,15 +258,25 @@ fn read_ctx_addr4(ctx: &TracePointContext, off: usize) -> Result<[u8; 4], i32> {
 }
 
 fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
+    // Half of a connection's ~10 state changes carry nothing portwatch
+    // keeps (ESTABLISHED→FIN_WAIT1→FIN_WAIT2, →CLOSE_WAIT→LAST_ACK: who
+    // closed first is read from the state CLOSE comes from): leave those
+    // after one load, before touching anything else.
+    let new: i32 = read_ctx(ctx, tp::NEWSTATE)?;
+    if !matches!(
+        new,
+        TCP_SYN_SENT | TCP_SYN_RECV | TCP_ESTABLISHED | TCP_CLOSE
+    ) {
+        return Ok(());
+    }
     if read_ctx::<u16>(ctx, tp::PROTOCOL)? != IPPROTO_TCP {
         return Ok(());
     }
     let old: i32 = read_ctx(ctx, tp::OLDSTATE)?;
-    let new: i32 = read_ctx(ctx, tp::NEWSTATE)?;
     let sk: u64 = read_ctx(ctx, tp::SKADDR)?;
     match new {
-        TCP_SYN_SENT => on_active_open(ctx, sk),
-        TCP_SYN_RECV if old == TCP_LISTEN => on_passive_open(ctx, sk),
+        TCP_SYN_SENT => on_active_open(sk),
+        TCP_SYN_RECV if old == TCP_LISTEN => on_passive_open(sk),
         TCP_ESTABLISHED => {
             if let Some(info) = SOCKS.get_ptr_mut(sk) {
                 // SAFETY: map value pointer from a successful lookup.
@@ -281,30 +297,21 @@ fn bpf_ktime_now() -> u64 {
     unsafe { bpf_ktime_get_ns() }
 }
 
-fn insert_sock(ctx: &TracePointContext, sk: u64, info: &SockInfo) {
-    match SOCKS.insert(sk, info, BPF_NOEXIST as u64) {
-        Ok(()) => {
-            if socks_live() >= SOCKS_MAX_ENTRIES as u64 {
-                // The map was full: the LRU made room by evicting a followed
-                // socket, whose connection will never be reported.
-                bump(STAT_SOCK_EVICTED);
-            } else {
-                socks_live_add(1);
-            }
-        }
-        // A stale entry for a reused socket address: replace it, count unchanged.
-        Err(_) => {
-            if SOCKS.insert(sk, info, BPF_ANY as u64).is_err() {
-                debug!(ctx, "portwatch: SOCKS insert failed");
-            }
-        }
+/// Follows `sk` from now on. BPF_ANY: a stale entry of a reused socket
+/// address (one that went CLOSE→SYN_SENT again) is replaced in place.
+#[inline(always)]
+fn insert_sock(sk: u64, info: &SockInfo) {
+    if SOCKS.insert(sk, info, BPF_ANY as u64).is_err() {
+        // Full (or out of memory): this connection will not be reported.
+        bump(STAT_SOCK_EVICTED);
     }
 }
 
-fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
+fn on_active_open(sk: u64) -> Result<(), i32> {
     let o = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     let info = SockInfo {
         start_ns: bpf_ktime_now(),
         handshake_ns: 0,
@@ -314,10 +321,10 @@ fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
         tid,
         netns: sock_netns(sk, &o),
         flags: FLAG_HAS_TASK,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        pcomm: process_comm(&o),
+        pcomm: process_comm(&o, pid_tgid, &comm),
+        comm,
     };
-    insert_sock(ctx, sk, &info);
+    insert_sock(sk, &info);
     if let Some(c) = CONNECTS.get_ptr_mut(tid) {
         // SAFETY: map value pointer from a successful lookup.
         unsafe { (*c).flags |= FLAG_SAW_SYN_SENT };
@@ -325,7 +332,7 @@ fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
     Ok(())
 }
 
-fn on_passive_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
+fn on_passive_open(sk: u64) -> Result<(), i32> {
     let o = offsets();
     // Softirq context: the current task is unrelated, so no task fields.
     let info = SockInfo {
@@ -339,7 +346,7 @@ fn on_passive_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
         comm: [0; 16],
         pcomm: [0; 16],
     };
-    insert_sock(ctx, sk, &info);
+    insert_sock(sk, &info);
     Ok(())
 }
 
@@ -367,9 +374,7 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
     // SAFETY: map value pointer from a successful lookup; copied out before
     // the entry is removed.
     let info = unsafe { *p };
-    if SOCKS.remove(sk).is_ok() {
-        socks_live_add(u64::MAX);
-    }
+    let _ = SOCKS.remove(sk);
     let o = offsets();
     let now = bpf_ktime_now();
     // Who closed first shows in the state CLOSE comes from, so the FIN_WAIT1
@@ -442,34 +447,19 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
 
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    let _ = try_sys_enter_connect(&ctx);
-    0
+    count_error(try_sys_enter_connect(&ctx))
 }
 
+/// Remembers the thread's connect(): when it started and where its
+/// sockaddr is. Two loads, two helpers and one map update; the sockaddr
+/// itself is read only if connect() fails.
 fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i32> {
-    let uaddr: u64 = read_ctx(ctx, tp::CONNECT_USERVADDR)?;
-    // sockaddr_in and sockaddr_in6 start alike: family (2 bytes), port
-    // (network order), then the IPv4 address or the IPv6 flowinfo. One read
-    // of those 8 bytes; IPv6 needs a second for the address at 8.
-    // SAFETY: bpf_probe_read_user copes with any user address.
-    let head: [u8; 8] = unsafe { bpf_probe_read_user(uaddr as *const [u8; 8])? };
-    let family = u16::from_ne_bytes([head[0], head[1]]);
-    let mut info = ConnectInfo {
+    let info = ConnectInfo {
         start_ns: bpf_ktime_now(),
+        uaddr: read_ctx(ctx, tp::CONNECT_USERVADDR)?,
         flags: 0,
-        family,
-        dport: u16::from_be_bytes([head[2], head[3]]),
-        daddr: [0; 16],
+        _pad: 0,
     };
-    match family {
-        AF_INET => info.daddr[..4].copy_from_slice(&head[4..8]),
-        AF_INET6 => {
-            // SAFETY: as above.
-            info.daddr = unsafe { bpf_probe_read_user((uaddr + 8) as *const [u8; 16])? };
-        }
-        // Unix, netlink, ...: not portwatch's business.
-        _ => return Ok(()),
-    }
     let tid = bpf_get_current_pid_tgid() as u32;
     if CONNECTS.insert(tid, &info, BPF_ANY as u64).is_err() {
         bump(STAT_CONNECT_MAP_FULL);
@@ -479,27 +469,45 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i32> {
 
 #[tracepoint]
 pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    let _ = try_sys_exit_connect(&ctx);
-    0
+    count_error(try_sys_exit_connect(&ctx))
 }
 
 fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
+    let ret: i64 = read_ctx(ctx, tp::CONNECT_RET)?;
+    // Success, a non-blocking connect under way, or a repeated connect() on a
+    // socket that is connecting/connected: none of these is a failure, and
+    // the entry only has to go (one map operation, no lookup).
+    if ret >= 0 || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN {
+        let _ = CONNECTS.remove(tid);
+        return Ok(());
+    }
     let Some(p) = CONNECTS.get_ptr(tid) else {
         return Ok(());
     };
     // SAFETY: map value pointer from a successful lookup; copied before removal.
     let info = unsafe { *p };
     let _ = CONNECTS.remove(tid);
-    let ret: i64 = read_ctx(ctx, tp::CONNECT_RET)?;
-    // Success, a non-blocking connect under way, or a repeated connect() on a
-    // socket that is connecting/connected: none of these is a failure.
-    if ret >= 0 || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN {
-        return Ok(());
-    }
     if info.flags & CONNECT_REPORTED != 0 {
         return Ok(());
+    }
+    // sockaddr_in and sockaddr_in6 start alike: family (2 bytes), port
+    // (network order), then the IPv4 address or the IPv6 flowinfo. One read
+    // of those 8 bytes; IPv6 needs a second for the address at 8. A bad
+    // pointer (connect() failed with EFAULT) is an error, counted.
+    // SAFETY: bpf_probe_read_user copes with any user address.
+    let head: [u8; 8] = unsafe { bpf_probe_read_user(info.uaddr as *const [u8; 8])? };
+    let family = u16::from_ne_bytes([head[0], head[1]]);
+    let mut daddr = [0u8; 16];
+    match family {
+        AF_INET => daddr[..4].copy_from_slice(&head[4..8]),
+        AF_INET6 => {
+            // SAFETY: as above.
+            daddr = unsafe { bpf_probe_read_user((info.uaddr + 8) as *const [u8; 16])? };
+        }
+        // Unix, netlink, ...: not portwatch's business.
+        _ => return Ok(()),
     }
     let o = offsets();
     let errno = (-ret) as u32;
@@ -507,6 +515,7 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
     if errno == EADDRNOTAVAIL && info.flags & FLAG_PORT_EXHAUSTED != 0 {
         flags |= FLAG_PORT_EXHAUSTED;
     }
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     let ev = RawEvent {
         kind: KIND_CONNECT_ERROR,
         flags,
@@ -518,11 +527,11 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
         pid: (pid_tgid >> 32) as u32,
         tid,
         errno,
-        family: info.family,
-        dport: info.dport,
-        daddr: info.daddr,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-        pcomm: process_comm(&o),
+        family,
+        dport: u16::from_be_bytes([head[2], head[3]]),
+        daddr,
+        pcomm: process_comm(&o, pid_tgid, &comm),
+        comm,
         ..RawEvent::default()
     };
     emit(&ev);

@@ -285,13 +285,16 @@ impl TryFrom<&RawEvent> for Event {
 pub struct Losses {
     /// Ring buffer full: events that never reached userspace.
     pub ringbuf_lost: u64,
-    /// Followed sockets evicted from the full socket map: connections that
-    /// will never be reported.
+    /// Sockets that could not be followed because the socket map was full:
+    /// connections that will never be reported.
     pub sock_evicted: u64,
     /// connect() calls that could not be followed (map full).
     pub connect_untracked: u64,
     /// Userspace could not decode a record.
     pub decode_errors: u64,
+    /// A kernel program failed while building a record (a read the kernel
+    /// refused): that record is lost.
+    pub probe_errors: u64,
     /// Tracepoint runs the kernel skipped because a BPF program was already
     /// running on that CPU (a softirq interrupting one of ours): each may
     /// have cost one event. The programs' `recursion_misses`.
@@ -304,6 +307,7 @@ impl Losses {
             + self.sock_evicted
             + self.connect_untracked
             + self.decode_errors
+            + self.probe_errors
             + self.kernel_missed
     }
 }
@@ -314,13 +318,14 @@ impl fmt::Display for Losses {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} lost (ring buffer full: {}, socket map evictions: {}, connect() untracked: {}, \
-             undecodable: {}",
+            "{} lost (ring buffer full: {}, socket map full: {}, connect() untracked: {}, \
+             undecodable: {}, probe errors: {}",
             self.total(),
             self.ringbuf_lost,
             self.sock_evicted,
             self.connect_untracked,
-            self.decode_errors
+            self.decode_errors,
+            self.probe_errors
         )?;
         // Rare (nested tracepoints); shown only when it happened, so the
         // usual line stays short.

@@ -68,6 +68,7 @@ fn scenario() -> Model {
             sock_evicted: 0,
             connect_untracked: 0,
             decode_errors: 0,
+            probe_errors: 0,
             kernel_missed: 0,
         },
     });

@@ -329,13 +329,15 @@ fn losses_are_shown_and_warned_about() {
                     sock_evicted: 1,
                     connect_untracked: 0,
                     decode_errors: 0,
+                    probe_errors: 2,
                     kernel_missed: 2,
                 },
             },
         ],
         2 * S,
     );
-    assert_eq!(m.system.lost_events, 6);
+    // Probe errors are losses too: each one is a record that never came.
+    assert_eq!(m.system.lost_events, 8);
     assert!(m.system.advice.iter().any(|a| a.key == "lost_events"));
 }
 

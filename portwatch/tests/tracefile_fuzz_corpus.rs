@@ -105,6 +105,7 @@ fn varied_trace() -> Vec<u8> {
                 sock_evicted: 0,
                 connect_untracked: 0,
                 decode_errors: 2,
+                probe_errors: 0,
                 kernel_missed: 0,
             },
         },

@@ -200,7 +200,8 @@ fn every_variant() -> Vec<Input> {
                 sock_evicted: 2,
                 connect_untracked: 3,
                 decode_errors: 4,
-                kernel_missed: 5,
+                probe_errors: 5,
+                kernel_missed: 6,
             },
         },
         Input::Tick { now_ns: 0 },
@@ -595,9 +596,9 @@ fn arb_input() -> impl Strategy<Value = Input> {
         1 => any::<[u64; 6]>().prop_map(|v| Input::Counters(KernelCounters {
             ts_ns: v[0], tcp_inuse: v[1], tcp_tw: v[2], tw: v[3], tw_recycled: v[4], tw_overflow: v[5],
         })),
-        1 => any::<[u64; 6]>().prop_map(|v| Input::Losses {
+        1 => any::<[u64; 7]>().prop_map(|v| Input::Losses {
             ts_ns: v[0],
-            losses: Losses { ringbuf_lost: v[1], sock_evicted: v[2], connect_untracked: v[3], decode_errors: v[4], kernel_missed: v[5] },
+            losses: Losses { ringbuf_lost: v[1], sock_evicted: v[2], connect_untracked: v[3], decode_errors: v[4], probe_errors: v[5], kernel_missed: v[6] },
         }),
     ]
 }

@@ -4,7 +4,7 @@
 //!   (Debian's rustc-web with a prebuilt bpfel `core`, and bpf-linker built
 //!   against Debian's LLVM 22), or prints the exact commands.
 //! * `cargo xtask build [--release]`  one binary with the eBPF object inside.
-//! * `cargo xtask run [--release] -- <portwatch args>`
+//! * `cargo xtask run [--debug] -- <portwatch args>`  (release unless --debug)
 //! * `cargo xtask test`  every test: unit, snapshot and kernel (root).
 //! * `cargo xtask dist`  the tarball and the .deb in target/dist/.
 //! * `cargo xtask faults`  the fault suite and its Reliability table (root).
@@ -38,9 +38,14 @@ enum Cmd {
         #[arg(long)]
         release: bool,
     },
-    /// Build, then run portwatch with the given arguments.
+    /// Build in release mode (an incident is no place for a debug build),
+    /// then run portwatch with the given arguments.
     Run {
+        /// A debug build instead (for developing portwatch).
         #[arg(long)]
+        debug: bool,
+        /// Accepted for compatibility: release is the default.
+        #[arg(long, hide = true)]
         release: bool,
         /// Arguments for portwatch, after `--`.
         #[arg(last = true)]
@@ -89,6 +94,8 @@ const APT_PACKAGES: &[&str] = &[
     // used by the kernel tests (ip link) and the TUI end-to-end test
     "iproute2",
     "tmux",
+    // the side-by-side anchors of `cargo xtask bench`
+    "bpftrace",
     // prometheus + promtool: the exporter's kernel test and the rule tests
     "prometheus",
     // pip, for PIP_PACKAGES where the Python in use has none
@@ -113,9 +120,13 @@ fn main() -> Result<()> {
             build(&root, release)?;
             Ok(())
         }
-        Cmd::Run { release, args } => {
+        Cmd::Run {
+            debug,
+            release: _,
+            args,
+        } => {
             setup()?;
-            let bin = build(&root, release)?;
+            let bin = build(&root, !debug)?;
             let status = Command::new(&bin)
                 .args(&args)
                 .status()
@@ -224,6 +235,9 @@ fn missing_toolchain() -> Vec<&'static str> {
     }
     if which("tmux").is_none() {
         missing.push("tmux (used by the TUI end-to-end test)");
+    }
+    if which("bpftrace").is_none() {
+        missing.push("bpftrace (the anchors of cargo xtask bench)");
     }
     if which("prometheus").is_none() || which("promtool").is_none() {
         missing.push("prometheus and promtool (exporter and rule tests)");

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::clock::NS_PER_S;
 use crate::engine::hash::{FxHashMap, FxHashSet};
 use crate::engine::model::{Model, PairRow, ServiceRow, Stats};
 use crate::engine::service::ServiceId;
@@ -26,8 +27,6 @@ pub const EPHEMERAL: &str = "ephemeral";
 /// Upper bounds of the lifetime histogram's buckets, in seconds: the
 /// engine's decades (`Stats::lifetime_buckets`), then +Inf.
 pub const LIFETIME_BUCKETS_S: [f64; 5] = [0.001, 0.01, 0.1, 1.0, 10.0];
-
-const NS_PER_S: u64 = 1_000_000_000;
 
 /// Cardinality bounds (the `portwatch exporter` flags).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use portwatch_common::{
-    EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, STAT_CONNECT_MAP_FULL, STAT_RINGBUF_LOST,
-    STAT_SOCK_EVICTED, STATS_MAP, tp,
+    EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS,
+    STAT_RINGBUF_LOST, STAT_SOCK_EVICTED, STATS_MAP, tp,
 };
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -350,6 +350,7 @@ impl Probe {
             sock_evicted: sum(STAT_SOCK_EVICTED),
             connect_untracked: sum(STAT_CONNECT_MAP_FULL),
             decode_errors: self.decode_errors,
+            probe_errors: sum(STAT_PROBE_ERRORS),
             kernel_missed: self.prog_fdinfo.iter().map(|p| recursion_misses(p)).sum(),
         }
     }

@@ -8,12 +8,12 @@
 //! bytes. State is reset at every frame, so each frame decodes on its own.
 //! The layout of every record is in FORMAT.md.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::Corruption;
 use super::varint::{Cursor, put_addr, put_i64, put_str, put_u64};
 use crate::clock::WallClock;
+use crate::engine::hash::FxHashMap;
 use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use crate::input::{HostInfo, Input, KernelCounters, SockState, SocketEntry, SocketTable, Sysctls};
 
@@ -39,6 +39,9 @@ pub(crate) const TAG_FIRST_SKIPPABLE: u8 = 0x80;
 /// only when non-zero, so files without it are what older versions wrote,
 /// and older readers skip it.
 pub(crate) const TAG_KERNEL_MISSED: u8 = 0x80;
+/// Skippable (format 1.1): `uv` probe_errors of the Losses record that
+/// follows. Written only when non-zero, like `TAG_KERNEL_MISSED`.
+pub(crate) const TAG_PROBE_ERRORS: u8 = 0x81;
 
 /// Entries per dictionary and frame. Bounds the reader's memory; the writer
 /// starts a new frame before a dictionary would overflow.
@@ -85,13 +88,15 @@ struct DestSlot {
     last_port: u16,
 }
 
-/// Writer-side state of the current frame.
+/// Writer-side state of the current frame. The dictionaries hash with the
+/// engine's FxHash: SipHash was ~15% of `record`'s CPU, and each map is
+/// capped at `MAX_DICT_ENTRIES` per frame, which bounds colliding keys.
 #[derive(Default)]
 pub(crate) struct Encoder {
     last_ts_ns: u64,
-    addrs: HashMap<IpAddr, u32>,
-    tasks: HashMap<Task, u32>,
-    dests: HashMap<DestKey, (u32, u16)>,
+    addrs: FxHashMap<IpAddr, u32>,
+    tasks: FxHashMap<Task, u32>,
+    dests: FxHashMap<DestKey, (u32, u16)>,
 }
 
 impl Encoder {
@@ -194,6 +199,13 @@ impl Encoder {
                 }
             }
             Input::Losses { ts_ns, losses: l } => {
+                if l.probe_errors != 0 {
+                    let mut ext = Vec::with_capacity(10);
+                    put_u64(&mut ext, l.probe_errors);
+                    buf.push(TAG_PROBE_ERRORS);
+                    put_u64(buf, ext.len() as u64);
+                    buf.extend_from_slice(&ext);
+                }
                 if l.kernel_missed > 0 {
                     let mut body = Vec::new();
                     put_u64(&mut body, l.kernel_missed);
@@ -392,6 +404,8 @@ fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
 #[derive(Default)]
 pub(crate) struct Decoder {
     last_ts_ns: u64,
+    /// From a TAG_PROBE_ERRORS record, for the Losses record after it.
+    probe_errors: u64,
     addrs: Vec<IpAddr>,
     tasks: Vec<Task>,
     dests: Vec<DestSlot>,
@@ -402,6 +416,7 @@ pub(crate) struct Decoder {
 impl Decoder {
     pub(crate) fn reset(&mut self) {
         self.last_ts_ns = 0;
+        self.probe_errors = 0;
         self.addrs.clear();
         self.tasks.clear();
         self.dests.clear();
@@ -474,6 +489,7 @@ impl Decoder {
                     sock_evicted: c.u64()?,
                     connect_untracked: c.u64()?,
                     decode_errors: c.u64()?,
+                    probe_errors: std::mem::take(&mut self.probe_errors),
                     kernel_missed: std::mem::take(&mut self.kernel_missed),
                 },
             },
@@ -518,6 +534,13 @@ impl Decoder {
                     last_port: 0,
                 };
                 Self::push(&mut self.dests, slot, "destination")?;
+                return Ok(None);
+            }
+            TAG_PROBE_ERRORS => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut ext = Cursor::new(c.bytes(n)?);
+                // Fields a later minor version appends are ignored.
+                self.probe_errors = ext.u64()?;
                 return Ok(None);
             }
             TAG_KERNEL_MISSED => {

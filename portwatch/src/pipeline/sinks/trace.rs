@@ -19,6 +19,8 @@ pub struct TraceSink<W> {
     events: u64,
     /// The first write error; the loop stops on it after the batch.
     error: Option<std::io::Error>,
+    /// One JSON line, reused for every event.
+    line: Vec<u8>,
 }
 
 impl<W: Write> TraceSink<W> {
@@ -29,6 +31,7 @@ impl<W: Write> TraceSink<W> {
             clock: WallClock::now(),
             events: 0,
             error: None,
+            line: Vec::with_capacity(512),
         }
     }
 }
@@ -64,9 +67,10 @@ impl<W: Write> Sink for TraceSink<W> {
         }
         self.events += 1;
         let r = if self.json {
-            serde_json::to_writer(&mut self.out, &JsonEvent::new(ev, &self.clock))
-                .map_err(std::io::Error::from)
-                .and_then(|()| self.out.write_all(b"\n"))
+            self.line.clear();
+            JsonEvent::new(ev, &self.clock).write_line(&mut self.line);
+            self.line.push(b'\n');
+            self.out.write_all(&self.line)
         } else {
             write_text(&mut self.out, ev, &self.clock)
         };

@@ -112,6 +112,7 @@ struct LostJson {
     sock_evicted: u64,
     connect_untracked: u64,
     decode_errors: u64,
+    probe_errors: u64,
     kernel_missed: u64,
 }
 
@@ -213,6 +214,7 @@ fn json(r: &Report, rows: usize) -> ReportJson<'_> {
             sock_evicted: r.losses.sock_evicted,
             connect_untracked: r.losses.connect_untracked,
             decode_errors: r.losses.decode_errors,
+            probe_errors: r.losses.probe_errors,
             kernel_missed: r.losses.kernel_missed,
         },
         warnings: &r.warnings,

@@ -28,7 +28,7 @@
 //!   plus `peak_at`, `first_seen`, `last_seen` and `flagged_s` (seconds of
 //!   trace time the verdict held).
 //! - `lost_events`: `{total, ringbuf_lost, sock_evicted, connect_untracked,
-//!   decode_errors}` (cumulative, as last recorded).
+//!   decode_errors, probe_errors, kernel_missed}` (cumulative, as last recorded).
 //! - `warnings`: what the reader skipped or where it stopped (with the byte
 //!   offset); `complete`: false when reading stopped at an error.
 

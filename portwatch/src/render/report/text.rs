@@ -196,13 +196,14 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
     let l = &r.losses;
     write!(
         out,
-        "LOST EVENTS {} (ring buffer full {}, socket map evictions {}, connect() untracked {}, \
-         undecodable {}",
+        "LOST EVENTS {} (ring buffer full {}, socket map full {}, connect() untracked {}, \
+         undecodable {}, probe errors {}",
         l.total(),
         l.ringbuf_lost,
         l.sock_evicted,
         l.connect_untracked,
-        l.decode_errors
+        l.decode_errors,
+        l.probe_errors
     )?;
     if l.kernel_missed > 0 {
         write!(out, ", skipped by the kernel {}", l.kernel_missed)?;
