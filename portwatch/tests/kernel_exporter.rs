@@ -104,7 +104,7 @@ fn bash_as(dir: &Path, name: &str) -> std::path::PathBuf {
 /// (bash's $EPOCHREALTIME: no fork) so the test knows the real rate.
 const UNPOOLED: &str = r#"
 for ((i = 0; i < 4000; i++)); do
-  exec 3<>/dev/tcp/127.0.0.1/$1 || continue
+  exec 3<>/dev/tcp/127.0.0.3/$1 || continue
   printf ping >&3
   read -r -N4 reply <&3
   exec 3>&-
@@ -116,7 +116,7 @@ done
 /// A connection reused for 100 requests (2 s), then replaced: 0.5 new/s.
 const POOLED: &str = r#"
 for ((c = 0; c < 60; c++)); do
-  exec 3<>/dev/tcp/127.0.0.1/$1 || exit 1
+  exec 3<>/dev/tcp/127.0.0.3/$1 || exit 1
   for ((i = 0; i < 100; i++)); do
     printf ping >&3
     read -r -N4 reply <&3
@@ -144,10 +144,12 @@ fn prometheus_sees_exactly_the_unpooled_service_and_its_rate() {
     let netns = ns.inode;
     ns.run(move || {
         let dir = dir_path.as_path();
-        // Below the ephemeral range: the exporter folds destination ports
-        // inside it into dport="ephemeral".
-        let churn = start_server("127.0.0.1:17201");
-        let pool = start_server("127.0.0.1:17202");
+        // Ports below the ephemeral range (the exporter folds ports inside
+        // it into dport="ephemeral"), on 127.0.0.3: tracepoints are global,
+        // and tests that record without a namespace filter look at
+        // 127.0.0.1 only.
+        let churn = start_server("127.0.0.3:17201");
+        let pool = start_server("127.0.0.3:17202");
         let exporter: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let prom: SocketAddr = ([127, 0, 0, 1], free_port()).into();
 
@@ -229,7 +231,7 @@ fn prometheus_sees_exactly_the_unpooled_service_and_its_rate() {
         assert_eq!(flagged.len(), 1, "{flagged:#?}");
         let m = &flagged[0]["metric"];
         assert_eq!(m["service"], "pw-unpooled", "{m}");
-        assert_eq!(m["daddr"], "127.0.0.1", "{m}");
+        assert_eq!(m["daddr"], "127.0.0.3", "{m}");
         assert_eq!(m["dport"], churn.port().to_string(), "{m}");
         assert_eq!(m["job"], "portwatch", "{m}");
         // The pooled one has its series, at 0.
