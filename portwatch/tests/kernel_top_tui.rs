@@ -130,3 +130,166 @@ impl Drop for Cleanup {
             .status();
     }
 }
+
+/// The pane once drawn completely: two captures 200 ms apart that agree
+/// and show the pane's bottom border (the display is paused, so a screen
+/// that changes is one being drawn).
+fn settled(session: &str) -> String {
+    let mut prev = String::new();
+    for _ in 0..50 {
+        let now = capture(session);
+        if now == prev && now.contains("└") {
+            return now;
+        }
+        prev = now;
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    prev
+}
+
+/// The advice items in the pane on a captured screen: the text between the
+/// pane's side borders, items separated by blank lines, wrapped lines joined.
+fn pane_items(screen: &str) -> Vec<String> {
+    let mut items = Vec::new();
+    let mut cur = String::new();
+    for line in screen.lines() {
+        let Some(inner) = line
+            .strip_prefix('│')
+            .and_then(|l| l.trim_end().strip_suffix('│'))
+        else {
+            continue;
+        };
+        let inner = inner.trim();
+        if inner.is_empty() {
+            if !cur.is_empty() {
+                items.push(std::mem::take(&mut cur));
+            }
+        } else {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(inner);
+        }
+    }
+    if !cur.is_empty() {
+        items.push(cur);
+    }
+    items
+}
+
+#[test]
+fn pressing_a_shows_every_advice_item_in_full_at_80x24() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let session = format!("pwadvice{}", std::process::id());
+    let ns = Netns::new("pwt-advice", &[]);
+    let cmd = format!(
+        "{} top -d 0.5; echo PW-EXITED $?; sleep 60",
+        portwatch_bin().display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "80",
+        "-y",
+        "24",
+        &cmd,
+    ]);
+    let _cleanup = Cleanup(session.clone());
+    let up = wait_screen(&session, Duration::from_secs(30), |s| s.contains("q quit"));
+    assert!(up, "top did not start:\n{}", capture(&session));
+
+    // An unpooled client: its verdict brings the TIME_WAIT advice with it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let churn = std::thread::spawn(move || {
+        ns.run(move || {
+            let addr = start_server("127.0.0.1:8081");
+            let deadline = Instant::now() + Duration::from_secs(25);
+            while Instant::now() < deadline && !stop2.load(Ordering::Relaxed) {
+                client_exchange(addr, 1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    });
+    let mut header = String::new();
+    let advised = wait_screen(&session, Duration::from_secs(20), |s| {
+        header = s.lines().nth(3).unwrap_or("").to_string();
+        header.starts_with("advice (") && !header.starts_with("advice (1)")
+    });
+    // Freeze the display (tracing goes on) so the items stay put, then open
+    // the pane and scroll through it.
+    tmux(&["send-keys", "-t", &session, "p"]);
+    stop.store(true, Ordering::Relaxed);
+    churn.join().expect("churn thread");
+    assert!(
+        advised,
+        "no advice in the header: {header}\n{}",
+        capture(&session)
+    );
+    assert!(
+        header.chars().count() <= 80 && header.ends_with("a: all"),
+        "{header}"
+    );
+    tmux(&["send-keys", "-t", &session, "a"]);
+    let opened = wait_screen(&session, Duration::from_secs(5), |s| {
+        s.contains("┌ advice (")
+    });
+    let mut screen = settled(&session);
+    assert!(opened, "a did not open the advice pane:\n{screen}");
+    let count: usize = screen
+        .split("┌ advice (")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .expect("item count in the pane title");
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..20 {
+        for item in pane_items(&screen) {
+            if !seen.contains(&item) {
+                seen.push(item);
+            }
+        }
+        if !screen.contains("more below") {
+            break;
+        }
+        tmux(&["send-keys", "-t", &session, "j"]);
+        std::thread::sleep(Duration::from_millis(200));
+        screen = settled(&session);
+    }
+    assert_eq!(seen.len(), count, "items read: {seen:#?}\n{screen}");
+    for item in &seen {
+        assert!(
+            ["warning: ", "suggestion: ", "note: "]
+                .iter()
+                .any(|l| item.starts_with(l)),
+            "{item}"
+        );
+        assert!(!item.contains('…'), "cut: {item}");
+    }
+    // The item the issue found cut at 80 columns, read in full.
+    if std::fs::read_to_string("/proc/sys/net/ipv4/tcp_tw_reuse").is_ok_and(|v| v.trim() == "2") {
+        let full = "suggestion: net.ipv4.tcp_tw_reuse=2 (the default) reuses TIME_WAIT ports for \
+                    loopback only; 1 extends it to all destinations (needs TCP timestamps on \
+                    both ends, helps only the connecting side)";
+        assert!(seen.iter().any(|i| i == full), "{seen:#?}");
+    }
+    tmux(&["send-keys", "-t", &session, "Escape"]);
+    let closed = wait_screen(&session, Duration::from_secs(5), |s| {
+        !s.contains("┌ advice (")
+    });
+    assert!(closed, "Esc did not close the pane:\n{}", capture(&session));
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let exited = wait_screen(&session, Duration::from_secs(10), |s| {
+        s.contains("PW-EXITED 0")
+    });
+    assert!(
+        exited,
+        "portwatch did not exit cleanly:\n{}",
+        capture(&session)
+    );
+}

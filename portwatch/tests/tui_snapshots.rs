@@ -39,10 +39,65 @@ fn header(eaddr: f64, lost: u64) -> Header {
         new_per_s: 471.5,
         failures_per_s: 12.0 + eaddr,
         eaddrnotavail_per_s: eaddr,
+        rates_window_s: 10,
+        failures_by_errno: if eaddr > 0.0 {
+            vec![
+                ("EADDRNOTAVAIL".into(), eaddr),
+                ("ECONNREFUSED".into(), 12.0),
+            ]
+        } else {
+            vec![("ECONNREFUSED".into(), 12.0)]
+        },
+        advice_count: ADVICE.len(),
         lost_events: lost,
-        advice: Some("orders-api lacks pooling to 10.0.3.7:5432; tcp_tw_reuse=1 buys time".into()),
+        advice: Some(ADVICE[0].1.into()),
         source: None,
     }
+}
+
+/// Advice as the engine words it, most important first.
+const ADVICE: &[(&str, &str)] = &[
+    (
+        "warning",
+        "a destination holds 95% of its ephemeral port budget; new connects to it will fail \
+         with EADDRNOTAVAIL",
+    ),
+    (
+        "suggestion",
+        "net.ipv4.tcp_tw_reuse=2 (the default) reuses TIME_WAIT ports for loopback only; 1 \
+         extends it to all destinations (needs TCP timestamps on both ends, helps only the \
+         connecting side)",
+    ),
+    (
+        "suggestion",
+        "net.ipv4.ip_local_port_range is 32768-60999 (28232 ports); a wider range (e.g. \
+         10240-65535) buys time, pooling fixes the cause",
+    ),
+    (
+        "note",
+        "tcp_fin_timeout (60 s) only bounds orphaned FIN_WAIT2 sockets; it does not shorten \
+         TIME_WAIT, which is fixed at 60 s on Linux",
+    ),
+    (
+        "note",
+        "inbound churn on local port 8080: 310.0 accepted connections/s living 2.1ms; the \
+         clients of this server lack pooling (fix it in them)",
+    ),
+    (
+        "note",
+        "connections from 3 other network namespace(s) (containers) were seen: their sysctls \
+         and port budgets are their own, not the ones shown",
+    ),
+];
+
+fn advice_items() -> Vec<AdviceItem> {
+    ADVICE
+        .iter()
+        .map(|(level, text)| AdviceItem {
+            level: level.to_string(),
+            text: text.to_string(),
+        })
+        .collect()
 }
 
 fn busy_screen() -> Screen {
@@ -98,6 +153,7 @@ fn busy_screen() -> Screen {
                 failures: 0,
                 top_talker: "orders-api.service".into(),
                 pressure: 26950.0 / 28232.0,
+                pinned: true,
             },
             DestRow {
                 addr: "[2001:db8::1]:443".into(),
@@ -108,6 +164,7 @@ fn busy_screen() -> Screen {
                 failures: 2,
                 top_talker: "payments".into(),
                 pressure: 240.0 / 28232.0,
+                pinned: false,
             },
         ],
         failures: vec![
@@ -148,6 +205,7 @@ fn busy_screen() -> Screen {
                     .into(),
             }),
         }),
+        advice: advice_items(),
     }
 }
 
@@ -237,4 +295,173 @@ fn filter_being_typed_is_shown() {
     a.on_key(key(KeyCode::Char('a')), 3);
     a.on_key(key(KeyCode::Enter), 3);
     insta::assert_snapshot!(render(&a, &busy_screen(), 80, 12));
+}
+
+#[test]
+fn header_says_its_window_and_the_failure_breakdown_adds_up() {
+    let mut s = busy_screen();
+    s.header = header(35.0, 0);
+    let text = render(&app(View::Services), &s, 80, 24);
+    let line = text.lines().nth(2).expect("rates line");
+    assert_eq!(
+        line,
+        "new 472/s  failures 47.0/s = EADDRNOTAVAIL 35.0 + ECONNREFUSED 12.0  (10 s)"
+    );
+    let parts: f64 = s.header.failures_by_errno.iter().map(|p| p.1).sum();
+    assert_eq!(parts, s.header.failures_per_s);
+    let advice = text.lines().nth(3).expect("advice line");
+    assert!(
+        advice.starts_with(&format!(
+            "advice ({}): a destination holds 95%",
+            ADVICE.len()
+        )),
+        "{advice}"
+    );
+    assert!(advice.ends_with("…  a: all"), "{advice}");
+    assert!(advice.chars().count() <= 80);
+    insta::assert_snapshot!(text);
+}
+
+/// Every word of every advice item appears on the screen, in order.
+fn assert_all_advice_shown(text: &str, items: &[(&str, &str)]) {
+    let shown: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '│')
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut at = 0;
+    for (level, item) in items {
+        for w in format!("{level}: {item}").split_whitespace() {
+            let found = shown[at..]
+                .iter()
+                .position(|s| *s == w)
+                .unwrap_or_else(|| panic!("{w:?} of {item:?} not shown:\n{text}"));
+            at += found + 1;
+        }
+    }
+}
+
+#[test]
+fn advice_pane_at_80x24_shows_whole_items_and_scrolls_to_the_rest() {
+    let s = busy_screen();
+    let rows = portwatch::tui::draw::advice_positions(&s, ratatui::layout::Rect::new(0, 0, 80, 24));
+    assert!(rows > 1, "6 items do not fit 80x24 at once");
+    let mut a = app(View::Services);
+    a.on_key(key(KeyCode::Char('a')), rows);
+    assert!(a.advice);
+    let first = render(&a, &s, 80, 24);
+    assert!(first.contains("more below ↓"), "{first}");
+    insta::assert_snapshot!("advice_pane_80x24_top", first);
+    // Scroll to the end: every item is shown in full on one of the screens.
+    let mut screens = first.clone();
+    for _ in 0..ADVICE.len() {
+        a.on_key(key(KeyCode::Down), rows);
+        screens.push_str(&render(&a, &s, 80, 24));
+    }
+    assert_eq!(
+        a.advice_top,
+        rows - 1,
+        "scrolling stops once the last items fill the pane"
+    );
+    for item in ADVICE {
+        let mut found = false;
+        for screen in screens.split("portwatch web-17").filter(|x| !x.is_empty()) {
+            if std::panic::catch_unwind(|| assert_all_advice_shown(screen, &[*item])).is_ok() {
+                found = true;
+            }
+        }
+        assert!(found, "{item:?} never shown in full");
+    }
+    let end = render(&a, &s, 80, 24);
+    assert!(!end.contains("more below"), "{end}");
+    insta::assert_snapshot!("advice_pane_80x24_end", end);
+    a.on_key(key(KeyCode::Esc), rows);
+    assert!(!a.advice);
+}
+
+#[test]
+fn advice_pane_at_200x50_holds_every_item() {
+    let mut a = app(View::Services);
+    a.on_key(key(KeyCode::Char('a')), ADVICE.len());
+    let text = render(&a, &busy_screen(), 200, 50);
+    assert_all_advice_shown(&text, ADVICE);
+    assert!(!text.contains("more below"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn pressure_bar_turns_yellow_at_50_and_red_at_90_percent_without_no_color() {
+    use portwatch::engine::model::{PRESSURE_ALERT, PRESSURE_WARN};
+    let row = |addr: &str, pressure: f64| DestRow {
+        addr: addr.into(),
+        held: (pressure * 1000.0) as u64,
+        budget: 1000,
+        pressure,
+        ..DestRow::default()
+    };
+    let mut s = busy_screen();
+    s.destinations = vec![
+        row("127.0.0.1:1", PRESSURE_ALERT),
+        row("127.0.0.1:2", PRESSURE_ALERT - 0.01),
+        row("127.0.0.1:3", PRESSURE_WARN),
+        row("127.0.0.1:4", PRESSURE_WARN - 0.01),
+    ];
+    let colours = |no_color: bool| -> String {
+        let mut a = app(View::Destinations);
+        a.no_color = no_color;
+        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        term.draw(|f| draw(f, &a, &s)).unwrap();
+        let buf = term.backend().buffer().clone();
+        let mut out = String::new();
+        for y in 0..24u16 {
+            let line: String = (0..80u16)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect();
+            if let Some(addr) = line
+                .split_whitespace()
+                .next()
+                .filter(|w| w.starts_with("127."))
+            {
+                // The bar starts after the address column.
+                let x = line.find('█').or_else(|| line.find('░')).expect("bar") as u16;
+                let x = line[..x as usize].chars().count() as u16;
+                out.push_str(&format!("{addr} {:?}\n", buf[(x, y)].fg));
+            }
+        }
+        out
+    };
+    let coloured = colours(false);
+    assert!(coloured.contains("127.0.0.1:1 Red"), "{coloured}");
+    assert!(coloured.contains("127.0.0.1:2 Yellow"), "{coloured}");
+    assert!(coloured.contains("127.0.0.1:3 Yellow"), "{coloured}");
+    assert!(coloured.contains("127.0.0.1:4 Reset"), "{coloured}");
+    let plain = colours(true);
+    assert!(
+        !plain.contains("Red") && !plain.contains("Yellow"),
+        "NO_COLOR: {plain}"
+    );
+    insta::assert_snapshot!(format!("colour:\n{coloured}NO_COLOR:\n{plain}"));
+}
+
+#[test]
+fn pinned_destinations_stay_on_top_whatever_the_sort() {
+    let mut s = busy_screen();
+    // A quiet destination that just saw EADDRNOTAVAIL (pinned by the model).
+    s.destinations.push(DestRow {
+        addr: "10.0.9.9:80".into(),
+        held: 3,
+        budget: 28232,
+        pressure: 3.0 / 28232.0,
+        pinned: true,
+        ..DestRow::default()
+    });
+    s.destinations[0].pinned = false;
+    let mut a = app(View::Destinations);
+    let order =
+        |a: &App| -> Vec<String> { a.destinations(&s).iter().map(|r| r.addr.clone()).collect() };
+    assert_eq!(order(&a)[0], "10.0.9.9:80");
+    a.on_key(key(KeyCode::Char('S')), 3);
+    assert_eq!(order(&a)[0], "10.0.9.9:80", "reversed sort keeps it first");
+    a.on_key(key(KeyCode::Char('s')), 3);
+    assert_eq!(order(&a)[0], "10.0.9.9:80", "other column keeps it first");
+    insta::assert_snapshot!(render(&app(View::Destinations), &s, 80, 24));
 }

@@ -220,6 +220,18 @@ fn start_tracer(root: &Path, bin: &Path, v: &Variant, out: &Path) -> Result<Opti
     } else {
         out.to_path_buf()
     })?;
+    // A tracer must not outlive the bench: if xtask is killed mid-round, a
+    // printing tracer left behind keeps writing every event of the host to
+    // `out` (one grew to 13 GB and filled the disk).
+    // SAFETY: prctl is async-signal-safe and touches only the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut child = cmd
         .stdout(file)
         .stderr(Stdio::piped())

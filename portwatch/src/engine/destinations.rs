@@ -8,7 +8,7 @@ use crate::input::{SockState, SocketTable};
 
 use super::acc::{Acc, Now, tw_from_closes};
 use super::hash::{FxHashMap, FxHashSet};
-use super::model::{Closer, DestinationRow, Forecast};
+use super::model::{Closer, DestinationRow, Forecast, PRESSURE_ALERT, RATE_WINDOW_S};
 use super::table::Activity;
 use super::window::SecondRing;
 use super::{Engine, TIME_WAIT_S};
@@ -41,6 +41,8 @@ pub(crate) struct DestAcc {
     /// those sockets, so this destination's held ports are counted from
     /// events alone, never reset by a table.
     pub(super) foreign: bool,
+    /// Second of the last EADDRNOTAVAIL connecting to it (pins it in top).
+    pub(super) last_eaddrnotavail_s: Option<u64>,
 }
 
 impl Activity for DestAcc {
@@ -199,7 +201,12 @@ pub(super) fn destination_row(
         Some(s) if s <= 0.1 => Closer::Peer,
         Some(_) => Closer::Mixed,
     };
+    let eaddrnotavail_recently = d
+        .last_eaddrnotavail_s
+        .is_some_and(|s| s + RATE_WINDOW_S >= now.sec);
     DestinationRow {
+        pinned: pressure >= PRESSURE_ALERT || eaddrnotavail_recently,
+        eaddrnotavail_recently,
         daddr,
         dport,
         stats,

@@ -107,6 +107,9 @@ impl Engine {
         Self::mark_foreign(d, foreign);
         Self::seed_table(d, self.last_table_ns);
         d.acc.record_error(e);
+        if e.errno == EADDRNOTAVAIL {
+            d.last_eaddrnotavail_s = Some(e.ts_ns / NS_PER_S);
+        }
     }
 
     /// A failed connect or handshake: by second (the rates), and by the
@@ -114,9 +117,10 @@ impl Engine {
     /// last few minutes are kept).
     fn count_failure(&mut self, ts_ns: u64, errno: i32) {
         self.sys_errors.add(ts_ns / NS_PER_S, 1);
-        if errno == EADDRNOTAVAIL {
-            self.sys_eaddrnotavail.add(ts_ns / NS_PER_S, 1);
-        }
+        self.sys_errors_by_errno
+            .entry(errno)
+            .or_default()
+            .add(ts_ns / NS_PER_S, 1);
         let unix_ns = self
             .host
             .as_ref()

@@ -85,8 +85,9 @@ pub struct Engine {
     sys: Acc,
     /// Failures (connect errors and failed handshakes) by second.
     sys_errors: SecondRing,
-    /// Of those, EADDRNOTAVAIL.
-    sys_eaddrnotavail: SecondRing,
+    /// The same by errno (EADDRNOTAVAIL among them): a few distinct
+    /// values at most, so the header's breakdown adds up to the total.
+    sys_errors_by_errno: FxHashMap<i32, SecondRing>,
     counters: Option<KernelCounters>,
     prev_counters: Option<KernelCounters>,
     losses: Losses,
@@ -133,7 +134,7 @@ impl Engine {
             inbound: Table::new(n),
             sys: Acc::default(),
             sys_errors: SecondRing::default(),
-            sys_eaddrnotavail: SecondRing::default(),
+            sys_errors_by_errno: FxHashMap::default(),
             counters: None,
             prev_counters: None,
             losses: Losses::default(),

@@ -83,6 +83,26 @@ pub struct Stats {
     pub last_error_ns: Option<u64>,
 }
 
+/// The window, in seconds, of every `*_per_s_10s` rate: the rates `top`
+/// shows on one header line share it, and the header says so.
+pub const RATE_WINDOW_S: u64 = 10;
+
+/// Port pressure (held / budget) at which `top` draws a destination's bar
+/// yellow, and red. At the red one the destination is pinned to the top of
+/// the Destinations view, as is one with an EADDRNOTAVAIL in the last
+/// [`RATE_WINDOW_S`].
+pub const PRESSURE_WARN: f64 = 0.5;
+pub const PRESSURE_ALERT: f64 = 0.9;
+
+/// Failures of one errno per second over the last [`RATE_WINDOW_S`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ErrnoRate {
+    pub errno: i32,
+    /// Symbolic name, e.g. "EADDRNOTAVAIL".
+    pub name: String,
+    pub per_s: f64,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ErrnoCount {
     pub errno: i32,
@@ -138,6 +158,13 @@ pub struct DestinationRow {
     pub budget: u64,
     /// held_ports / budget.
     pub pressure: f64,
+    /// An EADDRNOTAVAIL connecting to it within the last [`RATE_WINDOW_S`].
+    #[serde(skip)]
+    pub eaddrnotavail_recently: bool,
+    /// Pressure at or above [`PRESSURE_ALERT`], or `eaddrnotavail_recently`:
+    /// `top` keeps it at the top of the Destinations view.
+    #[serde(skip)]
+    pub pinned: bool,
     #[serde(flatten)]
     pub forecast: Forecast,
 }
@@ -230,6 +257,10 @@ pub struct SystemModel {
     /// EADDRNOTAVAIL (port exhaustion, among other causes) per second over
     /// the last 10 s.
     pub eaddrnotavail_per_s_10s: f64,
+    /// `connect_errors_per_s_10s` by errno, EADDRNOTAVAIL first, then by
+    /// rate: the parts add up to the total (same seconds, same window).
+    #[serde(skip)]
+    pub connect_errors_per_s_10s_by_errno: Vec<ErrnoRate>,
     /// TIME_WAIT sockets held: /proc/net/sockstat's count when read, else
     /// the sum over destinations.
     pub time_wait: u64,

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::clock::NS_PER_S;
+use crate::event::EADDRNOTAVAIL;
 use crate::input::KernelCounters;
 
 use super::Engine;
@@ -140,8 +141,12 @@ impl Engine {
             new_per_s_1s: sys_stats.new_per_s_1s,
             new_per_s_10s: sys_stats.new_per_s_10s,
             new_per_s_60s: sys_stats.new_per_s_60s,
-            connect_errors_per_s_10s: now.rate(&self.sys_errors, 10),
-            eaddrnotavail_per_s_10s: now.rate(&self.sys_eaddrnotavail, 10),
+            connect_errors_per_s_10s: now.rate(&self.sys_errors, RATE_WINDOW_S),
+            eaddrnotavail_per_s_10s: self
+                .sys_errors_by_errno
+                .get(&EADDRNOTAVAIL)
+                .map_or(0.0, |r| now.rate(r, RATE_WINDOW_S)),
+            connect_errors_per_s_10s_by_errno: self.errors_by_errno(&now),
             time_wait: self
                 .counters
                 .map(|c| c.tcp_tw)
@@ -193,6 +198,12 @@ impl Engine {
             &self.config.verdict,
             other_netns,
         );
+        // Most important first: the header has room for one (and a count).
+        system.advice.sort_by_key(|a| match a.level {
+            "warning" => 0,
+            "suggestion" => 1,
+            _ => 2,
+        });
 
         Model {
             now_ns,
@@ -232,4 +243,38 @@ fn sort_rows<R, K: Ord>(rows: &mut [R], stats: impl Fn(&R) -> &Stats, key: impl 
             .then(sb.new_total.cmp(&sa.new_total))
             .then_with(|| key(a).cmp(&key(b)))
     });
+}
+
+impl Engine {
+    /// Failures per errno over the last [`RATE_WINDOW_S`], EADDRNOTAVAIL
+    /// first, then by rate; errnos with none in the window are left out;
+    /// beyond two, the rest are summed as "other" (errno 0), so the parts
+    /// fit a header line and still add up to the total.
+    fn errors_by_errno(&self, now: &Now) -> Vec<ErrnoRate> {
+        let mut v: Vec<ErrnoRate> = self
+            .sys_errors_by_errno
+            .iter()
+            .map(|(&errno, ring)| ErrnoRate {
+                errno,
+                name: crate::errno::name(errno),
+                per_s: now.rate(ring, RATE_WINDOW_S),
+            })
+            .filter(|e| e.per_s > 0.0)
+            .collect();
+        v.sort_by(|a, b| {
+            (b.errno == EADDRNOTAVAIL)
+                .cmp(&(a.errno == EADDRNOTAVAIL))
+                .then(b.per_s.total_cmp(&a.per_s))
+                .then(a.errno.cmp(&b.errno))
+        });
+        if v.len() > 2 {
+            let rest: f64 = v.drain(2..).map(|e| e.per_s).sum();
+            v.push(ErrnoRate {
+                errno: 0,
+                name: "other".into(),
+                per_s: rest,
+            });
+        }
+        v
+    }
 }

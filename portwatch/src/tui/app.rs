@@ -71,6 +71,9 @@ pub struct App {
     pub expanded: Vec<String>,
     pub interval: Duration,
     pub no_color: bool,
+    /// The advice pane (`a`) is open, showing items from `advice_top` on.
+    pub advice: bool,
+    pub advice_top: usize,
 }
 
 impl App {
@@ -87,6 +90,8 @@ impl App {
             expanded: Vec::new(),
             interval: interval.clamp(MIN_INTERVAL, MAX_INTERVAL),
             no_color,
+            advice: false,
+            advice_top: 0,
         }
     }
 
@@ -123,6 +128,9 @@ impl App {
             }
             return Action::Redraw;
         }
+        if self.advice {
+            return self.on_advice_key(key.code, rows);
+        }
         if self.help {
             // Any key closes help; q still quits.
             self.help = false;
@@ -135,6 +143,10 @@ impl App {
         match key.code {
             KeyCode::Char('q') => return Action::Quit,
             KeyCode::Char('?') | KeyCode::F(1) => self.help = true,
+            KeyCode::Char('a') => {
+                self.advice = true;
+                self.advice_top = 0;
+            }
             KeyCode::Char('/') => self.editing = Some(self.filter.clone()),
             KeyCode::Esc => {
                 if self.detail {
@@ -183,6 +195,25 @@ impl App {
             KeyCode::Home | KeyCode::Char('g') => self.set_selected(0),
             KeyCode::End | KeyCode::Char('G') => self.set_selected(rows.saturating_sub(1)),
             KeyCode::Enter => self.detail = rows > 0,
+            _ => return Action::None,
+        }
+        Action::Redraw
+    }
+
+    /// Keys while the advice pane is open: it scrolls by whole items.
+    fn on_advice_key(&mut self, code: KeyCode, items: usize) -> Action {
+        let last = items.saturating_sub(1);
+        match code {
+            KeyCode::Char('q') => return Action::Quit,
+            KeyCode::Char('a') | KeyCode::Esc => self.advice = false,
+            KeyCode::Down | KeyCode::Char('j') | KeyCode::PageDown => {
+                self.advice_top = (self.advice_top + 1).min(last)
+            }
+            KeyCode::Up | KeyCode::Char('k') | KeyCode::PageUp => {
+                self.advice_top = self.advice_top.saturating_sub(1)
+            }
+            KeyCode::Home | KeyCode::Char('g') => self.advice_top = 0,
+            KeyCode::End | KeyCode::Char('G') => self.advice_top = last,
             _ => return Action::None,
         }
         Action::Redraw
@@ -255,7 +286,12 @@ impl App {
                 _ => b.addr.cmp(&a.addr),
             };
             let o = if desc { o.reverse() } else { o };
-            o.then_with(|| a.addr.cmp(&b.addr))
+            // Pinned rows (near exhaustion, or EADDRNOTAVAIL just now) stay
+            // on top whatever the sort.
+            b.pinned
+                .cmp(&a.pinned)
+                .then(o)
+                .then_with(|| a.addr.cmp(&b.addr))
         });
         rows
     }
@@ -283,6 +319,8 @@ impl App {
     }
 
     /// Rows in the current view (after the filter).
+    /// Rows the keys move through (for the advice pane, see
+    /// [`super::draw::advice_positions`], which needs the terminal's size).
     pub fn row_count(&self, s: &Screen) -> usize {
         match self.view {
             View::Services => self.services(s).len(),

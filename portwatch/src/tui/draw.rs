@@ -12,6 +12,7 @@ use ratatui::widgets::{
 
 use super::app::{App, View};
 use super::view::{Detail, Screen};
+use crate::engine::model::{PRESSURE_ALERT, PRESSURE_WARN};
 use crate::render::fmt::{hms, ms_short as ms, rate};
 
 /// Styles, or none of them under NO_COLOR.
@@ -69,6 +70,9 @@ pub fn draw(f: &mut Frame, app: &App, screen: &Screen) {
     if let Some(d) = screen.detail.as_ref().filter(|_| app.detail) {
         draw_detail(f, body, d, &theme);
     }
+    if app.advice {
+        draw_advice(f, body, app, screen, &theme);
+    }
     if app.help {
         draw_help(f, f.area(), &theme);
     }
@@ -99,23 +103,35 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
         )),
         Span::styled(format!("lost {}", h.lost_events), lost_style),
     ];
+    // One window for the whole line, said once; failure rates with one
+    // decimal (counts over 10 s, so exact) and their parts, which add up.
     let mut l3 = vec![Span::raw(format!(
-        "new {}/s  connect failures {}/s",
+        "new {}/s  failures {:.1}/s",
         rate(h.new_per_s),
-        rate(h.failures_per_s)
+        h.failures_per_s
     ))];
-    if h.eaddrnotavail_per_s > 0.0 {
-        l3.push(Span::raw("  "));
-        l3.push(Span::styled(
-            format!("EADDRNOTAVAIL {}/s", rate(h.eaddrnotavail_per_s)),
-            t.alert(),
-        ));
+    for (i, (name, per_s)) in h.failures_by_errno.iter().enumerate() {
+        l3.push(Span::raw(if i == 0 { " = " } else { " + " }));
+        let style = if name == "EADDRNOTAVAIL" {
+            t.alert()
+        } else {
+            Style::default()
+        };
+        l3.push(Span::styled(format!("{name} {per_s:.1}"), style));
     }
+    l3.push(Span::styled(format!("  ({} s)", h.rates_window_s), t.dim()));
     let l4 = match &h.advice {
-        Some(a) => Line::from(vec![
-            Span::styled("advice: ", t.warn()),
-            Span::raw(a.clone()),
-        ]),
+        Some(a) => {
+            let label = format!("advice ({}): ", h.advice_count);
+            let more = "  a: all";
+            let room = usize::from(area.width)
+                .saturating_sub(label.chars().count() + more.chars().count());
+            Line::from(vec![
+                Span::styled(label, t.warn()),
+                Span::raw(ellipsize(a, room)),
+                Span::styled(more, t.dim()),
+            ])
+        }
         None => Line::from(Span::styled("advice: none", t.dim())),
     };
     f.render_widget(
@@ -298,9 +314,9 @@ fn draw_destinations(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme
         .iter()
         .map(|r| {
             let p = r.pressure;
-            let style = if p >= 0.9 {
+            let style = if p >= PRESSURE_ALERT {
                 t.alert()
-            } else if p >= 0.5 {
+            } else if p >= PRESSURE_WARN {
                 t.warn()
             } else {
                 Style::default()
@@ -391,11 +407,18 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
         .title_bottom(Span::styled(" Esc back ", t.dim()));
     let inner = block.inner(area);
     f.render_widget(block, area);
-    // The verdict's evidence is a few sentences: give it room to wrap.
-    let verdict_h = if d.verdict.is_some() {
-        8.min(inner.height / 2)
-    } else {
-        1
+    // The verdict's evidence is a few sentences: give it the lines it
+    // needs wrapped at this width (leaving the charts 3 lines at least).
+    let verdict_h = match &d.verdict {
+        Some(v) => {
+            let w = usize::from(inner.width).max(8);
+            let need = [&v.headline, &v.evidence, &format!("fix: {}", v.fix)]
+                .iter()
+                .map(|s| textwrap::wrap(s, w).len())
+                .sum::<usize>();
+            (need as u16).min(inner.height.saturating_sub(3))
+        }
+        None => 1,
     };
     let [top, verdict] =
         Layout::vertical([Constraint::Min(3), Constraint::Length(verdict_h)]).areas(inner);
@@ -447,9 +470,103 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
     f.render_widget(Paragraph::new(text).wrap(Wrap { trim: true }), verdict);
 }
 
+/// `text` cut to `room` characters, ending in "…" when it was cut.
+fn ellipsize(text: &str, room: usize) -> String {
+    if text.chars().count() <= room {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(room.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// The pane's inner area on a terminal of `area`: the body, less borders.
+fn advice_inner(area: Rect) -> Rect {
+    let [_, _, body, _] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    Block::default().borders(Borders::ALL).inner(body)
+}
+
+/// How many positions the advice pane scrolls through on a terminal of
+/// `area` (the keys' row count while it is open).
+pub fn advice_positions(s: &Screen, area: Rect) -> usize {
+    let inner = advice_inner(area);
+    super::advice::max_top(
+        &s.advice,
+        usize::from(inner.width),
+        usize::from(inner.height),
+    ) + 1
+}
+
+/// The advice pane over the body: every item wrapped in full, scrolled by
+/// whole items (`App::advice_top`), saying when more are below.
+fn draw_advice(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
+    f.render_widget(Clear, area);
+    let n = s.advice.len();
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(Span::styled(format!(" advice ({n}) "), t.title()));
+    let inner = block.inner(area);
+    let top = app.advice_top.min(super::advice::max_top(
+        &s.advice,
+        usize::from(inner.width),
+        usize::from(inner.height),
+    ));
+    let (lines, more) = super::advice::visible(
+        &s.advice,
+        top,
+        usize::from(inner.width),
+        usize::from(inner.height),
+    );
+    let hint = match (top > 0, more) {
+        (_, true) => format!(" {}/{n} · more below ↓ · a/Esc close ", top + 1),
+        (true, false) => format!(" {}/{n} · ↑ for earlier · a/Esc close ", top + 1),
+        (false, false) => " a/Esc close ".to_string(),
+    };
+    f.render_widget(block.title_bottom(Span::styled(hint, t.dim())), area);
+    if n == 0 {
+        f.render_widget(
+            Paragraph::new(Span::styled("no advice: nothing to tune now", t.dim())),
+            inner,
+        );
+        return;
+    }
+    let mut prev = usize::MAX;
+    let text: Vec<Line> = lines
+        .into_iter()
+        .map(|(i, l)| {
+            let first = i != prev && !l.is_empty();
+            if first {
+                prev = i;
+            }
+            match l.split_once(": ").filter(|_| first) {
+                Some((level, rest)) => {
+                    let style = match level {
+                        "warning" => t.alert(),
+                        "suggestion" => t.warn(),
+                        _ => t.dim(),
+                    };
+                    Line::from(vec![
+                        Span::styled(format!("{level}:"), style),
+                        Span::raw(format!(" {rest}")),
+                    ])
+                }
+                None => Line::from(l),
+            }
+        })
+        .collect();
+    f.render_widget(Paragraph::new(text), inner);
+}
+
 pub const HELP: &[(&str, &str)] = &[
     ("q, Ctrl-C", "quit"),
     ("?", "this help"),
+    ("a", "advice: every item in full (↑ ↓ scroll, a/Esc close)"),
     (
         "Tab, 1 2 3",
         "switch view: services, destinations, failures",

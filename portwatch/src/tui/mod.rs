@@ -2,6 +2,7 @@
 //! `screen` builds it from the engine's model, `app` holds the state and
 //! keys, `draw` the layout, `term` owns the terminal, `run` is the loop.
 
+pub mod advice;
 pub mod app;
 pub mod draw;
 pub mod run;

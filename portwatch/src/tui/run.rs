@@ -84,7 +84,13 @@ impl TuiSink {
                 self.app.toggle_expand(&name);
             }
         } else {
-            match self.app.on_key(k, self.app.row_count(&self.screen)) {
+            let rows = if self.app.advice {
+                let (w, h) = crossterm::terminal::size().unwrap_or((80, 24));
+                super::draw::advice_positions(&self.screen, ratatui::layout::Rect::new(0, 0, w, h))
+            } else {
+                self.app.row_count(&self.screen)
+            };
+            match self.app.on_key(k, rows) {
                 Action::Quit => return Flow::Stop(Stop::Done),
                 Action::Interval => self.refresh = interval(self.app.interval),
                 Action::Redraw | Action::None => {}

@@ -2,7 +2,7 @@
 //! model. No numbers are computed here: every figure is the engine's (this
 //! file only picks, looks up and formats).
 
-use crate::engine::model::{Model, ServiceRow as ModelService, Stats};
+use crate::engine::model::{Model, RATE_WINDOW_S, ServiceRow as ModelService, Stats};
 use crate::engine::service::ServiceKind;
 use crate::render::fmt;
 
@@ -66,13 +66,16 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
         new_per_s: sys.new_per_s_10s,
         failures_per_s: sys.connect_errors_per_s_10s,
         eaddrnotavail_per_s: sys.eaddrnotavail_per_s_10s,
-        lost_events: sys.lost_events,
-        advice: sys
-            .advice
+        rates_window_s: RATE_WINDOW_S,
+        failures_by_errno: sys
+            .connect_errors_per_s_10s_by_errno
             .iter()
-            .find(|a| a.level == "warning")
-            .or_else(|| sys.advice.first())
-            .map(|a| a.text.clone()),
+            .map(|e| (e.name.clone(), e.per_s))
+            .collect(),
+        advice_count: sys.advice.len(),
+        lost_events: sys.lost_events,
+        // The engine orders advice most important first.
+        advice: sys.advice.first().map(|a| a.text.clone()),
         source,
     };
     let services: Vec<ServiceRow> = m.services.iter().map(|s| service_row(m, s)).collect();
@@ -87,6 +90,7 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
             time_wait: d.stats.time_wait,
             failures: d.stats.connect_errors_total,
             pressure: d.pressure,
+            pinned: d.pinned,
             top_talker: m
                 .pairs
                 .iter()
@@ -119,6 +123,14 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
         destinations,
         failures,
         detail: None,
+        advice: sys
+            .advice
+            .iter()
+            .map(|a| AdviceItem {
+                level: a.level.to_string(),
+                text: a.text.clone(),
+            })
+            .collect(),
     };
     if app.detail {
         screen.detail = app

@@ -11,6 +11,15 @@ pub struct Screen {
     pub failures: Vec<FailureRow>,
     /// Detail of the row the user opened, if any (built on request).
     pub detail: Option<Detail>,
+    /// Every item of the model's advice, most important first (the `a` pane).
+    pub advice: Vec<AdviceItem>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AdviceItem {
+    /// "warning", "suggestion" or "note".
+    pub level: String,
+    pub text: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -29,6 +38,13 @@ pub struct Header {
     pub new_per_s: f64,
     pub failures_per_s: f64,
     pub eaddrnotavail_per_s: f64,
+    /// The window, in seconds, the rates above share.
+    pub rates_window_s: u64,
+    /// `failures_per_s` by errno (name, per s), EADDRNOTAVAIL first; the
+    /// parts add up to the total.
+    pub failures_by_errno: Vec<(String, f64)>,
+    /// How many advice items there are (the pane shows them all).
+    pub advice_count: usize,
     pub lost_events: u64,
     /// The most important line of system advice.
     pub advice: Option<String>,
@@ -73,6 +89,9 @@ pub struct DestRow {
     pub top_talker: String,
     /// held / budget, from the model.
     pub pressure: f64,
+    /// Kept at the top of the view: pressure at or above the red threshold,
+    /// or an EADDRNOTAVAIL in the last 10 s (the model decides).
+    pub pinned: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
