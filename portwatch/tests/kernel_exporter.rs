@@ -263,11 +263,22 @@ fn prometheus_sees_exactly_the_unpooled_service_and_its_rate() {
         assert_eq!(up.len(), 1);
         assert_eq!(value(&up[0]), 1.0, "{up:#?}");
         let lost = query(prom, "portwatch_events_lost_total", at);
-        assert_eq!(lost.len(), 5, "one series per reason: {lost:#?}");
-        assert!(
-            lost.iter().all(|s| value(s) == 0.0),
-            "events lost: {lost:#?}"
-        );
+        assert_eq!(lost.len(), 6, "one series per reason: {lost:#?}");
+        let under_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+        for s in &lost {
+            let (reason, n) = (s["metric"]["reason"].as_str().unwrap_or(""), value(s));
+            // Runs the kernel skipped because another BPF program was
+            // running on that CPU: on a shared machine, other tracers'
+            // programs (other portwatch tests) cause them. Alone (CI) there
+            // are none; everything the exporter could cause is always 0.
+            if reason == "kernel_skipped" && !under_ci {
+                if n > 0.0 {
+                    eprintln!("note: {n} tracepoint runs skipped by the kernel (other tracers)");
+                }
+                continue;
+            }
+            assert_eq!(n, 0.0, "events lost ({reason}): {lost:#?}");
+        }
         let series = query(prom, "portwatch_exporter_series", at);
         eprintln!("series exported by this node: {}", value(&series[0]));
 
