@@ -4,6 +4,9 @@
 /// Symbolic name of `errno`, e.g. 99 → "EADDRNOTAVAIL"; unknown ones as "E<n>".
 pub fn name(errno: i32) -> String {
     let s = match errno {
+        // Not an errno: a handshake the application gave up on (see
+        // `event::ERRNO_ABORTED`).
+        0 => "aborted",
         1 => "EPERM",
         4 => "EINTR",
         9 => "EBADF",

@@ -123,6 +123,104 @@ impl ConnClose {
     pub fn lifetime_ns(&self) -> u64 {
         self.end_ns.saturating_sub(self.start_ns)
     }
+
+    /// Why an outbound connection never reached ESTABLISHED; `None` for
+    /// connections that did, and for inbound ones (a half-open accept is
+    /// the client's failure, not this host's). A close from SYN_SENT with
+    /// no socket error is the application giving up first (a connect
+    /// timeout shorter than the kernel's SYN retries): [`FailCause::Aborted`].
+    pub fn failure(&self) -> Option<FailCause> {
+        if self.established || self.direction == Direction::Inbound {
+            return None;
+        }
+        Some(match self.errno {
+            None => FailCause::Aborted,
+            Some(e) => FailCause::of_handshake_errno(e),
+        })
+    }
+
+    /// The errno a failure is counted under: the socket error, or
+    /// [`ERRNO_ABORTED`] when the application gave up with none.
+    pub fn failure_errno(&self) -> Option<i32> {
+        self.failure().map(|_| self.errno.unwrap_or(ERRNO_ABORTED))
+    }
+}
+
+/// The pseudo-errno under which handshakes the application abandoned are
+/// counted next to real errnos (`errno::name` calls it "aborted"): they
+/// fail without any, and must still be counted as failures.
+pub const ERRNO_ABORTED: i32 = 0;
+
+/// Why a connection failed, in every view (`cause` in JSON, the exporter's
+/// `cause` label). Finer than [`Cause`], which is what the kernel's
+/// connect() path tells apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailCause {
+    /// EADDRNOTAVAIL: no ephemeral port free for the destination.
+    PortExhaustion,
+    /// EADDRNOTAVAIL for another reason (source address, route).
+    AddressUnavailable,
+    /// The peer answered the SYN with an RST (ECONNREFUSED).
+    Refused,
+    /// The kernel gave up after its SYN retries (ETIMEDOUT).
+    TimedOut,
+    /// The application closed the socket before any answer came.
+    Aborted,
+    /// Reset during the handshake (ECONNRESET).
+    Reset,
+    /// EHOSTUNREACH / ENETUNREACH.
+    Unreachable,
+    Other,
+}
+
+impl FailCause {
+    pub const ALL: [FailCause; 8] = [
+        FailCause::PortExhaustion,
+        FailCause::AddressUnavailable,
+        FailCause::Refused,
+        FailCause::TimedOut,
+        FailCause::Aborted,
+        FailCause::Reset,
+        FailCause::Unreachable,
+        FailCause::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailCause::PortExhaustion => "port_exhaustion",
+            FailCause::AddressUnavailable => "address_unavailable",
+            FailCause::Refused => "refused",
+            FailCause::TimedOut => "timed_out",
+            FailCause::Aborted => "aborted",
+            FailCause::Reset => "reset",
+            FailCause::Unreachable => "unreachable",
+            FailCause::Other => "other",
+        }
+    }
+
+    /// Index into per-cause arrays (`ALL[i] == self`).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The cause of a failed handshake (or connect) from its errno alone.
+    pub fn of_handshake_errno(errno: i32) -> FailCause {
+        match errno {
+            ERRNO_ABORTED => FailCause::Aborted,
+            111 => FailCause::Refused,
+            110 => FailCause::TimedOut,
+            104 => FailCause::Reset,
+            113 | 101 => FailCause::Unreachable,
+            _ => FailCause::Other,
+        }
+    }
+
+    /// SYNs that got no answer: a firewall, a full backlog, a NAT gateway
+    /// or conntrack table out of room.
+    pub fn is_unanswered(self) -> bool {
+        matches!(self, FailCause::TimedOut | FailCause::Aborted)
+    }
 }
 
 /// Why a connect failed, as far as portwatch can tell.
@@ -163,6 +261,16 @@ pub struct ConnectError {
     pub cause: Cause,
     /// The kernel got as far as SYN_SENT: this was a TCP socket.
     pub saw_syn_sent: bool,
+}
+
+impl ConnectError {
+    pub fn failure(&self) -> FailCause {
+        match self.cause {
+            Cause::PortExhaustion => FailCause::PortExhaustion,
+            Cause::AddressUnavailable => FailCause::AddressUnavailable,
+            Cause::Other => FailCause::of_handshake_errno(self.errno),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,8 +404,9 @@ pub struct Losses {
     /// refused): that record is lost.
     pub probe_errors: u64,
     /// Tracepoint runs the kernel skipped because a BPF program was already
-    /// running on that CPU (a softirq interrupting one of ours): each may
-    /// have cost one event. The programs' `recursion_misses`.
+    /// running on that CPU (a softirq interrupting one of ours, or another
+    /// tool's program): each may have cost one event. The programs'
+    /// `recursion_misses`. Not part of [`Losses::total`]: an upper bound.
     pub kernel_missed: u64,
 }
 
@@ -308,7 +417,6 @@ impl Losses {
             + self.connect_untracked
             + self.decode_errors
             + self.probe_errors
-            + self.kernel_missed
     }
 }
 
@@ -327,12 +435,18 @@ impl fmt::Display for Losses {
             self.decode_errors,
             self.probe_errors
         )?;
-        // Rare (nested tracepoints); shown only when it happened, so the
-        // usual line stays short.
+        write!(f, ")")?;
+        // Not in the total: most tracepoint runs carry no event (only the
+        // open and the close of a connection do), so each skipped run may,
+        // not must, have cost one. Shown only when it happened.
         if self.kernel_missed > 0 {
-            write!(f, ", skipped by the kernel: {}", self.kernel_missed)?;
+            write!(
+                f,
+                "; {} tracepoint runs skipped by the kernel (each may have cost an event)",
+                self.kernel_missed
+            )?;
         }
-        write!(f, ")")
+        Ok(())
     }
 }
 

@@ -132,7 +132,9 @@ pub struct JsonEvent {
     /// Symbolic errno of a failed connect or failed handshake.
     pub errno: Option<String>,
     /// "port_exhaustion", "address_unavailable", "refused", "timed_out",
-    /// "reset", "other"; null for connections that worked.
+    /// "aborted" (the application closed a connecting socket before any
+    /// answer; `lifetime_us` is how long it waited), "reset",
+    /// "unreachable", "other"; null for connections that worked.
     pub cause: Option<&'static str>,
 }
 
@@ -144,13 +146,7 @@ fn family(a: &IpAddr) -> &'static str {
 }
 
 pub(crate) fn handshake_cause(errno: i32) -> &'static str {
-    match errno {
-        111 => "refused",
-        110 => "timed_out",
-        104 => "reset",
-        113 | 101 => "unreachable",
-        _ => "other",
-    }
+    crate::event::FailCause::of_handshake_errno(errno).as_str()
 }
 
 /// Appends `"key":` (after a comma unless first); keys are constants that
@@ -325,7 +321,7 @@ impl JsonEvent {
             local_close: Some(c.local_close),
             established: Some(c.established),
             errno: c.errno.map(errno::name),
-            cause: c.errno.map(handshake_cause),
+            cause: c.failure().map(|f| f.as_str()),
         }
     }
 
@@ -353,11 +349,7 @@ impl JsonEvent {
             local_close: None,
             established: Some(false),
             errno: Some(errno::name(e.errno)),
-            cause: Some(match e.cause {
-                Cause::PortExhaustion => "port_exhaustion",
-                Cause::AddressUnavailable => "address_unavailable",
-                Cause::Other => handshake_cause(e.errno),
-            }),
+            cause: Some(e.failure().as_str()),
         }
     }
 }
@@ -388,10 +380,14 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
             } else {
                 "-"
             };
-            let result = match c.errno {
-                Some(e) => format!("{} (handshake failed)", errno::name(e)),
-                None if !c.established => "not established".to_string(),
-                None => "ok".to_string(),
+            let result = match (c.errno, c.failure()) {
+                (Some(e), _) => format!("{} (handshake failed)", errno::name(e)),
+                (None, Some(_)) => format!(
+                    "aborted after {:.0} ms (no answer to the SYN)",
+                    c.lifetime_ns() as f64 / 1e6
+                ),
+                (None, None) if !c.established => "not established".to_string(),
+                (None, None) => "ok".to_string(),
             };
             writeln!(
                 w,

@@ -337,7 +337,8 @@ fn losses_are_shown_and_warned_about() {
         2 * S,
     );
     // Probe errors are losses too: each one is a record that never came.
-    assert_eq!(m.system.lost_events, 8);
+    // Runs the kernel skipped are an upper bound, shown apart, not counted.
+    assert_eq!(m.system.lost_events, 6);
     assert!(m.system.advice.iter().any(|a| a.key == "lost_events"));
 }
 

@@ -170,6 +170,7 @@ fn busy_screen() -> Screen {
         failures: vec![
             FailureRow {
                 errno: "ECONNREFUSED".into(),
+                cause: "refused".into(),
                 service: "payments".into(),
                 dest: "[2001:db8::1]:443".into(),
                 count: 2,
@@ -177,10 +178,19 @@ fn busy_screen() -> Screen {
             },
             FailureRow {
                 errno: "EADDRNOTAVAIL".into(),
+                cause: "port_exhaustion".into(),
                 service: "orders-api.service".into(),
                 dest: "10.0.3.7:5432".into(),
                 count: 1,
                 last_seen: "15:32:19".into(),
+            },
+            FailureRow {
+                errno: "EADDRNOTAVAIL".into(),
+                cause: "address_unavailable".into(),
+                service: "payments".into(),
+                dest: "10.0.9.9:443".into(),
+                count: 4,
+                last_seen: "15:32:17".into(),
             },
         ],
         detail: Some(Detail {

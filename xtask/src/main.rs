@@ -104,6 +104,8 @@ const APT_PACKAGES: &[&str] = &[
     // (groff, `man -w` on the installed package)
     "dpkg-dev",
     "man-db",
+    // nft: the kernel tests drop SYNs on `lo` inside their own namespace
+    "nftables",
 ];
 /// PyPI package that validates the Kubernetes manifests offline.
 const PIP_PACKAGES: &[&str] = &["kubernetes-validate"];
@@ -235,6 +237,9 @@ fn missing_toolchain() -> Vec<&'static str> {
     }
     if which("tmux").is_none() {
         missing.push("tmux (used by the TUI end-to-end test)");
+    }
+    if which("nft").is_none() {
+        missing.push("nftables (nft: the handshake-failure kernel tests drop SYNs)");
     }
     if which("bpftrace").is_none() {
         missing.push("bpftrace (the anchors of cargo xtask bench)");

@@ -4,11 +4,11 @@
 
 use crate::clock::NS_PER_S;
 use crate::errno;
-use crate::event::{ConnClose, ConnectError, EADDRNOTAVAIL};
+use crate::event::{ConnClose, ConnectError, EADDRNOTAVAIL, FailCause};
 
 use super::TIME_WAIT_S;
 use super::hist::{self, LogHist};
-use super::model::{ErrnoCount, Stats};
+use super::model::{CauseCount, ErrnoCount, Stats};
 use super::pids::RecentPids;
 use super::table::Activity;
 use super::window::SecondRing;
@@ -31,6 +31,11 @@ pub(crate) struct Acc {
     pub(super) port_exhaustion: u64,
     /// errno → count; few distinct values, so a short vector.
     pub(super) errors: Vec<(i32, u64)>,
+    /// Failures by [`FailCause::index`].
+    pub(super) causes: [u64; FailCause::ALL.len()],
+    /// How long failed handshakes waited before they ended (SYN_SENT to
+    /// CLOSE), µs.
+    pub(super) failed_handshake: LogHist,
     pub(super) last_ns: u64,
     pub(super) pids: RecentPids,
     pub(super) last_error_ns: Option<u64>,
@@ -51,6 +56,9 @@ pub(super) struct CloseFacts<'a> {
     end_s: u64,
     lifetime_bucket: Option<usize>,
     handshake_bucket: Option<usize>,
+    /// Cause and errno (or `ERRNO_ABORTED`) of a handshake that failed,
+    /// with its wait's histogram bucket.
+    failure: Option<(FailCause, i32, usize)>,
 }
 
 impl<'a> CloseFacts<'a> {
@@ -63,6 +71,13 @@ impl<'a> CloseFacts<'a> {
                 .established
                 .then(|| hist::bucket_of(c.lifetime_ns() / 1000)),
             handshake_bucket: c.handshake_ns.map(|h| hist::bucket_of(h / 1000)),
+            failure: c.failure().map(|f| {
+                (
+                    f,
+                    c.failure_errno().unwrap_or_default(),
+                    hist::bucket_of(c.lifetime_ns() / 1000),
+                )
+            }),
         }
     }
 }
@@ -86,8 +101,10 @@ impl Acc {
         } else if c.peer_close {
             self.peer_closes += 1;
         }
-        if let Some(e) = c.errno {
-            self.record_errno(e);
+        if let Some((cause, errno, bucket)) = f.failure {
+            self.record_errno(errno);
+            self.causes[cause.index()] += 1;
+            self.failed_handshake.record_bucket(bucket);
             self.last_error_ns = self.last_error_ns.max(Some(c.end_ns));
         }
         self.last_ns = self.last_ns.max(c.end_ns);
@@ -98,6 +115,7 @@ impl Acc {
 
     pub(super) fn record_error(&mut self, e: &ConnectError) {
         self.record_errno(e.errno);
+        self.causes[e.failure().index()] += 1;
         if e.cause == crate::event::Cause::PortExhaustion {
             self.port_exhaustion += 1;
         }
@@ -145,6 +163,16 @@ impl Acc {
             tw_expiring_30s: exp[1],
             tw_expiring_60s: exp[2],
             connect_errors: errno_counts(&self.errors),
+            connect_errors_by_cause: FailCause::ALL
+                .iter()
+                .filter(|c| self.causes[c.index()] > 0)
+                .map(|&c| CauseCount {
+                    cause: c,
+                    count: self.causes[c.index()],
+                })
+                .collect(),
+            failed_handshake_p50_ms: ms(self.failed_handshake.quantile_us(0.50)),
+            failed_handshake_p99_ms: ms(self.failed_handshake.quantile_us(0.99)),
             connect_errors_total: errors_total,
             port_exhaustion_total: self.port_exhaustion,
             local_closes_total: self.local_closes,

@@ -58,7 +58,7 @@ impl Engine {
             return;
         }
         self.sys.record_close(f);
-        if let Some(errno) = c.errno {
+        if let Some(errno) = c.failure_errno() {
             self.count_failure(c.end_ns, errno);
         }
         let svc = self.service_idx(c.task.as_ref());

@@ -214,6 +214,195 @@ mod tests {
         }))
     }
 
+    /// An outbound connection that never got established: `errno` None is
+    /// the application closing the connecting socket after `wait_ms`.
+    fn failed_handshake(errno: Option<i32>, wait_ms: u64, end_ns: u64) -> Input {
+        let Input::Event(Event::Close(c)) = conn(7, "client", 5, 7502, end_ns) else {
+            unreachable!()
+        };
+        Input::Event(Event::Close(ConnClose {
+            start_ns: end_ns - wait_ms * 1_000_000,
+            handshake_ns: None,
+            local_close: false,
+            established: false,
+            errno,
+            ..c
+        }))
+    }
+
+    fn dest_7502(m: &Model) -> &DestinationRow {
+        m.destinations
+            .iter()
+            .find(|d| d.dport == 7502)
+            .expect("destination :7502")
+    }
+
+    #[test]
+    fn an_abandoned_handshake_is_a_failure_with_cause_aborted_and_its_wait() {
+        let mut e = Engine::new(Config::default());
+        for i in 1..=3 {
+            e.apply(&failed_handshake(None, 1000, i * NS_PER_S));
+        }
+        let m = e.model(4 * NS_PER_S);
+        let d = dest_7502(&m);
+        assert_eq!(d.stats.connect_errors_total, 3);
+        assert_eq!(
+            d.stats.connect_errors_by_cause,
+            [CauseCount {
+                cause: crate::event::FailCause::Aborted,
+                count: 3
+            }]
+        );
+        let wait = d.stats.failed_handshake_p50_ms.expect("a wait");
+        assert!((900.0..=1100.0).contains(&wait), "{wait}");
+        assert_eq!(d.stats.lifetime_p50_ms, None, "never established");
+        assert_eq!(m.system.connect_errors_total, 3, "counted in the header");
+        assert!(m.system.connect_errors_per_s_10s > 0.0);
+        assert_eq!(m.system.connect_errors[0].name, "aborted");
+        assert_eq!(m.processes[0].stats.connect_errors_total, 3, "the culprit");
+    }
+
+    #[test]
+    fn handshake_errnos_map_to_causes() {
+        let mut e = Engine::new(Config::default());
+        e.apply(&failed_handshake(Some(110), 3000, NS_PER_S * 4));
+        e.apply(&failed_handshake(Some(111), 1, NS_PER_S * 5));
+        e.apply(&failed_handshake(Some(104), 1, NS_PER_S * 5));
+        e.apply(&failed_handshake(Some(113), 1, NS_PER_S * 5));
+        let m = e.model(6 * NS_PER_S);
+        let causes: Vec<&str> = dest_7502(&m)
+            .stats
+            .connect_errors_by_cause
+            .iter()
+            .map(|c| c.cause.as_str())
+            .collect();
+        assert_eq!(causes, ["refused", "timed_out", "reset", "unreachable"]);
+        assert_eq!(m.system.connect_errors_total, 4);
+    }
+
+    #[test]
+    fn an_inbound_half_open_connection_is_not_a_failure() {
+        let mut e = Engine::new(Config::default());
+        let Input::Event(Event::Close(c)) = failed_handshake(None, 5, NS_PER_S) else {
+            unreachable!()
+        };
+        e.apply(&Input::Event(Event::Close(ConnClose {
+            direction: Direction::Inbound,
+            task: None,
+            ..c
+        })));
+        let m = e.model(2 * NS_PER_S);
+        assert_eq!(m.system.connect_errors_total, 0);
+        assert!(m.system.connect_errors_by_cause.is_empty());
+    }
+
+    #[test]
+    fn unanswered_syns_get_advice_naming_the_destination() {
+        let mut e = Engine::new(Config::default());
+        e.apply(&failed_handshake(None, 1000, 4 * NS_PER_S));
+        e.apply(&failed_handshake(Some(110), 3000, 5 * NS_PER_S));
+        let m = e.model(6 * NS_PER_S);
+        let a = m
+            .system
+            .advice
+            .iter()
+            .find(|a| a.key == "handshakes_unanswered")
+            .expect("advice");
+        assert_eq!(a.level, "warning");
+        assert!(a.text.contains("10.0.0.1:7502"), "{}", a.text);
+        assert!(a.text.contains("1 timed_out, 1 aborted"), "{}", a.text);
+    }
+
+    fn eaddrnotavail(cause: crate::event::Cause, ts_ns: u64) -> Input {
+        Input::Event(Event::ConnectError(crate::event::ConnectError {
+            ts_ns,
+            duration_ns: 10_000,
+            task: Some(Task {
+                pid: 9,
+                tid: 9,
+                comm: Comm::new("binder"),
+                thread: Comm::new("binder"),
+                cgroup_id: 5,
+            }),
+            netns: 1,
+            daddr: "10.0.0.1".parse().unwrap(),
+            dport: 443,
+            errno: 99,
+            cause,
+            saw_syn_sent: false,
+        }))
+    }
+
+    #[test]
+    fn eaddrnotavail_that_is_not_port_exhaustion_keeps_its_cause_and_gets_its_own_advice() {
+        use crate::event::{Cause, FailCause};
+        let mut e = Engine::new(Config::default());
+        e.apply(&eaddrnotavail(Cause::AddressUnavailable, 4 * NS_PER_S));
+        e.apply(&eaddrnotavail(Cause::AddressUnavailable, 4 * NS_PER_S));
+        e.apply(&eaddrnotavail(Cause::PortExhaustion, 5 * NS_PER_S));
+        let m = e.model(6 * NS_PER_S);
+        assert_eq!(
+            m.system.connect_errors_by_cause,
+            [
+                CauseCount {
+                    cause: FailCause::PortExhaustion,
+                    count: 1
+                },
+                CauseCount {
+                    cause: FailCause::AddressUnavailable,
+                    count: 2
+                },
+            ]
+        );
+        let a = m
+            .system
+            .advice
+            .iter()
+            .find(|a| a.key == "address_unavailable")
+            .expect("advice");
+        assert!(a.text.starts_with("2 connect() call(s)"), "{}", a.text);
+        assert!(a.text.contains("not port exhaustion"), "{}", a.text);
+        assert_eq!(
+            verdict::failure_causes_text(&m.system.connect_errors_by_cause),
+            "1 EADDRNOTAVAIL: no free local port, 2 EADDRNOTAVAIL for an unassigned source \
+             address or a route, not ports"
+        );
+    }
+
+    #[test]
+    fn address_unavailable_alone_is_not_time_wait_pressure() {
+        let mut e = Engine::new(Config::default());
+        // A small range and tw_reuse off: what would draw the TIME_WAIT
+        // advice if EADDRNOTAVAIL were taken for port exhaustion.
+        e.apply(&Input::Host(HostInfo {
+            hostname: "h".into(),
+            kernel: "6.18.0".into(),
+            clock: crate::clock::WallClock {
+                mono_ns: 0,
+                unix_ns: 1_700_000_000_000_000_000,
+            },
+            netns: 1,
+            sysctls: crate::input::Sysctls {
+                port_range: (40000, 40009),
+                reserved_ports: vec![],
+                tcp_tw_reuse: Some(0),
+                tcp_tw_reuse_delay_ms: None,
+                tcp_timestamps: Some(1),
+                tcp_max_tw_buckets: None,
+                tcp_fin_timeout: None,
+            },
+        }));
+        e.apply(&eaddrnotavail(
+            crate::event::Cause::AddressUnavailable,
+            4 * NS_PER_S,
+        ));
+        let m = e.model(6 * NS_PER_S);
+        let keys: Vec<&str> = m.system.advice.iter().map(|a| a.key).collect();
+        assert!(keys.contains(&"address_unavailable"), "{keys:?}");
+        assert!(!keys.contains(&"port_range_small"), "{keys:?}");
+        assert!(!keys.contains(&"tw_reuse_off"), "{keys:?}");
+    }
+
     fn cgroup(id: u64, path: &str) -> Input {
         Input::Cgroup {
             id,

@@ -60,6 +60,15 @@ pub struct Stats {
     /// then by count.
     #[serde(rename = "connect_errors_by_errno")]
     pub connect_errors: Vec<ErrnoCount>,
+    /// Failures by cause (port_exhaustion, address_unavailable, refused,
+    /// timed_out, aborted, reset, unreachable, other), in that order, only
+    /// causes seen. Sums to `connect_errors`.
+    pub connect_errors_by_cause: Vec<CauseCount>,
+    /// How long failed handshakes waited before they failed (SYN_SENT to
+    /// CLOSE: an application's connect timeout, the kernel's SYN retries,
+    /// or the round trip of a refusal), in ms.
+    pub failed_handshake_p50_ms: Option<f64>,
+    pub failed_handshake_p99_ms: Option<f64>,
     /// Of the EADDRNOTAVAIL failures, those the kernel saw as port
     /// exhaustion (the rest: address unavailable). For the exporter.
     #[serde(skip)]
@@ -101,6 +110,12 @@ pub struct ErrnoRate {
     /// Symbolic name, e.g. "EADDRNOTAVAIL".
     pub name: String,
     pub per_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CauseCount {
+    pub cause: crate::event::FailCause,
+    pub count: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -269,6 +284,8 @@ pub struct SystemModel {
     pub open_ports: u64,
     pub connect_errors: Vec<ErrnoCount>,
     pub connect_errors_total: u64,
+    /// Failures by cause, as in [`Stats::connect_errors_by_cause`].
+    pub connect_errors_by_cause: Vec<CauseCount>,
     /// Failures (as `connect_errors`) in the last wall-clock minutes that
     /// had any, as counted so far; older minutes are forgotten.
     #[serde(skip)]

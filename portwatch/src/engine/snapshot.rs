@@ -154,6 +154,7 @@ impl Engine {
             open_ports: destinations.iter().map(|d| d.open_ports).sum(),
             connect_errors: sys_stats.connect_errors.clone(),
             connect_errors_total: sys_stats.connect_errors_total,
+            connect_errors_by_cause: sys_stats.connect_errors_by_cause.clone(),
             failure_minutes: self
                 .failure_minutes
                 .iter()

@@ -8,8 +8,8 @@
 //! handshake, and TIME_WAIT piles up on the server instead.
 
 use super::VerdictConfig;
-use super::model::{Advice, DestinationRow, InboundRow, PairRow, SystemModel, Verdict};
-use crate::event::EADDRNOTAVAIL;
+use super::model::{Advice, CauseCount, DestinationRow, InboundRow, PairRow, SystemModel, Verdict};
+use crate::event::FailCause;
 use crate::input::Sysctls;
 
 use crate::render::fmt::{addr_port, ms_text as ms, pct};
@@ -80,15 +80,11 @@ pub fn lacks_pooling(
         ));
     }
     if s.connect_errors_total > 0 {
-        let eaddr = s
-            .connect_errors
-            .iter()
-            .find(|e| e.errno == EADDRNOTAVAIL)
-            .map_or(0, |e| e.count);
         let n = s.connect_errors_total;
         evidence.push_str(&format!(
-            " {n} connect failure{} ({eaddr} EADDRNOTAVAIL: no free local port).",
-            if n == 1 { "" } else { "s" }
+            " {n} connect failure{} ({}).",
+            if n == 1 { "" } else { "s" },
+            failure_causes_text(&s.connect_errors_by_cause)
         ));
     }
 
@@ -127,6 +123,30 @@ pub fn lacks_pooling(
     })
 }
 
+/// "3 EADDRNOTAVAIL: no free local port, 1 timed_out": each cause in words
+/// that say whether ports are the problem.
+pub fn failure_causes_text(causes: &[CauseCount]) -> String {
+    let parts: Vec<String> = causes
+        .iter()
+        .map(|c| match c.cause {
+            FailCause::PortExhaustion => format!("{} EADDRNOTAVAIL: no free local port", c.count),
+            FailCause::AddressUnavailable => format!(
+                "{} EADDRNOTAVAIL for an unassigned source address or a route, not ports",
+                c.count
+            ),
+            other => format!("{} {}", c.count, other.as_str()),
+        })
+        .collect();
+    parts.join(", ")
+}
+
+fn cause_count(causes: &[CauseCount], cause: FailCause) -> u64 {
+    causes
+        .iter()
+        .find(|c| c.cause == cause)
+        .map_or(0, |c| c.count)
+}
+
 /// System-wide advice from the sysctls and what was observed. Only says
 /// what is true on Linux: tcp_tw_reuse needs timestamps on both ends and
 /// only helps the connecting side; tcp_fin_timeout does not shorten
@@ -145,7 +165,7 @@ pub fn advice(
     let tw_pressure = worst >= 0.2
         || !verdicts.is_empty()
         || sys.tw_overflow_per_s.is_some_and(|r| r > 0.0)
-        || sys.connect_errors.iter().any(|e| e.errno == EADDRNOTAVAIL);
+        || cause_count(&sys.connect_errors_by_cause, FailCause::PortExhaustion) > 0;
 
     if worst >= 0.8 {
         push(
@@ -274,6 +294,50 @@ pub fn advice(
                 ),
             );
         }
+    }
+    let unavailable = cause_count(&sys.connect_errors_by_cause, FailCause::AddressUnavailable);
+    if unavailable > 0 {
+        push(
+            "warning",
+            "address_unavailable",
+            format!(
+                "{unavailable} connect() call(s) failed with EADDRNOTAVAIL that is not port \
+                 exhaustion: the source address they bind to is not assigned on this host, or \
+                 no route matches it; widening the port range or pooling will not help (see \
+                 the Failures view for the process and destination)"
+            ),
+        );
+    }
+    for d in dests {
+        let unanswered: u64 = d
+            .stats
+            .connect_errors_by_cause
+            .iter()
+            .filter(|c| c.cause.is_unanswered())
+            .map(|c| c.count)
+            .sum();
+        if unanswered == 0 {
+            continue;
+        }
+        let by: Vec<String> = d
+            .stats
+            .connect_errors_by_cause
+            .iter()
+            .filter(|c| c.cause.is_unanswered())
+            .map(|c| format!("{} {}", c.count, c.cause.as_str()))
+            .collect();
+        push(
+            "warning",
+            "handshakes_unanswered",
+            format!(
+                "{unanswered} connection(s) to {} never got an answer to their SYN ({};                  waited {} ms at the median): not port exhaustion on this host. A firewall                  dropping SYNs, a full listen backlog at the server, or a NAT gateway or                  conntrack table out of room; if the last, pooling connections is the fix",
+                addr_port(d.daddr, d.dport),
+                by.join(", "),
+                d.stats
+                    .failed_handshake_p50_ms
+                    .map_or("?".into(), |m| format!("{m:.0}")),
+            ),
+        );
     }
     if other_netns > 0 {
         push(

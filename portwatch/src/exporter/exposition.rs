@@ -142,7 +142,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_connect_errors",
         None,
         Counter,
-        "Failed outbound connects and failed handshakes, by errno and cause (port_exhaustion, address_unavailable, refused, timed_out, reset, unreachable, other).",
+        "Failed outbound connects and failed handshakes, by errno and cause (port_exhaustion, address_unavailable, refused, timed_out, aborted, reset, unreachable, other; errno \"aborted\": the application gave up on the handshake, no errno).",
     );
     for (s, d, p) in pairs() {
         for ((errno, cause), n) in &p.errors {

@@ -213,8 +213,12 @@ impl Probe {
         let mut attached = Vec::new();
         let mut prog_fdinfo: Vec<std::path::PathBuf> = Vec::new();
         let loaded = (|| -> Result<(Ebpf, Option<aya_log::EbpfLogger<&'static dyn log::Log>>)> {
-            let mut ebpf = EbpfLoader::new()
-                .override_global(OFFSETS_GLOBAL, &offsets, true)
+            let mut loader = EbpfLoader::new();
+            loader.override_global(OFFSETS_GLOBAL, &offsets, true);
+            if let Some(n) = test_sock_map_entries() {
+                loader.map_max_entries(portwatch_common::SOCKS_MAP, n);
+            }
+            let mut ebpf = loader
                 .load(EBPF_OBJECT)
                 .context("loading the eBPF object into the kernel")?;
             let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -354,6 +358,17 @@ impl Probe {
             kernel_missed: self.prog_fdinfo.iter().map(|p| recursion_misses(p)).sum(),
         }
     }
+}
+
+/// Test-only: `PORTWATCH_TEST_SOCK_MAP_ENTRIES` sizes the socket map down
+/// so the fault suite can fill it with a few thousand connections instead
+/// of 65,536. Not documented for users: a smaller map only loses more.
+fn test_sock_map_entries() -> Option<u32> {
+    std::env::var("PORTWATCH_TEST_SOCK_MAP_ENTRIES")
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
 }
 
 /// A program's `recursion_misses` from its fdinfo: runs the kernel skipped

@@ -375,6 +375,7 @@ fn draw_failures(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
             };
             Row::new(vec![
                 Cell::from(Span::styled(r.errno.clone(), style)),
+                Cell::from(r.cause.clone()),
                 Cell::from(r.service.clone()),
                 Cell::from(r.dest.clone()),
                 Cell::from(r.count.to_string()),
@@ -382,14 +383,18 @@ fn draw_failures(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
             ])
         })
         .collect();
-    let header = Row::new(["ERRNO", "SERVICE", "DESTINATION", "COUNT", "LAST"]).style(t.title());
+    let header =
+        Row::new(["ERRNO", "CAUSE", "SERVICE", "DESTINATION", "COUNT", "LAST"]).style(t.title());
     let table = Table::new(
         out,
         [
-            Constraint::Length(14),
-            Constraint::Min(12),
-            Constraint::Min(16),
-            Constraint::Length(7),
+            // Fits 80 columns: "EADDRNOTAVAIL", "address_unavailable",
+            // "[2001:db8::1]:443" whole.
+            Constraint::Length(13),
+            Constraint::Length(19),
+            Constraint::Min(10),
+            Constraint::Min(17),
+            Constraint::Length(5),
             Constraint::Length(8),
         ],
     )

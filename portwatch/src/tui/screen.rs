@@ -4,6 +4,7 @@
 
 use crate::engine::model::{Model, RATE_WINDOW_S, ServiceRow as ModelService, Stats};
 use crate::engine::service::ServiceKind;
+use crate::event::FailCause;
 use crate::render::fmt;
 
 use super::app::{App, View};
@@ -102,19 +103,34 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
         .collect();
     let mut failures = Vec::new();
     for p in &m.pairs {
+        let last_seen = p
+            .stats
+            .last_error_ns
+            .and_then(|ns| sys.clock.map(|c| c.local_hms(ns)))
+            .map(|t| t[..8].to_string())
+            .unwrap_or_else(|| "-".into());
         for e in &p.stats.connect_errors {
-            failures.push(FailureRow {
-                errno: e.name.clone(),
-                service: p.service.to_string(),
-                dest: dest(p.daddr, p.dport),
-                count: e.count,
-                last_seen: p
-                    .stats
-                    .last_error_ns
-                    .and_then(|ns| sys.clock.map(|c| c.local_hms(ns)))
-                    .map(|t| t[..8].to_string())
-                    .unwrap_or_else(|| "-".into()),
-            });
+            // EADDRNOTAVAIL is two causes; the model counts the kernel's
+            // port-exhaustion ones apart.
+            let parts = if e.errno == crate::event::EADDRNOTAVAIL {
+                let exhausted = p.stats.port_exhaustion_total.min(e.count);
+                vec![
+                    (FailCause::PortExhaustion, exhausted),
+                    (FailCause::AddressUnavailable, e.count - exhausted),
+                ]
+            } else {
+                vec![(FailCause::of_handshake_errno(e.errno), e.count)]
+            };
+            for (cause, count) in parts.into_iter().filter(|&(_, n)| n > 0) {
+                failures.push(FailureRow {
+                    errno: e.name.clone(),
+                    cause: cause.as_str().to_string(),
+                    service: p.service.to_string(),
+                    dest: dest(p.daddr, p.dport),
+                    count,
+                    last_seen: last_seen.clone(),
+                });
+            }
         }
     }
     let mut screen = Screen {

@@ -97,6 +97,9 @@ pub struct DestRow {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FailureRow {
     pub errno: String,
+    /// What the failure means (`FailCause::as_str`): EADDRNOTAVAIL rows are
+    /// split into "port_exhaustion" and "address_unavailable".
+    pub cause: String,
     pub service: String,
     pub dest: String,
     pub count: u64,

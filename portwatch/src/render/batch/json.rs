@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::engine::service::ServiceId;
 use crate::engine::{
-    Advice, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict,
+    Advice, CauseCount, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict,
 };
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -43,6 +43,7 @@ pub struct SystemJson<'a> {
     pub connect_errors: u64,
     pub connect_errors_per_sec: f64,
     pub connect_errors_by_errno: &'a [ErrnoCount],
+    pub connect_errors_by_cause: &'a [CauseCount],
     pub lost_events: u64,
     pub advice: &'a [Advice],
 }
@@ -146,6 +147,7 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             connect_errors: sys.connect_errors_total,
             connect_errors_per_sec: sys.connect_errors_per_s_10s,
             connect_errors_by_errno: &sys.connect_errors,
+            connect_errors_by_cause: &sys.connect_errors_by_cause,
             lost_events: sys.lost_events,
             advice: &sys.advice,
         },

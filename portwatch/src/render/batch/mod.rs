@@ -22,7 +22,11 @@
 //!     connections of all services.
 //!   - `connect_errors`: failed connects and handshakes since start;
 //!     `connect_errors_per_sec`; `connect_errors_by_errno`: `[{errno, name,
-//!     count}]`, EADDRNOTAVAIL first.
+//!     count}]`, EADDRNOTAVAIL first (errno 0, named "aborted": handshakes
+//!     the application gave up on, with no errno); `connect_errors_by_cause`:
+//!     `[{cause, count}]`, cause one of "port_exhaustion",
+//!     "address_unavailable", "refused", "timed_out", "aborted", "reset",
+//!     "unreachable", "other".
 //!   - `lost_events`: events lost in the kernel or undecodable (cumulative).
 //!   - `advice`: `[{level, key, text}]`, level "warning", "suggestion" or "note".
 //! - `services`: `[{name, kind, pids, …stats}]`; `kind` is "systemd",
@@ -55,7 +59,9 @@
 //! `handshake_p50_ms`, `handshake_p99_ms`, `closed_locally_share`,
 //! `time_wait` (held now: closed locally within 60 s), `tw_expiring_10s`,
 //! `tw_expiring_30s`, `tw_expiring_60s`, `connect_errors` (count),
-//! `connect_errors_by_errno`.
+//! `connect_errors_by_errno`, `connect_errors_by_cause`,
+//! `failed_handshake_p50_ms`, `failed_handshake_p99_ms` (how long failed
+//! handshakes waited before failing).
 
 mod json;
 mod text;

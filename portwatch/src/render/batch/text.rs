@@ -44,6 +44,14 @@ pub fn write_text(out: &mut impl Write, model: &Model, rows: usize) -> io::Resul
         sys.connect_errors_total,
         sys.lost_events
     )?;
+    if !sys.connect_errors_by_cause.is_empty() {
+        let causes: Vec<String> = sys
+            .connect_errors_by_cause
+            .iter()
+            .map(|c| format!("{} {}", c.cause.as_str(), c.count))
+            .collect();
+        writeln!(out, "failures by cause: {}", causes.join(", "))?;
+    }
     if let (Some(tw), Some(rec), Some(ovf)) =
         (sys.tw_per_s, sys.tw_recycled_per_s, sys.tw_overflow_per_s)
     {

@@ -205,10 +205,14 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
         l.decode_errors,
         l.probe_errors
     )?;
-    if l.kernel_missed > 0 {
-        write!(out, ", skipped by the kernel {}", l.kernel_missed)?;
-    }
     writeln!(out, ")")?;
+    if l.kernel_missed > 0 {
+        writeln!(
+            out,
+            "  and {} tracepoint runs skipped by the kernel (each may have cost an event)",
+            l.kernel_missed
+        )?;
+    }
     if l.total() > 0 {
         writeln!(out, "  rates and counts above are lower bounds")?;
     }
