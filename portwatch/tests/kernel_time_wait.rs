@@ -66,7 +66,7 @@ fn client(addr: SocketAddr) {
     }
 }
 
-fn pair<'a>(snap: &'a Value, port: u16) -> &'a Value {
+fn pair(snap: &Value, port: u16) -> &Value {
     snap["pairs"]
         .as_array()
         .expect("pairs")
