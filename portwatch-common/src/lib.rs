@@ -63,8 +63,9 @@ pub const KIND_CLOSE: u32 = 1;
 /// outside any `connect()` syscall, e.g. io_uring).
 pub const KIND_CONNECT_ERROR: u32 = 2;
 
-/// The local side sent the first FIN (passed FIN_WAIT1): a TIME_WAIT socket
-/// now holds the local port for 60 s.
+/// The local side sent the first FIN (passed FIN_WAIT1) and the connection
+/// ended gracefully: a TIME_WAIT socket now holds the local port for 60 s.
+/// Unset when an RST ended it (no TIME_WAIT follows).
 pub const FLAG_LOCAL_CLOSE: u32 = 1 << 0;
 /// The connection reached ESTABLISHED at some point.
 pub const FLAG_ESTABLISHED: u32 = 1 << 1;

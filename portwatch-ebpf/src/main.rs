@@ -381,8 +381,19 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
     // and CLOSE_WAIT transitions need no map update: FIN_WAIT1/FIN_WAIT2/
     // CLOSING (→ TIME_WAIT) mean this side sent the first FIN; LAST_ACK and
     // CLOSE_WAIT mean the peer did.
+    //
+    // An RST that ends a FIN_WAIT/CLOSING socket (the peer closed with
+    // SO_LINGER 0) leaves no TIME_WAIT behind: tcp_reset() sets sk_err
+    // (ECONNRESET) before CLOSE, a graceful end leaves it 0. Such a close
+    // is not reported as local, so no TIME_WAIT is counted for it.
     let closed_by = match old {
-        TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSING => FLAG_LOCAL_CLOSE,
+        TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSING => {
+            if read_kernel::<i32>(sk, o.sock_sk_err).unwrap_or(0) != 0 {
+                0
+            } else {
+                FLAG_LOCAL_CLOSE
+            }
+        }
         TCP_CLOSE_WAIT | TCP_LAST_ACK => FLAG_PEER_CLOSE,
         _ => 0,
     };

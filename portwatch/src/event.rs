@@ -110,7 +110,8 @@ pub struct ConnClose {
     pub dport: u16,
     /// (sent, received) payload bytes, if the kernel's BTF let us read them.
     pub bytes: Option<(u64, u64)>,
-    /// This host sent the first FIN: a TIME_WAIT socket holds `sport` for 60 s.
+    /// This host sent the first FIN and the connection ended gracefully: a
+    /// TIME_WAIT socket holds `sport` for 60 s. False when an RST ended it.
     pub local_close: bool,
     /// The peer sent the first FIN.
     pub peer_close: bool,
