@@ -297,3 +297,198 @@ fn each_namespace_has_its_own_budget_pressure_advice_and_failures() {
         "{advice:#?}"
     );
 }
+
+/// Snapshots with the time each arrived.
+fn timed(rx: mpsc::Receiver<Value>) -> mpsc::Receiver<(Instant, Value)> {
+    let (tx, out) = mpsc::channel();
+    thread::spawn(move || {
+        for v in rx {
+            if tx.send((Instant::now(), v)).is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+#[test]
+fn a_range_changed_while_top_runs_shows_within_one_resync() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const RESYNC_S: u64 = 2;
+    let a = Netns::new(
+        "pwt-ns-resync",
+        &[
+            ("ipv4/ip_local_port_range", "40000 40999"),
+            ("ipv4/tcp_tw_reuse", "0"),
+        ],
+    );
+    let addr = a.run(|| start_server(&format!("127.0.0.1:{PORT}")));
+    let (child, rx) = top_batch(&[
+        "--iterations",
+        "14",
+        "--resync",
+        &RESYNC_S.to_string(),
+        "--netns",
+        &a.inode.to_string(),
+    ]);
+    let rx = timed(rx);
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (s, c) = (stop.clone(), Arc::new(Churn::default()));
+        a.run(move || churn(addr, 20, s, c))
+    };
+    let budget = |v: &Value| dests_of(v, a.inode).first().map(|d| d["budget"].clone());
+    // Wait until the first budget shows, then widen the range.
+    let mut seen = Vec::new();
+    loop {
+        let (t, v) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a snapshot with A's destination");
+        let b = budget(&v);
+        seen.push((t, v));
+        if b.is_some() {
+            assert_eq!(b, Some(Value::from(1000)));
+            break;
+        }
+    }
+    a.run(|| {
+        std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "30000 40999")
+            .expect("widen the range")
+    });
+    let changed = Instant::now();
+    let out = child.wait_with_output().expect("waiting for portwatch");
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("client");
+    assert!(out.status.success(), "portwatch failed: {:?}", out.status);
+    seen.extend(rx.try_iter());
+    let first_new = seen
+        .iter()
+        .filter(|(t, _)| *t >= changed)
+        .find(|(_, v)| budget(v) == Some(Value::from(11000)))
+        .map(|(t, _)| t.duration_since(changed))
+        .expect("the new budget shown");
+    // One resync, plus one interval for the snapshot to be printed, plus
+    // slack for a loaded machine.
+    assert!(
+        first_new <= Duration::from_millis(RESYNC_S * 1000 + 1000 + 1500),
+        "new budget shown {first_new:?} after the change"
+    );
+    // And it stays.
+    let last = &seen.last().expect("snapshots").1;
+    assert_eq!(budget(last), Some(Value::from(11000)));
+    let ns = last["namespaces"].as_array().expect("namespaces");
+    assert!(
+        ns.iter()
+            .any(|n| n["netns"] == a.inode && n["port_range"] == serde_json::json!([30000, 40999])),
+        "{ns:#?}"
+    );
+}
+
+/// IP_BIND_ADDRESS_NO_PORT: bind() takes the address only, the port is
+/// chosen at connect() for the whole 4-tuple (socket2 0.6 has no setter).
+fn no_port_at_bind(s: &socket2::Socket) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket fd, and a pointer/length to a live c_int.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "IP_BIND_ADDRESS_NO_PORT: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A client bound to `local` (port chosen at connect: IP_BIND_ADDRESS_NO_PORT),
+/// one exchange per connection at ~`per_s`/s for `n` connections.
+fn bound_churn(local: &'static str, to: SocketAddr, per_s: u64, n: u64) -> thread::JoinHandle<u64> {
+    thread::Builder::new()
+        .name("pw-bound".into())
+        .spawn(move || {
+            let pause = Duration::from_micros(1_000_000 / per_s);
+            let mut ok = 0;
+            for _ in 0..n {
+                let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                    .expect("socket");
+                no_port_at_bind(&s);
+                let bind: SocketAddr = format!("{local}:0").parse().expect("addr");
+                s.bind(&bind.into()).expect("bind");
+                if s.connect(&to.into()).is_ok() {
+                    let mut s: TcpStream = s.into();
+                    let mut b = [0u8; 4];
+                    if s.write_all(b"ping").is_ok() && s.read_exact(&mut b).is_ok() {
+                        let _ = s.shutdown(std::net::Shutdown::Write);
+                        let mut rest = Vec::new();
+                        let _ = s.read_to_end(&mut rest);
+                    }
+                    ok += 1;
+                }
+                thread::sleep(pause);
+            }
+            ok
+        })
+        .expect("spawn client")
+}
+
+#[test]
+fn two_local_addresses_have_two_budgets_each_with_its_own_pressure() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let c = Netns::new(
+        "pwt-ns-laddr",
+        &[
+            ("ipv4/ip_local_port_range", "40000 40099"),
+            ("ipv4/tcp_tw_reuse", "0"),
+        ],
+    );
+    c.run(|| {
+        let st = Command::new("ip")
+            .args(["addr", "add", "127.0.0.2/8", "dev", "lo"])
+            .status()
+            .expect("ip addr add");
+        assert!(st.success(), "ip addr add 127.0.0.2/8 dev lo failed");
+    });
+    let addr = c.run(|| start_server(&format!("127.0.0.1:{PORT}")));
+    let (child, rx) = top_batch(&["--iterations", "8", "--netns", &c.inode.to_string()]);
+    // From .1: 120 connections (more than its 100 ports); from .2: 50.
+    let (j1, j2) = c.run(move || {
+        (
+            bound_churn("127.0.0.1", addr, 40, 120),
+            bound_churn("127.0.0.2", addr, 20, 50),
+        )
+    });
+    let (ok1, ok2) = (j1.join().expect("client .1"), j2.join().expect("client .2"));
+    let out = child.wait_with_output().expect("waiting for portwatch");
+    assert!(out.status.success(), "portwatch failed: {:?}", out.status);
+    eprintln!("connected from .1: {ok1}, from .2: {ok2}");
+    assert_eq!((ok1, ok2), (100, 50), "each address has its own 100 ports");
+    let snaps: Vec<Value> = rx.try_iter().collect();
+    let last = snaps.last().expect("a snapshot");
+    let from = |laddr: &str| -> Value {
+        dests_of(last, c.inode)
+            .into_iter()
+            .find(|d| d["laddr"] == laddr)
+            .unwrap_or_else(|| panic!("no budget from {laddr} in {last}"))
+            .clone()
+    };
+    let (d1, d2) = (from("127.0.0.1"), from("127.0.0.2"));
+    assert_eq!(
+        (d1["budget"].clone(), d2["budget"].clone()),
+        (100.into(), 100.into())
+    );
+    assert_eq!(d1["held_ports"], 100, "{d1}");
+    assert_eq!(d2["held_ports"], 50, "{d2}");
+    assert_eq!(d1["pressure"], 1.0, "{d1}");
+    assert_eq!(d2["pressure"], 0.5, "{d2}");
+}
