@@ -345,14 +345,24 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_events_lost",
         None,
         Counter,
-        "Events lost, by reason: ringbuf_full, sock_map_evicted, connect_untracked, undecodable.",
+        "Events lost, by reason: ringbuf_full, sock_map_evicted, connect_untracked, undecodable, probe_error (a kernel read refused while building a record), kernel_skipped (a tracepoint run the kernel skipped while another BPF program ran on that CPU).",
     );
-    let l = &sys.losses;
+    // Destructured: a new kind of loss does not compile until it has a reason.
+    let crate::event::Losses {
+        ringbuf_lost,
+        sock_evicted,
+        connect_untracked,
+        decode_errors,
+        probe_errors,
+        kernel_missed,
+    } = sys.losses;
     for (reason, n) in [
-        ("ringbuf_full", l.ringbuf_lost),
-        ("sock_map_evicted", l.sock_evicted),
-        ("connect_untracked", l.connect_untracked),
-        ("undecodable", l.decode_errors),
+        ("ringbuf_full", ringbuf_lost),
+        ("sock_map_evicted", sock_evicted),
+        ("connect_untracked", connect_untracked),
+        ("undecodable", decode_errors),
+        ("probe_error", probe_errors),
+        ("kernel_skipped", kernel_missed),
     ] {
         f.push(sample(vec![("reason", reason.into())], Value::Counter(n)));
     }

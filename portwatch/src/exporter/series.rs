@@ -10,10 +10,11 @@
 //! `max_destinations` of its own. A series idle for `grace_s` is dropped,
 //! which frees its slot.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use crate::clock::NS_PER_S;
+use crate::engine::hash::{FxHashMap, FxHashSet};
 use crate::engine::model::{Model, PairRow, ServiceRow, Stats};
 use crate::engine::service::ServiceId;
 use crate::event::EADDRNOTAVAIL;
@@ -178,8 +179,10 @@ pub struct Series {
     /// Per-destination gauges of the latest model (at most
     /// `max_destinations` plus `~other`).
     pub destinations: Vec<DestGauges>,
-    pair_prev: HashMap<(ServiceId, IpAddr, u16), PairTotals>,
-    service_prev: HashMap<ServiceId, ServiceTotals>,
+    /// By service, then destination: looked up by reference, so a model's
+    /// thousands of pairs cost no key clones.
+    pair_prev: FxHashMap<ServiceId, FxHashMap<(IpAddr, u16), PairTotals>>,
+    service_prev: FxHashMap<ServiceId, ServiceTotals>,
     /// Generation of the current model, to forget keys the engine dropped.
     generation: u64,
 }
@@ -187,7 +190,7 @@ pub struct Series {
 /// Failed connects of a key by (errno name, cause). EADDRNOTAVAIL is split
 /// by what the kernel saw: port exhaustion, or another unavailable address.
 fn errors_of(s: &Stats) -> Vec<(ErrorKey, u64)> {
-    let mut out = Vec::with_capacity(s.connect_errors.len() + 1);
+    let mut out = Vec::with_capacity(s.connect_errors.len());
     for e in &s.connect_errors {
         if e.errno == EADDRNOTAVAIL {
             let exhausted = s.port_exhaustion_total.min(e.count);
@@ -239,7 +242,7 @@ impl Series {
         for row in &model.services {
             self.observe_service(row, now_ns);
         }
-        let flagged: HashSet<(&ServiceId, IpAddr, u16)> = model
+        let flagged: FxHashSet<(&ServiceId, IpAddr, u16)> = model
             .verdicts
             .iter()
             .map(|v| (&v.service, v.daddr, v.dport))
@@ -252,19 +255,24 @@ impl Series {
             .map(|p| (p, flagged.contains(&(&p.service, p.daddr, p.dport))))
             .collect();
         pairs.sort_by_key(|(_, f)| !f);
+        // Services found folded into ~other in this model: their pairs
+        // skip the label work (most pairs, at the cap).
+        let mut folded = FxHashSet::default();
         for (row, flagged) in pairs {
-            self.observe_pair(row, flagged, range, now_ns);
+            self.observe_pair(row, flagged, range, now_ns, &mut folded);
         }
         let generation = self.generation;
-        self.pair_prev.retain(|_, t| t.seen == generation);
+        self.pair_prev.retain(|_, m| {
+            m.retain(|_, t| t.seen == generation);
+            !m.is_empty()
+        });
         self.service_prev.retain(|_, t| t.seen == generation);
         self.expire(now_ns);
         self.destinations = dest_gauges(model, self.limits.max_destinations);
     }
 
     /// The service's series, created when a slot is free, else `~other`.
-    fn service_slot(&mut self, id: &ServiceId, now_ns: u64) -> ServiceLabels {
-        let labels = ServiceLabels::of(id);
+    fn service_slot(&mut self, labels: ServiceLabels, now_ns: u64) -> ServiceLabels {
         if self.services.contains_key(&labels) {
             return labels;
         }
@@ -310,7 +318,7 @@ impl Series {
         if delta.iter().all(|&d| d == 0) {
             return;
         }
-        let labels = self.service_slot(&row.service, now_ns);
+        let labels = self.service_slot(ServiceLabels::of(&row.service), now_ns);
         let s = self.services.get_mut(&labels).expect("slot exists");
         for (b, d) in s.lifetime_buckets.iter_mut().zip(&delta) {
             *b += d;
@@ -319,22 +327,28 @@ impl Series {
         s.last_active_ns = now_ns;
     }
 
-    fn observe_pair(
+    fn observe_pair<'m>(
         &mut self,
-        row: &PairRow,
+        row: &'m PairRow,
         flagged: bool,
         range: Option<(u16, u16)>,
         now_ns: u64,
+        folded: &mut FxHashSet<&'m ServiceId>,
     ) {
-        let key = (row.service.clone(), row.daddr, row.dport);
         let totals = PairTotals {
             opened: row.stats.new_total,
             closed_locally: row.stats.local_closes_total,
             errors: errors_of(&row.stats),
             seen: self.generation,
         };
-        let prev = self.pair_prev.insert(key, totals.clone());
-        let prev = prev.unwrap_or_default();
+        let per_service = match self.pair_prev.get_mut(&row.service) {
+            Some(m) => m,
+            None => self.pair_prev.entry(row.service.clone()).or_default(),
+        };
+        let prev = per_service
+            .insert((row.daddr, row.dport), totals)
+            .unwrap_or_default();
+        let totals = &per_service[&(row.daddr, row.dport)];
         let opened = increase(totals.opened, prev.opened);
         let closed_locally = increase(totals.closed_locally, prev.closed_locally);
         let errors: Vec<(ErrorKey, u64)> = totals
@@ -355,19 +369,33 @@ impl Series {
             || !errors.is_empty()
             || row.stats.time_wait > 0
             || flagged;
-        let svc_labels = ServiceLabels::of(&row.service);
-        let known = self.services.get(&svc_labels).is_some_and(|s| {
-            s.dests
-                .contains_key(&DestLabels::of(row.daddr, row.dport, range))
-        });
+        let is_folded = folded.contains(&row.service);
+        let (svc_labels, own) = if is_folded {
+            (ServiceLabels::other(), DestLabels::other())
+        } else {
+            (
+                ServiceLabels::of(&row.service),
+                DestLabels::of(row.daddr, row.dport, range),
+            )
+        };
+        let known = self
+            .services
+            .get(&svc_labels)
+            .is_some_and(|s| s.dests.contains_key(&own));
         if !active && !known {
             // Nothing to say, and no series to keep up to date.
             return;
         }
-        let svc_labels = self.service_slot(&row.service, now_ns);
+        let svc_labels = if is_folded {
+            svc_labels
+        } else {
+            self.service_slot(svc_labels, now_ns)
+        };
+        if svc_labels.is_other() {
+            folded.insert(&row.service);
+        }
         let max_dests = self.limits.max_destinations;
         let s = self.services.get_mut(&svc_labels).expect("slot exists");
-        let own = DestLabels::of(row.daddr, row.dport, range);
         let dest = if svc_labels.is_other() {
             DestLabels::other()
         } else if s.dests.contains_key(&own) || s.own_dests() < max_dests {
@@ -417,7 +445,24 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
     let mut out: Vec<DestGauges> = Vec::new();
     let mut other: Option<DestGauges> = None;
     // Already sorted by pressure, highest first.
+    let ephemeral = |port: u16| range.is_some_and(|(lo, hi)| (lo..=hi).contains(&port));
     for d in &model.destinations {
+        // Destinations are distinct: once the slots are full only a folded
+        // ephemeral port can share a label, so the rest skip the labels.
+        if out.len() >= max && !ephemeral(d.dport) {
+            let o = other.get_or_insert_with(|| DestGauges {
+                labels: DestLabels::other(),
+                ports_held: 0,
+                port_budget: d.budget,
+                pressure: 0.0,
+                exhaustion_forecast_s: None,
+            });
+            o.ports_held = o.ports_held.max(d.held_ports);
+            o.pressure = o.pressure.max(d.pressure);
+            o.exhaustion_forecast_s =
+                min_forecast(o.exhaustion_forecast_s, d.forecast.exhaustion_in_s);
+            continue;
+        }
         let labels = DestLabels::of(d.daddr, d.dport, range);
         let g = DestGauges {
             labels: labels.clone(),
@@ -453,11 +498,17 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
         // the worst of them.
         into.ports_held = into.ports_held.max(g.ports_held);
         into.pressure = into.pressure.max(g.pressure);
-        into.exhaustion_forecast_s = match (into.exhaustion_forecast_s, g.exhaustion_forecast_s) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        into.exhaustion_forecast_s =
+            min_forecast(into.exhaustion_forecast_s, g.exhaustion_forecast_s);
     }
     out.extend(other);
     out
+}
+
+/// The sooner of two forecasts (absent: no exhaustion foreseen).
+fn min_forecast(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
