@@ -296,6 +296,14 @@ impl Event {
         }
     }
 
+    /// Network namespace inode (0 when unknown).
+    pub fn netns(&self) -> u32 {
+        match self {
+            Event::Close(c) => c.netns,
+            Event::ConnectError(e) => e.netns,
+        }
+    }
+
     /// Decodes one ring-buffer record. Never panics on any input.
     pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         if bytes.len() < RAW_EVENT_SIZE {

@@ -32,6 +32,19 @@ impl Filter {
         }
     }
 
+    /// Events as [`Filter::matches`]; a namespace's socket table and
+    /// readings only with `--netns` naming that namespace (or none).
+    pub fn matches_input(&self, input: &crate::input::Input) -> bool {
+        use crate::input::Input;
+        let ns_ok = |n: u32| self.netns.is_none_or(|want| want == n || n == 0);
+        match input {
+            Input::Event(ev) => self.matches(ev),
+            Input::Sockets(t) => ns_ok(t.netns),
+            Input::Netns(n) => ns_ok(n.netns),
+            _ => true,
+        }
+    }
+
     pub fn matches(&self, ev: &Event) -> bool {
         let task = ev.task();
         let (daddr, dport, netns) = match ev {

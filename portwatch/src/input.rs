@@ -32,6 +32,11 @@ pub enum Input {
     Counters(KernelCounters),
     /// Cumulative kernel-side loss counters.
     Losses { ts_ns: u64, losses: Losses },
+    /// What was read inside a network namespace other than portwatch's own
+    /// (a container's, a pod's): its sysctls and counters, or why they
+    /// could not be read. Its socket table comes as `Sockets` with its
+    /// `netns`.
+    Netns(NetnsInfo),
 }
 
 impl Input {
@@ -45,6 +50,7 @@ impl Input {
             Input::Sockets(t) => Some(t.ts_ns),
             Input::Counters(c) => Some(c.ts_ns),
             Input::Losses { ts_ns, .. } => Some(*ts_ns),
+            Input::Netns(n) => Some(n.ts_ns),
         }
     }
 }
@@ -126,4 +132,22 @@ pub struct KernelCounters {
     pub tw_recycled: u64,
     /// TcpExt `TCPTimeWaitOverflow` (tcp_max_tw_buckets hit).
     pub tw_overflow: u64,
+}
+
+/// One reading of one network namespace (see `system::netns`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NetnsInfo {
+    pub ts_ns: u64,
+    /// Its inode, as events carry it.
+    pub netns: u32,
+    /// Read inside it; `None` when not read this time (the last known
+    /// values stay).
+    pub sysctls: Option<Sysctls>,
+    /// Its /proc/net/sockstat and netstat counters (`ts_ns` is this
+    /// reading's).
+    pub counters: Option<KernelCounters>,
+    /// Why (part of) it could not be read: task gone, permission.
+    pub error: Option<String>,
+    /// Every task seen in it has exited: what is known is its last reading.
+    pub stale: bool,
 }

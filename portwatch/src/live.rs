@@ -3,7 +3,7 @@
 //! consume this stream, so they see exactly the same thing (and a recording
 //! replays into the same views).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -11,6 +11,7 @@ use anyhow::Result;
 use crate::clock::{WallClock, monotonic_now_ns};
 use crate::input::Input;
 use crate::probe::Probe;
+use crate::system::netns::{self, TaskRef};
 use crate::system::{cgroup::CgroupResolver, procfs, sockdiag};
 
 /// How often the kernel counters and loss counters are read.
@@ -20,6 +21,61 @@ pub const SOCKETS_EVERY: Duration = Duration::from_secs(5);
 /// Unresolved cgroup ids are retried this often (a new container's
 /// directory may appear just after its first connection).
 const CGROUP_RETRY_EVERY: Duration = Duration::from_secs(5);
+/// At most this many network namespaces (besides portwatch's own) are
+/// read; more are shown from events alone (the engine counts them as
+/// folded). A busy Kubernetes node has hundreds of pods.
+pub const MAX_NETNS: usize = 4096;
+/// Tasks remembered per namespace to enter it through (the most recent).
+const TASKS_PER_NETNS: usize = 4;
+
+/// The namespaces seen in events, and tasks to enter each through.
+#[derive(Default)]
+struct NetnsSeen {
+    tasks: HashMap<u32, Vec<TaskRef>>,
+    /// Seen since the last request: read at once, not at the next resync.
+    new: Vec<u32>,
+    /// Those whose last reading found no task left: asked again only when
+    /// a new task shows up in them.
+    stale: HashSet<u32>,
+}
+
+impl NetnsSeen {
+    /// Notes a task seen in `netns`.
+    fn note(&mut self, netns: u32, task: TaskRef) {
+        if self.tasks.len() >= MAX_NETNS && !self.tasks.contains_key(&netns) {
+            // Full: a namespace whose tasks are all gone makes room (its
+            // last values stay with the engine).
+            if let Some(&gone) = self.stale.iter().next() {
+                self.stale.remove(&gone);
+                self.tasks.remove(&gone);
+            }
+        }
+        let n = self.tasks.len();
+        let tasks = match self.tasks.get_mut(&netns) {
+            Some(t) => t,
+            None if n < MAX_NETNS => {
+                self.new.push(netns);
+                self.tasks.entry(netns).or_default()
+            }
+            None => return,
+        };
+        if tasks.first() == Some(&task) {
+            return;
+        }
+        tasks.retain(|t| *t != task);
+        tasks.insert(0, task);
+        tasks.truncate(TASKS_PER_NETNS);
+        // Read again at the next resync, not at once: short-lived tasks
+        // (a fork per request) must not make every event a re-read.
+        self.stale.remove(&netns);
+    }
+
+    fn request(&self, ids: impl IntoIterator<Item = u32>) -> netns::Request {
+        ids.into_iter()
+            .filter_map(|n| self.tasks.get(&n).map(|t| (n, t.clone())))
+            .collect()
+    }
+}
 
 pub struct LiveSource {
     pub probe: Probe,
@@ -31,6 +87,9 @@ pub struct LiveSource {
     last_sockets_ns: u64,
     last_cgroup_retry_ns: u64,
     resync_ns: u64,
+    /// Reads other namespaces from inside them (None: could not start).
+    netns_worker: Option<netns::Worker>,
+    netns_seen: NetnsSeen,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
     /// The starting state read by `start`, handed over by the first
@@ -81,10 +140,18 @@ impl LiveSource {
             last_sockets_ns: 0,
             last_cgroup_retry_ns: 0,
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
+            netns_worker: None,
+            netns_seen: NetnsSeen::default(),
             warnings,
             initial: Vec::new(),
             drained: Vec::new(),
         };
+        match netns::Worker::spawn() {
+            Ok(w) => src.netns_worker = Some(w),
+            Err(e) => src
+                .warnings
+                .push(format!("other network namespaces will not be read: {e}")),
+        }
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
         src.read_counters(now, out);
@@ -108,6 +175,37 @@ impl LiveSource {
                     self.warnings.push(w);
                 }
             }
+        }
+    }
+
+    /// Asks the worker for the namespaces seen since the last request, and
+    /// for all of them every resync; hands over the readings done.
+    fn read_namespaces(&mut self, resync: bool, out: &mut Vec<Input>) {
+        let Some(w) = self.netns_worker.as_mut() else {
+            return;
+        };
+        for r in w.try_recv() {
+            if r.info.stale {
+                self.netns_seen.stale.insert(r.info.netns);
+            }
+            out.push(Input::Netns(r.info));
+            if let Some(t) = r.sockets {
+                out.push(Input::Sockets(t));
+            }
+        }
+        let seen = &mut self.netns_seen;
+        let new = std::mem::take(&mut seen.new);
+        w.request(seen.request(new));
+        // A resync while the last one is still being read is skipped: the
+        // worker never falls behind by more than one round.
+        if resync && w.pending() == 0 {
+            let all: Vec<u32> = seen
+                .tasks
+                .keys()
+                .copied()
+                .filter(|n| !seen.stale.contains(n))
+                .collect();
+            w.request(seen.request(all));
         }
     }
 
@@ -142,6 +240,10 @@ impl LiveSource {
         for ev in events.drain(..) {
             if let Some(t) = ev.task() {
                 self.announce_cgroup(t.cgroup_id, out);
+                let ns = ev.netns();
+                if ns != 0 && ns != self.netns {
+                    self.netns_seen.note(ns, (t.pid, t.tid));
+                }
             }
             out.push(Input::Event(ev));
         }
@@ -162,9 +264,11 @@ impl LiveSource {
         if now.saturating_sub(self.last_counters_ns) >= COUNTERS_EVERY.as_nanos() as u64 {
             self.read_counters(now, out);
         }
-        if now.saturating_sub(self.last_sockets_ns) >= self.resync_ns {
+        let resync = now.saturating_sub(self.last_sockets_ns) >= self.resync_ns;
+        if resync {
             self.read_sockets(now, out);
         }
+        self.read_namespaces(resync, out);
         if !self.unresolved.is_empty()
             && now.saturating_sub(self.last_cgroup_retry_ns) >= CGROUP_RETRY_EVERY.as_nanos() as u64
         {

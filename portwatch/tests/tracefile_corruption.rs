@@ -394,6 +394,16 @@ fn hostile_records_with_valid_checksums_are_errors_with_offsets() {
         ),
         (&[0x15, 0x00, 0x01], "past the end"),
         (&[0x80, 0xff, 0xff, 0x03], "past the end"),
+        // Netns readings (format 1.2): unknown flags, a body cut
+        // short, an error string that is not there, bytes left over.
+        (&[0x82, 0x03, 0x01, 0x01, 0x10], "netns record flags"),
+        (&[0x82, 0x02, 0x01, 0x01], "past the end"),
+        (&[0x82, 0x03, 0x01, 0x01, 0x04], "past the end"),
+        (&[0x82, 0x04, 0x01, 0x01, 0x00, 0x00], "netns record length"),
+        (
+            &[0x82, 0x07, 0x01, 0x80, 0x80, 0x80, 0x80, 0x10, 0x00],
+            "netns out of range",
+        ),
     ];
     for (record, expected) in cases {
         let mut payload = host.clone();

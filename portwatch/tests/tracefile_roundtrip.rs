@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use portwatch::clock::WallClock;
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use portwatch::input::{
-    HostInfo, Input, KernelCounters, SockState, SocketEntry, SocketTable, Sysctls,
+    HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketTable, Sysctls,
 };
 use portwatch::tracefile::{Compression, Reader, Writer, synthetic};
 use proptest::prelude::*;
@@ -583,6 +583,33 @@ fn arb_host() -> impl Strategy<Value = HostInfo> {
         )
 }
 
+fn arb_netns() -> impl Strategy<Value = NetnsInfo> {
+    (
+        (any::<u64>(), any::<u32>(), any::<bool>()),
+        proptest::option::of(arb_host().prop_map(|h| h.sysctls)),
+        proptest::option::of(any::<[u64; 5]>()),
+        proptest::option::of(".{0,40}"),
+    )
+        .prop_map(
+            |((ts_ns, netns, stale), sysctls, counters, error)| NetnsInfo {
+                ts_ns,
+                netns,
+                sysctls,
+                // A reading's counters carry the reading's time.
+                counters: counters.map(|v| KernelCounters {
+                    ts_ns,
+                    tcp_inuse: v[0],
+                    tcp_tw: v[1],
+                    tw: v[2],
+                    tw_recycled: v[3],
+                    tw_overflow: v[4],
+                }),
+                error,
+                stale,
+            },
+        )
+}
+
 fn arb_input() -> impl Strategy<Value = Input> {
     prop_oneof![
         6 => arb_close().prop_map(|c| Input::Event(Event::Close(c))),
@@ -600,6 +627,7 @@ fn arb_input() -> impl Strategy<Value = Input> {
             ts_ns: v[0],
             losses: Losses { ringbuf_lost: v[1], sock_evicted: v[2], connect_untracked: v[3], decode_errors: v[4], probe_errors: v[5], kernel_missed: v[6] },
         }),
+        1 => arb_netns().prop_map(Input::Netns),
     ]
 }
 
@@ -642,4 +670,59 @@ proptest! {
         let bytes = w.finish().unwrap();
         prop_assert_eq!(read_all(&bytes), inputs);
     }
+}
+
+/// A namespace's readings, a failed one and a stale one, between events:
+/// read back as written, and the time chain of the records after them
+/// intact (netns records carry absolute times).
+#[test]
+fn namespace_readings_round_trip_between_events() {
+    let host = synthetic::host(1_000);
+    let ns_sysctls = Sysctls {
+        port_range: (40_000, 40_999),
+        reserved_ports: vec![(40_100, 40_109)],
+        tcp_tw_reuse: Some(0),
+        tcp_timestamps: Some(1),
+        ..Sysctls::default()
+    };
+    let reading = NetnsInfo {
+        ts_ns: 5_000,
+        netns: 4_026_532_999,
+        sysctls: Some(ns_sysctls),
+        counters: Some(KernelCounters {
+            ts_ns: 5_000,
+            tcp_inuse: 3,
+            tcp_tw: 998,
+            tw: 10,
+            tw_recycled: 0,
+            tw_overflow: 0,
+        }),
+        error: None,
+        stale: false,
+    };
+    let failed = NetnsInfo {
+        ts_ns: 9_000,
+        netns: 4_026_533_000,
+        error: Some("cannot enter it (setns: Operation not permitted)".into()),
+        ..NetnsInfo::default()
+    };
+    let stale = NetnsInfo {
+        ts_ns: 12_000,
+        netns: reading.netns,
+        stale: true,
+        error: Some("no task left in it (last known values)".into()),
+        ..NetnsInfo::default()
+    };
+    let inputs = vec![
+        Input::Host(host),
+        Input::Tick { now_ns: 4_000 },
+        Input::Netns(reading),
+        Input::Tick { now_ns: 6_000 },
+        Input::Netns(failed),
+        Input::Netns(stale),
+        Input::Tick { now_ns: 13_000 },
+    ];
+    let bytes = write_all(&inputs);
+    assert_eq!(read_all(&bytes), inputs);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 2);
 }

@@ -36,11 +36,6 @@ pub(super) struct DestTable {
 pub(crate) struct DestAcc {
     pub(super) acc: Acc,
     pub(super) table: Option<DestTable>,
-    /// Connections to it were seen from a network namespace other than the
-    /// one the socket table is read in (containers): the table cannot see
-    /// those sockets, so this destination's held ports are counted from
-    /// events alone, never reset by a table.
-    pub(super) foreign: bool,
     /// Second of the last EADDRNOTAVAIL connecting to it (pins it in top).
     pub(super) last_eaddrnotavail_s: Option<u64>,
 }
@@ -60,19 +55,10 @@ impl Activity for DestAcc {
 }
 
 impl Engine {
-    #[inline]
-    pub(super) fn mark_foreign(d: &mut DestAcc, foreign: bool) {
-        if foreign && !d.foreign {
-            d.foreign = true;
-            d.table = None;
-        }
-    }
-
     /// A destination first seen after a socket table held nothing at the
     /// table's time: it starts from that (empty) truth, not from "unknown".
     pub(super) fn seed_table(d: &mut DestAcc, last_table_ns: Option<u64>) {
         if d.table.is_none()
-            && !d.foreign
             && let Some(ts_ns) = last_table_ns
         {
             d.table = Some(DestTable {
@@ -83,9 +69,16 @@ impl Engine {
     }
 
     /// Replaces what each destination's held ports are counted from.
+    /// A table corrects the destinations of its own namespace only.
     pub(super) fn on_sockets(&mut self, t: &SocketTable) {
-        self.last_table_ns = Some(t.ts_ns);
-        self.table_netns = t.netns;
+        let ns = self.ns_key(t.netns);
+        if ns == self.host_netns() {
+            self.last_table_ns = Some(t.ts_ns);
+        } else {
+            let n = self.namespaces.table.entry(ns);
+            n.last_table_ns = Some(t.ts_ns);
+            n.last_ns = n.last_ns.max(t.ts_ns);
+        }
         // Sockets whose local port a listener owns were accepted here:
         // inbound, not ports this host spent connecting out.
         let listen: FxHashSet<(Option<IpAddr>, u16)> = t
@@ -94,17 +87,39 @@ impl Engine {
             .filter(|e| e.state == SockState::Other(TCP_LISTEN))
             .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
             .collect();
-        let mut fresh: FxHashMap<(IpAddr, u16), DestTable> = FxHashMap::default();
+        // Only as many destinations as the table can keep: a namespace with
+        // 100,000 TIME_WAIT sockets to as many peers must not cost a
+        // DestTable each (memory stays bounded; the rest are folded).
+        let room = self
+            .config
+            .max_keys
+            .saturating_sub(self.destinations.map.len());
+        let mut fresh: FxHashMap<super::DestKey, DestTable> = FxHashMap::default();
+        let mut added = 0;
+        let host_table = ns == self.host_netns();
         for e in &t.entries {
             if listen.contains(&(None, e.sport)) || listen.contains(&(Some(e.saddr), e.sport)) {
                 continue;
             }
-            let d = fresh
-                .entry((e.daddr, e.dport))
-                .or_insert_with(|| DestTable {
-                    ts_ns: t.ts_ns,
-                    ..DestTable::default()
-                });
+            let key = (ns, e.saddr, e.daddr, e.dport);
+            let d = match fresh.get_mut(&key) {
+                Some(d) => d,
+                None => {
+                    if !self.destinations.map.contains_key(&key) {
+                        // Another namespace's table corrects the rows its
+                        // events made; it adds none (a node's pods hold
+                        // far more sockets than anyone reads).
+                        if added >= room || !host_table {
+                            continue;
+                        }
+                        added += 1;
+                    }
+                    fresh.entry(key).or_insert_with(|| DestTable {
+                        ts_ns: t.ts_ns,
+                        ..DestTable::default()
+                    })
+                }
+            };
             match e.state {
                 SockState::Established | SockState::SynSent => d.open += 1,
                 SockState::TimeWait => {
@@ -114,19 +129,16 @@ impl Engine {
                 SockState::Other(_) => {}
             }
         }
-        // Destinations the table does not mention hold nothing at its time
-        // (unless their sockets live in another namespace, out of its sight).
-        for d in self.destinations.map.values_mut().filter(|d| !d.foreign) {
+        // Destinations of this namespace that the table does not mention
+        // hold nothing at its time; other namespaces' are out of its sight.
+        for (_, d) in self.destinations.map.iter_mut().filter(|(k, _)| k.0 == ns) {
             d.table = Some(DestTable {
                 ts_ns: t.ts_ns,
                 ..DestTable::default()
             });
         }
         for (key, table) in fresh {
-            let d = self.destinations.entry(key);
-            if !d.foreign {
-                d.table = Some(table);
-            }
+            self.destinations.entry(key).table = Some(table);
         }
     }
 }
@@ -139,13 +151,27 @@ pub fn port_budget(s: &crate::input::Sysctls) -> u64 {
         return 0;
     }
     let size = u64::from(hi - lo) + 1;
-    let mut reserved = vec![false; size as usize];
-    for &(a, b) in &s.reserved_ports {
-        for p in a.max(lo)..=b.min(hi) {
-            reserved[usize::from(p - lo)] = true;
-        }
+    // The union of the reserved ranges inside the range, without a bitmap:
+    // this runs for every destination row of every model.
+    let mut r: Vec<(u16, u16)> = s
+        .reserved_ports
+        .iter()
+        .map(|&(a, b)| (a.max(lo), b.min(hi)))
+        .filter(|(a, b)| a <= b)
+        .collect();
+    r.sort_unstable();
+    let mut reserved = 0u64;
+    let mut covered_to: Option<u16> = None;
+    for (a, b) in r {
+        let from = match covered_to {
+            Some(c) if c >= b => continue,
+            Some(c) if c >= a => c + 1,
+            _ => a,
+        };
+        reserved += u64::from(b - from) + 1;
+        covered_to = Some(b);
     }
-    size - reserved.iter().filter(|&&r| r).count() as u64
+    size - reserved
 }
 
 pub(super) fn destination_row(
@@ -205,6 +231,9 @@ pub(super) fn destination_row(
         .last_eaddrnotavail_s
         .is_some_and(|s| s + RATE_WINDOW_S >= now.sec);
     DestinationRow {
+        netns: None,
+        netns_name: None,
+        laddr: None,
         pinned: pressure >= PRESSURE_ALERT || eaddrnotavail_recently,
         eaddrnotavail_recently,
         daddr,

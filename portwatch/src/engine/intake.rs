@@ -7,8 +7,11 @@ use crate::event::{
     ConnClose, ConnectError, Direction, EADDRNOTAVAIL, canonical_addr, is_canonical,
 };
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use super::acc::CloseFacts;
-use super::{Engine, FAILURE_MINUTES};
+use super::intern::ServiceIdx;
+use super::{Engine, FAILURE_MINUTES, MAX_LADDRS};
 
 /// Idle keys are checked every this many seconds of input time. A fixed grid
 /// (not "every tick") so the result does not depend on how often ticks come.
@@ -32,6 +35,9 @@ impl Engine {
                 + self.destinations.age_out(cutoff)
                 + self.pairs.age_out(cutoff)
                 + self.inbound.age_out(cutoff);
+            // Namespaces go with their last activity (events or readings);
+            // they are not rows, so not counted as aged-out keys.
+            self.namespaces.table.age_out(cutoff);
             self.free_unused_services();
         }
     }
@@ -50,7 +56,7 @@ impl Engine {
             };
             &rewritten
         };
-        self.note_netns(c.netns);
+        let ns = self.ns_key(c.netns);
         let f = &CloseFacts::new(c);
         if c.direction == Direction::Inbound {
             self.inbound_total += 1;
@@ -68,11 +74,12 @@ impl Engine {
             p.1 = Some(svc);
         }
         self.service_entry(svc).record_close(f);
-        self.pair_entry(svc, c.daddr, c.dport).record_close(f);
-        let foreign = self.is_foreign(c.netns);
-        let d = self.destinations.entry((c.daddr, c.dport));
-        Self::mark_foreign(d, foreign);
-        Self::seed_table(d, self.last_table_ns);
+        self.pair_entry(svc, ns, c.daddr, c.dport).record_close(f);
+        self.note_netns(ns, c.end_ns, svc);
+        self.note_laddr(ns, c.saddr, c.daddr, c.dport);
+        let last_table = self.last_table_of(ns);
+        let d = self.destinations.entry((ns, c.saddr, c.daddr, c.dport));
+        Self::seed_table(d, last_table);
         d.acc.record_close(f);
         if let Some(t) = &mut d.table {
             // Open at the table's time (started before it, closed after it).
@@ -91,7 +98,7 @@ impl Engine {
             daddr: canonical_addr(e.daddr),
             ..*e
         };
-        self.note_netns(e.netns);
+        let ns = self.ns_key(e.netns);
         self.sys.record_error(e);
         self.count_failure(e.ts_ns, e.errno);
         let svc = self.service_idx(e.task.as_ref());
@@ -101,14 +108,61 @@ impl Engine {
             p.1 = Some(svc);
         }
         self.service_entry(svc).record_error(e);
-        self.pair_entry(svc, e.daddr, e.dport).record_error(e);
-        let foreign = self.is_foreign(e.netns);
-        let d = self.destinations.entry((e.daddr, e.dport));
-        Self::mark_foreign(d, foreign);
-        Self::seed_table(d, self.last_table_ns);
+        self.pair_entry(svc, ns, e.daddr, e.dport).record_error(e);
+        self.note_netns(ns, e.ts_ns, svc);
+        // A failed connect has no local address: it counts against the
+        // budget its namespace's connections to there were using.
+        let laddr = match self.last_laddr.get(&(ns, e.daddr, e.dport)) {
+            Some(a) => *a,
+            None if e.daddr.is_ipv4() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        };
+        let last_table = self.last_table_of(ns);
+        let d = self.destinations.entry((ns, laddr, e.daddr, e.dport));
+        Self::seed_table(d, last_table);
         d.acc.record_error(e);
         if e.errno == EADDRNOTAVAIL {
             d.last_eaddrnotavail_s = Some(e.ts_ns / NS_PER_S);
+        }
+    }
+
+    #[inline]
+    fn note_laddr(&mut self, ns: u32, laddr: IpAddr, daddr: IpAddr, dport: u16) {
+        let key = (ns, daddr, dport);
+        if self.last_laddr.get(&key) == Some(&laddr) {
+            return;
+        }
+        if self.last_laddr.len() >= MAX_LADDRS {
+            self.last_laddr.clear();
+        }
+        self.last_laddr.insert(key, laddr);
+    }
+
+    /// portwatch's own namespace (0 when unknown).
+    pub(super) fn host_netns(&self) -> u32 {
+        self.host.as_ref().map_or(0, |h| h.netns)
+    }
+
+    /// The namespace an input belongs to: unknown (no BTF) is the host's.
+    #[inline]
+    pub(super) fn ns_key(&self, netns: u32) -> u32 {
+        if netns == 0 { self.host_netns() } else { netns }
+    }
+
+    /// Notes a task of service `svc` seen in namespace `ns`.
+    #[inline]
+    fn note_netns(&mut self, ns: u32, ts_ns: u64, svc: ServiceIdx) {
+        if ns != 0 && ns != self.host_netns() {
+            self.namespaces.note(ns, ts_ns, self.names.name(svc));
+        }
+    }
+
+    /// When the socket table of namespace `ns` was last read.
+    pub(super) fn last_table_of(&self, ns: u32) -> Option<u64> {
+        if ns == self.host_netns() {
+            self.last_table_ns
+        } else {
+            self.namespaces.get(ns).and_then(|n| n.last_table_ns)
         }
     }
 
@@ -135,21 +189,5 @@ impl Engine {
         while self.failure_minutes.len() > FAILURE_MINUTES {
             self.failure_minutes.pop_first();
         }
-    }
-
-    /// A lookup, not an insert, for the namespace seen last time: most
-    /// events come from the same one.
-    #[inline]
-    pub(super) fn note_netns(&mut self, netns: u32) {
-        if netns != 0 && netns != self.last_netns {
-            self.netns_seen.insert(netns);
-            self.last_netns = netns;
-        }
-    }
-
-    /// An event from a namespace the socket table is not read in.
-    #[inline]
-    pub(super) fn is_foreign(&self, netns: u32) -> bool {
-        netns != 0 && self.table_netns != 0 && netns != self.table_netns
     }
 }

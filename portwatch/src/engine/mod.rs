@@ -22,6 +22,7 @@ pub mod hist;
 mod intake;
 mod intern;
 pub mod model;
+pub mod netns;
 mod pids;
 mod resolve;
 pub mod service;
@@ -42,6 +43,7 @@ pub use destinations::port_budget;
 use hash::{FxHashMap, FxHashSet};
 use intern::{Interner, ServiceIdx};
 pub use model::*;
+use netns::Namespaces;
 use resolve::{CgroupName, PairKey, TaskKey};
 use table::{Activity, Table};
 use window::SecondRing;
@@ -51,6 +53,14 @@ use window::SecondRing;
 const FAILURE_MINUTES: usize = 3;
 /// Linux keeps a TIME_WAIT socket for 60 s (TCP_TIMEWAIT_LEN), not tunable.
 pub const TIME_WAIT_S: u64 = 60;
+/// At most this many (netns, remote addr, remote port) → local address
+/// remembered, to give a failed connect (which has no local address) the
+/// budget its connections use; past it the map starts over.
+const MAX_LADDRS: usize = 65_536;
+/// A port budget: (netns, local addr, remote addr, remote port). The local
+/// address is unspecified for failed connects to a destination no
+/// connection was seen to yet.
+type DestKey = (u32, IpAddr, IpAddr, u16);
 
 pub struct Engine {
     config: Config,
@@ -78,7 +88,9 @@ pub struct Engine {
     resolved_cgroups: FxHashSet<u64>,
     processes: Table<(u32, Comm), (Acc, Option<ServiceIdx>)>,
     services: Table<ServiceIdx, Acc>,
-    destinations: Table<(IpAddr, u16), DestAcc>,
+    destinations: Table<DestKey, DestAcc>,
+    /// The local address last used to each (netns, daddr, dport).
+    last_laddr: FxHashMap<(u32, IpAddr, u16), IpAddr>,
     pairs: Table<PairKey, Acc>,
     inbound: Table<(IpAddr, u16), Acc>,
     /// All outbound connections, for the system rates.
@@ -93,16 +105,11 @@ pub struct Engine {
     losses: Losses,
     /// Events applied (closes and connect errors).
     events: u64,
-    /// Time of the last socket table, if any was read.
+    /// Time of the host namespace's last socket table, if any was read.
     last_table_ns: Option<u64>,
     aged_out: u64,
-    /// Network namespaces seen in events, to tell when containers have
-    /// their own (and so their own sysctls).
-    netns_seen: FxHashSet<u32>,
-    /// Namespace the socket tables are read in (0: unknown or none yet).
-    table_netns: u32,
-    /// The last namespace put in `netns_seen` (0: none yet).
-    last_netns: u32,
+    /// Namespaces other than the host's: their sysctls, counters, names.
+    namespaces: Namespaces,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -130,6 +137,7 @@ impl Engine {
             processes: Table::new(n),
             services: Table::new(n),
             destinations: Table::new(n),
+            last_laddr: FxHashMap::default(),
             pairs: Table::new(n),
             inbound: Table::new(n),
             sys: Acc::default(),
@@ -141,9 +149,7 @@ impl Engine {
             events: 0,
             last_table_ns: None,
             aged_out: 0,
-            netns_seen: FxHashSet::default(),
-            table_netns: 0,
-            last_netns: 0,
+            namespaces: Namespaces::new(n),
         }
     }
 
@@ -177,6 +183,11 @@ impl Engine {
                 self.prev_counters = self.counters.replace(*c);
             }
             Input::Losses { losses, .. } => self.losses = *losses,
+            Input::Netns(n) => {
+                if self.ns_key(n.netns) != self.host_netns() {
+                    self.namespaces.on_reading(n);
+                }
+            }
         }
     }
 }

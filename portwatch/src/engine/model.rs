@@ -137,6 +137,13 @@ pub struct ProcessRow {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ServiceRow {
     pub service: ServiceId,
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    /// (when all its tasks are in one).
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+
     /// Some of the pids seen (most recent first, at most 16).
     pub pids: Vec<u32>,
     pub stats: Stats,
@@ -154,8 +161,25 @@ pub enum Closer {
     Unknown,
 }
 
+/// 0 meaning "unknown", written as `null`.
+fn zero_as_null<S: serde::Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    if *v == 0 {
+        s.serialize_none()
+    } else {
+        s.serialize_u64(*v)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DestinationRow {
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+    /// Local address the connections come from (a budget each); `None`
+    /// when only failed connects were seen.
+    pub laddr: Option<IpAddr>,
     pub daddr: IpAddr,
     pub dport: u16,
     #[serde(flatten)]
@@ -169,7 +193,9 @@ pub struct DestinationRow {
     /// Whether a socket table has been read: without it, only connections
     /// closed since start are known and `held_ports` is a lower bound.
     pub from_socket_table: bool,
-    /// Ephemeral ports available per (local addr, this destination).
+    /// Ephemeral ports available per (local addr, this destination), from
+    /// its namespace's sysctls; 0 when they are unknown (`null` in JSON).
+    #[serde(serialize_with = "zero_as_null")]
     pub budget: u64,
     /// held_ports / budget.
     pub pressure: f64,
@@ -201,6 +227,12 @@ pub struct Forecast {
 pub struct PairRow {
     pub service: ServiceId,
     pub pids: Vec<u32>,
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+
     pub daddr: IpAddr,
     pub dport: u16,
     pub stats: Stats,
@@ -220,6 +252,12 @@ pub struct InboundRow {
 pub struct Verdict {
     pub service: ServiceId,
     pub pids: Vec<u32>,
+    /// Network namespace (inode) and its name (`host`, the pod, container
+    /// or unit whose tasks live in it, or `netns:INODE`); `None` where
+    /// unknown.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+
     pub daddr: IpAddr,
     pub dport: u16,
     /// "lacks_pooling".
@@ -242,6 +280,9 @@ pub struct Advice {
     /// Short key for tooling, e.g. "tw_reuse_off".
     pub key: &'static str,
     pub text: String,
+    /// The namespace whose values it quotes.
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Default)]
@@ -337,6 +378,9 @@ pub struct Model {
     pub pairs: Vec<PairRow>,
     pub inbound: Vec<InboundRow>,
     pub verdicts: Vec<Verdict>,
+    /// Network namespaces seen (the host's first), each with its own
+    /// sysctls and counters as read inside it.
+    pub namespaces: Vec<super::netns::NetnsRow>,
     /// Rows folded into "others" per table, when a table was full.
     pub others: Others,
 }
@@ -348,4 +392,5 @@ pub struct Others {
     pub destinations: u64,
     pub pairs: u64,
     pub inbound: u64,
+    pub namespaces: u64,
 }

@@ -17,7 +17,8 @@ const MAX_CGROUPS: usize = 65_536;
 /// it the cache starts over (it only saves work, it decides nothing).
 const MAX_RESOLVED: usize = 65_536;
 
-pub(super) type PairKey = (ServiceIdx, IpAddr, u16);
+/// (service, netns, remote addr, remote port).
+pub(super) type PairKey = (ServiceIdx, u32, IpAddr, u16);
 /// What a service is resolved from: the task's (cgroup id, comm), or
 /// `None` for events without a task.
 pub(super) type TaskKey = Option<(u64, Comm)>;
@@ -105,10 +106,16 @@ impl Engine {
 
     /// Counts a pair into the pairs table's estimate by service name, not
     /// index (indices are reused).
-    pub(super) fn pair_entry(&mut self, svc: ServiceIdx, daddr: IpAddr, dport: u16) -> &mut Acc {
+    pub(super) fn pair_entry(
+        &mut self,
+        svc: ServiceIdx,
+        netns: u32,
+        daddr: IpAddr,
+        dport: u16,
+    ) -> &mut Acc {
         let name_hash = self.names.name_hash(svc);
-        self.pairs.entry_or_fold((svc, daddr, dport), |d| {
-            d.insert_hash(mixed_hash(&(name_hash, daddr, dport)));
+        self.pairs.entry_or_fold((svc, netns, daddr, dport), |d| {
+            d.insert_hash(mixed_hash(&(name_hash, netns, daddr, dport)));
         })
     }
 

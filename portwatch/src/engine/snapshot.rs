@@ -11,7 +11,9 @@ use super::Engine;
 use super::acc::Now;
 use super::destinations::{destination_row, port_budget};
 use super::hash::FxHashMap;
+use super::intern::ServiceIdx;
 use super::model::*;
+use super::netns::{self, NetnsRow, netns_name};
 use super::service::{ServiceId, ServiceKind};
 use super::verdict;
 
@@ -45,14 +47,31 @@ impl Engine {
             .collect();
         sort_rows(&mut processes, |r| &r.stats, |r| (r.pid, r.comm.clone()));
 
+        // A service's namespace: the one of all its pairs, if one.
+        let mut svc_netns: FxHashMap<ServiceIdx, Option<u32>> = FxHashMap::default();
+        for &(svc, ns, _, _) in self.pairs.map.keys() {
+            svc_netns
+                .entry(svc)
+                .and_modify(|n| {
+                    if *n != Some(ns) {
+                        *n = None;
+                    }
+                })
+                .or_insert(Some(ns));
+        }
         let mut services: Vec<ServiceRow> = self
             .services
             .map
             .iter()
-            .map(|(&svc, acc)| ServiceRow {
-                service: self.names.name(svc).clone(),
-                pids: acc.pids.to_vec(),
-                stats: acc.stats(&now),
+            .map(|(&svc, acc)| {
+                let netns = svc_netns.get(&svc).copied().flatten().filter(|&n| n != 0);
+                ServiceRow {
+                    service: self.names.name(svc).clone(),
+                    netns,
+                    netns_name: netns.map(|n| self.netns_name(n)),
+                    pids: acc.pids.to_vec(),
+                    stats: acc.stats(&now),
+                }
             })
             .collect();
         sort_rows(&mut services, |r| &r.stats, |r| r.service.clone());
@@ -61,9 +80,19 @@ impl Engine {
             .destinations
             .map
             .iter()
-            .map(|(&(daddr, dport), d)| destination_row(daddr, dport, d, &now, budget))
+            .map(|(&(ns, laddr, daddr, dport), d)| {
+                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns));
+                row.netns = (ns != 0).then_some(ns);
+                row.netns_name = row.netns.map(|n| self.netns_name(n));
+                row.laddr = (!laddr.is_unspecified()).then_some(laddr);
+                row
+            })
             .collect();
-        sort_rows(&mut destinations, |r| &r.stats, |r| (r.daddr, r.dport));
+        sort_rows(
+            &mut destinations,
+            |r| &r.stats,
+            |r| (r.daddr, r.dport, r.netns, r.laddr),
+        );
         // Pressure matters most: a quiet destination can still be full.
         destinations.sort_by(|a, b| b.pressure.total_cmp(&a.pressure));
 
@@ -71,9 +100,11 @@ impl Engine {
             .pairs
             .map
             .iter()
-            .map(|(&(svc, daddr, dport), acc)| PairRow {
+            .map(|(&(svc, ns, daddr, dport), acc)| PairRow {
                 service: self.names.name(svc).clone(),
                 pids: acc.pids.to_vec(),
+                netns: (ns != 0).then_some(ns),
+                netns_name: (ns != 0).then(|| self.netns_name(ns)),
                 daddr,
                 dport,
                 stats: acc.stats(&now),
@@ -82,7 +113,7 @@ impl Engine {
         sort_rows(
             &mut pairs,
             |r| &r.stats,
-            |r| (r.service.clone(), r.daddr, r.dport),
+            |r| (r.service.clone(), r.daddr, r.dport, r.netns),
         );
 
         let mut inbound: Vec<InboundRow> = self
@@ -98,24 +129,46 @@ impl Engine {
         sort_rows(&mut inbound, |r| &r.stats, |r| (r.laddr, r.lport));
 
         // By key, so verdicts cost pairs + destinations, not their product
-        // (16M comparisons per model with both tables full).
-        let dest_by_key: FxHashMap<(IpAddr, u16), &DestinationRow> = destinations
-            .iter()
-            .map(|d| ((d.daddr, d.dport), d))
-            .collect();
+        // (16M comparisons per model with both tables full). Of the budgets
+        // of several local addresses, the fullest speaks for the pair.
+        let mut dest_by_key: FxHashMap<(u32, IpAddr, u16), &DestinationRow> = FxHashMap::default();
+        for d in &destinations {
+            dest_by_key
+                .entry((d.netns.unwrap_or(0), d.daddr, d.dport))
+                .or_insert(d);
+        }
         let verdicts: Vec<Verdict> = pairs
             .iter()
             .filter(|p| {
                 self.names
                     .get(&p.service)
-                    .and_then(|svc| self.pairs.map.get(&(svc, p.daddr, p.dport)))
+                    .and_then(|svc| {
+                        self.pairs
+                            .map
+                            .get(&(svc, p.netns.unwrap_or(0), p.daddr, p.dport))
+                    })
                     .is_some_and(|a| a.recent(&now))
             })
             .filter_map(|p| {
-                let dest = dest_by_key.get(&(p.daddr, p.dport)).copied();
-                verdict::lacks_pooling(&self.config.verdict, p, dest, budget, self.sysctls())
+                let ns = p.netns.unwrap_or(0);
+                let dest = dest_by_key.get(&(ns, p.daddr, p.dport)).copied();
+                verdict::lacks_pooling(
+                    &self.config.verdict,
+                    p,
+                    dest,
+                    self.budget_of(ns),
+                    self.sysctls_of(ns),
+                )
             })
             .collect();
+        let namespaces = self.namespace_rows();
+        // The header sums every namespace's sockstat.
+        let sum = |f: fn(&NetnsRow) -> Option<u64>| {
+            namespaces
+                .iter()
+                .filter_map(f)
+                .fold(None, |acc: Option<u64>, v| Some(acc.unwrap_or(0) + v))
+        };
 
         let sys_stats = self.sys.stats(&now);
         let mut system = SystemModel {
@@ -133,8 +186,8 @@ impl Engine {
             sysctls: self.sysctls().cloned(),
             port_range: self.sysctls().map(|s| s.port_range),
             budget,
-            sockstat_tw: self.counters.map(|c| c.tcp_tw),
-            sockstat_inuse: self.counters.map(|c| c.tcp_inuse),
+            sockstat_tw: sum(|n| n.sockstat_tw).or(self.counters.map(|c| c.tcp_tw)),
+            sockstat_inuse: sum(|n| n.sockstat_inuse).or(self.counters.map(|c| c.tcp_inuse)),
             tw_per_s: self.counter_rate(|c| c.tw),
             tw_recycled_per_s: self.counter_rate(|c| c.tw_recycled),
             tw_overflow_per_s: self.counter_rate(|c| c.tw_overflow),
@@ -147,9 +200,8 @@ impl Engine {
                 .get(&EADDRNOTAVAIL)
                 .map_or(0.0, |r| now.rate(r, RATE_WINDOW_S)),
             connect_errors_per_s_10s_by_errno: self.errors_by_errno(&now),
-            time_wait: self
-                .counters
-                .map(|c| c.tcp_tw)
+            time_wait: sum(|n| n.sockstat_tw)
+                .or(self.counters.map(|c| c.tcp_tw))
                 .unwrap_or_else(|| destinations.iter().map(|d| d.stats.time_wait).sum()),
             open_ports: destinations.iter().map(|d| d.open_ports).sum(),
             connect_errors: sys_stats.connect_errors.clone(),
@@ -179,25 +231,21 @@ impl Engine {
             destinations: self.destinations.folded.estimate(),
             pairs: self.pairs.folded.estimate(),
             inbound: self.inbound.folded.estimate(),
+            namespaces: self.namespaces.table.folded.estimate(),
         };
         system.folded_keys = others.processes
             + others.services
             + others.destinations
             + others.pairs
-            + others.inbound;
-        let host_netns = self.host.as_ref().map_or(0, |h| h.netns);
-        let other_netns = self
-            .netns_seen
-            .iter()
-            .filter(|&&n| host_netns != 0 && n != host_netns)
-            .count();
-        system.advice = verdict::advice(
+            + others.inbound
+            + others.namespaces;
+        system.advice = netns::advice_by_namespace(
             &system,
+            &namespaces,
             &destinations,
             &verdicts,
             &inbound,
             &self.config.verdict,
-            other_netns,
         );
         // Most important first: the header has room for one (and a count).
         system.advice.sort_by_key(|a| match a.level {
@@ -217,8 +265,79 @@ impl Engine {
             pairs,
             inbound,
             verdicts,
+            namespaces,
             others,
         }
+    }
+
+    /// `host`, the pod/container/unit living in it, or `netns:INODE`.
+    fn netns_name(&self, ns: u32) -> String {
+        netns_name(
+            ns,
+            self.host_netns(),
+            self.namespaces.get(ns).and_then(|n| n.owner.as_ref()),
+        )
+    }
+
+    /// The sysctls of a namespace: the host's for the host, else its own
+    /// as read inside it (`None` when it could not be: never the host's).
+    fn sysctls_of(&self, ns: u32) -> Option<&crate::input::Sysctls> {
+        if ns == self.host_netns() {
+            self.sysctls()
+        } else {
+            self.namespaces.get(ns).and_then(|n| n.sysctls.as_ref())
+        }
+    }
+
+    fn budget_of(&self, ns: u32) -> Option<u64> {
+        self.sysctls_of(ns).map(port_budget)
+    }
+
+    /// Every namespace known, the host's first, then by inode.
+    fn namespace_rows(&self) -> Vec<NetnsRow> {
+        let host = self.host_netns();
+        let host_sysctls = self.sysctls();
+        let row = |ns: u32,
+                   sysctls: Option<&crate::input::Sysctls>,
+                   counters: (Option<KernelCounters>, Option<KernelCounters>)| {
+            let rate =
+                |f: fn(&KernelCounters) -> u64| netns::counter_rate(counters.0, counters.1, f);
+            NetnsRow {
+                netns: ns,
+                netns_name: self.netns_name(ns),
+                host: ns == host,
+                stale: false,
+                error: None,
+                sysctls: sysctls.cloned(),
+                port_range: sysctls.map(|s| s.port_range),
+                budget: sysctls.map(port_budget),
+                tcp_tw_reuse: sysctls.and_then(|s| s.tcp_tw_reuse),
+                tcp_timestamps: sysctls.and_then(|s| s.tcp_timestamps),
+                tcp_max_tw_buckets: sysctls.and_then(|s| s.tcp_max_tw_buckets),
+                sockstat_tw: counters.1.map(|c| c.tcp_tw),
+                sockstat_inuse: counters.1.map(|c| c.tcp_inuse),
+                tw_recycled_per_s: rate(|c| c.tw_recycled),
+                tw_overflow_per_s: rate(|c| c.tw_overflow),
+                differs_from_host: ns != host
+                    && match (sysctls, host_sysctls) {
+                        (Some(a), Some(b)) => netns::advice_sysctls_differ(a, b),
+                        _ => false,
+                    },
+            }
+        };
+        let mut rows = Vec::new();
+        if self.host.is_some() {
+            rows.push(row(host, host_sysctls, (self.prev_counters, self.counters)));
+        }
+        let mut others: Vec<_> = self.namespaces.table.map.iter().collect();
+        others.sort_by_key(|(ns, _)| **ns);
+        for (&ns, n) in others {
+            let mut r = row(ns, n.sysctls.as_ref(), (n.prev_counters, n.counters));
+            r.stale = n.stale;
+            r.error = n.error.clone();
+            rows.push(r);
+        }
+        rows
     }
 
     pub(super) fn sysctls(&self) -> Option<&crate::input::Sysctls> {

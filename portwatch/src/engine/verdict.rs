@@ -109,6 +109,8 @@ pub fn lacks_pooling(
     Some(Verdict {
         service: pair.service.clone(),
         pids: pair.pids.clone(),
+        netns: pair.netns,
+        netns_name: pair.netns_name.clone(),
         daddr: pair.daddr,
         dport: pair.dport,
         verdict: "lacks_pooling",
@@ -153,17 +155,24 @@ fn cause_count(causes: &[CauseCount], cause: FailCause) -> u64 {
 /// TIME_WAIT; tcp_tw_recycle is gone (removed in Linux 4.12).
 pub fn advice(
     sys: &SystemModel,
-    dests: &[DestinationRow],
-    verdicts: &[Verdict],
+    dests: &[&DestinationRow],
+    any_verdict: bool,
     inbound: &[InboundRow],
     cfg: &VerdictConfig,
-    other_netns: usize,
 ) -> Vec<Advice> {
     let mut out = Vec::new();
-    let mut push = |level, key, text: String| out.push(Advice { level, key, text });
+    let mut push = |level, key, text: String| {
+        out.push(Advice {
+            level,
+            key,
+            text,
+            netns: None,
+            netns_name: None,
+        })
+    };
     let worst = dests.iter().map(|d| d.pressure).fold(0.0, f64::max);
     let tw_pressure = worst >= 0.2
-        || !verdicts.is_empty()
+        || any_verdict
         || sys.tw_overflow_per_s.is_some_and(|r| r > 0.0)
         || cause_count(&sys.connect_errors_by_cause, FailCause::PortExhaustion) > 0;
 
@@ -336,16 +345,6 @@ pub fn advice(
                 d.stats
                     .failed_handshake_p50_ms
                     .map_or("?".into(), |m| format!("{m:.0}")),
-            ),
-        );
-    }
-    if other_netns > 0 {
-        push(
-            "note",
-            "other_netns",
-            format!(
-                "connections from {other_netns} other network namespace(s) (containers) were \
-                 seen: their sysctls and port budgets are their own, not the ones shown"
             ),
         );
     }

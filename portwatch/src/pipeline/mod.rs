@@ -291,7 +291,7 @@ impl Intake<'_> {
             if let Some(r) = self.recorder.as_mut() {
                 r.append(&i);
             }
-            if matches!(&i, Input::Event(ev) if !self.filter.matches(ev)) {
+            if !self.filter.matches_input(&i) {
                 continue;
             }
             sink.on_input(self.engine, &i);

@@ -15,7 +15,9 @@ use super::varint::{Cursor, put_addr, put_i64, put_str, put_u64};
 use crate::clock::WallClock;
 use crate::engine::hash::FxHashMap;
 use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
-use crate::input::{HostInfo, Input, KernelCounters, SockState, SocketEntry, SocketTable, Sysctls};
+use crate::input::{
+    HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketTable, Sysctls,
+};
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
 pub(crate) const TAG_CLOSE: u8 = 0x01;
@@ -42,6 +44,16 @@ pub(crate) const TAG_KERNEL_MISSED: u8 = 0x80;
 /// Skippable (format 1.1): `uv` probe_errors of the Losses record that
 /// follows. Written only when non-zero, like `TAG_KERNEL_MISSED`.
 pub(crate) const TAG_PROBE_ERRORS: u8 = 0x81;
+/// Skippable (format 1.2): one reading of a network namespace
+/// ([`Input::Netns`]). Its time is absolute, not a delta: a reader that
+/// skips the record must not lose track of the time chain.
+pub(crate) const TAG_NETNS: u8 = 0x82;
+// Netns record flags.
+const N_SYSCTLS: u8 = 1 << 0;
+const N_COUNTERS: u8 = 1 << 1;
+const N_ERROR: u8 = 1 << 2;
+const N_STALE: u8 = 1 << 3;
+const N_KNOWN: u8 = 0b1111;
 
 /// Entries per dictionary and frame. Bounds the reader's memory; the writer
 /// starts a new frame before a dictionary would overflow.
@@ -191,6 +203,13 @@ impl Encoder {
                 }
             }
             Input::Sockets(t) => self.sockets(buf, t),
+            Input::Netns(n) => {
+                let mut body = Vec::new();
+                put_netns(&mut body, n);
+                buf.push(TAG_NETNS);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
             Input::Counters(k) => {
                 buf.push(TAG_COUNTERS);
                 self.ts(buf, k.ts_ns);
@@ -321,29 +340,7 @@ impl Encoder {
         put_str(buf, h.hostname.as_bytes());
         put_str(buf, h.kernel.as_bytes());
         put_u64(buf, h.netns.into());
-        let s = &h.sysctls;
-        put_u64(buf, s.port_range.0.into());
-        put_u64(buf, s.port_range.1.into());
-        put_u64(buf, s.reserved_ports.len() as u64);
-        for (lo, hi) in &s.reserved_ports {
-            put_u64(buf, (*lo).into());
-            put_u64(buf, (*hi).into());
-        }
-        let opts = [
-            s.tcp_tw_reuse,
-            s.tcp_tw_reuse_delay_ms,
-            s.tcp_timestamps,
-            s.tcp_max_tw_buckets,
-            s.tcp_fin_timeout,
-        ];
-        let present = opts
-            .iter()
-            .enumerate()
-            .fold(0u8, |m, (i, o)| m | (u8::from(o.is_some()) << i));
-        buf.push(present);
-        for v in opts.into_iter().flatten() {
-            put_i64(buf, v);
-        }
+        put_sysctls(buf, &h.sysctls);
     }
 
     fn sockets(&mut self, buf: &mut Vec<u8>, t: &SocketTable) {
@@ -387,6 +384,61 @@ impl Encoder {
     }
 }
 
+/// The sysctls of a host or namespace record.
+fn put_sysctls(buf: &mut Vec<u8>, s: &Sysctls) {
+    put_u64(buf, s.port_range.0.into());
+    put_u64(buf, s.port_range.1.into());
+    put_u64(buf, s.reserved_ports.len() as u64);
+    for (lo, hi) in &s.reserved_ports {
+        put_u64(buf, (*lo).into());
+        put_u64(buf, (*hi).into());
+    }
+    let opts = [
+        s.tcp_tw_reuse,
+        s.tcp_tw_reuse_delay_ms,
+        s.tcp_timestamps,
+        s.tcp_max_tw_buckets,
+        s.tcp_fin_timeout,
+    ];
+    let present = opts
+        .iter()
+        .enumerate()
+        .fold(0u8, |m, (i, o)| m | (u8::from(o.is_some()) << i));
+    buf.push(present);
+    for v in opts.into_iter().flatten() {
+        put_i64(buf, v);
+    }
+}
+
+/// The body of a netns record (after its tag and length).
+fn put_netns(buf: &mut Vec<u8>, n: &NetnsInfo) {
+    put_u64(buf, n.ts_ns);
+    put_u64(buf, n.netns.into());
+    let mut flags = 0;
+    for (bit, on) in [
+        (N_SYSCTLS, n.sysctls.is_some()),
+        (N_COUNTERS, n.counters.is_some()),
+        (N_ERROR, n.error.is_some()),
+        (N_STALE, n.stale),
+    ] {
+        if on {
+            flags |= bit;
+        }
+    }
+    buf.push(flags);
+    if let Some(s) = &n.sysctls {
+        put_sysctls(buf, s);
+    }
+    if let Some(k) = &n.counters {
+        for v in [k.tcp_inuse, k.tcp_tw, k.tw, k.tw_recycled, k.tw_overflow] {
+            put_u64(buf, v);
+        }
+    }
+    if let Some(e) = &n.error {
+        put_str(buf, e.as_bytes());
+    }
+}
+
 /// A comm of `n` bytes (at most 16, checked by the caller), NUL-padded.
 fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
     let bytes = c.bytes(n)?;
@@ -398,6 +450,82 @@ fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
     let mut raw = [0u8; 16];
     raw[..n].copy_from_slice(bytes);
     Ok(Comm::from_bytes(raw))
+}
+
+/// The sysctls of a host or namespace record.
+fn read_sysctls(c: &mut Cursor) -> Result<Sysctls, Corruption> {
+    let port_range = (c.u16("port range")?, c.u16("port range")?);
+    let n = c.len(MAX_RESERVED_RANGES, "reserved port ranges")?;
+    // Each range takes at least 2 bytes: never reserve more than the
+    // record could hold.
+    let mut reserved_ports = Vec::with_capacity(n.min(c.remaining() / 2));
+    for _ in 0..n {
+        reserved_ports.push((c.u16("reserved port")?, c.u16("reserved port")?));
+    }
+    let present = c.u8()?;
+    if present >> 5 != 0 {
+        return Err(Corruption::OutOfRange("sysctl presence bits"));
+    }
+    let mut opt = |i: u8| -> Result<Option<i64>, Corruption> {
+        if present & (1 << i) != 0 {
+            c.i64().map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let sysctls = Sysctls {
+        port_range,
+        reserved_ports,
+        tcp_tw_reuse: opt(0)?,
+        tcp_tw_reuse_delay_ms: opt(1)?,
+        tcp_timestamps: opt(2)?,
+        tcp_max_tw_buckets: opt(3)?,
+        tcp_fin_timeout: opt(4)?,
+    };
+    Ok(sysctls)
+}
+
+/// The body of a netns record.
+fn read_netns(c: &mut Cursor) -> Result<NetnsInfo, Corruption> {
+    let ts_ns = c.u64()?;
+    let netns = c.u32("netns")?;
+    let flags = c.u8()?;
+    if flags & !N_KNOWN != 0 {
+        return Err(Corruption::OutOfRange("netns record flags"));
+    }
+    let sysctls = if flags & N_SYSCTLS != 0 {
+        Some(read_sysctls(c)?)
+    } else {
+        None
+    };
+    let counters = if flags & N_COUNTERS != 0 {
+        Some(KernelCounters {
+            ts_ns,
+            tcp_inuse: c.u64()?,
+            tcp_tw: c.u64()?,
+            tw: c.u64()?,
+            tw_recycled: c.u64()?,
+            tw_overflow: c.u64()?,
+        })
+    } else {
+        None
+    };
+    let error = if flags & N_ERROR != 0 {
+        Some(c.str(MAX_STR_BYTES, "netns error")?)
+    } else {
+        None
+    };
+    if c.remaining() != 0 {
+        return Err(Corruption::OutOfRange("netns record length"));
+    }
+    Ok(NetnsInfo {
+        ts_ns,
+        netns,
+        sysctls,
+        counters,
+        error,
+        stale: flags & N_STALE != 0,
+    })
 }
 
 /// Reader-side state of the current frame.
@@ -543,6 +671,11 @@ impl Decoder {
                 self.probe_errors = ext.u64()?;
                 return Ok(None);
             }
+            TAG_NETNS => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::Netns(read_netns(&mut inner)?)
+            }
             TAG_KERNEL_MISSED => {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let body = c.bytes(n)?;
@@ -662,34 +795,7 @@ impl Decoder {
         let hostname = c.str(MAX_STR_BYTES, "hostname")?;
         let kernel = c.str(MAX_STR_BYTES, "kernel release")?;
         let netns = c.u32("netns")?;
-        let port_range = (c.u16("port range")?, c.u16("port range")?);
-        let n = c.len(MAX_RESERVED_RANGES, "reserved port ranges")?;
-        // Each range takes at least 2 bytes: never reserve more than the
-        // record could hold.
-        let mut reserved_ports = Vec::with_capacity(n.min(c.remaining() / 2));
-        for _ in 0..n {
-            reserved_ports.push((c.u16("reserved port")?, c.u16("reserved port")?));
-        }
-        let present = c.u8()?;
-        if present >> 5 != 0 {
-            return Err(Corruption::OutOfRange("sysctl presence bits"));
-        }
-        let mut opt = |i: u8| -> Result<Option<i64>, Corruption> {
-            if present & (1 << i) != 0 {
-                c.i64().map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        let sysctls = Sysctls {
-            port_range,
-            reserved_ports,
-            tcp_tw_reuse: opt(0)?,
-            tcp_tw_reuse_delay_ms: opt(1)?,
-            tcp_timestamps: opt(2)?,
-            tcp_max_tw_buckets: opt(3)?,
-            tcp_fin_timeout: opt(4)?,
-        };
+        let sysctls = read_sysctls(c)?;
         Ok(HostInfo {
             hostname,
             kernel,

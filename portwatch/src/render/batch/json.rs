@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
+use crate::engine::netns::NetnsRow;
 use crate::engine::service::ServiceId;
 use crate::engine::{
     Advice, CauseCount, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict,
@@ -23,6 +24,8 @@ pub struct BatchJson<'a> {
     pub pairs: Vec<PairJson<'a>>,
     pub inbound: &'a [InboundRow],
     pub verdicts: Vec<VerdictJson<'a>>,
+    /// Every network namespace seen, the host's first.
+    pub namespaces: &'a [NetnsRow],
     pub others: &'a Others,
 }
 
@@ -59,6 +62,8 @@ pub struct ServiceRef<'a> {
 pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
     VerdictJson {
         service: service_ref(&v.service, &v.pids),
+        netns: v.netns,
+        netns_name: v.netns_name.as_deref(),
         daddr: v.daddr.to_string(),
         dport: v.dport,
         verdict: v.verdict,
@@ -85,6 +90,8 @@ pub fn service_ref<'a>(s: &'a ServiceId, pids: &'a [u32]) -> ServiceRef<'a> {
 pub struct ServiceJson<'a> {
     #[serde(flatten)]
     pub service: ServiceRef<'a>,
+    pub netns: Option<u32>,
+    pub netns_name: Option<&'a str>,
     #[serde(flatten)]
     pub stats: &'a Stats,
 }
@@ -101,6 +108,8 @@ pub struct ProcessJson<'a> {
 #[derive(Serialize, Debug, PartialEq)]
 pub struct PairJson<'a> {
     pub service: ServiceRef<'a>,
+    pub netns: Option<u32>,
+    pub netns_name: Option<&'a str>,
     pub daddr: String,
     pub dport: u16,
     #[serde(flatten)]
@@ -110,6 +119,8 @@ pub struct PairJson<'a> {
 #[derive(Serialize, Debug, PartialEq)]
 pub struct VerdictJson<'a> {
     pub service: ServiceRef<'a>,
+    pub netns: Option<u32>,
+    pub netns_name: Option<&'a str>,
     pub daddr: String,
     pub dport: u16,
     pub verdict: &'static str,
@@ -157,6 +168,8 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             .take(rows)
             .map(|s| ServiceJson {
                 service: service_ref(&s.service, &s.pids),
+                netns: s.netns,
+                netns_name: s.netns_name.as_deref(),
                 stats: &s.stats,
             })
             .collect(),
@@ -178,6 +191,8 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             .take(rows)
             .map(|p| PairJson {
                 service: service_ref(&p.service, &p.pids),
+                netns: p.netns,
+                netns_name: p.netns_name.as_deref(),
                 daddr: p.daddr.to_string(),
                 dport: p.dport,
                 stats: &p.stats,
@@ -185,6 +200,7 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             .collect(),
         inbound: &model.inbound[..rows.min(model.inbound.len())],
         verdicts: model.verdicts.iter().map(verdict_json).collect(),
+        namespaces: &model.namespaces,
         others: &model.others,
     }
 }

@@ -1,0 +1,271 @@
+//! What one network namespace says about itself: its sysctls, sockstat and
+//! netstat counters and its socket table, read from inside it.
+//!
+//! Ports, these sysctls and sockets all belong to a network namespace, and
+//! `/proc/sys/net` shows the namespace of the task that opens it. So a
+//! dedicated worker thread enters the namespace (`setns` on the
+//! `/proc/PID/task/TID/ns/net` of a task seen in it), reads everything while
+//! inside, and only then moves on: it never goes back to the host's
+//! namespace in the middle of one reading, and no other thread of portwatch
+//! ever changes namespace. A namespace that cannot be entered (its tasks
+//! are gone, permission) is reported with the reason, never as an error that
+//! stops anything.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::mpsc;
+
+use super::{procfs, read_to_string, sockdiag};
+use crate::clock::monotonic_now_ns;
+use crate::input::{NetnsInfo, SocketTable};
+
+/// A task seen in a namespace: (pid, tid). Threads can sit in a namespace
+/// their process is not in, so the thread's own link is the one read.
+pub type TaskRef = (u32, u32);
+
+/// What one reading of one namespace gave.
+#[derive(Debug)]
+pub struct Reading {
+    pub info: NetnsInfo,
+    /// The namespace's own socket table, when it could be read.
+    pub sockets: Option<SocketTable>,
+}
+
+/// Why a namespace could not be entered. `Gone` is the ordinary end of a
+/// container: it makes the namespace stale rather than failed.
+#[derive(Debug, PartialEq, Eq)]
+enum EnterError {
+    Gone,
+    Other(String),
+}
+
+/// Opens the namespace link of the first task still in `netns`.
+fn open_ns(netns: u32, tasks: &[TaskRef]) -> Result<File, EnterError> {
+    let mut last_err = None;
+    for &(pid, tid) in tasks {
+        let path = format!("/proc/{pid}/task/{tid}/ns/net");
+        match File::open(&path) {
+            // The inode check: a reused tid may live somewhere else now.
+            Ok(f) => match f.metadata() {
+                Ok(m) if m.ino() as u32 == netns => return Ok(f),
+                Ok(_) => {}
+                Err(e) => last_err = Some(format!("{path}: {e}")),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => last_err = Some(format!("{path}: {e}")),
+        }
+    }
+    Err(last_err.map_or(EnterError::Gone, EnterError::Other))
+}
+
+/// Moves the calling thread into the namespace of `ns`.
+fn enter(ns: &File) -> std::io::Result<()> {
+    // SAFETY: setns with a valid open namespace fd; CLONE_NEWNET only
+    // changes the network namespace of the calling thread.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads everything about the namespace the calling thread is in now.
+/// `/proc/thread-self/net`, not `/proc/net`: the latter is the thread
+/// group leader's namespace.
+fn read_inside(netns: u32, ts_ns: u64) -> Reading {
+    let mut errors = Vec::new();
+    let sysctls = procfs::read_sysctls(Path::new("/proc/sys/net/ipv4"))
+        .map_err(|e| errors.push(e.to_string()))
+        .ok();
+    let counters = read_to_string("/proc/thread-self/net/sockstat")
+        .and_then(|s| {
+            let n = read_to_string("/proc/thread-self/net/netstat")?;
+            procfs::counters_from(&s, &n, ts_ns)
+        })
+        .map_err(|e| errors.push(e.to_string()))
+        .ok();
+    let sockets = sockdiag::read_socket_table(ts_ns, netns)
+        .map_err(|e| errors.push(format!("socket table: {e}")))
+        .ok();
+    Reading {
+        info: NetnsInfo {
+            ts_ns,
+            netns,
+            sysctls,
+            counters,
+            error: (!errors.is_empty()).then(|| errors.join("; ")),
+            stale: false,
+        },
+        sockets,
+    }
+}
+
+/// Reads namespace `netns` through one of `tasks`. Call only on a thread
+/// that is allowed to change namespace (the [`Worker`]'s).
+fn read_netns(netns: u32, tasks: &[TaskRef], home: &File) -> Reading {
+    let failed = |ts_ns, error: String, stale| Reading {
+        info: NetnsInfo {
+            ts_ns,
+            netns,
+            sysctls: None,
+            counters: None,
+            error: Some(error),
+            stale,
+        },
+        sockets: None,
+    };
+    let ns = match open_ns(netns, tasks) {
+        Ok(f) => f,
+        Err(EnterError::Gone) => {
+            return failed(
+                monotonic_now_ns(),
+                "no task left in it (last known values)".into(),
+                true,
+            );
+        }
+        Err(EnterError::Other(e)) => return failed(monotonic_now_ns(), e, false),
+    };
+    if let Err(e) = enter(&ns) {
+        return failed(
+            monotonic_now_ns(),
+            format!("cannot enter it (setns: {e})"),
+            false,
+        );
+    }
+    let reading = read_inside(netns, monotonic_now_ns());
+    // Home again, so a failure to enter the next one does not leave this
+    // thread reading the previous namespace's values under another name.
+    if let Err(e) = enter(home) {
+        log::warn!("netns worker: cannot return to its own namespace: {e}");
+    }
+    reading
+}
+
+/// One request to the worker: read these namespaces, each through one of
+/// its tasks.
+pub type Request = Vec<(u32, Vec<TaskRef>)>;
+
+/// The thread that enters namespaces. Requests go in, readings come out;
+/// the caller polls [`Worker::try_recv`] and is never blocked by a slow
+/// namespace.
+pub struct Worker {
+    tx: Option<mpsc::Sender<Request>>,
+    rx: mpsc::Receiver<Reading>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    /// Requests sent whose readings have not all come back.
+    pending: usize,
+}
+
+impl Worker {
+    pub fn spawn() -> std::io::Result<Worker> {
+        // The namespace of the thread that spawns the worker: its home.
+        let home = File::open("/proc/thread-self/ns/net")?;
+        let (tx, req_rx) = mpsc::channel::<Request>();
+        let (out_tx, rx) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("pw-netns".into())
+            .spawn(move || {
+                for req in req_rx {
+                    for (netns, tasks) in req {
+                        if out_tx.send(read_netns(netns, &tasks, &home)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok(Worker {
+            tx: Some(tx),
+            rx,
+            handle: Some(handle),
+            pending: 0,
+        })
+    }
+
+    /// Queues a request; readings come back in order.
+    pub fn request(&mut self, req: Request) {
+        if req.is_empty() {
+            return;
+        }
+        let n = req.len();
+        if let Some(tx) = &self.tx
+            && tx.send(req).is_ok()
+        {
+            self.pending += n;
+        }
+    }
+
+    /// Readings still to come.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    /// The readings done so far, without waiting.
+    pub fn try_recv(&mut self) -> Vec<Reading> {
+        let out: Vec<Reading> = self.rx.try_iter().collect();
+        self.pending = self.pending.saturating_sub(out.len());
+        out
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_without_tasks_is_stale_not_an_error() {
+        let home = File::open("/proc/thread-self/ns/net").expect("own ns");
+        // No such pid: the kernel's pid_max is below 2^22.
+        let r = read_netns(4_026_531_840, &[(u32::MAX - 1, u32::MAX - 1)], &home);
+        assert!(r.info.stale);
+        assert!(r.info.sysctls.is_none());
+        assert!(r.sockets.is_none());
+        assert!(r.info.error.is_some_and(|e| e.contains("no task left")));
+    }
+
+    #[test]
+    fn a_task_now_in_another_namespace_is_not_used() {
+        let home = File::open("/proc/thread-self/ns/net").expect("own ns");
+        let pid = std::process::id();
+        // Our own task, asked for a namespace it is not in: never read
+        // under that namespace's name.
+        let r = read_netns(1, &[(pid, pid)], &home);
+        assert!(r.info.stale, "{:?}", r.info);
+        assert!(r.info.sysctls.is_none());
+    }
+
+    #[test]
+    fn the_worker_reads_its_own_namespace_through_its_own_task() {
+        let own = std::fs::metadata("/proc/thread-self/ns/net")
+            .expect("own ns")
+            .ino() as u32;
+        let pid = std::process::id();
+        let mut w = Worker::spawn().expect("worker");
+        w.request(vec![(own, vec![(pid, pid)])]);
+        let start = std::time::Instant::now();
+        let mut got = Vec::new();
+        while got.is_empty() && start.elapsed() < std::time::Duration::from_secs(10) {
+            got = w.try_recv();
+            std::thread::yield_now();
+        }
+        let r = got.pop().expect("a reading");
+        assert_eq!(r.info.netns, own);
+        assert!(!r.info.stale);
+        // Reading sysctls needs no privilege; setns into one's own
+        // namespace needs CAP_SYS_ADMIN, so without it the reason is given.
+        match &r.info.sysctls {
+            Some(s) => assert!(s.port_range.0 <= s.port_range.1),
+            None => assert!(r.info.error.is_some_and(|e| e.contains("setns"))),
+        }
+        assert_eq!(w.pending(), 0);
+    }
+}
