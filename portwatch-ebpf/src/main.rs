@@ -67,6 +67,12 @@ const EADDRNOTAVAIL: u32 = 99;
 const EINPROGRESS: i64 = 115;
 const EALREADY: i64 = 114;
 const EISCONN: i64 = 106;
+const EINTR: i64 = 4;
+/// Kernel-internal restart codes (include/linux/errno.h, 512..=516): a
+/// signal interrupted a blocking connect(); the syscall's exit sees them
+/// before they become EINTR or a restart.
+const ERESTARTSYS: i64 = 512;
+const ERESTART_RESTARTBLOCK: i64 = 516;
 
 /// `BPF_RB_AVAIL_DATA` for `bpf_ringbuf_query`.
 const BPF_RB_AVAIL_DATA: u64 = 0;
@@ -490,7 +496,17 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
     // Success, a non-blocking connect under way, or a repeated connect() on a
     // socket that is connecting/connected: none of these is a failure, and
     // the entry only has to go (one map operation, no lookup).
-    if ret >= 0 || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN {
+    //
+    // A signal that interrupted a blocking connect() (EINTR, or a restart
+    // code) is no failure either: the handshake goes on, and if the
+    // application abandons it, the socket's close reports that.
+    if ret >= 0
+        || ret == -EINPROGRESS
+        || ret == -EALREADY
+        || ret == -EISCONN
+        || ret == -EINTR
+        || (-ERESTART_RESTARTBLOCK..=-ERESTARTSYS).contains(&ret)
+    {
         let _ = CONNECTS.remove(tid);
         return Ok(());
     }

@@ -239,3 +239,117 @@ fn unanswered_syns_are_failures_named_by_cause_per_destination() {
         );
     }
 }
+
+extern "C" fn ignore_signal(_: libc::c_int) {}
+
+/// A blocking connect() to `addr` on a raw socket (std retries on EINTR),
+/// interrupted by SIGUSR1 (handler without SA_RESTART): returns connect()'s
+/// errno, then closes the socket, abandoning the handshake.
+fn interrupted_connect(addr: SocketAddr) -> i32 {
+    let SocketAddr::V4(a) = addr else {
+        panic!("IPv4 expected")
+    };
+    // SAFETY: plain socket/connect/close on a socket this function owns;
+    // sockaddr_in is fully initialised.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket");
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: a.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::connect(
+            fd,
+            (&raw const sin).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let errno = if r == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        };
+        libc::close(fd);
+        errno
+    }
+}
+
+#[test]
+fn a_connect_interrupted_by_a_signal_is_not_a_failure_until_abandoned() {
+    use std::os::unix::thread::JoinHandleExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if !kernel_tests_enabled() {
+        return;
+    }
+    // SAFETY: installs a handler that does nothing, without SA_RESTART, so
+    // a blocking connect() returns EINTR; only this test sends SIGUSR1,
+    // to its own thread.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = ignore_signal as *const () as usize;
+        sa.sa_flags = 0;
+        libc::sigemptyset(&mut sa.sa_mask);
+        assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+    }
+    let ns = Netns::new("pwt-eintr", &[]);
+    let netns = ns.inode.to_string();
+    let dropped = ns.run(|| {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        drop_syns_to(addr.port());
+        std::mem::forget(l);
+        addr
+    });
+    let mut tracer = Tracer::start(&["trace", "--json", "--netns", &netns]);
+    let errno = ns.run(move || {
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let h = thread::Builder::new()
+            .name("pw-interrupted".into())
+            .spawn(move || {
+                let e = interrupted_connect(dropped);
+                d.store(true, Ordering::SeqCst);
+                e
+            })
+            .expect("spawn");
+        // Signal until the connect returns: a signal that lands before the
+        // thread blocks is ignored and the next one interrupts it.
+        while !done.load(Ordering::SeqCst) {
+            // SAFETY: the thread is alive (not joined yet); SIGUSR1 has a handler.
+            unsafe { libc::pthread_kill(h.as_pthread_t(), libc::SIGUSR1) };
+            thread::sleep(Duration::from_millis(50));
+        }
+        h.join().expect("client")
+    });
+    assert_eq!(errno, libc::EINTR, "connect() was not interrupted");
+    let inode = ns.inode;
+    let mine = |seen: &[Value]| -> Vec<Value> {
+        seen.iter()
+            .filter(|v| v["netns"] == inode && v["thread"] == "pw-interrupted")
+            .cloned()
+            .collect()
+    };
+    assert!(
+        tracer.wait_for(Duration::from_secs(20), |seen| !mine(seen).is_empty()),
+        "trace saw {:?}",
+        tracer.seen
+    );
+    let (ok, stderr, seen) = tracer.stop();
+    assert!(ok, "trace failed: {stderr:?}");
+    assert_no_loss(&stderr);
+    let events = mine(&seen);
+    assert_eq!(
+        events.len(),
+        1,
+        "one report, the abandoned handshake: {events:#?}"
+    );
+    let v = &events[0];
+    assert_eq!(v["event"], "close", "{v}");
+    assert_eq!(v["cause"], "aborted", "{v}");
+    assert_eq!(v["pid"], std::process::id(), "{v}");
+    assert_eq!(v["dport"], dropped.port(), "{v}");
+}
