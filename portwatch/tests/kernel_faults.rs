@@ -124,10 +124,7 @@ fn signal(pid: u32, sig: i32) {
 /// A thread in a private mount namespace in which tracefs is not mounted.
 /// Children it spawns inherit that namespace; the host's mounts are never
 /// touched (propagation is made private before anything is unmounted).
-struct NoTracefs {
-    tx: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
-    handle: Option<thread::JoinHandle<()>>,
-}
+struct NoTracefs(NsThread);
 
 const TRACEFS_PATHS: &[&str] = &["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
 
@@ -148,92 +145,57 @@ impl NoTracefs {
 
     /// Also runs `extra` in the namespace before any job (e.g. a mount).
     fn with(extra: impl FnOnce() -> Result<(), String> + Send + 'static) -> NoTracefs {
-        let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        let handle = thread::spawn(move || {
-            let setup = || -> Result<(), String> {
-                // SAFETY: unshare only affects this thread's namespaces
-                // (CLONE_NEWNS implies CLONE_FS, which is per thread).
-                if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
-                    return Err(format!("unshare: {}", std::io::Error::last_os_error()));
-                }
-                // SAFETY: valid NUL-terminated path; the other pointers may be null
-                // for a propagation change.
-                let rc = unsafe {
-                    libc::mount(
-                        std::ptr::null(),
-                        c"/".as_ptr(),
-                        std::ptr::null(),
-                        libc::MS_REC | libc::MS_PRIVATE,
-                        std::ptr::null(),
-                    )
-                };
-                if rc != 0 {
-                    return Err(format!(
-                        "making mounts private: {}",
-                        std::io::Error::last_os_error()
-                    ));
-                }
-                // debugfs would mount tracefs again on access to
-                // debug/tracing (automount): take it away too, here only.
-                for p in [
-                    c"/sys/kernel/debug/tracing",
-                    c"/sys/kernel/tracing",
-                    c"/sys/kernel/debug",
-                ] {
-                    // Mounts may be stacked: unmount until nothing is left.
-                    // SAFETY: valid NUL-terminated path.
-                    while unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) } == 0 {}
-                }
-                let left = tracefs_mounts();
-                if !left.is_empty() {
-                    return Err(format!("tracefs still mounted: {left:?}"));
-                }
-                for p in TRACEFS_PATHS {
-                    if Path::new(p).join("events").exists() {
-                        return Err(format!("{p}/events still exists"));
-                    }
-                }
-                extra()
+        let (thread, ()) = NsThread::spawn("pw-no-tracefs", move || -> Result<(), String> {
+            // SAFETY: unshare only affects this thread's namespaces
+            // (CLONE_NEWNS implies CLONE_FS, which is per thread).
+            if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+                return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+            }
+            // SAFETY: valid NUL-terminated path; the other pointers may be null
+            // for a propagation change.
+            let rc = unsafe {
+                libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_PRIVATE,
+                    std::ptr::null(),
+                )
             };
-            let r = setup();
-            let ok = r.is_ok();
-            let _ = ready_tx.send(r);
-            if ok {
-                for job in rx {
-                    job();
+            if rc != 0 {
+                return Err(format!(
+                    "making mounts private: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // debugfs would mount tracefs again on access to
+            // debug/tracing (automount): take it away too, here only.
+            for p in [
+                c"/sys/kernel/debug/tracing",
+                c"/sys/kernel/tracing",
+                c"/sys/kernel/debug",
+            ] {
+                // Mounts may be stacked: unmount until nothing is left.
+                // SAFETY: valid NUL-terminated path.
+                while unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) } == 0 {}
+            }
+            let left = tracefs_mounts();
+            if !left.is_empty() {
+                return Err(format!("tracefs still mounted: {left:?}"));
+            }
+            for p in TRACEFS_PATHS {
+                if Path::new(p).join("events").exists() {
+                    return Err(format!("{p}/events still exists"));
                 }
             }
-        });
-        ready_rx
-            .recv()
-            .expect("mount namespace thread died")
-            .unwrap_or_else(|e| panic!("cannot set up a mount namespace without tracefs: {e}"));
-        NoTracefs {
-            tx: Some(tx),
-            handle: Some(handle),
-        }
+            extra()
+        })
+        .unwrap_or_else(|e| panic!("cannot set up a mount namespace without tracefs: {e}"));
+        NoTracefs(thread)
     }
 
     fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let (rtx, rrx) = mpsc::channel();
-        self.tx
-            .as_ref()
-            .expect("thread alive")
-            .send(Box::new(move || {
-                let _ = rtx.send(f());
-            }))
-            .expect("mount namespace thread gone");
-        rrx.recv().expect("mount namespace job panicked")
-    }
-}
-
-impl Drop for NoTracefs {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        self.0.run(f)
     }
 }
 

@@ -42,52 +42,26 @@ pub fn portwatch_bin() -> std::path::PathBuf {
     }
 }
 
-/// A thread living in a fresh network namespace with loopback up. Work is
-/// sent to it as closures, so every socket they open belongs to that
-/// namespace and to a thread whose name (the kernel's comm) we chose.
-pub struct Netns {
+/// A thread that prepared itself (e.g. entered a namespace with `unshare`,
+/// which only changes the calling thread) and then runs the closures sent to
+/// it, so their sockets and children belong to what it set up.
+pub struct NsThread {
     tx: Option<mpsc::Sender<Box<dyn FnOnce() + Send>>>,
     handle: Option<thread::JoinHandle<()>>,
-    /// Inode of the namespace, as portwatch reports it in `netns`.
-    pub inode: u32,
 }
 
-impl Netns {
-    /// `comm` names the thread (15 bytes at most, as the kernel keeps it).
-    /// `sysctls` are (path under /proc/sys/net, value) set inside the namespace.
-    pub fn new(comm: &str, sysctls: &[(&str, &str)]) -> Netns {
-        assert!(comm.len() <= 15, "comm {comm} longer than the kernel keeps");
+impl NsThread {
+    /// Spawns the thread named `name` and runs `setup` on it; jobs run only
+    /// once it succeeded. Returns what `setup` returned.
+    pub fn spawn<R: Send + 'static>(
+        name: &str,
+        setup: impl FnOnce() -> Result<R, String> + Send + 'static,
+    ) -> Result<(NsThread, R), String> {
         let (tx, rx) = mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<u32, String>>();
-        let sysctls: Vec<(String, String)> = sysctls
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<R, String>>();
         let handle = thread::Builder::new()
-            .name(comm.to_string())
+            .name(name.to_string())
             .spawn(move || {
-                let setup = || -> Result<u32, String> {
-                    // SAFETY: unshare only affects this thread's namespaces.
-                    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                        return Err(format!("unshare: {}", std::io::Error::last_os_error()));
-                    }
-                    // A child forked by this thread inherits its namespace.
-                    let st = Command::new("ip")
-                        .args(["link", "set", "lo", "up"])
-                        .status()
-                        .map_err(|e| format!("ip: {e}"))?;
-                    if !st.success() {
-                        return Err("ip link set lo up failed".into());
-                    }
-                    for (k, v) in &sysctls {
-                        // /proc/sys/net resolves to the opener's namespace.
-                        std::fs::write(format!("/proc/sys/net/{k}"), v)
-                            .map_err(|e| format!("sysctl {k}: {e}"))?;
-                    }
-                    let meta = std::fs::metadata("/proc/thread-self/ns/net")
-                        .map_err(|e| format!("ns inode: {e}"))?;
-                    Ok(meta.ino() as u32)
-                };
                 let r = setup();
                 let ok = r.is_ok();
                 let _ = ready_tx.send(r);
@@ -97,39 +71,92 @@ impl Netns {
                     }
                 }
             })
-            .expect("spawn netns thread");
-        let inode = ready_rx
-            .recv()
-            .expect("netns thread died")
-            .unwrap_or_else(|e| panic!("cannot set up a network namespace: {e}"));
-        Netns {
+            .map_err(|e| format!("spawn {name}: {e}"))?;
+        let mut t = NsThread {
             tx: Some(tx),
             handle: Some(handle),
-            inode,
+        };
+        match ready_rx.recv() {
+            Ok(Ok(r)) => Ok((t, r)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                t.tx.take();
+                Err(format!("{name} thread died during setup"))
+            }
         }
     }
 
-    /// Runs `f` on the namespace's thread and returns its result.
+    /// Runs `f` on the thread and returns its result.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let (rtx, rrx) = mpsc::channel();
         self.tx
             .as_ref()
-            .expect("netns alive")
+            .expect("thread alive")
             .send(Box::new(move || {
                 let _ = rtx.send(f());
             }))
-            .expect("netns thread gone");
-        rrx.recv().expect("netns job panicked")
+            .expect("thread gone");
+        rrx.recv().expect("job panicked")
     }
 }
 
-impl Drop for Netns {
+impl Drop for NsThread {
     fn drop(&mut self) {
-        // Closing the channel ends the thread; the namespace goes with it.
+        // Closing the channel ends the thread; a namespace only it held goes with it.
         self.tx.take();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
+    }
+}
+
+/// A thread living in a fresh network namespace with loopback up. Work is
+/// sent to it as closures, so every socket they open belongs to that
+/// namespace and to a thread whose name (the kernel's comm) we chose.
+pub struct Netns {
+    thread: NsThread,
+    /// Inode of the namespace, as portwatch reports it in `netns`.
+    pub inode: u32,
+}
+
+impl Netns {
+    /// `comm` names the thread (15 bytes at most, as the kernel keeps it).
+    /// `sysctls` are (path under /proc/sys/net, value) set inside the namespace.
+    pub fn new(comm: &str, sysctls: &[(&str, &str)]) -> Netns {
+        assert!(comm.len() <= 15, "comm {comm} longer than the kernel keeps");
+        let sysctls: Vec<(String, String)> = sysctls
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (thread, inode) = NsThread::spawn(comm, move || -> Result<u32, String> {
+            // SAFETY: unshare only affects this thread's namespaces.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return Err(format!("unshare: {}", std::io::Error::last_os_error()));
+            }
+            // A child forked by this thread inherits its namespace.
+            let st = Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .map_err(|e| format!("ip: {e}"))?;
+            if !st.success() {
+                return Err("ip link set lo up failed".into());
+            }
+            for (k, v) in &sysctls {
+                // /proc/sys/net resolves to the opener's namespace.
+                std::fs::write(format!("/proc/sys/net/{k}"), v)
+                    .map_err(|e| format!("sysctl {k}: {e}"))?;
+            }
+            let meta = std::fs::metadata("/proc/thread-self/ns/net")
+                .map_err(|e| format!("ns inode: {e}"))?;
+            Ok(meta.ino() as u32)
+        })
+        .unwrap_or_else(|e| panic!("cannot set up a network namespace: {e}"));
+        Netns { thread, inode }
+    }
+
+    /// Runs `f` on the namespace's thread and returns its result.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        self.thread.run(f)
     }
 }
 
