@@ -435,15 +435,21 @@ fn two_local_addresses_have_two_budgets_each_with_its_own_pressure() {
     let snaps = top_batch_snapshots(child, rx);
     eprintln!("connected from .1: {ok1}, from .2: {ok2}");
     assert_eq!((ok1, ok2), (100, 50), "each address has its own 100 ports");
-    let last = snaps.last().expect("a snapshot");
-    let from = |laddr: &str| -> Value {
-        dests_of(last, c.inode)
-            .into_iter()
-            .find(|d| d["laddr"] == laddr)
-            .unwrap_or_else(|| panic!("no budget from {laddr} in {last}"))
+    // Each address's row at its peak. Not the last snapshot's: on a host
+    // busy with other namespaces' churn, the socket table read after the
+    // churn came back 1-2 TIME_WAIT sockets short of 100 (seen with main's
+    // binary too; likely because a sock_diag dump resumes by position in
+    // the kernel's shared hash table while others' entries move).
+    let peak = |laddr: &str| -> Value {
+        snaps
+            .iter()
+            .flat_map(|s| dests_of(s, c.inode))
+            .filter(|d| d["laddr"] == laddr)
+            .max_by_key(|d| d["held_ports"].as_u64())
+            .unwrap_or_else(|| panic!("no budget from {laddr} in {snaps:?}"))
             .clone()
     };
-    let (d1, d2) = (from("127.0.0.1"), from("127.0.0.2"));
+    let (d1, d2) = (peak("127.0.0.1"), peak("127.0.0.2"));
     assert_eq!(
         (d1["budget"].clone(), d2["budget"].clone()),
         (100.into(), 100.into())
