@@ -15,6 +15,7 @@
 //! file keeps [`Engine`] and [`Engine::apply`].
 
 mod acc;
+pub mod callsites;
 mod config;
 mod destinations;
 pub mod hash;
@@ -111,6 +112,8 @@ pub struct Engine {
     aged_out: u64,
     /// Namespaces other than the host's: their sysctls, counters, names.
     namespaces: Namespaces,
+    /// Sampled connect() stacks per pair (`Input::CallStack`).
+    call_sites: callsites::CallSites,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -151,6 +154,7 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             namespaces: Namespaces::new(n),
+            call_sites: Default::default(),
         }
     }
 
@@ -189,6 +193,7 @@ impl Engine {
                     self.namespaces.on_reading(n);
                 }
             }
+            Input::CallStack(c) => self.on_call_stack(c),
         }
     }
 }

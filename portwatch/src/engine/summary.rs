@@ -232,10 +232,18 @@ impl Summarizer {
                     // The peak: most ports held, then the highest rate (a
                     // pair whose peer closes first holds none here).
                     let higher = (v.time_wait, v.new_per_s) > (e.peak.time_wait, e.peak.new_per_s);
+                    // Call sites are counted over the whole run: the
+                    // latest list has every sample, whatever the peak.
+                    let sites = if v.call_sites.is_empty() {
+                        std::mem::take(&mut e.peak.call_sites)
+                    } else {
+                        v.call_sites.clone()
+                    };
                     if higher {
                         e.peak = v.clone();
                         e.peak_ns = now;
                     }
+                    e.peak.call_sites = sites;
                 }
             }
         }

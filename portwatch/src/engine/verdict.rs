@@ -122,6 +122,7 @@ pub fn lacks_pooling(
         connect_errors_total: s.connect_errors_total,
         evidence,
         fix,
+        call_sites: Vec::new(),
     })
 }
 

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod netns;
 pub mod procfs;
 pub mod sockdiag;
+pub mod symbols;
 
 use std::path::PathBuf;
 

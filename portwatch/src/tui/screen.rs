@@ -380,6 +380,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                     headline: format!("lacks connection pooling → {}", dest(v.daddr, v.dport)),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
+                    call_sites: call_site_lines(v),
                 });
             Some(Detail {
                 title: format!("{} ({})", s.service, kind(s.service.kind)),
@@ -406,6 +407,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                     headline: format!("{} lacks connection pooling", v.service),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
+                    call_sites: call_site_lines(v),
                 });
             let from = d.laddr.map(|a| format!(" from {a}")).unwrap_or_default();
             let held = if d.budget > 0 {
@@ -440,4 +442,16 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
         }
         View::Failures => None,
     }
+}
+
+/// The verdict's call sites as the detail pane lists them, with notes.
+fn call_site_lines(v: &crate::engine::model::Verdict) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &v.call_sites {
+        out.push(crate::render::call_site_line(c));
+        if let Some(n) = &c.note {
+            out.push(format!("       {}", crate::render::fmt::clean(n)));
+        }
+    }
+    out
 }

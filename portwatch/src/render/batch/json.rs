@@ -75,6 +75,7 @@ pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
         connect_errors: v.connect_errors_total,
         evidence: &v.evidence,
         fix: &v.fix,
+        call_sites: &v.call_sites,
     }
 }
 
@@ -132,6 +133,10 @@ pub struct VerdictJson<'a> {
     pub connect_errors: u64,
     pub evidence: &'a str,
     pub fix: &'a str,
+    /// Where the service opens these connections (sampled connect()
+    /// stacks); absent while none was sampled.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub call_sites: &'a [crate::engine::callsites::CallSite],
 }
 
 /// The JSON object of one interval. `rows` caps each table (verdicts are
