@@ -127,7 +127,7 @@ impl Engine {
     }
 
     #[inline]
-    fn note_laddr(&mut self, ns: u32, laddr: IpAddr, daddr: IpAddr, dport: u16) {
+    pub(super) fn note_laddr(&mut self, ns: u32, laddr: IpAddr, daddr: IpAddr, dport: u16) {
         let key = (ns, daddr, dport);
         if self.last_laddr.get(&key) == Some(&laddr) {
             return;

@@ -21,6 +21,7 @@ pub mod hash;
 pub mod hist;
 mod intake;
 mod intern;
+mod leaks;
 pub mod model;
 pub mod netns;
 mod pids;
@@ -110,6 +111,9 @@ pub struct Engine {
     aged_out: u64,
     /// Namespaces other than the host's: their sysctls, counters, names.
     namespaces: Namespaces,
+    /// Live sockets of the last tables and who holds them (CLOSE_WAIT
+    /// leaks).
+    leaks: leaks::Leaks,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -150,6 +154,7 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             namespaces: Namespaces::new(n),
+            leaks: leaks::Leaks::default(),
         }
     }
 
@@ -188,6 +193,7 @@ impl Engine {
                     self.namespaces.on_reading(n);
                 }
             }
+            Input::SocketOwners(o) => self.leaks.on_owners(o),
         }
     }
 }

@@ -75,7 +75,7 @@ impl DestinationSummary {
     }
 }
 
-/// A lacks-pooling verdict over the whole trace.
+/// A verdict (`lacks_pooling`, `leaks_sockets`) over the whole trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictSummary {
     /// As the engine gave it at its peak.
@@ -132,7 +132,7 @@ pub struct Summarizer {
     s: Summary,
     services: BTreeMap<ServiceId, ServiceSummary>,
     destinations: BTreeMap<(IpAddr, u16), DestinationSummary>,
-    verdicts: BTreeMap<(ServiceId, IpAddr, u16), VerdictSummary>,
+    verdicts: BTreeMap<(&'static str, ServiceId, IpAddr, u16), VerdictSummary>,
     minutes: BTreeMap<i64, BTreeMap<i32, u64>>,
 }
 
@@ -196,7 +196,7 @@ impl Summarizer {
             }
         }
         for v in &m.verdicts {
-            let key = (v.service.clone(), v.daddr, v.dport);
+            let key = (v.verdict, v.service.clone(), v.daddr, v.dport);
             match self.verdicts.get_mut(&key) {
                 None => {
                     self.verdicts.insert(
@@ -215,7 +215,9 @@ impl Summarizer {
                     e.flagged_s += 1;
                     // The peak: most ports held, then the highest rate (a
                     // pair whose peer closes first holds none here).
-                    let higher = (v.time_wait, v.new_per_s) > (e.peak.time_wait, e.peak.new_per_s);
+                    // A leak's peak: most ports held.
+                    let higher = (v.time_wait, v.held_ports, v.new_per_s)
+                        > (e.peak.time_wait, e.peak.held_ports, e.peak.new_per_s);
                     if higher {
                         e.peak = v.clone();
                         e.peak_ns = now;
