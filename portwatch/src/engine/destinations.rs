@@ -154,6 +154,26 @@ impl Engine {
         for (key, table) in fresh {
             self.destinations.entry(key).table = Some(table);
         }
+        // Closes applied before this table arrived but after it was read:
+        // what it says does not include them yet.
+        for &(end_ns, start_ns, key, local) in &self.recent_closes {
+            if key.0 != ns || end_ns <= t.ts_ns {
+                continue;
+            }
+            if let Some(tb) = self
+                .destinations
+                .map
+                .get_mut(&key)
+                .and_then(|d| d.table.as_mut())
+            {
+                if start_ns <= tb.ts_ns {
+                    tb.closed_open += 1;
+                }
+                if local {
+                    tb.local_since.add(end_ns / NS_PER_S, 1);
+                }
+            }
+        }
         for (laddr, daddr, dport) in laddrs {
             self.note_laddr(ns, laddr, daddr, dport);
         }

@@ -114,6 +114,11 @@ pub struct Engine {
     /// Live sockets of the last tables and who holds them (CLOSE_WAIT
     /// leaks).
     leaks: leaks::Leaks,
+    /// The last outbound closes (end, start, destination, closed locally),
+    /// for a socket table that arrives after events newer than itself (a
+    /// namespace's is read on another thread): they are counted again on
+    /// top of it, or its TIME_WAIT would miss them.
+    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, bool)>,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -155,6 +160,7 @@ impl Engine {
             aged_out: 0,
             namespaces: Namespaces::new(n),
             leaks: leaks::Leaks::default(),
+            recent_closes: Default::default(),
         }
     }
 
