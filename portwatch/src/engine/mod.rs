@@ -23,6 +23,7 @@ mod intake;
 mod intern;
 mod leaks;
 pub mod model;
+pub mod namer;
 pub mod netns;
 mod pids;
 mod resolve;
