@@ -22,6 +22,7 @@ pub mod hash;
 pub mod hist;
 mod intake;
 mod intern;
+mod leaks;
 pub mod model;
 pub mod namer;
 pub mod netns;
@@ -114,6 +115,14 @@ pub struct Engine {
     namespaces: Namespaces,
     /// Sampled connect() stacks per pair (`Input::CallStack`).
     call_sites: callsites::CallSites,
+    /// Live sockets of the last tables and who holds them (CLOSE_WAIT
+    /// leaks).
+    leaks: leaks::Leaks,
+    /// The last outbound closes (end, start, destination, closed locally),
+    /// for a socket table that arrives after events newer than itself (a
+    /// namespace's is read on another thread): they are counted again on
+    /// top of it, or its TIME_WAIT would miss them.
+    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, bool)>,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -155,6 +164,8 @@ impl Engine {
             aged_out: 0,
             namespaces: Namespaces::new(n),
             call_sites: Default::default(),
+            leaks: leaks::Leaks::default(),
+            recent_closes: Default::default(),
         }
     }
 
@@ -194,6 +205,7 @@ impl Engine {
                 }
             }
             Input::CallStack(c) => self.on_call_stack(c),
+            Input::SocketOwners(o) => self.leaks.on_owners(o),
         }
     }
 }
