@@ -3,12 +3,15 @@
 //! consume this stream, so they see exactly the same thing (and a recording
 //! replays into the same views).
 
-use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::clock::{WallClock, monotonic_now_ns};
+// FxHash, not SipHash: these are looked up for every drained event (SipHash
+// was ~4% of record's instructions); the keys are ids the kernel hands out
+// (netns inodes, cgroup ids), not chosen by peers.
+use crate::engine::hash::{FxHashMap, FxHashSet};
 use crate::input::Input;
 use crate::probe::Probe;
 use crate::system::netns::{self, TaskRef};
@@ -31,12 +34,12 @@ const TASKS_PER_NETNS: usize = 4;
 /// The namespaces seen in events, and tasks to enter each through.
 #[derive(Default)]
 struct NetnsSeen {
-    tasks: HashMap<u32, Vec<TaskRef>>,
+    tasks: FxHashMap<u32, Vec<TaskRef>>,
     /// Seen since the last request: read at once, not at the next resync.
     new: Vec<u32>,
     /// Those whose last reading found no task left: asked again only when
     /// a new task shows up in them.
-    stale: HashSet<u32>,
+    stale: FxHashSet<u32>,
 }
 
 impl NetnsSeen {
@@ -80,7 +83,7 @@ impl NetnsSeen {
 pub struct LiveSource {
     pub probe: Probe,
     cgroups: Option<CgroupResolver>,
-    announced: HashSet<u64>,
+    announced: FxHashSet<u64>,
     unresolved: Vec<u64>,
     netns: u32,
     last_counters_ns: u64,
@@ -133,7 +136,7 @@ impl LiveSource {
         let mut src = LiveSource {
             probe,
             cgroups,
-            announced: HashSet::new(),
+            announced: FxHashSet::default(),
             unresolved: Vec::new(),
             netns: procfs::netns_inode(),
             last_counters_ns: 0,
