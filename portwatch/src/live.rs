@@ -12,6 +12,7 @@ use crate::clock::{WallClock, monotonic_now_ns};
 use crate::input::Input;
 use crate::probe::Probe;
 use crate::system::netns::{self, TaskRef};
+use crate::system::runtime::{self, RuntimeDirs, WorkloadKeys, keys_from_cgroup};
 use crate::system::{cgroup::CgroupResolver, procfs, sockdiag};
 
 /// How often the kernel counters and loss counters are read.
@@ -21,6 +22,12 @@ pub const SOCKETS_EVERY: Duration = Duration::from_secs(5);
 /// Unresolved cgroup ids are retried this often (a new container's
 /// directory may appear just after its first connection).
 const CGROUP_RETRY_EVERY: Duration = Duration::from_secs(5);
+/// A container's names not found (its runtime has not written them yet)
+/// are asked again this many times, [`CGROUP_RETRY_EVERY`] apart.
+const WORKLOAD_TRIES: u8 = 3;
+/// At most this many containers and pods asked about are remembered; past
+/// it the memory starts over (asking again only costs a lookup).
+const MAX_WORKLOADS_ASKED: usize = 65_536;
 /// At most this many network namespaces (besides portwatch's own) are
 /// read; more are shown from events alone (the engine counts them as
 /// folded). A busy Kubernetes node has hundreds of pods.
@@ -90,6 +97,13 @@ pub struct LiveSource {
     /// Reads other namespaces from inside them (None: could not start).
     netns_worker: Option<netns::Worker>,
     netns_seen: NetnsSeen,
+    /// Looks up container and pod names (None: could not start).
+    runtime: Option<runtime::Worker>,
+    /// Containers and pods asked about, with the lookups left when not
+    /// found.
+    workloads_asked: HashMap<WorkloadKeys, u8>,
+    /// Not found yet: asked again at the next retry.
+    workloads_missing: Vec<WorkloadKeys>,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
     /// The starting state read by `start`, handed over by the first
@@ -104,7 +118,9 @@ impl LiveSource {
     /// Loads the probe and reads the starting state of the host: host
     /// context, socket table, counters. These are the first inputs
     /// `next_batch` hands over.
-    pub fn start() -> Result<LiveSource> {
+    /// `runtime_root` is where the container runtimes keep their state
+    /// (`/` on an ordinary node; `--runtime-root`).
+    pub fn start(runtime_root: &std::path::Path) -> Result<LiveSource> {
         let mut initial = Vec::new();
         let out = &mut initial;
         let probe = Probe::load()?;
@@ -142,6 +158,9 @@ impl LiveSource {
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             netns_worker: None,
             netns_seen: NetnsSeen::default(),
+            runtime: None,
+            workloads_asked: HashMap::new(),
+            workloads_missing: Vec::new(),
             warnings,
             initial: Vec::new(),
             drained: Vec::new(),
@@ -151,6 +170,12 @@ impl LiveSource {
             Err(e) => src
                 .warnings
                 .push(format!("other network namespaces will not be read: {e}")),
+        }
+        match runtime::Worker::spawn(RuntimeDirs::new(runtime_root)) {
+            Ok(w) => src.runtime = Some(w),
+            Err(e) => src.warnings.push(format!(
+                "pod and container names will not be looked up: {e}"
+            )),
         }
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
@@ -226,10 +251,56 @@ impl LiveSource {
             return;
         }
         let path = self.cgroups.as_mut().and_then(|r| r.resolve(id));
-        if path.is_none() {
-            self.unresolved.push(id);
+        match &path {
+            Some(p) => self.ask_workload(p),
+            None => self.unresolved.push(id),
         }
         out.push(Input::Cgroup { id, path });
+    }
+
+    /// Asks the runtime worker for the names of the container or pod a
+    /// cgroup path names, once per container.
+    fn ask_workload(&mut self, cgroup_path: &str) {
+        let Some(w) = &self.runtime else {
+            return;
+        };
+        let keys = keys_from_cgroup(cgroup_path);
+        if keys.is_empty() || self.workloads_asked.contains_key(&keys) {
+            return;
+        }
+        if self.workloads_asked.len() >= MAX_WORKLOADS_ASKED {
+            self.workloads_asked.clear();
+        }
+        self.workloads_asked.insert(keys.clone(), WORKLOAD_TRIES);
+        w.request(keys);
+    }
+
+    /// The names found so far; those not found are asked again later.
+    fn take_workloads(&mut self, out: &mut Vec<Input>) {
+        let Some(w) = &self.runtime else {
+            return;
+        };
+        for a in w.try_recv() {
+            if a.found.is_empty() {
+                self.workloads_missing.push(a.keys);
+            } else {
+                out.extend(a.found.into_iter().map(Input::Workload));
+            }
+        }
+    }
+
+    fn retry_workloads(&mut self) {
+        let Some(w) = &self.runtime else {
+            return;
+        };
+        for keys in std::mem::take(&mut self.workloads_missing) {
+            if let Some(left) = self.workloads_asked.get_mut(&keys)
+                && *left > 0
+            {
+                *left -= 1;
+                w.request(keys);
+            }
+        }
     }
 
     /// Pending events, each preceded by its cgroup's path the first time.
@@ -269,17 +340,22 @@ impl LiveSource {
             self.read_sockets(now, out);
         }
         self.read_namespaces(resync, out);
-        if !self.unresolved.is_empty()
+        self.take_workloads(out);
+        if (!self.unresolved.is_empty() || !self.workloads_missing.is_empty())
             && now.saturating_sub(self.last_cgroup_retry_ns) >= CGROUP_RETRY_EVERY.as_nanos() as u64
         {
             self.last_cgroup_retry_ns = now;
+            self.retry_workloads();
             let ids = std::mem::take(&mut self.unresolved);
             for id in ids {
                 match self.cgroups.as_mut().and_then(|r| r.resolve(id)) {
-                    Some(path) => out.push(Input::Cgroup {
-                        id,
-                        path: Some(path),
-                    }),
+                    Some(path) => {
+                        self.ask_workload(&path);
+                        out.push(Input::Cgroup {
+                            id,
+                            path: Some(path),
+                        })
+                    }
                     // Gone for good or not there yet: try again later, but
                     // not forever (bounded by the ids seen).
                     None => self.unresolved.push(id),
@@ -292,6 +368,7 @@ impl LiveSource {
     /// Final drain after the loop stopped: whatever the kernel submitted.
     pub fn finish(&mut self, out: &mut Vec<Input>) {
         self.drain_events(out);
+        self.take_workloads(out);
         let now = monotonic_now_ns();
         out.push(Input::Losses {
             ts_ns: now,

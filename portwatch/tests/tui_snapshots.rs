@@ -195,6 +195,7 @@ fn busy_screen() -> Screen {
         ],
         detail: Some(Detail {
             title: "orders-api.service (unit)".into(),
+            identity: None,
             peers_label: "Connects to".into(),
             peers: vec![("10.0.3.7:5432".into(), 452.0, 26890)],
             rate_60s: (0..60).map(|i| 400 + (i % 7) * 10).collect(),

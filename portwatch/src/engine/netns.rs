@@ -60,6 +60,8 @@ pub fn netns_name(netns: u32, host: u32, owner: Option<&ServiceId>) -> String {
         return "host".into();
     }
     match owner.filter(|o| owner_rank(o) > 0) {
+        // `pod checkout/api-7f9c`: read before `(netns N)` in the advice.
+        Some(o) if o.kind != ServiceKind::Systemd => format!("{} {}", o.kind.as_str(), o.name),
         Some(o) => o.to_string(),
         None => format!("netns:{netns}"),
     }
@@ -124,6 +126,16 @@ impl Namespaces {
         n.last_ns = n.last_ns.max(ts_ns);
         if owner_rank(owner) > n.owner.as_ref().map_or(0, owner_rank) {
             n.owner = Some(owner.clone());
+        }
+    }
+
+    /// A service renamed (its runtime's names came): the namespaces it
+    /// owns are named by the new name.
+    pub(crate) fn rename_owner(&mut self, old: &ServiceId, new: &ServiceId) {
+        for n in self.table.map.values_mut() {
+            if n.owner.as_ref() == Some(old) {
+                n.owner = Some(new.clone());
+            }
         }
     }
 
@@ -308,10 +320,7 @@ mod tests {
     use super::*;
 
     fn svc(kind: ServiceKind, name: &str) -> ServiceId {
-        ServiceId {
-            kind,
-            name: name.into(),
-        }
+        ServiceId::new(kind, name)
     }
 
     #[test]
@@ -323,11 +332,11 @@ mod tests {
         ns.note(7, 2, &svc(ServiceKind::Systemd, "ssh.service"));
         assert_eq!(name(&ns), "ssh.service");
         ns.note(7, 3, &svc(ServiceKind::Pod, "checkout-7f9"));
-        assert_eq!(name(&ns), "pod:checkout-7f9");
+        assert_eq!(name(&ns), "pod checkout-7f9");
         // A sidecar's process or a unit seen later does not rename it.
         ns.note(7, 4, &svc(ServiceKind::Docker, "abc"));
         ns.note(7, 5, &svc(ServiceKind::Comm, "envoy"));
-        assert_eq!(name(&ns), "pod:checkout-7f9");
+        assert_eq!(name(&ns), "pod checkout-7f9");
     }
 
     #[test]

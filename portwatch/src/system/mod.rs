@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod netns;
 pub mod procfs;
+pub mod runtime;
 pub mod sockdiag;
 
 use std::path::PathBuf;

@@ -111,6 +111,8 @@ pub struct FailureRow {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Detail {
     pub title: String,
+    /// A container's or pod's ids (Kubernetes container, uid), if any.
+    pub identity: Option<String>,
     /// "Connects to" (service) or "Connected from" (destination) rows:
     /// (peer, new/s, TIME_WAIT).
     pub peers_label: String,
