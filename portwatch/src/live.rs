@@ -84,26 +84,180 @@ impl NetnsSeen {
     }
 }
 
-pub struct LiveSource {
-    pub probe: Probe,
-    cgroups: Option<CgroupResolver>,
+/// Cgroup ids → paths, each announced once (an `Input::Cgroup` before the
+/// first event that needs it); the unresolved ones retried now and then.
+pub(crate) struct Cgroups {
+    resolver: Option<CgroupResolver>,
     announced: HashSet<u64>,
     unresolved: Vec<u64>,
+    last_retry_ns: u64,
+}
+
+impl Cgroups {
+    /// The resolver, or a warning saying why there is none.
+    pub(crate) fn new(warnings: &mut Vec<String>) -> Cgroups {
+        let resolver = match CgroupResolver::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warnings.push(format!("cgroups: {e}"));
+                None
+            }
+        };
+        Cgroups {
+            resolver,
+            announced: HashSet::new(),
+            unresolved: Vec::new(),
+            last_retry_ns: 0,
+        }
+    }
+
+    pub(crate) fn announce(&mut self, id: u64, out: &mut Vec<Input>) {
+        if id == 0 || !self.announced.insert(id) {
+            return;
+        }
+        let path = self.resolver.as_mut().and_then(|r| r.resolve(id));
+        if path.is_none() {
+            self.unresolved.push(id);
+        }
+        out.push(Input::Cgroup { id, path });
+    }
+
+    /// Unresolved ids again, every [`CGROUP_RETRY_EVERY`].
+    pub(crate) fn retry(&mut self, now: u64, out: &mut Vec<Input>) {
+        if self.unresolved.is_empty()
+            || now.saturating_sub(self.last_retry_ns) < CGROUP_RETRY_EVERY.as_nanos() as u64
+        {
+            return;
+        }
+        self.last_retry_ns = now;
+        let ids = std::mem::take(&mut self.unresolved);
+        for id in ids {
+            match self.resolver.as_mut().and_then(|r| r.resolve(id)) {
+                Some(path) => out.push(Input::Cgroup {
+                    id,
+                    path: Some(path),
+                }),
+                // Gone for good or not there yet: try again later, but
+                // not forever (bounded by the ids seen).
+                None => self.unresolved.push(id),
+            }
+        }
+    }
+}
+
+/// Pod and container names (`system::runtime`): asked for each cgroup path
+/// that names a container or pod, looked up by a worker thread, handed
+/// over as `Input::Workload` when found.
+struct Workloads {
+    /// None: the worker could not start (a warning said so).
+    worker: Option<runtime::Worker>,
+    /// Containers and pods asked about, with the lookups left when not
+    /// found.
+    asked: HashMap<WorkloadKeys, u8>,
+    /// Not found yet: asked again at the next retry.
+    missing: Vec<WorkloadKeys>,
+    last_retry_ns: u64,
+}
+
+impl Workloads {
+    fn new(root: &std::path::Path, warnings: &mut Vec<String>) -> Workloads {
+        let worker = runtime::Worker::spawn(RuntimeDirs::new(root))
+            .map_err(|e| {
+                warnings.push(format!(
+                    "pod and container names will not be looked up: {e}"
+                ))
+            })
+            .ok();
+        Workloads {
+            worker,
+            asked: HashMap::new(),
+            missing: Vec::new(),
+            last_retry_ns: 0,
+        }
+    }
+
+    /// Asks for the containers and pods of the cgroup paths among `inputs`
+    /// (those just announced), once each.
+    fn ask_new(&mut self, inputs: &[Input]) {
+        let Some(w) = &self.worker else {
+            return;
+        };
+        for i in inputs {
+            let Input::Cgroup { path: Some(p), .. } = i else {
+                continue;
+            };
+            let keys = keys_from_cgroup(p);
+            if keys.is_empty() || self.asked.contains_key(&keys) {
+                continue;
+            }
+            if self.asked.len() >= MAX_WORKLOADS_ASKED {
+                self.asked.clear();
+            }
+            self.asked.insert(keys.clone(), WORKLOAD_TRIES);
+            w.request(keys);
+        }
+    }
+
+    /// The names found so far; those not found are asked again every
+    /// [`CGROUP_RETRY_EVERY`], a few times.
+    fn take(&mut self, now: u64, out: &mut Vec<Input>) {
+        let Some(w) = &self.worker else {
+            return;
+        };
+        for a in w.try_recv() {
+            if a.found.is_empty() {
+                self.missing.push(a.keys);
+            } else {
+                out.extend(a.found.into_iter().map(Input::Workload));
+            }
+        }
+        if self.missing.is_empty()
+            || now.saturating_sub(self.last_retry_ns) < CGROUP_RETRY_EVERY.as_nanos() as u64
+        {
+            return;
+        }
+        self.last_retry_ns = now;
+        for keys in std::mem::take(&mut self.missing) {
+            if let Some(left) = self.asked.get_mut(&keys)
+                && *left > 0
+            {
+                *left -= 1;
+                w.request(keys);
+            }
+        }
+    }
+}
+
+/// The host record: hostname, kernel, clock anchor, portwatch's namespace
+/// and its sysctls (what could be read; a warning says what could not).
+pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
+    let clock = WallClock::now();
+    match procfs::read_host(clock) {
+        Ok(h) => Input::Host(h),
+        Err(e) => {
+            warnings.push(format!("host context incomplete: {e}"));
+            Input::Host(crate::input::HostInfo {
+                hostname: String::new(),
+                kernel: String::new(),
+                clock,
+                netns: procfs::netns_inode(),
+                sysctls: Default::default(),
+            })
+        }
+    }
+}
+
+pub struct LiveSource {
+    pub probe: Probe,
+    cgroups: Cgroups,
+    workloads: Workloads,
     netns: u32,
     last_counters_ns: u64,
     last_sockets_ns: u64,
-    last_cgroup_retry_ns: u64,
     resync_ns: u64,
     /// Reads other namespaces from inside them (None: could not start).
     netns_worker: Option<netns::Worker>,
     netns_seen: NetnsSeen,
-    /// Looks up container and pod names (None: could not start).
-    runtime: Option<runtime::Worker>,
-    /// Containers and pods asked about, with the lookups left when not
-    /// found.
-    workloads_asked: HashMap<WorkloadKeys, u8>,
-    /// Not found yet: asked again at the next retry.
-    workloads_missing: Vec<WorkloadKeys>,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
     /// The starting state read by `start`, handed over by the first
@@ -125,42 +279,19 @@ impl LiveSource {
         let out = &mut initial;
         let probe = Probe::load()?;
         let mut warnings = probe.warnings.clone();
-        let clock = WallClock::now();
-        match procfs::read_host(clock) {
-            Ok(h) => out.push(Input::Host(h)),
-            Err(e) => {
-                warnings.push(format!("host context incomplete: {e}"));
-                out.push(Input::Host(crate::input::HostInfo {
-                    hostname: String::new(),
-                    kernel: String::new(),
-                    clock,
-                    netns: procfs::netns_inode(),
-                    sysctls: Default::default(),
-                }));
-            }
-        }
-        let cgroups = match CgroupResolver::new() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warnings.push(format!("cgroups: {e}"));
-                None
-            }
-        };
+        out.push(host_input(&mut warnings));
+        let cgroups = Cgroups::new(&mut warnings);
+        let workloads = Workloads::new(runtime_root, &mut warnings);
         let mut src = LiveSource {
             probe,
             cgroups,
-            announced: HashSet::new(),
-            unresolved: Vec::new(),
+            workloads,
             netns: procfs::netns_inode(),
             last_counters_ns: 0,
             last_sockets_ns: 0,
-            last_cgroup_retry_ns: 0,
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             netns_worker: None,
             netns_seen: NetnsSeen::default(),
-            runtime: None,
-            workloads_asked: HashMap::new(),
-            workloads_missing: Vec::new(),
             warnings,
             initial: Vec::new(),
             drained: Vec::new(),
@@ -170,12 +301,6 @@ impl LiveSource {
             Err(e) => src
                 .warnings
                 .push(format!("other network namespaces will not be read: {e}")),
-        }
-        match runtime::Worker::spawn(RuntimeDirs::new(runtime_root)) {
-            Ok(w) => src.runtime = Some(w),
-            Err(e) => src.warnings.push(format!(
-                "pod and container names will not be looked up: {e}"
-            )),
         }
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
@@ -246,63 +371,6 @@ impl LiveSource {
         });
     }
 
-    fn announce_cgroup(&mut self, id: u64, out: &mut Vec<Input>) {
-        if id == 0 || !self.announced.insert(id) {
-            return;
-        }
-        let path = self.cgroups.as_mut().and_then(|r| r.resolve(id));
-        match &path {
-            Some(p) => self.ask_workload(p),
-            None => self.unresolved.push(id),
-        }
-        out.push(Input::Cgroup { id, path });
-    }
-
-    /// Asks the runtime worker for the names of the container or pod a
-    /// cgroup path names, once per container.
-    fn ask_workload(&mut self, cgroup_path: &str) {
-        let Some(w) = &self.runtime else {
-            return;
-        };
-        let keys = keys_from_cgroup(cgroup_path);
-        if keys.is_empty() || self.workloads_asked.contains_key(&keys) {
-            return;
-        }
-        if self.workloads_asked.len() >= MAX_WORKLOADS_ASKED {
-            self.workloads_asked.clear();
-        }
-        self.workloads_asked.insert(keys.clone(), WORKLOAD_TRIES);
-        w.request(keys);
-    }
-
-    /// The names found so far; those not found are asked again later.
-    fn take_workloads(&mut self, out: &mut Vec<Input>) {
-        let Some(w) = &self.runtime else {
-            return;
-        };
-        for a in w.try_recv() {
-            if a.found.is_empty() {
-                self.workloads_missing.push(a.keys);
-            } else {
-                out.extend(a.found.into_iter().map(Input::Workload));
-            }
-        }
-    }
-
-    fn retry_workloads(&mut self) {
-        let Some(w) = &self.runtime else {
-            return;
-        };
-        for keys in std::mem::take(&mut self.workloads_missing) {
-            if let Some(left) = self.workloads_asked.get_mut(&keys)
-                && *left > 0
-            {
-                *left -= 1;
-                w.request(keys);
-            }
-        }
-    }
-
     /// Pending events, each preceded by its cgroup's path the first time.
     fn drain_events(&mut self, out: &mut Vec<Input>) {
         let mut events = std::mem::take(&mut self.drained);
@@ -310,7 +378,9 @@ impl LiveSource {
         out.reserve(events.len());
         for ev in events.drain(..) {
             if let Some(t) = ev.task() {
-                self.announce_cgroup(t.cgroup_id, out);
+                let from = out.len();
+                self.cgroups.announce(t.cgroup_id, out);
+                self.workloads.ask_new(&out[from..]);
                 let ns = ev.netns();
                 if ns != 0 && ns != self.netns {
                     self.netns_seen.note(ns, (t.pid, t.tid));
@@ -340,36 +410,18 @@ impl LiveSource {
             self.read_sockets(now, out);
         }
         self.read_namespaces(resync, out);
-        self.take_workloads(out);
-        if (!self.unresolved.is_empty() || !self.workloads_missing.is_empty())
-            && now.saturating_sub(self.last_cgroup_retry_ns) >= CGROUP_RETRY_EVERY.as_nanos() as u64
-        {
-            self.last_cgroup_retry_ns = now;
-            self.retry_workloads();
-            let ids = std::mem::take(&mut self.unresolved);
-            for id in ids {
-                match self.cgroups.as_mut().and_then(|r| r.resolve(id)) {
-                    Some(path) => {
-                        self.ask_workload(&path);
-                        out.push(Input::Cgroup {
-                            id,
-                            path: Some(path),
-                        })
-                    }
-                    // Gone for good or not there yet: try again later, but
-                    // not forever (bounded by the ids seen).
-                    None => self.unresolved.push(id),
-                }
-            }
-        }
+        let from = out.len();
+        self.cgroups.retry(now, out);
+        self.workloads.ask_new(&out[from..]);
+        self.workloads.take(now, out);
         out.push(Input::Tick { now_ns: now });
     }
 
     /// Final drain after the loop stopped: whatever the kernel submitted.
     pub fn finish(&mut self, out: &mut Vec<Input>) {
         self.drain_events(out);
-        self.take_workloads(out);
         let now = monotonic_now_ns();
+        self.workloads.take(now, out);
         out.push(Input::Losses {
             ts_ns: now,
             losses: self.probe.losses(),

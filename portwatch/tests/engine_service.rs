@@ -198,7 +198,7 @@ fn a_pod_is_renamed_in_place_when_its_runtime_names_come() {
     // The namespace is named by the same name.
     assert_eq!(
         m.pairs[0].netns_name.as_deref(),
-        Some("pod checkout/api-7f9c")
+        Some("pod:checkout/api-7f9c")
     );
 }
 

@@ -180,6 +180,6 @@ fn containers_and_pods_are_named_from_the_runtime_state() {
     let services = last["services"].as_array().expect("services");
     assert_eq!(services.len(), 2, "{services:?}");
     // The namespace is named by the pod (a pod wins over a container).
-    assert_eq!(api["netns_name"], "pod checkout/api-7f9c");
+    assert_eq!(api["netns_name"], "pod:checkout/api-7f9c");
     assert_no_loss(&stderr);
 }

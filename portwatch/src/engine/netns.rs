@@ -44,7 +44,7 @@ impl Activity for NetnsAcc {
 /// How well a service names the namespace its tasks live in: a pod's or a
 /// container's namespace is theirs; a systemd unit's is a fair guess (units
 /// rarely get a namespace of their own); a process name is no owner.
-fn owner_rank(s: &ServiceId) -> u8 {
+pub(crate) fn owner_rank(s: &ServiceId) -> u8 {
     match s.kind {
         ServiceKind::Pod => 3,
         ServiceKind::Docker | ServiceKind::Containerd | ServiceKind::Crio => 2,
@@ -60,10 +60,17 @@ pub fn netns_name(netns: u32, host: u32, owner: Option<&ServiceId>) -> String {
         return "host".into();
     }
     match owner.filter(|o| owner_rank(o) > 0) {
-        // `pod checkout/api-7f9c`: read before `(netns N)` in the advice.
-        Some(o) if o.kind != ServiceKind::Systemd => format!("{} {}", o.kind.as_str(), o.name),
-        Some(o) => o.to_string(),
+        Some(o) => owner_name(o),
         None => format!("netns:{netns}"),
+    }
+}
+
+/// How an owner names its namespace: `pod:checkout/api-7f9c`, `docker:web`
+/// (one word, for `--netns NAME`), a unit by its name.
+pub(crate) fn owner_name(o: &ServiceId) -> String {
+    match o.kind {
+        ServiceKind::Systemd | ServiceKind::Comm | ServiceKind::UnknownCgroup => o.to_string(),
+        k => format!("{}:{}", k.as_str(), o.name),
     }
 }
 
@@ -332,11 +339,11 @@ mod tests {
         ns.note(7, 2, &svc(ServiceKind::Systemd, "ssh.service"));
         assert_eq!(name(&ns), "ssh.service");
         ns.note(7, 3, &svc(ServiceKind::Pod, "checkout-7f9"));
-        assert_eq!(name(&ns), "pod checkout-7f9");
+        assert_eq!(name(&ns), "pod:checkout-7f9");
         // A sidecar's process or a unit seen later does not rename it.
         ns.note(7, 4, &svc(ServiceKind::Docker, "abc"));
         ns.note(7, 5, &svc(ServiceKind::Comm, "envoy"));
-        assert_eq!(name(&ns), "pod checkout-7f9");
+        assert_eq!(name(&ns), "pod:checkout-7f9");
     }
 
     #[test]
