@@ -13,16 +13,16 @@ use super::table::Activity;
 use super::window::SecondRing;
 use super::{Engine, TIME_WAIT_S};
 
-/// TCP_LISTEN in include/net/tcp_states.h.
-const TCP_LISTEN: u8 = 10;
-
 /// What the last socket table said about one destination, and what
 /// events have changed since.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct DestTable {
     pub(super) ts_ns: u64,
-    /// ESTABLISHED + SYN_SENT at `ts_ns`.
+    /// Live sockets holding a port at `ts_ns`: ESTABLISHED, SYN_SENT,
+    /// FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING.
     pub(super) open: u64,
+    /// Of those, in CLOSE_WAIT (the peer closed, the owner has not).
+    pub(super) close_wait: u64,
     /// Of those, closed since (connections that started before the table
     /// and closed after it).
     pub(super) closed_open: u64,
@@ -79,14 +79,7 @@ impl Engine {
             n.last_table_ns = Some(t.ts_ns);
             n.last_ns = n.last_ns.max(t.ts_ns);
         }
-        // Sockets whose local port a listener owns were accepted here:
-        // inbound, not ports this host spent connecting out.
-        let listen: FxHashSet<(Option<IpAddr>, u16)> = t
-            .entries
-            .iter()
-            .filter(|e| e.state == SockState::Other(TCP_LISTEN))
-            .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
-            .collect();
+        self.leaks.on_table(ns, t);
         // Only as many destinations as the table can keep: a namespace with
         // 100,000 TIME_WAIT sockets to as many peers must not cost a
         // DestTable each (memory stays bounded; the rest are folded).
@@ -97,10 +90,25 @@ impl Engine {
         let mut fresh: FxHashMap<super::DestKey, DestTable> = FxHashMap::default();
         let mut added = 0;
         let host_table = ns == self.host_netns();
-        for e in &t.entries {
-            if listen.contains(&(None, e.sport)) || listen.contains(&(Some(e.saddr), e.sport)) {
-                continue;
-            }
+        // Another namespace's table may add a row for a local address
+        // when its events already made a row to that destination (e.g.
+        // only failed connects, which have no local address, were seen):
+        // that is how a leaking client's held ports show beside its
+        // EADDRNOTAVAILs.
+        let known: FxHashSet<(IpAddr, u16)> = if host_table {
+            FxHashSet::default()
+        } else {
+            self.destinations
+                .map
+                .keys()
+                .filter(|k| k.0 == ns)
+                .map(|k| (k.2, k.3))
+                .collect()
+        };
+        let mut laddrs = Vec::new();
+        // Sockets whose local port a listener owns were accepted here:
+        // inbound, not ports this host spent connecting out.
+        for e in t.outbound() {
             let key = (ns, e.saddr, e.daddr, e.dport);
             let d = match fresh.get_mut(&key) {
                 Some(d) => d,
@@ -109,10 +117,11 @@ impl Engine {
                         // Another namespace's table corrects the rows its
                         // events made; it adds none (a node's pods hold
                         // far more sockets than anyone reads).
-                        if added >= room || !host_table {
+                        if added >= room || !(host_table || known.contains(&(e.daddr, e.dport))) {
                             continue;
                         }
                         added += 1;
+                        laddrs.push((e.saddr, e.daddr, e.dport));
                     }
                     fresh.entry(key).or_insert_with(|| DestTable {
                         ts_ns: t.ts_ns,
@@ -121,12 +130,17 @@ impl Engine {
                 }
             };
             match e.state {
-                SockState::Established | SockState::SynSent => d.open += 1,
                 SockState::TimeWait => {
                     let expiry_ns = t.ts_ns + u64::from(e.expires_ms) * 1_000_000;
                     d.tw_expiry.add(expiry_ns / NS_PER_S, 1);
                 }
-                SockState::Other(_) => {}
+                s if s.holds_port_open() => {
+                    d.open += 1;
+                    if s.is_close_wait() {
+                        d.close_wait += 1;
+                    }
+                }
+                _ => {}
             }
         }
         // Destinations of this namespace that the table does not mention
@@ -139,6 +153,29 @@ impl Engine {
         }
         for (key, table) in fresh {
             self.destinations.entry(key).table = Some(table);
+        }
+        // Closes applied before this table arrived but after it was read:
+        // what it says does not include them yet.
+        for &(end_ns, start_ns, key, local) in &self.recent_closes {
+            if key.0 != ns || end_ns <= t.ts_ns {
+                continue;
+            }
+            if let Some(tb) = self
+                .destinations
+                .map
+                .get_mut(&key)
+                .and_then(|d| d.table.as_mut())
+            {
+                if start_ns <= tb.ts_ns {
+                    tb.closed_open += 1;
+                }
+                if local {
+                    tb.local_since.add(end_ns / NS_PER_S, 1);
+                }
+            }
+        }
+        for (laddr, daddr, dport) in laddrs {
+            self.note_laddr(ns, laddr, daddr, dport);
         }
     }
 }
@@ -174,12 +211,38 @@ pub fn port_budget(s: &crate::input::Sysctls) -> u64 {
     size - reserved
 }
 
+/// When `tcp_tw_reuse` lets connect() take over a TIME_WAIT port to
+/// `daddr` in a namespace with these sysctls: the reuse delay in ms, else
+/// `None`. It needs TCP timestamps on both ends: on loopback both ends are
+/// this namespace (tw_reuse 1 or 2); to another host (tw_reuse 1) the
+/// peer's are unknown, so it counts only while `recycling` (TWRecycled
+/// rising in the namespace) shows it working.
+pub(super) fn tw_reuse_delay_ms(
+    s: Option<&crate::input::Sysctls>,
+    daddr: IpAddr,
+    recycling: bool,
+) -> Option<u64> {
+    let s = s?;
+    if s.tcp_timestamps == Some(0) {
+        return None;
+    }
+    let applies = match s.tcp_tw_reuse {
+        Some(1) => daddr.is_loopback() || recycling,
+        Some(2) => daddr.is_loopback(),
+        _ => false,
+    };
+    // The kernel's default delay (tcp_tw_reuse_delay, Linux 6.6+) is 1 s,
+    // and the older kernels' fixed one.
+    applies.then(|| s.tcp_tw_reuse_delay_ms.unwrap_or(1000).max(1) as u64)
+}
+
 pub(super) fn destination_row(
     daddr: IpAddr,
     dport: u16,
     d: &DestAcc,
     now: &Now,
     budget: Option<u64>,
+    reuse_delay_ms: Option<u64>,
 ) -> DestinationRow {
     let mut stats = d.acc.stats(now);
     let (open, from_table) = match &d.table {
@@ -195,22 +258,43 @@ pub(super) fn destination_row(
         }
         None => (0, false),
     };
-    let held = open + stats.time_wait;
+    let close_wait = d.table.as_ref().map_or(0, |t| t.close_wait);
     let budget = budget.unwrap_or(0);
+    // A destination cannot hold more TIME_WAIT than its ports: counts from
+    // closes overshoot when tcp_tw_reuse recycles ports or
+    // tcp_max_tw_buckets drops TIME_WAIT sockets early.
+    if budget > 0 {
+        let room = budget.saturating_sub(open);
+        stats.time_wait = stats.time_wait.min(room);
+        stats.tw_expiring_10s = stats.tw_expiring_10s.min(stats.time_wait);
+        stats.tw_expiring_30s = stats.tw_expiring_30s.min(stats.time_wait);
+        stats.tw_expiring_60s = stats.tw_expiring_60s.min(stats.time_wait);
+    }
+    let held = open + stats.time_wait;
+    // TIME_WAIT ports a connect can take over (tcp_tw_reuse): those older
+    // than the reuse delay. They are held, but they do not run the
+    // destination out of ports.
+    let reuse_s = reuse_delay_ms.map(|ms| ms.div_ceil(1000));
+    let reusable = reuse_s.map_or(0, |s| {
+        let young = d.acc.local_close.sum(now.sec.saturating_sub(s), now.sec);
+        stats.time_wait.saturating_sub(young)
+    });
+    let blocking = held - reusable;
     let pressure = if budget > 0 {
-        held as f64 / budget as f64
+        blocking as f64 / budget as f64
     } else {
         0.0
     };
     let r = stats.local_close_per_s_10s;
-    let steady = r * TIME_WAIT_S as f64;
+    let tw_hold_s = reuse_s.unwrap_or(TIME_WAIT_S);
+    let steady = r * tw_hold_s as f64;
     let exceeds = budget > 0 && steady + open as f64 > budget as f64;
     // Held ports grow at r and shrink as current TIME_WAIT expires (spread
     // over the next minute); when that net growth is positive the free
     // ports last (budget - held) / growth seconds. Rough by design.
     let exhaustion_in_s = exceeds.then(|| {
         let growth = r - stats.tw_expiring_60s as f64 / TIME_WAIT_S as f64;
-        let free = budget.saturating_sub(held) as f64;
+        let free = budget.saturating_sub(blocking) as f64;
         if free == 0.0 {
             0.0
         } else if growth > 0.0 {
@@ -242,6 +326,9 @@ pub(super) fn destination_row(
         closer,
         held_ports: held,
         open_ports: open,
+        time_wait_reusable: reusable,
+        close_wait,
+        held_by: None,
         from_socket_table: from_table,
         budget,
         pressure,

@@ -78,7 +78,12 @@ impl Engine {
             .map
             .iter()
             .map(|(&(ns, laddr, daddr, dport), d)| {
-                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns));
+                let reuse = super::destinations::tw_reuse_delay_ms(
+                    self.sysctls_of(ns),
+                    daddr,
+                    self.recycling(ns),
+                );
+                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns), reuse);
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
                 row.laddr = (!laddr.is_unspecified()).then_some(laddr);
@@ -112,6 +117,8 @@ impl Engine {
             |r| &r.stats,
             |r| (r.service.clone(), r.daddr, r.dport, r.netns),
         );
+
+        cap_time_wait(&destinations, &mut pairs, &mut services, &mut processes);
 
         let mut inbound: Vec<InboundRow> = self
             .inbound
@@ -158,6 +165,8 @@ impl Engine {
                 )
             })
             .collect();
+        let mut verdicts = verdicts;
+        self.attribute_holdings(now_ns, &mut destinations, &mut verdicts);
         let namespaces = self.namespace_rows();
         // The header sums every namespace's sockstat.
         let sum = |f: fn(&NetnsRow) -> Option<u64>| {
@@ -201,6 +210,9 @@ impl Engine {
                 .or(self.counters.map(|c| c.tcp_tw))
                 .unwrap_or_else(|| destinations.iter().map(|d| d.stats.time_wait).sum()),
             open_ports: destinations.iter().map(|d| d.open_ports).sum(),
+            close_wait: self.leaks.close_wait().0,
+            close_wait_unattributed: self.leaks.close_wait().1,
+            owner_lookup_failures: self.leaks.failed_total + self.leaks.not_found,
             connect_errors: sys_stats.connect_errors.clone(),
             connect_errors_total: sys_stats.connect_errors_total,
             connect_errors_by_cause: sys_stats.connect_errors_by_cause.clone(),
@@ -267,6 +279,103 @@ impl Engine {
         }
     }
 
+    /// Who holds the ports of each destination (from the owner lookups of
+    /// the last socket tables), and the `leaks_sockets` verdicts: a
+    /// destination whose ports are held mostly by one process names it in
+    /// `held_by`, so its failed connects point at the holder.
+    fn attribute_holdings(
+        &self,
+        now_ns: u64,
+        destinations: &mut [DestinationRow],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        let holdings = self
+            .leaks
+            .holdings(now_ns, self.config.verdict.leak_min_age_s);
+        if holdings.is_empty() {
+            return;
+        }
+        type Key = (u32, IpAddr, u16);
+        let key = |d: &DestinationRow| (d.netns.unwrap_or(0), d.daddr, d.dport);
+        let mut held_to: FxHashMap<Key, u64> = FxHashMap::default();
+        for d in destinations.iter() {
+            *held_to.entry(key(d)).or_default() += d.held_ports;
+        }
+        // Per destination, the holding with most ports to it.
+        let mut best: FxHashMap<Key, (usize, u64, u64)> = FxHashMap::default();
+        for (i, h) in holdings.iter().enumerate() {
+            for &((daddr, dport), (held, cw)) in &h.by_dest {
+                let e = best.entry((h.netns, daddr, dport)).or_insert((i, 0, 0));
+                if held > e.1 {
+                    *e = (i, held, cw);
+                }
+            }
+        }
+        // Named as an event of the same process is.
+        let service = |h: &super::leaks::Holding| {
+            self.service_of(Some(&crate::event::Task {
+                pid: h.owner.pid,
+                tid: h.owner.pid,
+                comm: h.owner.comm,
+                thread: h.owner.comm,
+                cgroup_id: h.owner.cgroup_id,
+            }))
+        };
+        // Failures (all, for want of a port) to what each holding holds.
+        let mut failures = vec![(0u64, 0u64); holdings.len()];
+        for d in destinations.iter_mut() {
+            let k = key(d);
+            let Some(&(i, held, cw)) = best.get(&k) else {
+                continue;
+            };
+            if held == 0 || held * 2 < held_to.get(&k).copied().unwrap_or(0) {
+                continue;
+            }
+            let h = &holdings[i];
+            failures[i].0 += d.stats.connect_errors_total;
+            failures[i].1 += d.stats.port_exhaustion_total;
+            d.held_by = Some(Holder {
+                pid: h.owner.pid,
+                comm: h.owner.comm.to_string(),
+                service: service(h),
+                ports: held,
+                close_wait: cw,
+                leaks_sockets: false,
+            });
+        }
+        let mut leaking = Vec::new();
+        for (i, h) in holdings.iter().enumerate() {
+            let service = service(h);
+            let comm = h.owner.comm.to_string();
+            let netns = (h.netns != 0).then_some(h.netns);
+            let facts = verdict::LeakFacts {
+                service: &service,
+                pid: h.owner.pid,
+                comm: &comm,
+                netns,
+                netns_name: netns.map(|n| self.netns_name(n)),
+                close_wait: h.close_wait,
+                stuck: h.stuck,
+                grew: h.grew,
+                held: h.held,
+                oldest_s: h.oldest_s,
+                dests: &h.by_dest,
+                budget: self.budget_of(h.netns),
+                failures: failures[i],
+            };
+            if let Some(v) = verdict::leaks_sockets(&self.config.verdict, &facts) {
+                leaking.push((h.netns, h.owner.pid));
+                verdicts.push(v);
+            }
+        }
+        for d in destinations.iter_mut() {
+            let ns = d.netns.unwrap_or(0);
+            if let Some(h) = &mut d.held_by {
+                h.leaks_sockets = leaking.contains(&(ns, h.pid));
+            }
+        }
+    }
+
     /// `host`, the pod/container/unit living in it, or `netns:INODE`.
     fn netns_name(&self, ns: u32) -> String {
         netns_name(
@@ -284,6 +393,18 @@ impl Engine {
         } else {
             self.namespaces.get(ns).and_then(|n| n.sysctls.as_ref())
         }
+    }
+
+    /// TWRecycled rose between the namespace's last two readings.
+    fn recycling(&self, ns: u32) -> bool {
+        let rate = if ns == self.host_netns() {
+            self.counter_rate(|c| c.tw_recycled)
+        } else {
+            self.namespaces
+                .get(ns)
+                .and_then(|n| netns::counter_rate(n.prev_counters, n.counters, |c| c.tw_recycled))
+        };
+        rate.is_some_and(|r| r > 0.0)
     }
 
     fn budget_of(&self, ns: u32) -> Option<u64> {
@@ -347,6 +468,50 @@ impl Engine {
         let dt_s = b.ts_ns.checked_sub(a.ts_ns).filter(|&d| d > 0)? as f64 / 1e9;
         // A counter going backwards means a reset (e.g. namespace change).
         Some(f(&b).saturating_sub(f(&a)) as f64 / dt_s)
+    }
+}
+
+/// A pair, service or process cannot hold more TIME_WAIT than the
+/// destinations it connects to do (capped by their ports, corrected by the
+/// socket table): counts from closes overshoot when tcp_tw_reuse recycles
+/// ports or tcp_max_tw_buckets drops TIME_WAIT sockets.
+fn cap_time_wait(
+    dests: &[DestinationRow],
+    pairs: &mut [PairRow],
+    services: &mut [ServiceRow],
+    processes: &mut [ProcessRow],
+) {
+    let mut dest_tw: FxHashMap<(Option<u32>, IpAddr, u16), u64> = FxHashMap::default();
+    for d in dests {
+        *dest_tw.entry((d.netns, d.daddr, d.dport)).or_default() += d.stats.time_wait;
+    }
+    let cap = |s: &mut Stats, max: u64| {
+        s.time_wait = s.time_wait.min(max);
+        s.tw_expiring_10s = s.tw_expiring_10s.min(s.time_wait);
+        s.tw_expiring_30s = s.tw_expiring_30s.min(s.time_wait);
+        s.tw_expiring_60s = s.tw_expiring_60s.min(s.time_wait);
+    };
+    let mut svc_tw: FxHashMap<ServiceId, u64> = FxHashMap::default();
+    for p in pairs.iter_mut() {
+        let k = (p.netns, p.daddr, p.dport);
+        if let Some(&max) = dest_tw.get(&k) {
+            cap(&mut p.stats, max);
+        }
+        *svc_tw.entry(p.service.clone()).or_default() += p.stats.time_wait;
+    }
+    for s in services.iter_mut() {
+        if let Some(&max) = svc_tw.get(&s.service) {
+            cap(&mut s.stats, max);
+        }
+    }
+    let svc_capped: FxHashMap<&ServiceId, u64> = services
+        .iter()
+        .map(|s| (&s.service, s.stats.time_wait))
+        .collect();
+    for p in processes.iter_mut() {
+        if let Some(&max) = svc_capped.get(&p.service) {
+            cap(&mut p.stats, max);
+        }
     }
 }
 

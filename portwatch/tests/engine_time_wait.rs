@@ -1,0 +1,152 @@
+//! TIME_WAIT truth (issue 11, road 5): counts that the socket table and
+//! the kernel's counters correct, beyond the RST case.
+
+mod engine_support;
+use engine_support::*;
+
+use portwatch::engine::{Config, Engine};
+use portwatch::event::Event;
+use portwatch::input::{Input, SockState, SocketEntry, SocketTable};
+
+const OTHER_NS: u32 = 4026532999;
+
+fn in_ns(i: Input, ns: u32) -> Input {
+    match i {
+        Input::Event(Event::Close(c)) => {
+            Input::Event(Event::Close(portwatch::event::ConnClose { netns: ns, ..c }))
+        }
+        other => other,
+    }
+}
+
+fn tw(sport: u16, expires_ms: u32) -> SocketEntry {
+    SocketEntry {
+        state: SockState::TimeWait,
+        saddr: "127.0.0.1".parse().unwrap(),
+        sport,
+        daddr: "127.0.0.1".parse().unwrap(),
+        dport: 7000,
+        expires_ms,
+        uid: 0,
+        inode: 0,
+    }
+}
+
+#[test]
+fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
+    let mut e = Engine::new(Config::default());
+    e.apply(&host(40000, 40999));
+    let t = task(9, "client", 0);
+    // Ten local closes, one every 100 ms from 1.0 s.
+    for i in 0..10 {
+        e.apply(&in_ns(
+            conn(t, "127.0.0.1:7000", S + i * 100 * MS, MS, true),
+            OTHER_NS,
+        ));
+    }
+    // The namespace's table was read at 1.45 s (five TIME_WAIT then) but
+    // arrives now, after all ten closes.
+    e.apply(&Input::Sockets(SocketTable {
+        ts_ns: S + 450 * MS,
+        netns: OTHER_NS,
+        entries: (0..5).map(|i| tw(40000 + i, 59_000)).collect(),
+    }));
+    let m = e.model(3 * S);
+    let d = m
+        .destinations
+        .iter()
+        .find(|d| d.netns == Some(OTHER_NS))
+        .expect("the namespace's destination");
+    assert!(d.from_socket_table);
+    assert_eq!(d.stats.time_wait, 10, "{d:?}");
+    assert_eq!(d.held_ports, 10);
+}
+
+fn host_tw_reuse(lo: u16, hi: u16, reuse: i64) -> Input {
+    let Input::Host(mut h) = host(lo, hi) else {
+        unreachable!()
+    };
+    h.sysctls.tcp_tw_reuse = Some(reuse);
+    Input::Host(h)
+}
+
+/// 20 connections/s closed first by this host, for `secs` seconds.
+fn churn_to(dst: &str, secs: u64) -> Vec<Input> {
+    churn(task(7, "client", 0), dst, 0, secs, 20, MS, true)
+}
+
+#[test]
+fn with_tw_reuse_no_pair_shows_more_time_wait_than_the_range_holds() {
+    // 100 ports, tcp_tw_reuse=1, 20 connections/s for 30 s: 600 local
+    // closes within TIME_WAIT's 60 s, but connect() recycles the ports.
+    let mut e = Engine::new(Config::default());
+    e.apply(&host_tw_reuse(40000, 40099, 1));
+    for i in churn_to("127.0.0.1:7000", 30) {
+        e.apply(&i);
+    }
+    let m = e.model(30 * S);
+    let d = &m.destinations[0];
+    assert_eq!(d.stats.time_wait, 100, "capped by the range: {d:?}");
+    assert!(d.stats.tw_expiring_60s <= 100);
+    assert!(
+        m.pairs.iter().all(|p| p.stats.time_wait <= 100),
+        "{:?}",
+        m.pairs
+    );
+    assert!(m.services.iter().all(|s| s.stats.time_wait <= 100));
+    assert!(m.processes.iter().all(|p| p.stats.time_wait <= 100));
+    // Older than the reuse delay: a connect can take them over.
+    assert!(d.time_wait_reusable >= 60, "{}", d.time_wait_reusable);
+    assert!(d.pressure < 0.5, "{}", d.pressure);
+    assert!(!d.forecast.exceeds_budget, "{:?}", d.forecast);
+    assert_eq!(d.forecast.exhaustion_in_s, None);
+    assert!(
+        !m.system
+            .advice
+            .iter()
+            .any(|a| a.key == "ports_nearly_exhausted")
+    );
+    for v in &m.verdicts {
+        assert!(!v.evidence.contains("exhausted"), "{}", v.evidence);
+        assert!(v.time_wait <= 100 && v.budget_share <= 1.0, "{v:?}");
+    }
+}
+
+#[test]
+fn without_tw_reuse_the_range_is_exhausted_and_time_wait_is_still_capped() {
+    let mut e = Engine::new(Config::default());
+    e.apply(&host_tw_reuse(40000, 40099, 0));
+    for i in churn_to("127.0.0.1:7000", 30) {
+        e.apply(&i);
+    }
+    let m = e.model(30 * S);
+    let d = &m.destinations[0];
+    assert_eq!(d.stats.time_wait, 100);
+    assert_eq!(d.time_wait_reusable, 0);
+    assert!((d.pressure - 1.0).abs() < 1e-9);
+    assert_eq!(d.forecast.exhaustion_in_s, Some(0.0));
+    assert!(m.pairs.iter().all(|p| p.stats.time_wait <= 100));
+}
+
+#[test]
+fn tw_reuse_to_another_host_counts_only_while_recycling_shows_it_working() {
+    let run = |recycled: u64| {
+        let mut e = Engine::new(Config::default());
+        e.apply(&host_tw_reuse(40000, 40099, 1));
+        for i in churn_to("10.0.0.1:80", 20) {
+            e.apply(&i);
+        }
+        for (ts, rec) in [(19 * S, 0), (20 * S, recycled)] {
+            e.apply(&Input::Counters(portwatch::input::KernelCounters {
+                ts_ns: ts,
+                tw_recycled: rec,
+                ..Default::default()
+            }));
+        }
+        e.model(20 * S).destinations[0].time_wait_reusable
+    };
+    // The peer's TCP timestamps are unknown: without TWRecycled rising,
+    // every TIME_WAIT port counts as held.
+    assert_eq!(run(0), 0);
+    assert!(run(20) > 0);
+}
