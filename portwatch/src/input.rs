@@ -40,6 +40,9 @@ pub enum Input {
     /// The symbolized user stack of a sampled active open (`--stack-sample`):
     /// where in its code a service opens connections to a destination.
     CallStack(CallStack),
+    /// The names the container runtime keeps for a container or pod id a
+    /// cgroup path carries (`system::runtime`).
+    Workload(Workload),
     /// Which process holds each socket of interest of the latest socket
     /// tables (found through /proc/PID/fd; see `system::owners`).
     SocketOwners(SocketOwners),
@@ -60,6 +63,7 @@ impl Input {
             // Symbolized off the intake path, so it arrives after later
             // events: it annotates, it does not advance time.
             Input::CallStack(_) => None,
+            Input::Workload(_) => None,
             Input::SocketOwners(o) => Some(o.ts_ns),
         }
     }
@@ -260,6 +264,23 @@ pub struct NetnsInfo {
     pub error: Option<String>,
     /// Every task seen in it has exited: what is known is its last reading.
     pub stale: bool,
+}
+
+/// Names of one container or pod, as its runtime keeps them: looked up by
+/// the id in its cgroup path, once, off the intake path.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Workload {
+    /// The id it was looked up by: a container id (hex, as in the cgroup
+    /// path) or a Kubernetes pod uid.
+    pub id: String,
+    /// Where the names were found: `containerd`, `crio`, `docker`,
+    /// `pod-logs` (`/var/log/pods`).
+    pub source: String,
+    /// Kubernetes namespace and pod name.
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+    /// The Kubernetes container name, or docker's container name.
+    pub container: Option<String>,
 }
 
 /// Most frames kept per stack (innermost first): the call site and its

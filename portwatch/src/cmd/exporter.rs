@@ -39,7 +39,7 @@ async fn exporter(args: ExporterArgs, listen: SocketAddr) -> Result<()> {
     };
     // The exporter exposes no call sites: it does not pay for stacks.
     crate::probe::set_stack_sample(0);
-    let mut source = match LiveSource::start() {
+    let mut source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {
             if let Some(r) = recorder {

@@ -175,10 +175,7 @@ mod tests {
     #[test]
     fn idle_pairs_age_out() {
         let mut c = CallSites::default();
-        let svc = ServiceId {
-            kind: super::super::service::ServiceKind::Comm,
-            name: "client".into(),
-        };
+        let svc = ServiceId::new(super::super::service::ServiceKind::Comm, "client");
         let key = (svc, 1, "127.0.0.1".parse().unwrap(), 80);
         c.add(key.clone(), &f(&["connect"]), None, 5);
         c.age_out(4);
