@@ -46,6 +46,9 @@ pub enum Input {
     /// Which process holds each socket of interest of the latest socket
     /// tables (found through /proc/PID/fd; see `system::owners`).
     SocketOwners(SocketOwners),
+    /// The runtime a connecting process runs on (`system::langrt`), read
+    /// once per process off the intake path: the fix is given in its words.
+    Runtime(ProcRuntime),
 }
 
 impl Input {
@@ -65,6 +68,7 @@ impl Input {
             Input::CallStack(_) => None,
             Input::Workload(_) => None,
             Input::SocketOwners(o) => Some(o.ts_ns),
+            Input::Runtime(_) => None,
         }
     }
 }
@@ -305,4 +309,17 @@ pub struct CallStack {
     /// was symbolized (raw addresses), the capture failed, an interpreter
     /// or JIT whose own frames are not visible.
     pub note: Option<String>,
+}
+
+/// The runtime one process runs on, and why portwatch believes it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ProcRuntime {
+    pub pid: u32,
+    /// `/proc/PID/exe` as read.
+    pub exe: String,
+    /// `Python`, `Go`, `Java`, `Node.js`, `Ruby`, `Perl`, `native (glibc)`,
+    /// `native (musl)` or `native`.
+    pub name: String,
+    /// Why: `libpython3.11 mapped`, `executable node`, ...
+    pub evidence: String,
 }

@@ -256,6 +256,11 @@ pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
     }
 }
 
+/// Connections a process opens before its runtime is read.
+const RUNTIME_AFTER: u32 = 8;
+/// Processes counted at once for [`RUNTIME_AFTER`].
+const RUNTIME_PIDS: usize = 65_536;
+
 pub struct LiveSource {
     pub probe: Probe,
     cgroups: Cgroups,
@@ -272,6 +277,12 @@ pub struct LiveSource {
     symbols: Option<crate::system::symbols::Worker>,
     /// Looks up the processes holding sockets (None: could not start).
     owners: Option<owners::Resolver>,
+    /// Reads the runtime (Python, Go, ...) of churning clients off the
+    /// intake path (None: could not start).
+    langrt: Option<crate::system::langrt::Worker>,
+    /// Outbound closes per process (pid, comm) until its runtime is asked
+    /// for (at [`RUNTIME_AFTER`]); cleared when [`RUNTIME_PIDS`] is reached.
+    langrt_count: HashMap<(u32, crate::event::Comm), u32>,
     /// Per namespace, the inodes its latest socket table asks owners for.
     owner_wanted: HashMap<u32, Vec<u32>>,
     /// `owner_wanted` changed since the last lookup was asked for.
@@ -312,6 +323,8 @@ impl LiveSource {
             netns_seen: NetnsSeen::default(),
             symbols: None,
             owners: None,
+            langrt: None,
+            langrt_count: HashMap::new(),
             owner_wanted: HashMap::new(),
             owner_wanted_dirty: false,
             warnings,
@@ -325,6 +338,12 @@ impl LiveSource {
                     .warnings
                     .push(format!("sampled connect() stacks will not be named: {e}")),
             }
+        }
+        match crate::system::langrt::Worker::spawn("/proc".into()) {
+            Ok(w) => src.langrt = Some(w),
+            Err(e) => src.warnings.push(format!(
+                "client runtimes will not be read (generic fix texts): {e}"
+            )),
         }
         match netns::Worker::spawn() {
             Ok(w) => src.netns_worker = Some(w),
@@ -466,15 +485,37 @@ impl LiveSource {
                 if ns != 0 && ns != self.netns {
                     self.netns_seen.note(ns, (t.pid, t.tid));
                 }
+                self.count_for_runtime(t.pid, t.comm);
             }
             out.push(Input::Event(ev));
         }
         self.drained = events;
+        if let Some(w) = self.langrt.as_ref() {
+            out.extend(w.try_recv().into_iter().map(Input::Runtime));
+        }
         let stacks = self.probe.take_stacks();
         if let Some(w) = self.symbols.as_mut() {
             w.send(stacks);
             let named = w.try_recv();
             self.push_stacks(named, out);
+        }
+    }
+
+    /// Asks for a process's runtime once it has opened [`RUNTIME_AFTER`]
+    /// connections: a client that churns, the only kind a fix is written
+    /// for; a process that connects a few times costs nothing.
+    fn count_for_runtime(&mut self, pid: u32, comm: crate::event::Comm) {
+        let Some(w) = self.langrt.as_mut() else {
+            return;
+        };
+        if self.langrt_count.len() >= RUNTIME_PIDS && !self.langrt_count.contains_key(&(pid, comm))
+        {
+            self.langrt_count.clear();
+        }
+        let n = self.langrt_count.entry((pid, comm)).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n == RUNTIME_AFTER {
+            w.ask(pid);
         }
     }
 
@@ -519,6 +560,9 @@ impl LiveSource {
         if let Some(mut w) = self.symbols.take() {
             let named = w.finish();
             self.push_stacks(named, out);
+        }
+        if let Some(mut w) = self.langrt.take() {
+            out.extend(w.finish().into_iter().map(Input::Runtime));
         }
         let now = monotonic_now_ns();
         self.workloads.take(now, out);

@@ -881,5 +881,34 @@ fn call_stacks_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 5);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 6);
+}
+
+/// Format 1.6: the client runtime record (0x91) reads back as written, so
+/// replay and report tailor the same fix as the live run did.
+#[test]
+fn client_runtimes_round_trip() {
+    let rt = |pid: u32, exe: &str, name: &str, evidence: &str| {
+        Input::Runtime(portwatch::input::ProcRuntime {
+            pid,
+            exe: exe.into(),
+            name: name.into(),
+            evidence: evidence.into(),
+        })
+    };
+    let inputs = vec![
+        Input::Host(synthetic::host(0)),
+        Input::Tick { now_ns: 1_000 },
+        rt(42, "/usr/bin/python3.11", "Python", "executable python3.11"),
+        rt(
+            43,
+            "/srv/api (deleted)",
+            "Go",
+            "Go build info (.go.buildinfo) in api",
+        ),
+        rt(44, "", "native", ""),
+        Input::Tick { now_ns: 2_000 },
+    ];
+    let bytes = write_all(&inputs);
+    assert_eq!(read_all(&bytes), inputs);
 }

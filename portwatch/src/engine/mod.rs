@@ -117,6 +117,9 @@ pub struct Engine {
     namespaces: Namespaces,
     /// Sampled connect() stacks per pair (`Input::CallStack`).
     call_sites: callsites::CallSites,
+    /// The runtime of connecting processes (`Input::Runtime`), by pid;
+    /// cleared when [`MAX_RUNTIMES`] is reached.
+    runtimes: FxHashMap<u32, model::ClientRuntime>,
     /// Live sockets of the last tables and who holds them (CLOSE_WAIT
     /// leaks).
     leaks: leaks::Leaks,
@@ -126,6 +129,9 @@ pub struct Engine {
     /// top of it, or its TIME_WAIT would miss them.
     recent_closes: std::collections::VecDeque<(u64, u64, DestKey, bool)>,
 }
+
+/// Processes whose runtime is remembered at once.
+const MAX_RUNTIMES: usize = 16_384;
 
 impl Activity for (Acc, Option<ServiceIdx>) {
     fn last_ns(&self) -> u64 {
@@ -167,6 +173,7 @@ impl Engine {
             aged_out: 0,
             namespaces: Namespaces::new(n),
             call_sites: Default::default(),
+            runtimes: FxHashMap::default(),
             leaks: leaks::Leaks::default(),
             recent_closes: Default::default(),
         }
@@ -210,6 +217,18 @@ impl Engine {
             }
             Input::CallStack(c) => self.on_call_stack(c),
             Input::SocketOwners(o) => self.leaks.on_owners(o),
+            Input::Runtime(r) => {
+                if self.runtimes.len() >= MAX_RUNTIMES && !self.runtimes.contains_key(&r.pid) {
+                    self.runtimes.clear();
+                }
+                self.runtimes.insert(
+                    r.pid,
+                    model::ClientRuntime {
+                        name: r.name.clone(),
+                        evidence: r.evidence.clone(),
+                    },
+                );
+            }
         }
     }
 }

@@ -312,6 +312,21 @@ pub struct Verdict {
     /// of the samples. Absent (empty) while no stack was sampled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub call_sites: Vec<super::callsites::CallSite>,
+    /// `lacks_pooling`: the runtime the client runs on (read from its
+    /// process, `system::langrt`), `None` while unknown.
+    pub runtime: Option<ClientRuntime>,
+    /// `lacks_pooling`: the protocol the destination port suggests
+    /// (`postgres`, `redis`, `mysql`, `memcached`, `http`), if any.
+    pub protocol: Option<&'static str>,
+}
+
+/// The runtime a client runs on and why portwatch believes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClientRuntime {
+    /// `Python`, `Go`, `Java`, `Node.js`, `Ruby`, `Perl`, `native (glibc)`, ...
+    pub name: String,
+    /// `libpython3.11 mapped`, `executable node`, ...
+    pub evidence: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

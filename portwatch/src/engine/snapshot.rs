@@ -167,6 +167,7 @@ impl Engine {
                     dest,
                     self.budget_of(ns),
                     self.sysctls_of(ns),
+                    p.pids.iter().find_map(|pid| self.runtimes.get(pid)),
                 )
                 .map(|mut v| {
                     v.call_sites = self

@@ -10,7 +10,9 @@
 use std::net::IpAddr;
 
 use super::VerdictConfig;
-use super::model::{Advice, CauseCount, DestinationRow, InboundRow, PairRow, SystemModel, Verdict};
+use super::model::{
+    Advice, CauseCount, ClientRuntime, DestinationRow, InboundRow, PairRow, SystemModel, Verdict,
+};
 use super::service::ServiceId;
 use crate::event::FailCause;
 use crate::input::Sysctls;
@@ -25,6 +27,7 @@ pub fn lacks_pooling(
     dest: Option<&DestinationRow>,
     budget: Option<u64>,
     sysctls: Option<&Sysctls>,
+    runtime: Option<&ClientRuntime>,
 ) -> Option<Verdict> {
     let s = &pair.stats;
     let p50 = s.lifetime_p50_ms?;
@@ -91,11 +94,8 @@ pub fn lacks_pooling(
         ));
     }
 
-    let mut fix = format!(
-        "Reuse connections: enable HTTP keep-alive or a connection pool in {}'s client \
-         for {dst}.",
-        pair.service
-    );
+    let protocol = protocol_of(pair.dport);
+    let mut fix = reuse_text(&pair.service.to_string(), &dst, runtime, protocol);
     if local >= 0.5 {
         fix.push_str(" To buy time meanwhile: widen net.ipv4.ip_local_port_range");
         if let Some(sc) = sysctls {
@@ -130,7 +130,113 @@ pub fn lacks_pooling(
         evidence,
         fix,
         call_sites: Vec::new(),
+        runtime: runtime.cloned(),
+        protocol,
     })
+}
+
+/// The protocol a well-known destination port suggests.
+pub fn protocol_of(port: u16) -> Option<&'static str> {
+    Some(match port {
+        5432 => "postgres",
+        6379 => "redis",
+        3306 => "mysql",
+        11211 => "memcached",
+        80 | 443 | 8080 | 8443 => "http",
+        _ => return None,
+    })
+}
+
+/// The first sentence(s) of the `lacks_pooling` fix: how to reuse
+/// connections, in the words of the client's runtime and protocol where
+/// they are known, and why portwatch believes the runtime.
+pub fn reuse_text(
+    service: &str,
+    dst: &str,
+    runtime: Option<&ClientRuntime>,
+    protocol: Option<&str>,
+) -> String {
+    let rt = runtime.map(|r| r.name.as_str());
+    let how = match (protocol, rt) {
+        (Some("postgres"), Some("Python")) => {
+            "open one pool at start-up (psycopg_pool.ConnectionPool, SQLAlchemy's engine pool) \
+             and take connections from it instead of psycopg.connect() per query, or put \
+             PgBouncer in front of the database"
+        }
+        (Some("postgres"), Some("Go")) => {
+            "share one *sql.DB or pgxpool.Pool for the process instead of opening one per \
+             query (sql.Open per request defeats its pool), or put PgBouncer in front of the \
+             database"
+        }
+        (Some("postgres"), Some("Java")) => {
+            "take connections from a pool (HikariCP) instead of DriverManager.getConnection() \
+             per query, or put PgBouncer in front of the database"
+        }
+        (Some("postgres"), Some("Node.js")) => {
+            "use one pg.Pool for the process instead of a new pg.Client per query, or put \
+             PgBouncer in front of the database"
+        }
+        (Some("postgres"), _) => {
+            "keep libpq connections open across queries with the driver's pool (psycopg_pool, \
+             pgx pool, HikariCP, pg.Pool) instead of a connect per query, or put PgBouncer in \
+             front of the database"
+        }
+        (Some("redis"), Some("Python")) => {
+            "create one redis.Redis (or a redis.ConnectionPool) at start-up and share it; a \
+             client per request opens a connection per request"
+        }
+        (Some("redis"), Some("Go")) => {
+            "create one redis.Client (go-redis pools its connections) and share it instead of \
+             one per request"
+        }
+        (Some("redis"), _) => {
+            "share one client and its connection pool (redis-py ConnectionPool, go-redis \
+             Client, Jedis JedisPool, ioredis) instead of a client per request"
+        }
+        (Some("mysql"), _) => {
+            "keep connections open with the driver's pool (database/sql's DB, HikariCP, \
+             SQLAlchemy's pool, mysql2 createPool) instead of a connect per query, or put \
+             ProxySQL in front"
+        }
+        (Some("memcached"), _) => {
+            "keep one memcached client (and its connections) for the process instead of one \
+             per request"
+        }
+        (_, Some("Python")) => {
+            "use one requests.Session() (it keeps connections alive and pools them) instead of \
+             requests.get()/post() per call, or a urllib3.PoolManager shared by the process"
+        }
+        (_, Some("Go")) => {
+            "reuse one http.Client for the process, read each response body to EOF and close \
+             it, and raise http.Transport.MaxIdleConnsPerHost (default 2) to the requests in \
+             flight to this host"
+        }
+        (_, Some("Java")) => {
+            "let HttpURLConnection keep connections alive (http.keepAlive, read and close each \
+             stream, no `Connection: close`) or use Apache HttpClient with a \
+             PoolingHttpClientConnectionManager (or one shared java.net.http.HttpClient)"
+        }
+        (_, Some("Node.js")) => {
+            "pass an http.Agent({ keepAlive: true }) (the default agent before Node 19 closes \
+             each connection) to the requests, or a keep-alive fetch dispatcher"
+        }
+        (_, Some("Ruby")) => {
+            "keep one Net::HTTP started (Net::HTTP.start with a block for many requests) or use \
+             a persistent client (net-http-persistent, Faraday with a persistent adapter)"
+        }
+        (_, Some("Perl")) => {
+            "create LWP::UserAgent with keep_alive => N (a LWP::ConnCache) or reuse one \
+             HTTP::Tiny object (keep_alive is on by default) instead of one per request"
+        }
+        _ => "enable HTTP keep-alive or a connection pool in the client",
+    };
+    match runtime {
+        Some(r) => format!(
+            "Reuse connections from {service} to {dst}, a {} client ({}): {how}.",
+            r.name, r.evidence
+        ),
+        None => format!("Reuse connections from {service} to {dst}: {how}."),
+    }
 }
 
 /// Ports one process holds to one destination: ((remote addr, remote
@@ -245,6 +351,8 @@ pub fn leaks_sockets(cfg: &VerdictConfig, f: &LeakFacts) -> Option<Verdict> {
         evidence,
         fix,
         call_sites: Vec::new(),
+        runtime: None,
+        protocol: None,
     })
 }
 

@@ -66,6 +66,9 @@ pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
 /// references), so a reader that skips it loses nothing else. 0x90 leaves
 /// 0x83..0x8F to the records other work adds.
 pub(crate) const TAG_CALL_STACK: u8 = 0x90;
+/// Format 1.6: the runtime a connecting process runs on
+/// ([`Input::Runtime`]): pid, exe, name, evidence. No time of its own.
+pub(crate) const TAG_RUNTIME: u8 = 0x91;
 // Netns record flags.
 const N_SYSCTLS: u8 = 1 << 0;
 const N_COUNTERS: u8 = 1 << 1;
@@ -239,6 +242,16 @@ impl Encoder {
                 let mut body = Vec::new();
                 put_workload(&mut body, w);
                 buf.push(TAG_WORKLOAD);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
+            Input::Runtime(r) => {
+                let mut body = Vec::new();
+                put_u64(&mut body, r.pid.into());
+                for t in [&r.exe, &r.name, &r.evidence] {
+                    put_str(&mut body, t.as_bytes());
+                }
+                buf.push(TAG_RUNTIME);
                 put_u64(buf, body.len() as u64);
                 buf.extend_from_slice(&body);
             }
@@ -861,6 +874,17 @@ impl Decoder {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let mut inner = Cursor::new(c.bytes(n)?);
                 Input::CallStack(read_call_stack(&mut inner)?)
+            }
+            TAG_RUNTIME => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                // Fields a later minor version appends are ignored.
+                Input::Runtime(crate::input::ProcRuntime {
+                    pid: inner.u32("pid")?,
+                    exe: inner.str(MAX_STR_BYTES, "runtime exe")?,
+                    name: inner.str(MAX_STR_BYTES, "runtime name")?,
+                    evidence: inner.str(MAX_STR_BYTES, "runtime evidence")?,
+                })
             }
             TAG_NETNS => {
                 let n = c.len(usize::MAX, "skippable record")?;

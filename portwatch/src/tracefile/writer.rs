@@ -257,6 +257,9 @@ fn check_limits(input: &Input) -> Result<(), WriteError> {
         .into_iter()
         .flatten()
         .try_for_each(|s| check("workload name (bytes)", s.len(), MAX_STR_BYTES)),
+        Input::Runtime(r) => [&r.exe, &r.name, &r.evidence]
+            .into_iter()
+            .try_for_each(|s| check("runtime text (bytes)", s.len(), MAX_STR_BYTES)),
         _ => Ok(()),
     }
 }

@@ -92,6 +92,8 @@ pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
         evidence: &v.evidence,
         fix: &v.fix,
         call_sites: &v.call_sites,
+        runtime: v.runtime.as_ref(),
+        protocol: v.protocol,
     }
 }
 
@@ -160,6 +162,11 @@ pub struct VerdictJson<'a> {
     /// stacks); absent while none was sampled.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub call_sites: &'a [crate::engine::callsites::CallSite],
+    /// `lacks_pooling`: the client's runtime `{name, evidence}`, null while
+    /// unknown (and for other verdicts).
+    pub runtime: Option<&'a crate::engine::ClientRuntime>,
+    /// `lacks_pooling`: the protocol the destination port suggests, or null.
+    pub protocol: Option<&'static str>,
 }
 
 /// The JSON object of one interval. `rows` caps each table (verdicts are
