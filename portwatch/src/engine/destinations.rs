@@ -38,6 +38,10 @@ pub(crate) struct DestAcc {
     pub(super) table: Option<DestTable>,
     /// Second of the last EADDRNOTAVAIL connecting to it (pins it in top).
     pub(super) last_eaddrnotavail_s: Option<u64>,
+    /// Local closes of connections whose port was bound before connect(),
+    /// by second: the part of its TIME_WAIT that other destinations of the
+    /// namespace are charged for too.
+    pub(super) bound_local: SecondRing,
 }
 
 impl Activity for DestAcc {
@@ -174,12 +178,15 @@ pub fn port_budget(s: &crate::input::Sysctls) -> u64 {
     size - reserved
 }
 
+/// `bound_in_ns`: TIME_WAIT of bound-port connections in the namespace,
+/// all destinations together (this one's included).
 pub(super) fn destination_row(
     daddr: IpAddr,
     dport: u16,
     d: &DestAcc,
     now: &Now,
     budget: Option<u64>,
+    bound_in_ns: u64,
 ) -> DestinationRow {
     let mut stats = d.acc.stats(now);
     let (open, from_table) = match &d.table {
@@ -195,7 +202,9 @@ pub(super) fn destination_row(
         }
         None => (0, false),
     };
-    let held = open + stats.time_wait;
+    let bound_here = tw_from_closes(&d.bound_local, now.sec).0;
+    let bound_elsewhere = bound_in_ns.saturating_sub(bound_here);
+    let held = open + stats.time_wait + bound_elsewhere;
     let budget = budget.unwrap_or(0);
     let pressure = if budget > 0 {
         held as f64 / budget as f64
@@ -204,7 +213,7 @@ pub(super) fn destination_row(
     };
     let r = stats.local_close_per_s_10s;
     let steady = r * TIME_WAIT_S as f64;
-    let exceeds = budget > 0 && steady + open as f64 > budget as f64;
+    let exceeds = budget > 0 && steady + (open + bound_elsewhere) as f64 > budget as f64;
     // Held ports grow at r and shrink as current TIME_WAIT expires (spread
     // over the next minute); when that net growth is positive the free
     // ports last (budget - held) / growth seconds. Rough by design.
@@ -243,6 +252,7 @@ pub(super) fn destination_row(
         held_ports: held,
         open_ports: open,
         from_socket_table: from_table,
+        bound_elsewhere,
         budget,
         pressure,
         forecast: Forecast {

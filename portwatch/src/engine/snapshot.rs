@@ -76,12 +76,19 @@ impl Engine {
             .collect();
         sort_rows(&mut services, |r| &r.stats, |r| r.service.clone());
 
+        // TIME_WAIT of bound-port connections per namespace: charged to
+        // every destination there (see `bound`).
+        let mut bound_tw: FxHashMap<u32, u64> = FxHashMap::default();
+        for (&(ns, _, _), b) in &self.bound.map {
+            *bound_tw.entry(ns).or_default() += b.time_wait(&now);
+        }
         let mut destinations: Vec<DestinationRow> = self
             .destinations
             .map
             .iter()
             .map(|(&(ns, laddr, daddr, dport), d)| {
-                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns));
+                let bound = bound_tw.get(&ns).copied().unwrap_or(0);
+                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns), bound);
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
                 row.laddr = (!laddr.is_unspecified()).then_some(laddr);
@@ -137,7 +144,43 @@ impl Engine {
                 .entry((d.netns.unwrap_or(0), d.daddr, d.dport))
                 .or_insert(d);
         }
-        let verdicts: Vec<Verdict> = pairs
+        let mut bound: Vec<BoundRow> = self
+            .bound
+            .map
+            .iter()
+            .map(|(&(ns, pid, comm), b)| {
+                let netns = (ns != 0).then_some(ns);
+                BoundRow {
+                    service: b.service.map_or_else(
+                        || ServiceId {
+                            kind: ServiceKind::Comm,
+                            name: comm.to_string(),
+                        },
+                        |i| self.names.name(i).clone(),
+                    ),
+                    pid,
+                    comm: comm.to_string(),
+                    netns,
+                    netns_name: netns.map(|n| self.netns_name(n)),
+                    bound_connections_total: b.connections,
+                    time_wait: b.time_wait(&now),
+                    daddr: b.last_dest.map(|d| d.0),
+                    dport: b.last_dest.map(|d| d.1),
+                    bind_errors: super::acc::errno_counts(&b.bind_errors),
+                    bind_errors_total: b.bind_errors.iter().map(|(_, n)| n).sum(),
+                    last_bind_addr: b
+                        .last_bind
+                        .map(|(a, p)| crate::render::fmt::addr_port(a, p)),
+                }
+            })
+            .collect();
+        bound.sort_by(|a, b| {
+            (b.time_wait, b.bind_errors_total, b.bound_connections_total)
+                .cmp(&(a.time_wait, a.bind_errors_total, a.bound_connections_total))
+                .then_with(|| (a.pid, &a.comm).cmp(&(b.pid, &b.comm)))
+        });
+
+        let mut verdicts: Vec<Verdict> = pairs
             .iter()
             .filter(|p| {
                 self.names
@@ -161,6 +204,17 @@ impl Engine {
                 )
             })
             .collect();
+        for b in &bound {
+            let ns = b.netns.unwrap_or(0);
+            let victims = super::bound::victims(&pairs, b.netns, b);
+            let pair = pairs.iter().find(|p| {
+                p.service == b.service
+                    && p.netns == b.netns
+                    && Some(p.daddr) == b.daddr
+                    && Some(p.dport) == b.dport
+            });
+            verdicts.extend(super::bound::verdict(b, pair, &victims, self.budget_of(ns)));
+        }
         let namespaces = self.namespace_rows();
         // The header sums every namespace's sockstat.
         let sum = |f: fn(&NetnsRow) -> Option<u64>| {
@@ -247,6 +301,23 @@ impl Engine {
             &inbound,
             &self.config.verdict,
         );
+        for v in verdicts
+            .iter()
+            .filter(|v| v.verdict == "binds_before_connect")
+        {
+            system.advice.push(Advice {
+                level: "warning",
+                key: "bind_address_no_port",
+                text: format!(
+                    "{} (pid {}) binds client sockets before connect(), holding {} ports                      against every destination: set IP_BIND_ADDRESS_NO_PORT before bind(),                      or do not bind()",
+                    v.service,
+                    v.pids.first().copied().unwrap_or(0),
+                    v.time_wait
+                ),
+                netns: v.netns,
+                netns_name: v.netns_name.clone(),
+            });
+        }
         // Most important first: the header has room for one (and a count).
         system.advice.sort_by_key(|a| match a.level {
             "warning" => 0,
@@ -264,6 +335,7 @@ impl Engine {
             destinations,
             pairs,
             inbound,
+            bound,
             verdicts,
             namespaces,
             others,

@@ -75,7 +75,7 @@ impl DestinationSummary {
     }
 }
 
-/// A lacks-pooling verdict over the whole trace.
+/// A verdict (`lacks_pooling`, `binds_before_connect`) over the whole trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictSummary {
     /// As the engine gave it at its peak.
@@ -132,7 +132,7 @@ pub struct Summarizer {
     s: Summary,
     services: BTreeMap<ServiceId, ServiceSummary>,
     destinations: BTreeMap<(IpAddr, u16), DestinationSummary>,
-    verdicts: BTreeMap<(ServiceId, IpAddr, u16), VerdictSummary>,
+    verdicts: BTreeMap<(ServiceId, IpAddr, u16, &'static str), VerdictSummary>,
     minutes: BTreeMap<i64, BTreeMap<i32, u64>>,
 }
 
@@ -196,7 +196,7 @@ impl Summarizer {
             }
         }
         for v in &m.verdicts {
-            let key = (v.service.clone(), v.daddr, v.dport);
+            let key = (v.service.clone(), v.daddr, v.dport, v.verdict);
             match self.verdicts.get_mut(&key) {
                 None => {
                     self.verdicts.insert(
