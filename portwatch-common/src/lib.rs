@@ -63,7 +63,8 @@ pub const STAT_RINGBUF_LOST: u32 = 0;
 /// share of it: half, so that a busy server never crowds out the outbound
 /// connections portwatch is about); that connection will never be reported.
 pub const STAT_SOCK_EVICTED: u32 = 1;
-/// `STATS` index: `CONNECTS` was full; a connect() could not be followed.
+/// `STATS` index: `CONNECTS` (or `BINDS`) was full; a connect() (or a
+/// bind()) could not be followed.
 pub const STAT_CONNECT_MAP_FULL: u32 = 2;
 /// `STATS` index: a socket closed that was never seen opening (it predates
 /// portwatch, or was evicted). Not an error; shown for completeness.

@@ -245,6 +245,7 @@ impl Series {
         let flagged: FxHashSet<(&ServiceId, IpAddr, u16)> = model
             .verdicts
             .iter()
+            .filter(|v| v.verdict == "lacks_pooling")
             .map(|v| (&v.service, v.daddr, v.dport))
             .collect();
         // Flagged pairs first, so that a pair that lacks pooling gets a

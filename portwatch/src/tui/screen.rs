@@ -37,7 +37,10 @@ fn service_row(m: &Model, s: &ModelService) -> ServiceRow {
         time_wait: s.stats.time_wait,
         lifetime_p50_ms: s.stats.lifetime_p50_ms,
         failures: s.stats.connect_errors_total,
-        lacks_pooling: m.verdicts.iter().any(|v| v.service == s.service),
+        lacks_pooling: m
+            .verdicts
+            .iter()
+            .any(|v| v.service == s.service && v.verdict == "lacks_pooling"),
         processes: m
             .processes
             .iter()
@@ -192,7 +195,7 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
                 .iter()
                 .find(|v| v.service == s.service)
                 .map(|v| VerdictText {
-                    headline: format!("lacks connection pooling → {}", dest(v.daddr, v.dport)),
+                    headline: headline(v, true),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
                 });
@@ -220,7 +223,7 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
                 .iter()
                 .find(|v| v.daddr == d.daddr && v.dport == d.dport)
                 .map(|v| VerdictText {
-                    headline: format!("{} lacks connection pooling", v.service),
+                    headline: headline(v, false),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
                 });
@@ -249,5 +252,23 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
             })
         }
         View::Failures => None,
+    }
+}
+
+/// A verdict's one-line name in the detail pane: from a service's row
+/// (`to`: where it connects) or from a destination's (who does it).
+fn headline(v: &crate::engine::Verdict, to: bool) -> String {
+    match (v.verdict, to) {
+        ("binds_before_connect", true) => {
+            "binds client sockets before connect(): holds ports of the whole range".into()
+        }
+        ("binds_before_connect", false) => {
+            format!(
+                "{} binds before connect(): holds ports of the whole range",
+                v.service
+            )
+        }
+        (_, true) => format!("lacks connection pooling → {}", dest(v.daddr, v.dport)),
+        (_, false) => format!("{} lacks connection pooling", v.service),
     }
 }
