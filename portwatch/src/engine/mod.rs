@@ -23,6 +23,7 @@ pub mod hist;
 mod intake;
 mod intern;
 pub mod model;
+pub mod namer;
 pub mod netns;
 mod pids;
 mod resolve;
