@@ -114,6 +114,7 @@ fn busy_screen() -> Screen {
                 lifetime_p50_ms: Some(3.2),
                 failures: 0,
                 lacks_pooling: true,
+                leaks_sockets: false,
                 processes: vec![ProcessRow {
                     pid: 4242,
                     comm: "orders-api".into(),
@@ -131,6 +132,7 @@ fn busy_screen() -> Screen {
                 lifetime_p50_ms: Some(48000.0),
                 failures: 2,
                 lacks_pooling: false,
+                leaks_sockets: false,
                 processes: vec![],
                 ..ServiceRow::default()
             },
@@ -143,6 +145,7 @@ fn busy_screen() -> Screen {
                 lifetime_p50_ms: Some(11.0),
                 failures: 0,
                 lacks_pooling: false,
+                leaks_sockets: false,
                 processes: vec![],
                 ..ServiceRow::default()
             },

@@ -78,7 +78,7 @@ use crate::render::fmt::{addr_port, pct};
 
 /// Other services' port-exhaustion failures in one namespace: the victims
 /// of a process that holds ports of the whole range.
-pub(super) fn victims(pairs: &[PairRow], ns: Option<u32>, holder: &BoundRow) -> Vec<String> {
+pub(super) fn victims(pairs: &[PairRow], ns: Option<u32>, holder: &BoundRow) -> (Vec<String>, u64) {
     let mut out: Vec<(String, u64)> = Vec::new();
     for p in pairs
         .iter()
@@ -96,7 +96,8 @@ pub(super) fn victims(pairs: &[PairRow], ns: Option<u32>, holder: &BoundRow) -> 
         out.push((text, n));
     }
     out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    out.into_iter().map(|(t, _)| t).collect()
+    let total = out.iter().map(|(_, n)| n).sum();
+    (out.into_iter().map(|(t, _)| t).collect(), total)
 }
 
 fn exhaustion(causes: &[CauseCount]) -> u64 {
@@ -113,7 +114,7 @@ fn exhaustion(causes: &[CauseCount]) -> u64 {
 pub(super) fn verdict(
     b: &BoundRow,
     pair: Option<&PairRow>,
-    victims: &[String],
+    (victims, victim_failures): (&[String], u64),
     budget: Option<u64>,
 ) -> Option<Verdict> {
     let budget = budget.filter(|&x| x > 0);
@@ -179,6 +180,10 @@ pub(super) fn verdict(
         budget_share: share,
         closed_locally_share: s.and_then(|s| s.closed_locally_share),
         connect_errors_total: s.map_or(0, |s| s.connect_errors_total),
+        close_wait: None,
+        held_ports: Some(b.time_wait),
+        held_for_s: None,
+        failures_caused: (!victims.is_empty()).then_some(victim_failures),
         evidence,
         fix,
     })
