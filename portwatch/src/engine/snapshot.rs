@@ -88,7 +88,13 @@ impl Engine {
             .iter()
             .map(|(&(ns, laddr, daddr, dport), d)| {
                 let bound = bound_tw.get(&ns).copied().unwrap_or(0);
-                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns), bound);
+                let reuse = super::destinations::tw_reuse_delay_ms(
+                    self.sysctls_of(ns),
+                    daddr,
+                    self.recycling(ns),
+                );
+                let mut row =
+                    destination_row(daddr, dport, d, &now, self.budget_of(ns), bound, reuse);
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
                 row.laddr = (!laddr.is_unspecified()).then_some(laddr);
@@ -122,6 +128,8 @@ impl Engine {
             |r| &r.stats,
             |r| (r.service.clone(), r.daddr, r.dport, r.netns),
         );
+
+        cap_time_wait(&destinations, &mut pairs, &mut services, &mut processes);
 
         let mut inbound: Vec<InboundRow> = self
             .inbound
@@ -468,6 +476,18 @@ impl Engine {
         }
     }
 
+    /// TWRecycled rose between the namespace's last two readings.
+    fn recycling(&self, ns: u32) -> bool {
+        let rate = if ns == self.host_netns() {
+            self.counter_rate(|c| c.tw_recycled)
+        } else {
+            self.namespaces
+                .get(ns)
+                .and_then(|n| netns::counter_rate(n.prev_counters, n.counters, |c| c.tw_recycled))
+        };
+        rate.is_some_and(|r| r > 0.0)
+    }
+
     fn budget_of(&self, ns: u32) -> Option<u64> {
         self.sysctls_of(ns).map(port_budget)
     }
@@ -529,6 +549,50 @@ impl Engine {
         let dt_s = b.ts_ns.checked_sub(a.ts_ns).filter(|&d| d > 0)? as f64 / 1e9;
         // A counter going backwards means a reset (e.g. namespace change).
         Some(f(&b).saturating_sub(f(&a)) as f64 / dt_s)
+    }
+}
+
+/// A pair, service or process cannot hold more TIME_WAIT than the
+/// destinations it connects to do (capped by their ports, corrected by the
+/// socket table): counts from closes overshoot when tcp_tw_reuse recycles
+/// ports or tcp_max_tw_buckets drops TIME_WAIT sockets.
+fn cap_time_wait(
+    dests: &[DestinationRow],
+    pairs: &mut [PairRow],
+    services: &mut [ServiceRow],
+    processes: &mut [ProcessRow],
+) {
+    let mut dest_tw: FxHashMap<(Option<u32>, IpAddr, u16), u64> = FxHashMap::default();
+    for d in dests {
+        *dest_tw.entry((d.netns, d.daddr, d.dport)).or_default() += d.stats.time_wait;
+    }
+    let cap = |s: &mut Stats, max: u64| {
+        s.time_wait = s.time_wait.min(max);
+        s.tw_expiring_10s = s.tw_expiring_10s.min(s.time_wait);
+        s.tw_expiring_30s = s.tw_expiring_30s.min(s.time_wait);
+        s.tw_expiring_60s = s.tw_expiring_60s.min(s.time_wait);
+    };
+    let mut svc_tw: FxHashMap<ServiceId, u64> = FxHashMap::default();
+    for p in pairs.iter_mut() {
+        let k = (p.netns, p.daddr, p.dport);
+        if let Some(&max) = dest_tw.get(&k) {
+            cap(&mut p.stats, max);
+        }
+        *svc_tw.entry(p.service.clone()).or_default() += p.stats.time_wait;
+    }
+    for s in services.iter_mut() {
+        if let Some(&max) = svc_tw.get(&s.service) {
+            cap(&mut s.stats, max);
+        }
+    }
+    let svc_capped: FxHashMap<&ServiceId, u64> = services
+        .iter()
+        .map(|s| (&s.service, s.stats.time_wait))
+        .collect();
+    for p in processes.iter_mut() {
+        if let Some(&max) = svc_capped.get(&p.service) {
+            cap(&mut p.stats, max);
+        }
     }
 }
 
