@@ -100,8 +100,9 @@ fn a_service_binding_before_connect_is_named_as_the_holder_of_the_range() {
     }));
 
     // Service A: bind to 127.0.0.1:0, connect to :81, close first (each
-    // port then sits in TIME_WAIT for 60 s), 20 times; the 21st bind()
-    // finds no free port.
+    // port then sits in TIME_WAIT for 60 s), 20 times; then bind() finds
+    // no free port (retried a few times, sockets kept: once, on the loaded
+    // test host, a 21st bind() succeeded).
     let a = ns.run(|| {
         python(
             "pwt-binder",
@@ -112,13 +113,15 @@ fn a_service_binding_before_connect_is_named_as_the_holder_of_the_range() {
              \x20   s.shutdown(socket.SHUT_WR)\n\
              \x20   s.recv(16)\n\
              \x20   s.close()\n\
-             s = socket.socket()\n\
-             try:\n\
-             \x20   s.bind(('127.0.0.1', 0))\n\
-             \x20   err = 0\n\
-             except OSError as e:\n\
-             \x20   err = e.errno\n\
-             print(json.dumps({'pid': __import__('os').getpid(), 'bind_errno': err}))",
+             held, err = [], 0\n\
+             while err == 0 and len(held) < 5:\n\
+             \x20   s = socket.socket()\n\
+             \x20   try:\n\
+             \x20       s.bind(('127.0.0.1', 0))\n\
+             \x20       held.append(s)\n\
+             \x20   except OSError as e:\n\
+             \x20       err = e.errno\n\
+             print(json.dumps({'pid': __import__('os').getpid(), 'bind_errno': err, 'bound_more': len(held)}))",
         )
     });
     assert_eq!(a["bind_errno"], libc::EADDRINUSE, "{a}");
