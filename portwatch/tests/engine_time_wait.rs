@@ -150,3 +150,20 @@ fn tw_reuse_to_another_host_counts_only_while_recycling_shows_it_working() {
     assert_eq!(run(0), 0);
     assert!(run(20) > 0);
 }
+
+#[test]
+fn no_destination_holds_more_time_wait_than_tcp_max_tw_buckets() {
+    let Input::Host(mut h) = host(32768, 60999) else {
+        unreachable!()
+    };
+    h.sysctls.tcp_max_tw_buckets = Some(50);
+    h.sysctls.tcp_tw_reuse = Some(0);
+    let mut e = Engine::new(Config::default());
+    e.apply(&Input::Host(h));
+    for i in churn_to("10.0.0.1:80", 10) {
+        e.apply(&i);
+    }
+    let m = e.model(10 * S);
+    assert_eq!(m.destinations[0].stats.time_wait, 50);
+    assert!(m.pairs.iter().all(|p| p.stats.time_wait <= 50));
+}

@@ -7,6 +7,10 @@
 //! In a private network namespace (loopback only, range 40000-40099,
 //! tcp_tw_reuse=1), a client closes first (so TIME_WAIT lands on it) 20
 //! times a second for 12 s: 240 connections, more than twice the range.
+//!
+//! And tcp_max_tw_buckets: with 50 buckets the kernel keeps at most 50
+//! TIME_WAIT sockets (the others close at once, counted as
+//! TCPTimeWaitOverflow): portwatch shows no more than 50.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -22,9 +26,9 @@ const RANGE: u64 = 100;
 const CONNECTIONS: usize = 240;
 
 /// Reads to EOF, then closes: the client's FIN comes first.
-fn server() -> SocketAddr {
+fn server(port: u16) -> SocketAddr {
     // A fixed port outside the range: port 0 would take one of its ports.
-    let l = TcpListener::bind("127.0.0.1:7613").expect("bind");
+    let l = TcpListener::bind(("127.0.0.1", port)).expect("bind");
     let addr = l.local_addr().expect("addr");
     thread::spawn(move || {
         for s in l.incoming() {
@@ -37,10 +41,10 @@ fn server() -> SocketAddr {
 }
 
 /// 20 connections/s; returns how many connects failed.
-fn client(addr: SocketAddr) -> usize {
+fn client(addr: SocketAddr, n: usize) -> usize {
     let start = Instant::now();
     let mut failed = 0;
-    for i in 0..CONNECTIONS {
+    for i in 0..n {
         let due = start + Duration::from_millis(50 * i as u64);
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
@@ -79,7 +83,7 @@ fn tw_reuse_keeps_every_count_within_the_range_and_nothing_is_called_exhausted()
         ],
     );
     let netns = ns.inode;
-    let addr = ns.run(server);
+    let addr = ns.run(|| server(7613));
     let mut top = Tracer::start(&[
         "top",
         "--batch",
@@ -93,7 +97,7 @@ fn tw_reuse_keeps_every_count_within_the_range_and_nothing_is_called_exhausted()
         "--netns",
         &netns.to_string(),
     ]);
-    let failed = ns.run(move || client(addr));
+    let failed = ns.run(move || client(addr, CONNECTIONS));
     assert_eq!(failed, 0, "tcp_tw_reuse should let every connect succeed");
     // Until a frame has seen every connection.
     let port = addr.port();
@@ -154,4 +158,73 @@ fn tw_reuse_keeps_every_count_within_the_range_and_nothing_is_called_exhausted()
     assert!(peak_pair_tw > 0 && peak_pair_tw <= RANGE, "{peak_pair_tw}");
     eprintln!("peak pair TIME_WAIT {peak_pair_tw} for {CONNECTIONS} local closes");
     assert_eq!(last["system"]["lost_events"], 0);
+}
+
+#[test]
+fn tw_buckets_overflow_keeps_time_wait_at_the_bucket_limit() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const BUCKETS: u64 = 50;
+    const N: usize = 160;
+    let ns = Netns::new(
+        "pwt-twbuckets",
+        &[
+            ("ipv4/tcp_max_tw_buckets", "50"),
+            ("ipv4/tcp_tw_reuse", "0"),
+        ],
+    );
+    let netns = ns.inode;
+    let addr = ns.run(|| server(7614));
+    let mut top = Tracer::start(&[
+        "top",
+        "--batch",
+        "--json",
+        "--interval",
+        "1",
+        "--resync",
+        "1",
+        "--rows",
+        "50",
+        "--netns",
+        &netns.to_string(),
+    ]);
+    let failed = ns.run(move || client(addr, N));
+    assert_eq!(failed, 0);
+    let port = addr.port();
+    let all_seen = top.wait_for(Duration::from_secs(20), |snaps| {
+        snaps.last().is_some_and(|s| {
+            of_ns(s, "pairs", netns)
+                .iter()
+                .any(|p| p["dport"] == port && p["new_total"] == N as u64)
+        })
+    });
+    let (ok, stderr, snaps) = top.stop();
+    assert!(ok, "top failed: {stderr:?}");
+    assert!(all_seen, "not every connection was seen");
+    let mut overflow = false;
+    let mut peak = 0;
+    for s in &snaps {
+        for r in of_ns(s, "pairs", netns)
+            .into_iter()
+            .chain(of_ns(s, "destinations", netns))
+        {
+            let tw = r["time_wait"].as_u64().expect("time_wait");
+            peak = peak.max(tw);
+            assert!(tw <= BUCKETS, "above tcp_max_tw_buckets: {r}");
+        }
+        overflow |= of_ns(s, "namespaces", netns)
+            .iter()
+            .any(|n| n["tw_overflow_per_s"].as_f64().is_some_and(|r| r > 0.0));
+    }
+    assert!(
+        overflow,
+        "the kernel never overflowed its TIME_WAIT buckets"
+    );
+    eprintln!("peak TIME_WAIT {peak} for {N} local closes, {BUCKETS} buckets");
+    assert!(peak > 0);
+    assert_eq!(
+        snaps.last().expect("a snapshot")["system"]["lost_events"],
+        0
+    );
 }

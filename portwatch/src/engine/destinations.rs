@@ -250,6 +250,7 @@ pub(super) fn destination_row(
     budget: Option<u64>,
     bound_in_ns: u64,
     reuse_delay_ms: Option<u64>,
+    max_tw_buckets: Option<u64>,
 ) -> DestinationRow {
     let mut stats = d.acc.stats(now);
     let (open, from_table) = match &d.table {
@@ -272,8 +273,13 @@ pub(super) fn destination_row(
     // A destination cannot hold more TIME_WAIT than its ports: counts from
     // closes overshoot when tcp_tw_reuse recycles ports or
     // tcp_max_tw_buckets drops TIME_WAIT sockets early.
-    if budget > 0 {
-        let room = budget.saturating_sub(open);
+    // tcp_max_tw_buckets bounds the namespace's TIME_WAIT sockets (past
+    // it the kernel closes without one and counts TCPTimeWaitOverflow).
+    let room = match (budget > 0, max_tw_buckets) {
+        (true, m) => Some(budget.saturating_sub(open).min(m.unwrap_or(u64::MAX))),
+        (false, m) => m,
+    };
+    if let Some(room) = room {
         stats.time_wait = stats.time_wait.min(room);
         stats.tw_expiring_10s = stats.tw_expiring_10s.min(stats.time_wait);
         stats.tw_expiring_30s = stats.tw_expiring_30s.min(stats.time_wait);

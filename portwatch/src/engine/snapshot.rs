@@ -93,8 +93,20 @@ impl Engine {
                     daddr,
                     self.recycling(ns),
                 );
-                let mut row =
-                    destination_row(daddr, dport, d, &now, self.budget_of(ns), bound, reuse);
+                let max_tw = self
+                    .sysctls_of(ns)
+                    .and_then(|s| s.tcp_max_tw_buckets)
+                    .and_then(|m| u64::try_from(m).ok());
+                let mut row = destination_row(
+                    daddr,
+                    dport,
+                    d,
+                    &now,
+                    self.budget_of(ns),
+                    bound,
+                    reuse,
+                    max_tw,
+                );
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
                 row.laddr = (!laddr.is_unspecified()).then_some(laddr);
