@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod netns;
 pub mod owners;
 pub mod procfs;
+pub mod runtime;
 pub mod sockdiag;
 
 use std::path::PathBuf;

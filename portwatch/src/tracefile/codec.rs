@@ -19,7 +19,7 @@ use crate::event::{
 };
 use crate::input::{
     HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners,
-    SocketTable, Sysctls,
+    SocketTable, Sysctls, Workload,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -51,15 +51,23 @@ pub(crate) const TAG_PROBE_ERRORS: u8 = 0x81;
 /// ([`Input::Netns`]). Its time is absolute, not a delta: a reader that
 /// skips the record must not lose track of the time chain.
 pub(crate) const TAG_NETNS: u8 = 0x82;
-/// Skippable (format 1.3), empty: the close or connect-error record that
-/// follows is of a socket whose port was bound before connect(). A 1.2
+/// Skippable (format 1.4): names the container runtime keeps for a
+/// container or pod ([`Input::Workload`]); no time of its own.
+pub(crate) const TAG_WORKLOAD: u8 = 0x83;
+// Workload record flags: which optional names follow.
+const W_NAMESPACE: u8 = 1 << 0;
+const W_POD: u8 = 1 << 1;
+const W_CONTAINER: u8 = 1 << 2;
+const W_KNOWN: u8 = 0b111;
+/// Skippable (format 1.5), empty: the close or connect-error record that
+/// follows is of a socket whose port was bound before connect(). An older
 /// reader skips it and sees a plain close, or an `address_unavailable`
 /// connect error instead of `port_in_use`.
-pub(crate) const TAG_BOUND_PORT: u8 = 0x83;
-/// Skippable (format 1.3): a failed bind() ([`Event::BindError`]), self-
-/// contained (absolute time, inline task) so a 1.2 reader loses nothing
+pub(crate) const TAG_BOUND_PORT: u8 = 0x84;
+/// Skippable (format 1.5): a failed bind() ([`Event::BindError`]), self-
+/// contained (absolute time, inline task) so an older reader loses nothing
 /// else by skipping it.
-pub(crate) const TAG_BIND_ERROR: u8 = 0x84;
+pub(crate) const TAG_BIND_ERROR: u8 = 0x85;
 /// Skippable (format 1.3): who holds the sockets of the latest socket
 /// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
 /// record's.
@@ -230,6 +238,13 @@ impl Encoder {
                 let mut body = Vec::new();
                 put_netns(&mut body, n);
                 buf.push(TAG_NETNS);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
+            Input::Workload(w) => {
+                let mut body = Vec::new();
+                put_workload(&mut body, w);
+                buf.push(TAG_WORKLOAD);
                 put_u64(buf, body.len() as u64);
                 buf.extend_from_slice(&body);
             }
@@ -629,6 +644,45 @@ fn read_sysctls(c: &mut Cursor) -> Result<Sysctls, Corruption> {
 }
 
 /// The body of a netns record.
+fn put_workload(buf: &mut Vec<u8>, w: &Workload) {
+    put_str(buf, w.id.as_bytes());
+    put_str(buf, w.source.as_bytes());
+    let opts = [&w.pod_namespace, &w.pod_name, &w.container];
+    let flags = [W_NAMESPACE, W_POD, W_CONTAINER]
+        .iter()
+        .zip(opts)
+        .filter(|(_, o)| o.is_some())
+        .fold(0, |f, (bit, _)| f | bit);
+    buf.push(flags);
+    for s in opts.into_iter().flatten() {
+        put_str(buf, s.as_bytes());
+    }
+}
+
+fn read_workload(c: &mut Cursor) -> Result<Workload, Corruption> {
+    let id = c.str(MAX_STR_BYTES, "workload id")?;
+    let source = c.str(MAX_STR_BYTES, "workload source")?;
+    let flags = c.u8()?;
+    if flags & !W_KNOWN != 0 {
+        return Err(Corruption::OutOfRange("workload record flags"));
+    }
+    let mut opt = |bit: u8, what| -> Result<Option<String>, Corruption> {
+        if flags & bit != 0 {
+            c.str(MAX_STR_BYTES, what).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    // Fields a later minor version appends are ignored.
+    Ok(Workload {
+        id,
+        source,
+        pod_namespace: opt(W_NAMESPACE, "pod namespace")?,
+        pod_name: opt(W_POD, "pod name")?,
+        container: opt(W_CONTAINER, "container name")?,
+    })
+}
+
 fn read_netns(c: &mut Cursor) -> Result<NetnsInfo, Corruption> {
     let ts_ns = c.u64()?;
     let netns = c.u32("netns")?;
@@ -832,6 +886,11 @@ impl Decoder {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let mut inner = Cursor::new(c.bytes(n)?);
                 Input::Event(Event::BindError(read_bind_error(&mut inner)?))
+            }
+            TAG_WORKLOAD => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::Workload(read_workload(&mut inner)?)
             }
             TAG_SOCKET_OWNERS => {
                 let n = c.len(usize::MAX, "skippable record")?;
