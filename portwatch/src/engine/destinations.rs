@@ -242,6 +242,10 @@ pub(super) fn tw_reuse_delay_ms(
 
 /// `bound_in_ns`: TIME_WAIT of bound-port connections in the namespace,
 /// all destinations together (this one's included).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row from one accumulator and the namespace's facts, each a plain value"
+)]
 pub(super) fn destination_row(
     daddr: IpAddr,
     dport: u16,
