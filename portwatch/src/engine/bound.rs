@@ -184,6 +184,7 @@ pub(super) fn verdict(
         held_ports: Some(b.time_wait),
         held_for_s: None,
         failures_caused: (!victims.is_empty()).then_some(victim_failures),
+        call_sites: Vec::new(),
         evidence,
         fix,
     })

@@ -16,6 +16,7 @@
 
 mod acc;
 mod bound;
+pub mod callsites;
 mod config;
 mod destinations;
 pub mod hash;
@@ -119,6 +120,8 @@ pub struct Engine {
     aged_out: u64,
     /// Namespaces other than the host's: their sysctls, counters, names.
     namespaces: Namespaces,
+    /// Sampled connect() stacks per pair (`Input::CallStack`).
+    call_sites: callsites::CallSites,
     /// Live sockets of the last tables and who holds them (CLOSE_WAIT
     /// leaks).
     leaks: leaks::Leaks,
@@ -170,6 +173,7 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             namespaces: Namespaces::new(n),
+            call_sites: Default::default(),
             leaks: leaks::Leaks::default(),
             recent_closes: Default::default(),
         }
@@ -215,6 +219,7 @@ impl Engine {
                     self.namespaces.on_reading(n);
                 }
             }
+            Input::CallStack(c) => self.on_call_stack(c),
             Input::SocketOwners(o) => self.leaks.on_owners(o),
         }
     }

@@ -18,8 +18,8 @@ use crate::event::{
     BindError, Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task,
 };
 use crate::input::{
-    HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners,
-    SocketTable, Sysctls, Workload,
+    CallStack, HostInfo, Input, KernelCounters, MAX_STACK_FRAMES, NetnsInfo, SockState,
+    SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -59,12 +59,12 @@ const W_NAMESPACE: u8 = 1 << 0;
 const W_POD: u8 = 1 << 1;
 const W_CONTAINER: u8 = 1 << 2;
 const W_KNOWN: u8 = 0b111;
-/// Skippable (format 1.5), empty: the close or connect-error record that
+/// Skippable (format 1.6), empty: the close or connect-error record that
 /// follows is of a socket whose port was bound before connect(). An older
 /// reader skips it and sees a plain close, or an `address_unavailable`
 /// connect error instead of `port_in_use`.
 pub(crate) const TAG_BOUND_PORT: u8 = 0x84;
-/// Skippable (format 1.5): a failed bind() ([`Event::BindError`]), self-
+/// Skippable (format 1.6): a failed bind() ([`Event::BindError`]), self-
 /// contained (absolute time, inline task) so an older reader loses nothing
 /// else by skipping it.
 pub(crate) const TAG_BIND_ERROR: u8 = 0x85;
@@ -72,6 +72,11 @@ pub(crate) const TAG_BIND_ERROR: u8 = 0x85;
 /// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
 /// record's.
 pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
+/// Skippable (format 1.5): one symbolized connect() stack
+/// ([`Input::CallStack`]). Self-contained (absolute time, no dictionary
+/// references), so a reader that skips it loses nothing else. 0x90 leaves
+/// 0x83..0x8F to the records other work adds.
+pub(crate) const TAG_CALL_STACK: u8 = 0x90;
 // Netns record flags.
 const N_SYSCTLS: u8 = 1 << 0;
 const N_COUNTERS: u8 = 1 << 1;
@@ -234,6 +239,13 @@ impl Encoder {
                 }
             }
             Input::Sockets(t) => self.sockets(buf, t),
+            Input::CallStack(cs) => {
+                let mut body = Vec::new();
+                put_call_stack(&mut body, cs);
+                buf.push(TAG_CALL_STACK);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
             Input::Netns(n) => {
                 let mut body = Vec::new();
                 put_netns(&mut body, n);
@@ -643,6 +655,69 @@ fn read_sysctls(c: &mut Cursor) -> Result<Sysctls, Corruption> {
     Ok(sysctls)
 }
 
+/// The body of a call stack record.
+fn put_call_stack(buf: &mut Vec<u8>, cs: &CallStack) {
+    put_u64(buf, cs.ts_ns);
+    put_u64(buf, cs.task.pid.into());
+    put_u64(buf, cs.task.tid.into());
+    put_u64(buf, cs.task.cgroup_id);
+    put_str(buf, cs.task.comm.as_bytes());
+    put_str(buf, cs.task.thread.as_bytes());
+    put_u64(buf, cs.netns.into());
+    put_addr(buf, &cs.daddr);
+    put_u64(buf, cs.dport.into());
+    let frames = &cs.frames[..cs.frames.len().min(MAX_STACK_FRAMES)];
+    put_u64(buf, frames.len() as u64);
+    for f in frames {
+        put_str(buf, f.as_bytes());
+    }
+    match &cs.note {
+        None => buf.push(0),
+        Some(n) => {
+            buf.push(1);
+            put_str(buf, n.as_bytes());
+        }
+    }
+}
+
+fn read_call_stack(c: &mut Cursor) -> Result<CallStack, Corruption> {
+    let ts_ns = c.u64()?;
+    let pid = c.u32("pid")?;
+    let tid = c.u32("tid")?;
+    let cgroup_id = c.u64()?;
+    let comm = c.str(15, "comm")?;
+    let thread = c.str(15, "thread name")?;
+    let netns = c.u32("netns")?;
+    let daddr = c.addr()?;
+    let dport = c.u16("port")?;
+    let n = c.len(MAX_STACK_FRAMES, "stack frames")?;
+    let mut frames = Vec::with_capacity(n);
+    for _ in 0..n {
+        frames.push(c.str(MAX_STR_BYTES, "stack frame")?);
+    }
+    let note = match c.u8()? {
+        0 => None,
+        1 => Some(c.str(MAX_STR_BYTES, "stack note")?),
+        _ => return Err(Corruption::OutOfRange("stack note flag")),
+    };
+    // Fields a later minor version appends inside the length are ignored.
+    Ok(CallStack {
+        ts_ns,
+        task: Task {
+            pid,
+            tid,
+            comm: Comm::new(&comm),
+            thread: Comm::new(&thread),
+            cgroup_id,
+        },
+        netns,
+        daddr,
+        dport,
+        frames,
+        note,
+    })
+}
+
 /// The body of a netns record.
 fn put_workload(buf: &mut Vec<u8>, w: &Workload) {
     put_str(buf, w.id.as_bytes());
@@ -870,6 +945,11 @@ impl Decoder {
                 // Fields a later minor version appends are ignored.
                 self.probe_errors = ext.u64()?;
                 return Ok(None);
+            }
+            TAG_CALL_STACK => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::CallStack(read_call_stack(&mut inner)?)
             }
             TAG_NETNS => {
                 let n = c.len(usize::MAX, "skippable record")?;
