@@ -917,5 +917,5 @@ fn call_stacks_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 5);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 6);
 }
