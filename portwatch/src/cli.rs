@@ -31,12 +31,12 @@ pub enum Command {
     /// Which services churn short-lived connections, to which destinations,
     /// and how close each destination is to running out of ephemeral ports.
     #[command(
-        after_help = "Examples:\n  sudo portwatch top --batch                       # text every 2 s\n  sudo portwatch top --batch --json --interval 5 --iterations 12\n  sudo portwatch top --batch --min-new-per-s 20 --max-lifetime-ms 200\n\nVerdict \"lacks_pooling\" (per service -> destination): at least --min-new-per-s new\nconnections/s over the last 10 s, new connections in at least --min-active-s of\nthose 10 s and in the last 2 s (a burst that stops is not a verdict), and a median\nlifetime of at most --max-lifetime-ms. Inbound churn is shown apart, never as a\nclient verdict. JSON fields: see the README (\"top --batch --json\")."
+        after_help = "Examples:\n  sudo portwatch top --batch                       # text every 2 s\n  sudo portwatch top --batch --json --interval 5 --iterations 12\n  sudo portwatch top --batch --min-new-per-s 20 --max-lifetime-ms 200\n\nVerdict \"lacks_pooling\" (per service -> destination): at least --min-new-per-s new\nconnections/s over the last 10 s, new connections in at least --min-active-s of\nthose 10 s and in the last 2 s (a burst that stops is not a verdict), and a median\nlifetime of at most --max-lifetime-ms. Inbound churn is shown apart, never as a\nclient verdict.\n\nVerdict \"leaks_sockets\" (per process): at least --leak-min-close-wait of its\nsockets in CLOSE_WAIT held for --leak-min-age-s or more, growing or high. JSON fields: see the README (\"top --batch --json\")."
     )]
     Top(TopArgs),
     /// Record every event and the host context to a trace file, for replay, report or export.
     #[command(
-        after_help = "Examples:\n  sudo portwatch record -o incident.pwtrace\n  sudo portwatch record -o /tmp/t.pwtrace --duration 300 --force\n\nThe file is created with mode 0600 (it holds addresses and process names) and is\nflushed every second: if portwatch is killed, all but the last second is readable.\nFormat: FORMAT.md."
+        after_help = "Examples:\n  sudo portwatch record -o incident.pwtrace\n  sudo portwatch record -o /tmp/t.pwtrace --duration 300 --force\n\nThe file is created with mode 0600 (it holds addresses and process names) and is\nflushed every second: if portwatch is killed, all but the last second is readable.\nFormat: FORMAT.md.\n\n--pid, --comm, --daddr, --dport and --netns narrow the events written (the host\ncontext, cgroup paths, counters and losses are always written). `top --record` and\n`exporter --record` record everything whatever their filters."
     )]
     Record(RecordArgs),
     /// Print a trace file's events as JSON Lines or CSV (for jq, pandas, a spreadsheet).
@@ -51,7 +51,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// The incident summary of a trace file, for a postmortem or a ticket.
     #[command(
-        after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed."
+        after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed. The filters count only matching events; a --netns name the trace\ndoes not have is an error (exit 2) that lists the names it has."
     )]
     Report(ReportArgs),
     /// Serve the model as Prometheus/OpenMetrics metrics on /metrics, for a fleet.
@@ -151,6 +151,9 @@ pub struct ReportArgs {
     pub rows: usize,
     #[command(flatten)]
     pub verdict: VerdictArgs,
+    /// Only these events count in the report.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -164,6 +167,9 @@ pub struct RecordArgs {
     /// Overwrite FILE if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Only these events are written (host context, counters and losses always are).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -242,7 +248,7 @@ pub struct BatchArgs {
     pub rows: usize,
 }
 
-/// Thresholds of the "lacks_pooling" verdict.
+/// Thresholds of the "lacks_pooling" and "leaks_sockets" verdicts.
 #[derive(Args, Debug, Clone)]
 pub struct VerdictArgs {
     /// New connections per second (over 10 s) a service -> destination pair must sustain.
@@ -254,6 +260,12 @@ pub struct VerdictArgs {
     /// Seconds out of the last 10 that must see new connections (else: a burst).
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub min_active_s: u32,
+    /// leaks_sockets: CLOSE_WAIT sockets one process must hold (each for --leak-min-age-s).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub leak_min_close_wait: u64,
+    /// leaks_sockets: seconds a CLOSE_WAIT socket must be held to count as stuck.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub leak_min_age_s: u64,
 }
 
 #[derive(Args, Debug, Clone, Default)]
@@ -283,7 +295,8 @@ pub struct FilterArgs {
     /// Only this remote address (IPv4 or IPv6).
     #[arg(long)]
     pub daddr: Option<IpAddr>,
-    /// Only this network namespace (inode, as in `readlink /proc/PID/ns/net`).
-    #[arg(long)]
-    pub netns: Option<u32>,
+    /// Only this network namespace: its inode (as in `readlink /proc/PID/ns/net`) or
+    /// the name portwatch shows for it (`host`, `pod:UID`, a container or unit, `netns:INODE`).
+    #[arg(long, value_name = "INODE|NAME")]
+    pub netns: Option<crate::filter::NetnsSel>,
 }

@@ -12,7 +12,7 @@ use crate::clock::{WallClock, monotonic_now_ns};
 use crate::input::Input;
 use crate::probe::Probe;
 use crate::system::netns::{self, TaskRef};
-use crate::system::{cgroup::CgroupResolver, procfs, sockdiag};
+use crate::system::{cgroup::CgroupResolver, owners, procfs, sockdiag};
 
 /// How often the kernel counters and loss counters are read.
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
@@ -77,19 +77,107 @@ impl NetnsSeen {
     }
 }
 
-pub struct LiveSource {
-    pub probe: Probe,
-    cgroups: Option<CgroupResolver>,
+/// Cgroup ids → paths, each announced once (an `Input::Cgroup` before the
+/// first event that needs it); the unresolved ones retried now and then.
+pub(crate) struct Cgroups {
+    resolver: Option<CgroupResolver>,
     announced: HashSet<u64>,
     unresolved: Vec<u64>,
+    last_retry_ns: u64,
+}
+
+impl Cgroups {
+    /// The resolver, or a warning saying why there is none.
+    pub(crate) fn new(warnings: &mut Vec<String>) -> Cgroups {
+        let resolver = match CgroupResolver::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warnings.push(format!("cgroups: {e}"));
+                None
+            }
+        };
+        Cgroups {
+            resolver,
+            announced: HashSet::new(),
+            unresolved: Vec::new(),
+            last_retry_ns: 0,
+        }
+    }
+
+    /// Where the cgroup2 hierarchy is mounted, when it was found.
+    pub(crate) fn mount(&self) -> Option<&std::path::Path> {
+        self.resolver.as_ref().map(CgroupResolver::mount)
+    }
+
+    pub(crate) fn announce(&mut self, id: u64, out: &mut Vec<Input>) {
+        if id == 0 || !self.announced.insert(id) {
+            return;
+        }
+        let path = self.resolver.as_mut().and_then(|r| r.resolve(id));
+        if path.is_none() {
+            self.unresolved.push(id);
+        }
+        out.push(Input::Cgroup { id, path });
+    }
+
+    /// Unresolved ids again, every [`CGROUP_RETRY_EVERY`].
+    pub(crate) fn retry(&mut self, now: u64, out: &mut Vec<Input>) {
+        if self.unresolved.is_empty()
+            || now.saturating_sub(self.last_retry_ns) < CGROUP_RETRY_EVERY.as_nanos() as u64
+        {
+            return;
+        }
+        self.last_retry_ns = now;
+        let ids = std::mem::take(&mut self.unresolved);
+        for id in ids {
+            match self.resolver.as_mut().and_then(|r| r.resolve(id)) {
+                Some(path) => out.push(Input::Cgroup {
+                    id,
+                    path: Some(path),
+                }),
+                // Gone for good or not there yet: try again later, but
+                // not forever (bounded by the ids seen).
+                None => self.unresolved.push(id),
+            }
+        }
+    }
+}
+
+/// The host record: hostname, kernel, clock anchor, portwatch's namespace
+/// and its sysctls (what could be read; a warning says what could not).
+pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
+    let clock = WallClock::now();
+    match procfs::read_host(clock) {
+        Ok(h) => Input::Host(h),
+        Err(e) => {
+            warnings.push(format!("host context incomplete: {e}"));
+            Input::Host(crate::input::HostInfo {
+                hostname: String::new(),
+                kernel: String::new(),
+                clock,
+                netns: procfs::netns_inode(),
+                sysctls: Default::default(),
+            })
+        }
+    }
+}
+
+pub struct LiveSource {
+    pub probe: Probe,
+    cgroups: Cgroups,
     netns: u32,
     last_counters_ns: u64,
     last_sockets_ns: u64,
-    last_cgroup_retry_ns: u64,
     resync_ns: u64,
     /// Reads other namespaces from inside them (None: could not start).
     netns_worker: Option<netns::Worker>,
     netns_seen: NetnsSeen,
+    /// Looks up the processes holding sockets (None: could not start).
+    owners: Option<owners::Resolver>,
+    /// Per namespace, the inodes its latest socket table asks owners for.
+    owner_wanted: HashMap<u32, Vec<u32>>,
+    /// `owner_wanted` changed since the last lookup was asked for.
+    owner_wanted_dirty: bool,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
     /// The starting state read by `start`, handed over by the first
@@ -109,39 +197,20 @@ impl LiveSource {
         let out = &mut initial;
         let probe = Probe::load()?;
         let mut warnings = probe.warnings.clone();
-        let clock = WallClock::now();
-        match procfs::read_host(clock) {
-            Ok(h) => out.push(Input::Host(h)),
-            Err(e) => {
-                warnings.push(format!("host context incomplete: {e}"));
-                out.push(Input::Host(crate::input::HostInfo {
-                    hostname: String::new(),
-                    kernel: String::new(),
-                    clock,
-                    netns: procfs::netns_inode(),
-                    sysctls: Default::default(),
-                }));
-            }
-        }
-        let cgroups = match CgroupResolver::new() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warnings.push(format!("cgroups: {e}"));
-                None
-            }
-        };
+        out.push(host_input(&mut warnings));
+        let cgroups = Cgroups::new(&mut warnings);
         let mut src = LiveSource {
             probe,
             cgroups,
-            announced: HashSet::new(),
-            unresolved: Vec::new(),
             netns: procfs::netns_inode(),
             last_counters_ns: 0,
             last_sockets_ns: 0,
-            last_cgroup_retry_ns: 0,
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             netns_worker: None,
             netns_seen: NetnsSeen::default(),
+            owners: None,
+            owner_wanted: HashMap::new(),
+            owner_wanted_dirty: false,
             warnings,
             initial: Vec::new(),
             drained: Vec::new(),
@@ -151,6 +220,13 @@ impl LiveSource {
             Err(e) => src
                 .warnings
                 .push(format!("other network namespaces will not be read: {e}")),
+        }
+        let mount = src.cgroups.mount().map(std::path::Path::to_path_buf);
+        match owners::Resolver::spawn(mount.as_deref()) {
+            Ok(r) => src.owners = Some(r),
+            Err(e) => src.warnings.push(format!(
+                "socket owners will not be looked up (CLOSE_WAIT leaks unattributed): {e}"
+            )),
         }
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
@@ -167,7 +243,10 @@ impl LiveSource {
     fn read_sockets(&mut self, now: u64, out: &mut Vec<Input>) {
         self.last_sockets_ns = now;
         match sockdiag::read_socket_table(now, self.netns) {
-            Ok(t) => out.push(Input::Sockets(t)),
+            Ok(t) => {
+                self.note_owner_wanted(&t);
+                out.push(Input::Sockets(t));
+            }
             Err(e) => {
                 let w = format!("socket table (sock_diag) not read: {e}");
                 if !self.warnings.contains(&w) {
@@ -181,18 +260,22 @@ impl LiveSource {
     /// Asks the worker for the namespaces seen since the last request, and
     /// for all of them every resync; hands over the readings done.
     fn read_namespaces(&mut self, resync: bool, out: &mut Vec<Input>) {
-        let Some(w) = self.netns_worker.as_mut() else {
+        let Some(readings) = self.netns_worker.as_mut().map(|w| w.try_recv()) else {
             return;
         };
-        for r in w.try_recv() {
+        for r in readings {
             if r.info.stale {
                 self.netns_seen.stale.insert(r.info.netns);
             }
             out.push(Input::Netns(r.info));
             if let Some(t) = r.sockets {
+                self.note_owner_wanted(&t);
                 out.push(Input::Sockets(t));
             }
         }
+        let Some(w) = self.netns_worker.as_mut() else {
+            return;
+        };
         let seen = &mut self.netns_seen;
         let new = std::mem::take(&mut seen.new);
         w.request(seen.request(new));
@@ -209,6 +292,43 @@ impl LiveSource {
         }
     }
 
+    /// Remembers which sockets of a namespace's latest table want an owner.
+    fn note_owner_wanted(&mut self, t: &crate::input::SocketTable) {
+        let inodes: Vec<u32> = t.owner_wanted().iter().map(|e| e.inode).collect();
+        let old = self.owner_wanted.get(&t.netns);
+        if old.map_or(!inodes.is_empty(), |o| *o != inodes) {
+            self.owner_wanted_dirty = true;
+        }
+        if inodes.is_empty() {
+            self.owner_wanted.remove(&t.netns);
+        } else {
+            self.owner_wanted.insert(t.netns, inodes);
+        }
+    }
+
+    /// Hands over a finished owner lookup (cgroups first, like events) and
+    /// asks for the next one when the tables changed and none is running.
+    fn read_owners(&mut self, now: u64, out: &mut Vec<Input>) {
+        let Some(r) = self.owners.as_mut() else {
+            return;
+        };
+        if let Some(found) = r.try_recv() {
+            for o in &found.owners {
+                self.cgroups.announce(o.cgroup_id, out);
+            }
+            out.push(Input::SocketOwners(found));
+        }
+        let Some(r) = self.owners.as_mut() else {
+            return;
+        };
+        if self.owner_wanted_dirty && !r.busy() {
+            self.owner_wanted_dirty = false;
+            let mut all: Vec<u32> = self.owner_wanted.values().flatten().copied().collect();
+            all.truncate(crate::input::MAX_OWNER_LOOKUPS);
+            r.request(now, all);
+        }
+    }
+
     fn read_counters(&mut self, now: u64, out: &mut Vec<Input>) {
         self.last_counters_ns = now;
         match procfs::read_counters(now) {
@@ -221,17 +341,6 @@ impl LiveSource {
         });
     }
 
-    fn announce_cgroup(&mut self, id: u64, out: &mut Vec<Input>) {
-        if id == 0 || !self.announced.insert(id) {
-            return;
-        }
-        let path = self.cgroups.as_mut().and_then(|r| r.resolve(id));
-        if path.is_none() {
-            self.unresolved.push(id);
-        }
-        out.push(Input::Cgroup { id, path });
-    }
-
     /// Pending events, each preceded by its cgroup's path the first time.
     fn drain_events(&mut self, out: &mut Vec<Input>) {
         let mut events = std::mem::take(&mut self.drained);
@@ -239,7 +348,7 @@ impl LiveSource {
         out.reserve(events.len());
         for ev in events.drain(..) {
             if let Some(t) = ev.task() {
-                self.announce_cgroup(t.cgroup_id, out);
+                self.cgroups.announce(t.cgroup_id, out);
                 let ns = ev.netns();
                 if ns != 0 && ns != self.netns {
                     self.netns_seen.note(ns, (t.pid, t.tid));
@@ -269,23 +378,8 @@ impl LiveSource {
             self.read_sockets(now, out);
         }
         self.read_namespaces(resync, out);
-        if !self.unresolved.is_empty()
-            && now.saturating_sub(self.last_cgroup_retry_ns) >= CGROUP_RETRY_EVERY.as_nanos() as u64
-        {
-            self.last_cgroup_retry_ns = now;
-            let ids = std::mem::take(&mut self.unresolved);
-            for id in ids {
-                match self.cgroups.as_mut().and_then(|r| r.resolve(id)) {
-                    Some(path) => out.push(Input::Cgroup {
-                        id,
-                        path: Some(path),
-                    }),
-                    // Gone for good or not there yet: try again later, but
-                    // not forever (bounded by the ids seen).
-                    None => self.unresolved.push(id),
-                }
-            }
-        }
+        self.read_owners(now, out);
+        self.cgroups.retry(now, out);
         out.push(Input::Tick { now_ns: now });
     }
 

@@ -13,6 +13,10 @@ pub struct VerdictConfig {
     /// Seconds out of the last 10 with new connections: below this it is a
     /// burst, not a habit.
     pub min_active_s: u32,
+    /// `leaks_sockets`: CLOSE_WAIT sockets one process must hold, each for
+    /// at least `leak_min_age_s`.
+    pub leak_min_close_wait: u64,
+    pub leak_min_age_s: u64,
 }
 
 impl Default for VerdictConfig {
@@ -21,6 +25,8 @@ impl Default for VerdictConfig {
             min_new_per_s: 5.0,
             max_lifetime_p50_ms: 1000.0,
             min_active_s: 5,
+            leak_min_close_wait: 10,
+            leak_min_age_s: 10,
         }
     }
 }

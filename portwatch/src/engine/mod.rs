@@ -21,7 +21,9 @@ pub mod hash;
 pub mod hist;
 mod intake;
 mod intern;
+mod leaks;
 pub mod model;
+pub mod namer;
 pub mod netns;
 mod pids;
 mod resolve;
@@ -110,6 +112,14 @@ pub struct Engine {
     aged_out: u64,
     /// Namespaces other than the host's: their sysctls, counters, names.
     namespaces: Namespaces,
+    /// Live sockets of the last tables and who holds them (CLOSE_WAIT
+    /// leaks).
+    leaks: leaks::Leaks,
+    /// The last outbound closes (end, start, destination, closed locally),
+    /// for a socket table that arrives after events newer than itself (a
+    /// namespace's is read on another thread): they are counted again on
+    /// top of it, or its TIME_WAIT would miss them.
+    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, bool)>,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -150,6 +160,8 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             namespaces: Namespaces::new(n),
+            leaks: leaks::Leaks::default(),
+            recent_closes: Default::default(),
         }
     }
 
@@ -188,6 +200,7 @@ impl Engine {
                     self.namespaces.on_reading(n);
                 }
             }
+            Input::SocketOwners(o) => self.leaks.on_owners(o),
         }
     }
 }

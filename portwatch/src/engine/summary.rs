@@ -55,8 +55,15 @@ impl ServiceSummary {
     }
 }
 
+/// One port budget over the run: a (network namespace, local address,
+/// remote address, remote port), as the model's destinations.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DestinationSummary {
+    pub netns: Option<u32>,
+    /// The namespace's name when last sampled (`host`, a pod, container or
+    /// unit, `netns:INODE`).
+    pub netns_name: Option<String>,
+    pub laddr: Option<IpAddr>,
     pub daddr: IpAddr,
     pub dport: u16,
     new_total: Total,
@@ -75,7 +82,7 @@ impl DestinationSummary {
     }
 }
 
-/// A lacks-pooling verdict over the whole trace.
+/// A verdict (`lacks_pooling`, `leaks_sockets`) over the whole trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictSummary {
     /// As the engine gave it at its peak.
@@ -126,13 +133,16 @@ impl Summary {
     }
 }
 
+/// (netns, local address, remote address, remote port).
+type DestKey = (Option<u32>, Option<IpAddr>, IpAddr, u16);
+
 /// Builds a [`Summary`] from sampled models.
 #[derive(Debug, Default)]
 pub struct Summarizer {
     s: Summary,
     services: BTreeMap<ServiceId, ServiceSummary>,
-    destinations: BTreeMap<(IpAddr, u16), DestinationSummary>,
-    verdicts: BTreeMap<(ServiceId, IpAddr, u16), VerdictSummary>,
+    destinations: BTreeMap<DestKey, DestinationSummary>,
+    verdicts: BTreeMap<(&'static str, ServiceId, Option<u32>, IpAddr, u16), VerdictSummary>,
     minutes: BTreeMap<i64, BTreeMap<i32, u64>>,
 }
 
@@ -171,8 +181,11 @@ impl Summarizer {
         for d in &m.destinations {
             let e = self
                 .destinations
-                .entry((d.daddr, d.dport))
+                .entry((d.netns, d.laddr, d.daddr, d.dport))
                 .or_insert_with(|| DestinationSummary {
+                    netns: d.netns,
+                    netns_name: None,
+                    laddr: d.laddr,
                     daddr: d.daddr,
                     dport: d.dport,
                     new_total: Total::default(),
@@ -184,6 +197,9 @@ impl Summarizer {
                     peak_pressure_ns: now,
                     closer: d.closer,
                 });
+            if e.netns_name != d.netns_name {
+                e.netns_name.clone_from(&d.netns_name);
+            }
             e.new_total.see(d.stats.new_total);
             e.peak_new_per_s = e.peak_new_per_s.max(d.stats.new_per_s_10s);
             e.peak_held_ports = e.peak_held_ports.max(d.held_ports);
@@ -196,7 +212,7 @@ impl Summarizer {
             }
         }
         for v in &m.verdicts {
-            let key = (v.service.clone(), v.daddr, v.dport);
+            let key = (v.verdict, v.service.clone(), v.netns, v.daddr, v.dport);
             match self.verdicts.get_mut(&key) {
                 None => {
                     self.verdicts.insert(
@@ -215,7 +231,9 @@ impl Summarizer {
                     e.flagged_s += 1;
                     // The peak: most ports held, then the highest rate (a
                     // pair whose peer closes first holds none here).
-                    let higher = (v.time_wait, v.new_per_s) > (e.peak.time_wait, e.peak.new_per_s);
+                    // A leak's peak: most ports held.
+                    let higher = (v.time_wait, v.held_ports, v.new_per_s)
+                        > (e.peak.time_wait, e.peak.held_ports, e.peak.new_per_s);
                     if higher {
                         e.peak = v.clone();
                         e.peak_ns = now;
@@ -260,7 +278,9 @@ impl Summarizer {
             b.peak_pressure
                 .total_cmp(&a.peak_pressure)
                 .then(b.new_total().cmp(&a.new_total()))
-                .then_with(|| (a.daddr, a.dport).cmp(&(b.daddr, b.dport)))
+                .then_with(|| {
+                    (a.daddr, a.dport, a.netns, a.laddr).cmp(&(b.daddr, b.dport, b.netns, b.laddr))
+                })
         });
         let mut verdicts: Vec<VerdictSummary> = self.verdicts.into_values().collect();
         verdicts.sort_by(|a, b| {
@@ -269,10 +289,11 @@ impl Summarizer {
                 .cmp(&a.peak.time_wait)
                 .then(b.peak.new_per_s.total_cmp(&a.peak.new_per_s))
                 .then_with(|| {
-                    (&a.peak.service, a.peak.daddr, a.peak.dport).cmp(&(
+                    (&a.peak.service, a.peak.daddr, a.peak.dport, a.peak.netns).cmp(&(
                         &b.peak.service,
                         b.peak.daddr,
                         b.peak.dport,
+                        b.peak.netns,
                     ))
                 })
         });

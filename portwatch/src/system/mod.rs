@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 pub mod netns;
+pub mod owners;
 pub mod procfs;
 pub mod sockdiag;
 

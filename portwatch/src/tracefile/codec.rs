@@ -16,7 +16,8 @@ use crate::clock::WallClock;
 use crate::engine::hash::FxHashMap;
 use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use crate::input::{
-    HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketTable, Sysctls,
+    HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners,
+    SocketTable, Sysctls,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -48,6 +49,10 @@ pub(crate) const TAG_PROBE_ERRORS: u8 = 0x81;
 /// ([`Input::Netns`]). Its time is absolute, not a delta: a reader that
 /// skips the record must not lose track of the time chain.
 pub(crate) const TAG_NETNS: u8 = 0x82;
+/// Skippable (format 1.3): who holds the sockets of the latest socket
+/// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
+/// record's.
+pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
 // Netns record flags.
 const N_SYSCTLS: u8 = 1 << 0;
 const N_COUNTERS: u8 = 1 << 1;
@@ -207,6 +212,13 @@ impl Encoder {
                 let mut body = Vec::new();
                 put_netns(&mut body, n);
                 buf.push(TAG_NETNS);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
+            Input::SocketOwners(o) => {
+                let mut body = Vec::new();
+                put_owners(&mut body, o);
+                buf.push(TAG_SOCKET_OWNERS);
                 put_u64(buf, body.len() as u64);
                 buf.extend_from_slice(&body);
             }
@@ -437,6 +449,51 @@ fn put_netns(buf: &mut Vec<u8>, n: &NetnsInfo) {
     if let Some(e) = &n.error {
         put_str(buf, e.as_bytes());
     }
+}
+
+/// The body of a socket-owners record.
+fn put_owners(buf: &mut Vec<u8>, o: &SocketOwners) {
+    put_u64(buf, o.ts_ns);
+    put_u64(buf, o.owners.len() as u64);
+    for w in &o.owners {
+        put_u64(buf, w.inode.into());
+        put_u64(buf, w.pid.into());
+        put_u64(buf, w.cgroup_id);
+        put_str(buf, w.comm.as_bytes());
+    }
+    put_u64(buf, o.not_found);
+    put_u64(buf, o.failed);
+}
+
+/// The body of a socket-owners record.
+fn read_owners(c: &mut Cursor) -> Result<SocketOwners, Corruption> {
+    let ts_ns = c.u64()?;
+    let n = c.len(MAX_SOCKETS, "socket owners")?;
+    // An owner takes at least 4 bytes.
+    let mut owners = Vec::with_capacity(n.min(c.remaining() / 4));
+    for _ in 0..n {
+        let inode = c.u32("inode")?;
+        let pid = c.u32("pid")?;
+        let cgroup_id = c.u64()?;
+        let len = c.len(16, "comm")?;
+        owners.push(SocketOwner {
+            inode,
+            pid,
+            cgroup_id,
+            comm: read_comm(c, len)?,
+        });
+    }
+    let not_found = c.u64()?;
+    let failed = c.u64()?;
+    if c.remaining() != 0 {
+        return Err(Corruption::OutOfRange("socket owners record length"));
+    }
+    Ok(SocketOwners {
+        ts_ns,
+        owners,
+        not_found,
+        failed,
+    })
 }
 
 /// A comm of `n` bytes (at most 16, checked by the caller), NUL-padded.
@@ -675,6 +732,11 @@ impl Decoder {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let mut inner = Cursor::new(c.bytes(n)?);
                 Input::Netns(read_netns(&mut inner)?)
+            }
+            TAG_SOCKET_OWNERS => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::SocketOwners(read_owners(&mut inner)?)
             }
             TAG_KERNEL_MISSED => {
                 let n = c.len(usize::MAX, "skippable record")?;
