@@ -8,7 +8,7 @@ use crate::event::EADDRNOTAVAIL;
 use crate::input::KernelCounters;
 
 use super::Engine;
-use super::acc::Now;
+use super::acc::{Now, tw_from_closes};
 use super::destinations::{destination_row, port_budget};
 use super::hash::FxHashMap;
 use super::intern::ServiceIdx;
@@ -120,7 +120,17 @@ impl Engine {
             .map
             .iter()
             .map(|(&(ns, laddr, daddr, dport), d)| {
-                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns));
+                let reuse = super::destinations::tw_reuse_delay_ms(
+                    self.sysctls_of(ns),
+                    daddr,
+                    self.recycling(ns),
+                );
+                let max_tw = self
+                    .sysctls_of(ns)
+                    .and_then(|s| s.tcp_max_tw_buckets)
+                    .and_then(|m| u64::try_from(m).ok());
+                let mut row =
+                    destination_row(daddr, dport, d, &now, self.budget_of(ns), reuse, max_tw);
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
                 row.laddr = (!laddr.is_unspecified()).then_some(laddr);
@@ -169,6 +179,10 @@ impl Engine {
                     .cmp(&(&b.service, b.daddr, b.dport, b.netns))
             },
         );
+
+        let dest_tw = time_wait_by_destination(&destinations);
+        let svc_tw = self.service_time_wait(&dest_tw, &now);
+        cap_time_wait(&dest_tw, &svc_tw, &mut pairs, &mut services, &mut processes);
 
         let inbound = busiest(
             self.inbound.map.iter(),
@@ -454,6 +468,18 @@ impl Engine {
         }
     }
 
+    /// TWRecycled rose between the namespace's last two readings.
+    fn recycling(&self, ns: u32) -> bool {
+        let rate = if ns == self.host_netns() {
+            self.counter_rate(|c| c.tw_recycled)
+        } else {
+            self.namespaces
+                .get(ns)
+                .and_then(|n| netns::counter_rate(n.prev_counters, n.counters, |c| c.tw_recycled))
+        };
+        rate.is_some_and(|r| r > 0.0)
+    }
+
     fn budget_of(&self, ns: u32) -> Option<u64> {
         self.sysctls_of(ns).map(port_budget)
     }
@@ -515,6 +541,83 @@ impl Engine {
         let dt_s = b.ts_ns.checked_sub(a.ts_ns).filter(|&d| d > 0)? as f64 / 1e9;
         // A counter going backwards means a reset (e.g. namespace change).
         Some(f(&b).saturating_sub(f(&a)) as f64 / dt_s)
+    }
+}
+
+/// TIME_WAIT by destination (its local addresses summed): what a pair to
+/// it can hold at most.
+fn time_wait_by_destination(
+    dests: &[DestinationRow],
+) -> FxHashMap<(Option<u32>, IpAddr, u16), u64> {
+    let mut dest_tw: FxHashMap<(Option<u32>, IpAddr, u16), u64> = FxHashMap::default();
+    for d in dests {
+        *dest_tw.entry((d.netns, d.daddr, d.dport)).or_default() += d.stats.time_wait;
+    }
+    dest_tw
+}
+
+impl Engine {
+    /// Each service's TIME_WAIT as [`cap_time_wait`] leaves it: its own,
+    /// capped by the sum of its pairs' (each capped by its destination).
+    /// From every pair and service, not only the rows a model builds
+    /// ([`Engine::model_top`]): one window per key.
+    fn service_time_wait(
+        &self,
+        dest_tw: &FxHashMap<(Option<u32>, IpAddr, u16), u64>,
+        now: &Now,
+    ) -> FxHashMap<ServiceId, u64> {
+        let mut by_pairs: FxHashMap<ServiceIdx, u64> = FxHashMap::default();
+        for (&(svc, ns, daddr, dport), acc) in &self.pairs.map {
+            let tw = tw_from_closes(&acc.local_close, now.sec).0;
+            let tw = dest_tw
+                .get(&((ns != 0).then_some(ns), daddr, dport))
+                .map_or(tw, |&max| tw.min(max));
+            *by_pairs.entry(svc).or_default() += tw;
+        }
+        self.services
+            .map
+            .iter()
+            .map(|(&svc, acc)| {
+                let own = tw_from_closes(&acc.local_close, now.sec).0;
+                let tw = by_pairs.get(&svc).map_or(own, |&sum| own.min(sum));
+                (self.names.name(svc).clone(), tw)
+            })
+            .collect()
+    }
+}
+
+/// A pair, service or process cannot hold more TIME_WAIT than the
+/// destinations it connects to do (capped by their ports, corrected by the
+/// socket table): counts from closes overshoot when tcp_tw_reuse recycles
+/// ports or tcp_max_tw_buckets drops TIME_WAIT sockets. `dest_tw` is
+/// [`time_wait_by_destination`], `svc_tw` [`Engine::service_time_wait`].
+fn cap_time_wait(
+    dest_tw: &FxHashMap<(Option<u32>, IpAddr, u16), u64>,
+    svc_tw: &FxHashMap<ServiceId, u64>,
+    pairs: &mut [PairRow],
+    services: &mut [ServiceRow],
+    processes: &mut [ProcessRow],
+) {
+    let cap = |s: &mut Stats, max: u64| {
+        s.time_wait = s.time_wait.min(max);
+        s.tw_expiring_10s = s.tw_expiring_10s.min(s.time_wait);
+        s.tw_expiring_30s = s.tw_expiring_30s.min(s.time_wait);
+        s.tw_expiring_60s = s.tw_expiring_60s.min(s.time_wait);
+    };
+    for p in pairs.iter_mut() {
+        if let Some(&max) = dest_tw.get(&(p.netns, p.daddr, p.dport)) {
+            cap(&mut p.stats, max);
+        }
+    }
+    for s in services.iter_mut() {
+        if let Some(&max) = svc_tw.get(&s.service) {
+            cap(&mut s.stats, max);
+        }
+    }
+    for p in processes.iter_mut() {
+        if let Some(&max) = svc_tw.get(&p.service) {
+            cap(&mut p.stats, max);
+        }
     }
 }
 
