@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use crate::clock::WallClock;
-use crate::event::{Comm, Event, Losses};
+use crate::event::{Comm, Event, Losses, Task};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
@@ -37,6 +37,12 @@ pub enum Input {
     /// could not be read. Its socket table comes as `Sockets` with its
     /// `netns`.
     Netns(NetnsInfo),
+    /// The symbolized user stack of a sampled active open (`--stack-sample`):
+    /// where in its code a service opens connections to a destination.
+    CallStack(CallStack),
+    /// The names the container runtime keeps for a container or pod id a
+    /// cgroup path carries (`system::runtime`).
+    Workload(Workload),
     /// Which process holds each socket of interest of the latest socket
     /// tables (found through /proc/PID/fd; see `system::owners`).
     SocketOwners(SocketOwners),
@@ -54,6 +60,10 @@ impl Input {
             Input::Counters(c) => Some(c.ts_ns),
             Input::Losses { ts_ns, .. } => Some(*ts_ns),
             Input::Netns(n) => Some(n.ts_ns),
+            // Symbolized off the intake path, so it arrives after later
+            // events: it annotates, it does not advance time.
+            Input::CallStack(_) => None,
+            Input::Workload(_) => None,
             Input::SocketOwners(o) => Some(o.ts_ns),
         }
     }
@@ -254,4 +264,45 @@ pub struct NetnsInfo {
     pub error: Option<String>,
     /// Every task seen in it has exited: what is known is its last reading.
     pub stale: bool,
+}
+
+/// Names of one container or pod, as its runtime keeps them: looked up by
+/// the id in its cgroup path, once, off the intake path.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Workload {
+    /// The id it was looked up by: a container id (hex, as in the cgroup
+    /// path) or a Kubernetes pod uid.
+    pub id: String,
+    /// Where the names were found: `containerd`, `crio`, `docker`,
+    /// `pod-logs` (`/var/log/pods`).
+    pub source: String,
+    /// Kubernetes namespace and pod name.
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+    /// The Kubernetes container name, or docker's container name.
+    pub container: Option<String>,
+}
+
+/// Most frames kept per stack (innermost first): the call site and its
+/// callers; deeper frames (main, the runtime's start) tell nothing.
+pub const MAX_STACK_FRAMES: usize = 16;
+
+/// One sampled connect()'s user-space call stack, symbolized in userspace
+/// (`system::symbols`), attributed to its service → destination pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallStack {
+    /// When the connection was opened (CLOCK_MONOTONIC ns).
+    pub ts_ns: u64,
+    pub task: Task,
+    pub netns: u32,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// Innermost first, at most [`MAX_STACK_FRAMES`]: `function`,
+    /// `function (file:line)` where debug info has it, or `0xADDR (module)`
+    /// / `0xADDR` where nothing names the address.
+    pub frames: Vec<String>,
+    /// What limited the frames, if anything: the process exited before it
+    /// was symbolized (raw addresses), the capture failed, an interpreter
+    /// or JIT whose own frames are not visible.
+    pub note: Option<String>,
 }

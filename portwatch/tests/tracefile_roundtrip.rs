@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use portwatch::clock::WallClock;
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use portwatch::input::{
-    HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners,
-    SocketTable, Sysctls,
+    CallStack, HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketOwner,
+    SocketOwners, SocketTable, Sysctls, Workload,
 };
 use portwatch::tracefile::{Compression, Reader, Writer, synthetic};
 use proptest::prelude::*;
@@ -611,6 +611,25 @@ fn arb_netns() -> impl Strategy<Value = NetnsInfo> {
         )
 }
 
+fn arb_workload() -> impl Strategy<Value = Workload> {
+    (
+        "[0-9a-f-]{0,64}",
+        "[a-z-]{0,12}",
+        proptest::option::of(".{0,20}"),
+        proptest::option::of(".{0,40}"),
+        proptest::option::of(".{0,20}"),
+    )
+        .prop_map(
+            |(id, source, pod_namespace, pod_name, container)| Workload {
+                id,
+                source,
+                pod_namespace,
+                pod_name,
+                container,
+            },
+        )
+}
+
 fn arb_input() -> impl Strategy<Value = Input> {
     prop_oneof![
         6 => arb_close().prop_map(|c| Input::Event(Event::Close(c))),
@@ -629,6 +648,7 @@ fn arb_input() -> impl Strategy<Value = Input> {
             losses: Losses { ringbuf_lost: v[1], sock_evicted: v[2], connect_untracked: v[3], decode_errors: v[4], probe_errors: v[5], kernel_missed: v[6] },
         }),
         1 => arb_netns().prop_map(Input::Netns),
+        1 => arb_workload().prop_map(Input::Workload),
     ]
 }
 
@@ -728,6 +748,36 @@ fn namespace_readings_round_trip_between_events() {
     assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 2);
 }
 
+/// Runtime names (format 1.4) between events: read back as written, and
+/// the time chain of the records after them intact.
+#[test]
+fn workload_names_round_trip_between_events() {
+    let names = Workload {
+        id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
+        source: "pod-logs".into(),
+        pod_namespace: Some("checkout".into()),
+        pod_name: Some("api-7f9c".into()),
+        container: None,
+    };
+    let docker = Workload {
+        id: "4f2b6a1c9d3e".repeat(5),
+        source: "docker".into(),
+        container: Some("web".into()),
+        ..Workload::default()
+    };
+    let inputs = vec![
+        Input::Host(synthetic::host(1_000)),
+        Input::Tick { now_ns: 4_000 },
+        Input::Workload(names),
+        Input::Tick { now_ns: 6_000 },
+        Input::Workload(docker),
+        Input::Tick { now_ns: 13_000 },
+    ];
+    let bytes = write_all(&inputs);
+    assert_eq!(read_all(&bytes), inputs);
+    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 4);
+}
+
 #[test]
 fn socket_owners_round_trip_and_keep_the_time_chain() {
     let host = synthetic::host(1_000);
@@ -762,5 +812,74 @@ fn socket_owners_round_trip_and_keep_the_time_chain() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 3);
+    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 3);
+}
+
+/// Symbolized connect() stacks (format 1.4, record 0x90): read back as
+/// written, between events whose time chain stays intact, IPv4 and IPv6,
+/// with and without a note, and an empty stack (capture failed).
+#[test]
+fn call_stacks_round_trip_between_events() {
+    let host = synthetic::host(1_000);
+    let t = task("client");
+    let close = |end_ns: u64| {
+        Input::Event(Event::Close(ConnClose {
+            start_ns: end_ns - 500,
+            end_ns,
+            handshake_ns: Some(100),
+            task: Some(t),
+            netns: 7,
+            direction: Direction::Outbound,
+            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            sport: 40_000,
+            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            dport: 80,
+            bytes: None,
+            local_close: true,
+            peer_close: false,
+            established: true,
+            errno: None,
+        }))
+    };
+    let stack = |ts_ns: u64, daddr: IpAddr, frames: &[&str], note: Option<&str>| {
+        Input::CallStack(CallStack {
+            ts_ns,
+            task: t,
+            netns: 7,
+            daddr,
+            dport: 80,
+            frames: frames.iter().map(|s| s.to_string()).collect(),
+            note: note.map(str::to_string),
+        })
+    };
+    let inputs = vec![
+        Input::Host(host),
+        close(5_000),
+        stack(
+            4_500,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            &[
+                "__libc_connect (connect.c:26)",
+                "open_unpooled_connection (client.c:27)",
+            ],
+            None,
+        ),
+        close(6_000),
+        stack(
+            5_500,
+            IpAddr::V6(Ipv6Addr::LOCALHOST),
+            &["0x7f00dead", "0x401000"],
+            Some("process 9 exited before its stack was symbolized: raw addresses"),
+        ),
+        stack(
+            5_600,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            &[],
+            Some("bpf_get_stackid: EEXIST"),
+        ),
+        Input::Tick { now_ns: 7_000 },
+    ];
+    let bytes = write_all(&inputs);
+    assert_eq!(read_all(&bytes), inputs);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 5);
 }

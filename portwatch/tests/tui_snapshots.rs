@@ -204,6 +204,7 @@ fn busy_screen() -> Screen {
         ],
         detail: Some(Detail {
             title: "orders-api.service (unit)".into(),
+            identity: None,
             netns: None,
             peers_label: "Connects to".into(),
             peers: vec![("10.0.3.7:5432".into(), 452.0, 26890)],
@@ -223,6 +224,11 @@ fn busy_screen() -> Screen {
                 fix: "reuse connections (HTTP keep-alive / a connection pool in the client); \
                       tcp_tw_reuse=1 only buys time"
                     .into(),
+                call_sites: vec![
+                    "  80%  __libc_connect (connect.c:26) < db_query (db.c:41) < main (main.c:9)"
+                        .into(),
+                    "  20%  __libc_connect (connect.c:26) < health_check (health.c:12)".into(),
+                ],
             }),
         }),
         advice: advice_items(),

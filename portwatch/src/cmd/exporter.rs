@@ -37,7 +37,9 @@ async fn exporter(args: ExporterArgs, listen: SocketAddr) -> Result<()> {
         Some(p) => Some(Recorder::create(p, args.force)?),
         None => None,
     };
-    let mut source = match LiveSource::start() {
+    // The exporter exposes no call sites: it does not pay for stacks.
+    crate::probe::set_stack_sample(0);
+    let mut source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {
             if let Some(r) = recorder {

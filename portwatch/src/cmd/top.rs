@@ -33,7 +33,8 @@ async fn top(args: TopArgs) -> Result<()> {
     };
     // The probes before the terminal, so a failure is reported on a
     // normal screen.
-    let mut source = match LiveSource::start() {
+    crate::probe::set_stack_sample(args.stack_sample);
+    let mut source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {
             if let Some(r) = recorder {

@@ -15,6 +15,7 @@
 //! file keeps [`Engine`] and [`Engine::apply`].
 
 mod acc;
+pub mod callsites;
 mod config;
 mod destinations;
 pub mod hash;
@@ -76,6 +77,8 @@ pub struct Engine {
     now_ns: u64,
     gc_epoch: u64,
     cgroups: FxHashMap<u64, CgroupName>,
+    /// Names the container runtime gave, by container id or pod uid.
+    workloads: FxHashMap<String, crate::input::Workload>,
     /// Service names by index; the tables below hold indices.
     names: Interner,
     /// Service of each (cgroup id, comm) seen, so an event costs one
@@ -112,6 +115,8 @@ pub struct Engine {
     aged_out: u64,
     /// Namespaces other than the host's: their sysctls, counters, names.
     namespaces: Namespaces,
+    /// Sampled connect() stacks per pair (`Input::CallStack`).
+    call_sites: callsites::CallSites,
     /// Live sockets of the last tables and who holds them (CLOSE_WAIT
     /// leaks).
     leaks: leaks::Leaks,
@@ -141,6 +146,7 @@ impl Engine {
             now_ns: 0,
             gc_epoch: 0,
             cgroups: FxHashMap::default(),
+            workloads: FxHashMap::default(),
             names: Interner::default(),
             resolved: FxHashMap::default(),
             last_resolved: None,
@@ -161,6 +167,7 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             namespaces: Namespaces::new(n),
+            call_sites: Default::default(),
             leaks: leaks::Leaks::default(),
             recent_closes: Default::default(),
         }
@@ -191,6 +198,7 @@ impl Engine {
             }
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => self.on_cgroup(*id, path.as_deref()),
+            Input::Workload(w) => self.on_workload(w),
             Input::Sockets(t) => self.on_sockets(t),
             Input::Counters(c) => {
                 self.prev_counters = self.counters.replace(*c);
@@ -201,6 +209,7 @@ impl Engine {
                     self.namespaces.on_reading(n);
                 }
             }
+            Input::CallStack(c) => self.on_call_stack(c),
             Input::SocketOwners(o) => self.leaks.on_owners(o),
         }
     }
@@ -472,10 +481,7 @@ mod tests {
         e.apply(&conn(1, "a", 1, 80, NS_PER_S));
         // Past the idle timeout and a GC epoch: old.service goes.
         e.apply(&conn(2, "b", 2, 81, 45 * NS_PER_S));
-        let old = ServiceId {
-            kind: ServiceKind::Systemd,
-            name: "old.service".into(),
-        };
+        let old = ServiceId::new(ServiceKind::Systemd, "old.service");
         assert_eq!(e.names.get(&old), None, "freed");
         e.apply(&conn(3, "c", 1, 82, 46 * NS_PER_S));
         let m = e.model(47 * NS_PER_S);

@@ -62,10 +62,7 @@ impl Engine {
                 pid: *pid,
                 comm: comm.to_string(),
                 service: svc.map_or_else(
-                    || ServiceId {
-                        kind: ServiceKind::Comm,
-                        name: comm.to_string(),
-                    },
+                    || ServiceId::new(ServiceKind::Comm, comm.to_string()),
                     |i| self.names.name(i).clone(),
                 ),
                 stats: acc.stats(&now),
@@ -236,6 +233,12 @@ impl Engine {
                     self.budget_of(ns),
                     self.sysctls_of(ns),
                 )
+                .map(|mut v| {
+                    v.call_sites = self
+                        .call_sites
+                        .top(&(p.service.clone(), ns, p.daddr, p.dport));
+                    v
+                })
             })
             .collect();
         let mut verdicts = verdicts;

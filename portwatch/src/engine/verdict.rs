@@ -129,6 +129,7 @@ pub fn lacks_pooling(
         failures_caused: None,
         evidence,
         fix,
+        call_sites: Vec::new(),
     })
 }
 
@@ -243,6 +244,7 @@ pub fn leaks_sockets(cfg: &VerdictConfig, f: &LeakFacts) -> Option<Verdict> {
         failures_caused: Some(exhausted),
         evidence,
         fix,
+        call_sites: Vec::new(),
     })
 }
 

@@ -6,7 +6,9 @@ pub mod cgroup;
 pub mod netns;
 pub mod owners;
 pub mod procfs;
+pub mod runtime;
 pub mod sockdiag;
+pub mod symbols;
 
 use std::path::PathBuf;
 

@@ -16,8 +16,8 @@ use crate::clock::WallClock;
 use crate::engine::hash::FxHashMap;
 use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use crate::input::{
-    HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners,
-    SocketTable, Sysctls,
+    CallStack, HostInfo, Input, KernelCounters, MAX_STACK_FRAMES, NetnsInfo, SockState,
+    SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -49,10 +49,23 @@ pub(crate) const TAG_PROBE_ERRORS: u8 = 0x81;
 /// ([`Input::Netns`]). Its time is absolute, not a delta: a reader that
 /// skips the record must not lose track of the time chain.
 pub(crate) const TAG_NETNS: u8 = 0x82;
+/// Skippable (format 1.4): names the container runtime keeps for a
+/// container or pod ([`Input::Workload`]); no time of its own.
+pub(crate) const TAG_WORKLOAD: u8 = 0x83;
+// Workload record flags: which optional names follow.
+const W_NAMESPACE: u8 = 1 << 0;
+const W_POD: u8 = 1 << 1;
+const W_CONTAINER: u8 = 1 << 2;
+const W_KNOWN: u8 = 0b111;
 /// Skippable (format 1.3): who holds the sockets of the latest socket
 /// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
 /// record's.
 pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
+/// Skippable (format 1.5): one symbolized connect() stack
+/// ([`Input::CallStack`]). Self-contained (absolute time, no dictionary
+/// references), so a reader that skips it loses nothing else. 0x90 leaves
+/// 0x83..0x8F to the records other work adds.
+pub(crate) const TAG_CALL_STACK: u8 = 0x90;
 // Netns record flags.
 const N_SYSCTLS: u8 = 1 << 0;
 const N_COUNTERS: u8 = 1 << 1;
@@ -208,10 +221,24 @@ impl Encoder {
                 }
             }
             Input::Sockets(t) => self.sockets(buf, t),
+            Input::CallStack(cs) => {
+                let mut body = Vec::new();
+                put_call_stack(&mut body, cs);
+                buf.push(TAG_CALL_STACK);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
             Input::Netns(n) => {
                 let mut body = Vec::new();
                 put_netns(&mut body, n);
                 buf.push(TAG_NETNS);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
+            Input::Workload(w) => {
+                let mut body = Vec::new();
+                put_workload(&mut body, w);
+                buf.push(TAG_WORKLOAD);
                 put_u64(buf, body.len() as u64);
                 buf.extend_from_slice(&body);
             }
@@ -542,7 +569,109 @@ fn read_sysctls(c: &mut Cursor) -> Result<Sysctls, Corruption> {
     Ok(sysctls)
 }
 
+/// The body of a call stack record.
+fn put_call_stack(buf: &mut Vec<u8>, cs: &CallStack) {
+    put_u64(buf, cs.ts_ns);
+    put_u64(buf, cs.task.pid.into());
+    put_u64(buf, cs.task.tid.into());
+    put_u64(buf, cs.task.cgroup_id);
+    put_str(buf, cs.task.comm.as_bytes());
+    put_str(buf, cs.task.thread.as_bytes());
+    put_u64(buf, cs.netns.into());
+    put_addr(buf, &cs.daddr);
+    put_u64(buf, cs.dport.into());
+    let frames = &cs.frames[..cs.frames.len().min(MAX_STACK_FRAMES)];
+    put_u64(buf, frames.len() as u64);
+    for f in frames {
+        put_str(buf, f.as_bytes());
+    }
+    match &cs.note {
+        None => buf.push(0),
+        Some(n) => {
+            buf.push(1);
+            put_str(buf, n.as_bytes());
+        }
+    }
+}
+
+fn read_call_stack(c: &mut Cursor) -> Result<CallStack, Corruption> {
+    let ts_ns = c.u64()?;
+    let pid = c.u32("pid")?;
+    let tid = c.u32("tid")?;
+    let cgroup_id = c.u64()?;
+    let comm = c.str(15, "comm")?;
+    let thread = c.str(15, "thread name")?;
+    let netns = c.u32("netns")?;
+    let daddr = c.addr()?;
+    let dport = c.u16("port")?;
+    let n = c.len(MAX_STACK_FRAMES, "stack frames")?;
+    let mut frames = Vec::with_capacity(n);
+    for _ in 0..n {
+        frames.push(c.str(MAX_STR_BYTES, "stack frame")?);
+    }
+    let note = match c.u8()? {
+        0 => None,
+        1 => Some(c.str(MAX_STR_BYTES, "stack note")?),
+        _ => return Err(Corruption::OutOfRange("stack note flag")),
+    };
+    // Fields a later minor version appends inside the length are ignored.
+    Ok(CallStack {
+        ts_ns,
+        task: Task {
+            pid,
+            tid,
+            comm: Comm::new(&comm),
+            thread: Comm::new(&thread),
+            cgroup_id,
+        },
+        netns,
+        daddr,
+        dport,
+        frames,
+        note,
+    })
+}
+
 /// The body of a netns record.
+fn put_workload(buf: &mut Vec<u8>, w: &Workload) {
+    put_str(buf, w.id.as_bytes());
+    put_str(buf, w.source.as_bytes());
+    let opts = [&w.pod_namespace, &w.pod_name, &w.container];
+    let flags = [W_NAMESPACE, W_POD, W_CONTAINER]
+        .iter()
+        .zip(opts)
+        .filter(|(_, o)| o.is_some())
+        .fold(0, |f, (bit, _)| f | bit);
+    buf.push(flags);
+    for s in opts.into_iter().flatten() {
+        put_str(buf, s.as_bytes());
+    }
+}
+
+fn read_workload(c: &mut Cursor) -> Result<Workload, Corruption> {
+    let id = c.str(MAX_STR_BYTES, "workload id")?;
+    let source = c.str(MAX_STR_BYTES, "workload source")?;
+    let flags = c.u8()?;
+    if flags & !W_KNOWN != 0 {
+        return Err(Corruption::OutOfRange("workload record flags"));
+    }
+    let mut opt = |bit: u8, what| -> Result<Option<String>, Corruption> {
+        if flags & bit != 0 {
+            c.str(MAX_STR_BYTES, what).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    // Fields a later minor version appends are ignored.
+    Ok(Workload {
+        id,
+        source,
+        pod_namespace: opt(W_NAMESPACE, "pod namespace")?,
+        pod_name: opt(W_POD, "pod name")?,
+        container: opt(W_CONTAINER, "container name")?,
+    })
+}
+
 fn read_netns(c: &mut Cursor) -> Result<NetnsInfo, Corruption> {
     let ts_ns = c.u64()?;
     let netns = c.u32("netns")?;
@@ -728,10 +857,20 @@ impl Decoder {
                 self.probe_errors = ext.u64()?;
                 return Ok(None);
             }
+            TAG_CALL_STACK => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::CallStack(read_call_stack(&mut inner)?)
+            }
             TAG_NETNS => {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let mut inner = Cursor::new(c.bytes(n)?);
                 Input::Netns(read_netns(&mut inner)?)
+            }
+            TAG_WORKLOAD => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::Workload(read_workload(&mut inner)?)
             }
             TAG_SOCKET_OWNERS => {
                 let n = c.len(usize::MAX, "skippable record")?;

@@ -169,6 +169,8 @@ pub struct FailureRow {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Detail {
     pub title: String,
+    /// A container's or pod's ids (Kubernetes container, uid), if any.
+    pub identity: Option<String>,
     /// Its network namespace: name, inode, range, tw_reuse, and why it is
     /// stale or unread (empty when only the host's was seen).
     pub netns: Option<String>,
@@ -189,4 +191,7 @@ pub struct VerdictText {
     pub headline: String,
     pub evidence: String,
     pub fix: String,
+    /// Where the service opens these connections: one line per sampled
+    /// call site (`render::call_site_line`), most sampled first.
+    pub call_sites: Vec<String>,
 }

@@ -58,6 +58,15 @@ pub struct SystemJson<'a> {
 pub struct ServiceRef<'a> {
     pub name: &'a str,
     pub kind: &'static str,
+    /// A container's full id or a pod's uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    /// A pod's Kubernetes namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<&'a str>,
+    /// The Kubernetes container, when the runtime named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<&'a str>,
     pub pids: &'a [u32],
 }
 
@@ -82,6 +91,7 @@ pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
         failures_caused: v.failures_caused,
         evidence: &v.evidence,
         fix: &v.fix,
+        call_sites: &v.call_sites,
     }
 }
 
@@ -89,6 +99,9 @@ pub fn service_ref<'a>(s: &'a ServiceId, pids: &'a [u32]) -> ServiceRef<'a> {
     ServiceRef {
         name: &s.name,
         kind: s.kind.as_str(),
+        id: s.id.as_deref(),
+        namespace: s.namespace.as_deref(),
+        container: s.container.as_deref(),
         pids,
     }
 }
@@ -143,6 +156,10 @@ pub struct VerdictJson<'a> {
     pub failures_caused: Option<u64>,
     pub evidence: &'a str,
     pub fix: &'a str,
+    /// Where the service opens these connections (sampled connect()
+    /// stacks); absent while none was sampled.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub call_sites: &'a [crate::engine::callsites::CallSite],
 }
 
 /// The JSON object of one interval. `rows` caps each table (verdicts are
