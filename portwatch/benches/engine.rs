@@ -68,6 +68,7 @@ fn stream(
             peer_close: false,
             established: true,
             errno: None,
+            bound_port: false,
         })));
     }
     v

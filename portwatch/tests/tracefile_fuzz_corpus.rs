@@ -59,6 +59,7 @@ fn varied_trace() -> Vec<u8> {
             peer_close: true,
             established: false,
             errno: Some(104),
+            bound_port: false,
         })),
         Input::Event(Event::ConnectError(ConnectError {
             ts_ns: 30,

@@ -58,6 +58,7 @@ fn close(saddr: IpAddr, daddr: IpAddr, task: Option<Task>) -> ConnClose {
         peer_close: false,
         established: true,
         errno: None,
+        bound_port: false,
     }
 }
 
@@ -127,6 +128,39 @@ fn every_variant() -> Vec<Input> {
             errno: -3,
             cause: Cause::Other,
             saw_syn_sent: true,
+        })),
+        Input::Event(Event::Close(ConnClose {
+            bound_port: true,
+            ..close(v4(127, 0, 0, 1), v4(127, 0, 0, 2), Some(task("binder")))
+        })),
+        Input::Event(Event::ConnectError(ConnectError {
+            ts_ns: 5_200_000_000,
+            duration_ns: 3_000,
+            task: Some(task("binder")),
+            netns: 0,
+            daddr: v4(127, 0, 0, 2),
+            dport: 81,
+            errno: 99,
+            cause: Cause::PortInUse,
+            saw_syn_sent: true,
+        })),
+        Input::Event(Event::BindError(portwatch::event::BindError {
+            ts_ns: 5_300_000_000,
+            duration_ns: 2_000,
+            task: Some(task_in_thread("binder", "worker-1")),
+            netns: 4026531840,
+            saddr: v6,
+            sport: 0,
+            errno: 98,
+        })),
+        Input::Event(Event::BindError(portwatch::event::BindError {
+            ts_ns: 5_300_000_001,
+            duration_ns: 0,
+            task: None,
+            netns: 0,
+            saddr: v4(127, 0, 0, 1),
+            sport: 5555,
+            errno: 13,
         })),
         Input::Tick {
             now_ns: 6_000_000_000,
@@ -373,7 +407,7 @@ fn the_writer_counts_what_it_wrote() {
         w.append(i).unwrap();
     }
     assert_eq!(w.inputs(), inputs.len() as u64);
-    assert_eq!(w.events(), 6);
+    assert_eq!(w.events(), 10);
     let pending = w.pending_bytes() as u64;
     assert!(pending > 0);
     w.flush().unwrap();
@@ -488,6 +522,7 @@ fn arb_close() -> impl Strategy<Value = ConnClose> {
                 peer_close,
                 established,
                 errno,
+                bound_port: false,
             },
         )
 }
@@ -839,6 +874,7 @@ fn call_stacks_round_trip_between_events() {
             peer_close: false,
             established: true,
             errno: None,
+            bound_port: false,
         }))
     };
     let stack = |ts_ns: u64, daddr: IpAddr, frames: &[&str], note: Option<&str>| {
@@ -881,10 +917,10 @@ fn call_stacks_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 6);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 7);
 }
 
-/// Format 1.6: the client runtime record (0x91) reads back as written, so
+/// Format 1.7: the client runtime record (0x91) reads back as written, so
 /// replay and report tailor the same fix as the live run did.
 #[test]
 fn client_runtimes_round_trip() {

@@ -15,6 +15,7 @@
 //! file keeps [`Engine`] and [`Engine::apply`].
 
 mod acc;
+mod bound;
 pub mod callsites;
 mod config;
 mod destinations;
@@ -98,6 +99,10 @@ pub struct Engine {
     last_laddr: FxHashMap<(u32, IpAddr, u16), IpAddr>,
     pairs: Table<PairKey, Acc>,
     inbound: Table<(IpAddr, u16), Acc>,
+    /// Processes binding client sockets before connect() (see `bound`).
+    bound: Table<bound::BoundKey, bound::BoundAcc>,
+    /// Failed bind() calls on TCP sockets.
+    bind_errors_total: u64,
     /// All outbound connections, for the system rates.
     sys: Acc,
     /// Failures (connect errors and failed handshakes) by second.
@@ -123,11 +128,12 @@ pub struct Engine {
     /// Live sockets of the last tables and who holds them (CLOSE_WAIT
     /// leaks).
     leaks: leaks::Leaks,
-    /// The last outbound closes (end, start, destination, closed locally),
+    /// The last outbound closes (end, start, destination, local port,
+    /// closed locally),
     /// for a socket table that arrives after events newer than itself (a
     /// namespace's is read on another thread): they are counted again on
     /// top of it, or its TIME_WAIT would miss them.
-    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, bool)>,
+    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, u16, bool)>,
 }
 
 /// Processes whose runtime is remembered at once.
@@ -162,6 +168,8 @@ impl Engine {
             last_laddr: FxHashMap::default(),
             pairs: Table::new(n),
             inbound: Table::new(n),
+            bound: Table::new(n),
+            bind_errors_total: 0,
             sys: Acc::default(),
             sys_errors: SecondRing::default(),
             sys_errors_by_errno: FxHashMap::default(),
@@ -201,6 +209,10 @@ impl Engine {
             Input::Event(Event::ConnectError(e)) => {
                 self.events += 1;
                 self.on_connect_error(e);
+            }
+            Input::Event(Event::BindError(b)) => {
+                self.events += 1;
+                self.on_bind_error(b);
             }
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => self.on_cgroup(*id, path.as_deref()),
@@ -263,6 +275,7 @@ mod tests {
             peer_close: false,
             established: true,
             errno: None,
+            bound_port: false,
         }))
     }
 

@@ -82,7 +82,7 @@ impl DestinationSummary {
     }
 }
 
-/// A verdict (`lacks_pooling`, `leaks_sockets`) over the whole trace.
+/// A verdict (`lacks_pooling`, `leaks_sockets`, `binds_before_connect`) over the whole trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictSummary {
     /// As the engine gave it at its peak.

@@ -14,7 +14,9 @@ use super::Corruption;
 use super::varint::{Cursor, put_addr, put_i64, put_str, put_u64};
 use crate::clock::WallClock;
 use crate::engine::hash::FxHashMap;
-use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
+use crate::event::{
+    BindError, Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task,
+};
 use crate::input::{
     CallStack, HostInfo, Input, KernelCounters, MAX_STACK_FRAMES, NetnsInfo, SockState,
     SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
@@ -57,6 +59,15 @@ const W_NAMESPACE: u8 = 1 << 0;
 const W_POD: u8 = 1 << 1;
 const W_CONTAINER: u8 = 1 << 2;
 const W_KNOWN: u8 = 0b111;
+/// Skippable (format 1.6), empty: the close or connect-error record that
+/// follows is of a socket whose port was bound before connect(). An older
+/// reader skips it and sees a plain close, or an `address_unavailable`
+/// connect error instead of `port_in_use`.
+pub(crate) const TAG_BOUND_PORT: u8 = 0x84;
+/// Skippable (format 1.6): a failed bind() ([`Event::BindError`]), self-
+/// contained (absolute time, inline task) so an older reader loses nothing
+/// else by skipping it.
+pub(crate) const TAG_BIND_ERROR: u8 = 0x85;
 /// Skippable (format 1.3): who holds the sockets of the latest socket
 /// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
 /// record's.
@@ -66,7 +77,7 @@ pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
 /// references), so a reader that skips it loses nothing else. 0x90 leaves
 /// 0x83..0x8F to the records other work adds.
 pub(crate) const TAG_CALL_STACK: u8 = 0x90;
-/// Format 1.6: the runtime a connecting process runs on
+/// Format 1.7: the runtime a connecting process runs on
 /// ([`Input::Runtime`]): pid, exe, name, evidence. No time of its own.
 pub(crate) const TAG_RUNTIME: u8 = 0x91;
 // Netns record flags.
@@ -207,6 +218,13 @@ impl Encoder {
         match input {
             Input::Event(Event::Close(c)) => self.close(buf, c),
             Input::Event(Event::ConnectError(e)) => self.connect_error(buf, e),
+            Input::Event(Event::BindError(b)) => {
+                let mut body = Vec::new();
+                put_bind_error(&mut body, b);
+                buf.push(TAG_BIND_ERROR);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
             Input::Host(h) => self.host(buf, h),
             Input::Tick { now_ns } => {
                 buf.push(TAG_TICK);
@@ -326,6 +344,9 @@ impl Encoder {
         set(C_HANDSHAKE, c.handshake_ns.is_some());
         set(C_BYTES, c.bytes.is_some());
         set(C_ERRNO, c.errno.is_some());
+        if c.bound_port {
+            buf.extend_from_slice(&[TAG_BOUND_PORT, 0]);
+        }
         buf.push(TAG_CLOSE);
         buf.push(flags);
         self.ts(buf, c.end_ns);
@@ -364,9 +385,13 @@ impl Encoder {
         };
         let cause = match e.cause {
             Cause::PortExhaustion => 0,
-            Cause::AddressUnavailable => 1,
+            // Written as address_unavailable after a bound-port marker.
+            Cause::AddressUnavailable | Cause::PortInUse => 1,
             Cause::Other => 2,
         };
+        if e.cause == Cause::PortInUse {
+            buf.extend_from_slice(&[TAG_BOUND_PORT, 0]);
+        }
         let mut flags = cause << E_CAUSE_SHIFT;
         if task.is_some() {
             flags |= E_TASK;
@@ -489,6 +514,67 @@ fn put_netns(buf: &mut Vec<u8>, n: &NetnsInfo) {
     if let Some(e) = &n.error {
         put_str(buf, e.as_bytes());
     }
+}
+
+/// The body of a TAG_BIND_ERROR record: `uv` ts_ns (absolute), `uv`
+/// duration_ns, `uv` netns, addr, `uv` sport, `iv` errno, `u8` has_task,
+/// [`uv` pid, `uv` tid, `uv` cgroup_id, `str` comm, `str` thread].
+fn put_bind_error(buf: &mut Vec<u8>, b: &BindError) {
+    put_u64(buf, b.ts_ns);
+    put_u64(buf, b.duration_ns);
+    put_u64(buf, b.netns.into());
+    put_addr(buf, &b.saddr);
+    put_u64(buf, b.sport.into());
+    put_i64(buf, b.errno.into());
+    match &b.task {
+        None => buf.push(0),
+        Some(t) => {
+            buf.push(1);
+            put_u64(buf, t.pid.into());
+            put_u64(buf, t.tid.into());
+            put_u64(buf, t.cgroup_id);
+            put_str(buf, t.comm.as_bytes());
+            put_str(buf, t.thread.as_bytes());
+        }
+    }
+}
+
+fn read_bind_error(c: &mut Cursor) -> Result<BindError, Corruption> {
+    let ts_ns = c.u64()?;
+    let duration_ns = c.u64()?;
+    let netns = c.u32("netns")?;
+    let saddr = c.addr()?;
+    let sport = c.u16("port")?;
+    let errno = c.i32("errno")?;
+    let task = match c.u8()? {
+        0 => None,
+        1 => {
+            let pid = c.u32("pid")?;
+            let tid = c.u32("tid")?;
+            let cgroup_id = c.u64()?;
+            let n = c.len(16, "comm")?;
+            let comm = read_comm(c, n)?;
+            let n = c.len(16, "thread name")?;
+            let thread = read_comm(c, n)?;
+            Some(Task {
+                pid,
+                tid,
+                comm,
+                thread,
+                cgroup_id,
+            })
+        }
+        _ => return Err(Corruption::OutOfRange("bind-error task presence")),
+    };
+    Ok(BindError {
+        ts_ns,
+        duration_ns,
+        task,
+        netns,
+        saddr,
+        sport,
+        errno,
+    })
 }
 
 /// The body of a socket-owners record.
@@ -738,6 +824,8 @@ pub(crate) struct Decoder {
     dests: Vec<DestSlot>,
     /// From a TAG_KERNEL_MISSED record, for the Losses record after it.
     kernel_missed: u64,
+    /// From a TAG_BOUND_PORT record, for the close or connect error after it.
+    bound_port: bool,
 }
 
 impl Decoder {
@@ -748,6 +836,7 @@ impl Decoder {
         self.tasks.clear();
         self.dests.clear();
         self.kernel_missed = 0;
+        self.bound_port = false;
     }
 
     fn ts(&mut self, c: &mut Cursor) -> Result<u64, Corruption> {
@@ -891,6 +980,17 @@ impl Decoder {
                 let mut inner = Cursor::new(c.bytes(n)?);
                 Input::Netns(read_netns(&mut inner)?)
             }
+            TAG_BOUND_PORT => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                c.bytes(n)?;
+                self.bound_port = true;
+                return Ok(None);
+            }
+            TAG_BIND_ERROR => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::Event(Event::BindError(read_bind_error(&mut inner)?))
+            }
             TAG_WORKLOAD => {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let mut inner = Cursor::new(c.bytes(n)?);
@@ -979,6 +1079,7 @@ impl Decoder {
             peer_close: has(C_PEER_CLOSE),
             established: has(C_ESTABLISHED),
             errno,
+            bound_port: std::mem::take(&mut self.bound_port),
         })
     }
 
@@ -987,8 +1088,10 @@ impl Decoder {
         if flags & !E_KNOWN != 0 {
             return Err(Corruption::OutOfRange("connect-error flags"));
         }
+        let bound = std::mem::take(&mut self.bound_port);
         let cause = match (flags >> E_CAUSE_SHIFT) & 0b11 {
             0 => Cause::PortExhaustion,
+            1 if bound => Cause::PortInUse,
             1 => Cause::AddressUnavailable,
             2 => Cause::Other,
             _ => return Err(Corruption::OutOfRange("connect-error cause")),

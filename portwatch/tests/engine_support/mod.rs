@@ -76,6 +76,7 @@ pub fn conn(t: Task, dst: &str, start_ns: u64, life_ns: u64, local_close: bool) 
         peer_close: !local_close,
         established: true,
         errno: None,
+        bound_port: false,
     }))
 }
 
@@ -98,6 +99,7 @@ pub fn inbound(local: &str, start_ns: u64, life_ns: u64) -> Input {
         peer_close: true,
         established: true,
         errno: None,
+        bound_port: false,
     }))
 }
 
