@@ -125,7 +125,9 @@ pub struct RawEvent {
     pub family: u16,
     pub sport: u16,
     pub dport: u16,
-    pub _pad: u16,
+    /// KIND_CLOSE, outbound: SYNs the kernel retransmitted while the
+    /// socket was in SYN_SENT (`tcp:tcp_retransmit_skb`), saturating.
+    pub syn_retrans: u16,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     /// Name of the thread that connected.
@@ -167,6 +169,10 @@ pub mod tp {
     pub const SADDR_V6: usize = 40;
     /// `__u8 daddr_v6[16]`.
     pub const DADDR_V6: usize = 56;
+    /// `tcp:tcp_retransmit_skb`: `const void *skaddr`.
+    pub const RETRANS_SKADDR: usize = 16;
+    /// `tcp:tcp_retransmit_skb`: `int state` (the socket's TCP state).
+    pub const RETRANS_STATE: usize = 24;
     /// `syscalls:sys_enter_connect`: `struct sockaddr * uservaddr`.
     pub const CONNECT_USERVADDR: usize = 24;
     /// `syscalls:sys_exit_connect`: `long ret`.
@@ -192,6 +198,8 @@ pub mod tp {
             8,
         ),
         ("syscalls/sys_exit_connect", "ret", CONNECT_RET, 8),
+        ("tcp/tcp_retransmit_skb", "skaddr", RETRANS_SKADDR, 8),
+        ("tcp/tcp_retransmit_skb", "state", RETRANS_STATE, 4),
     ];
 }
 

@@ -69,6 +69,7 @@ fn main() {
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
         })));
     }
     let model = e.model(1_000_000_000 + u64::from(DESTINATIONS) * 10_000);

@@ -41,6 +41,7 @@ impl Filter {
             Input::Event(ev) => self.matches(ev),
             Input::Sockets(t) => ns_ok(t.netns),
             Input::Netns(n) => ns_ok(n.netns),
+            Input::Networks(n) => ns_ok(n.netns),
             _ => true,
         }
     }

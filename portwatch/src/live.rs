@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::clock::{WallClock, monotonic_now_ns};
-use crate::input::Input;
+use crate::input::{Input, LocalNetworks};
 use crate::probe::Probe;
 use crate::system::netns::{self, TaskRef};
 use crate::system::{cgroup::CgroupResolver, procfs, sockdiag};
@@ -166,6 +166,15 @@ impl LiveSource {
 
     fn read_sockets(&mut self, now: u64, out: &mut Vec<Input>) {
         self.last_sockets_ns = now;
+        // The interface networks change rarely; read with the table.
+        match crate::system::ifaddrs::read_networks() {
+            Ok(nets) => out.push(Input::Networks(LocalNetworks {
+                ts_ns: now,
+                netns: self.netns,
+                nets,
+            })),
+            Err(e) => log::debug!("interface networks not read: {e}"),
+        }
         match sockdiag::read_socket_table(now, self.netns) {
             Ok(t) => out.push(Input::Sockets(t)),
             Err(e) => {
@@ -189,6 +198,9 @@ impl LiveSource {
                 self.netns_seen.stale.insert(r.info.netns);
             }
             out.push(Input::Netns(r.info));
+            if let Some(n) = r.networks {
+                out.push(Input::Networks(n));
+            }
             if let Some(t) = r.sockets {
                 out.push(Input::Sockets(t));
             }

@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::clock::WallClock;
 use crate::errno;
-use crate::event::{Cause, Comm, ConnClose, ConnectError, Event};
+use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event};
 
 /// A value written into the JSON as a string through its `Display`,
 /// straight into the output: no `String` per field and event (`trace
@@ -136,6 +136,9 @@ pub struct JsonEvent {
     /// answer; `lifetime_us` is how long it waited), "reset",
     /// "unreachable", "other"; null for connections that worked.
     pub cause: Option<&'static str>,
+    /// Outbound closes: SYNs the kernel retransmitted before the handshake
+    /// ended (answered or not). Null for inbound closes and connect errors.
+    pub syn_retransmits: Option<u32>,
 }
 
 fn family(a: &IpAddr) -> &'static str {
@@ -287,6 +290,8 @@ impl JsonEvent {
             Some(c) => plain(out, c),
             None => null(out),
         }
+        key(out, "syn_retransmits");
+        opt_num(out, self.syn_retransmits);
         out.push(b'}');
     }
 
@@ -322,6 +327,7 @@ impl JsonEvent {
             established: Some(c.established),
             errno: c.errno.map(errno::name),
             cause: c.failure().map(|f| f.as_str()),
+            syn_retransmits: (c.direction == Direction::Outbound).then_some(c.syn_retrans),
         }
     }
 
@@ -350,6 +356,7 @@ impl JsonEvent {
             established: Some(false),
             errno: Some(errno::name(e.errno)),
             cause: Some(e.failure().as_str()),
+            syn_retransmits: None,
         }
     }
 }
@@ -380,7 +387,7 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
             } else {
                 "-"
             };
-            let result = match (c.errno, c.failure()) {
+            let mut result = match (c.errno, c.failure()) {
                 (Some(e), _) => format!("{} (handshake failed)", errno::name(e)),
                 (None, Some(_)) => format!(
                     "aborted after {:.0} ms (no answer to the SYN)",
@@ -389,6 +396,10 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
                 (None, None) if !c.established => "not established".to_string(),
                 (None, None) => "ok".to_string(),
             };
+            if c.syn_retrans > 0 {
+                let s = if c.syn_retrans == 1 { "" } else { "s" };
+                result.push_str(&format!(", {} SYN retransmit{s}", c.syn_retrans));
+            }
             writeln!(
                 w,
                 "{time:<12} {pid:<7} {comm:<15} {:<3} {:<28} {:<28} {:>8.3} {closed:<7} {result}",
@@ -488,6 +499,7 @@ mod tests {
                 task: Some(odd),
                 established: false,
                 errno: Some(111),
+                syn_retrans: 3,
                 saddr: "255.0.10.200".parse().unwrap(),
                 ..c
             }));
@@ -540,6 +552,7 @@ mod tests {
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
         })
     }
 

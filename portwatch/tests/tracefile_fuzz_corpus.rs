@@ -59,6 +59,7 @@ fn varied_trace() -> Vec<u8> {
             peer_close: true,
             established: false,
             errno: Some(104),
+            syn_retrans: 0,
         })),
         Input::Event(Event::ConnectError(ConnectError {
             ts_ns: 30,
@@ -97,6 +98,7 @@ fn varied_trace() -> Vec<u8> {
             tw: 3,
             tw_recycled: 4,
             tw_overflow: 5,
+            conntrack: None,
         }),
         Input::Losses {
             ts_ns: 60,

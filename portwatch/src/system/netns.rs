@@ -19,7 +19,7 @@ use std::sync::mpsc;
 
 use super::{procfs, read_to_string, sockdiag};
 use crate::clock::monotonic_now_ns;
-use crate::input::{NetnsInfo, SocketTable};
+use crate::input::{LocalNetworks, NetnsInfo, SocketTable};
 
 /// A task seen in a namespace: (pid, tid). Threads can sit in a namespace
 /// their process is not in, so the thread's own link is the one read.
@@ -29,6 +29,8 @@ pub type TaskRef = (u32, u32);
 #[derive(Debug)]
 pub struct Reading {
     pub info: NetnsInfo,
+    /// Its interface networks, when they could be read.
+    pub networks: Option<LocalNetworks>,
     /// The namespace's own socket table, when it could be read.
     pub sockets: Option<SocketTable>,
 }
@@ -83,12 +85,24 @@ fn read_inside(netns: u32, ts_ns: u64) -> Reading {
             let n = read_to_string("/proc/thread-self/net/netstat")?;
             procfs::counters_from(&s, &n, ts_ns)
         })
+        .map(|mut c| {
+            c.conntrack = procfs::read_conntrack(
+                Path::new("/proc/sys/net/netfilter"),
+                "/proc/thread-self/net",
+            );
+            c
+        })
         .map_err(|e| errors.push(e.to_string()))
         .ok();
     let sockets = sockdiag::read_socket_table(ts_ns, netns)
         .map_err(|e| errors.push(format!("socket table: {e}")))
         .ok();
+    let networks = super::ifaddrs::read_networks()
+        .map(|nets| LocalNetworks { ts_ns, netns, nets })
+        .map_err(|e| errors.push(format!("interface addresses: {e}")))
+        .ok();
     Reading {
+        networks,
         info: NetnsInfo {
             ts_ns,
             netns,
@@ -113,6 +127,7 @@ fn read_netns(netns: u32, tasks: &[TaskRef], home: &File) -> Reading {
             error: Some(error),
             stale,
         },
+        networks: None,
         sockets: None,
     };
     let ns = match open_ns(netns, tasks) {

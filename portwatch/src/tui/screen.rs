@@ -75,6 +75,7 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
             .collect(),
         advice_count: sys.advice.len(),
         lost_events: sys.lost_events,
+        conntrack: sys.conntrack.as_ref().map(|c| (c.text(), c.alarming())),
         // The engine orders advice most important first.
         advice: sys.advice.first().map(|a| a.text.clone()),
         source,
@@ -163,6 +164,24 @@ fn hist(s: &Stats) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Failures by cause and SYN retransmissions of a key, a line each; none
+/// when there were neither.
+fn failure_facts(s: &Stats) -> Vec<String> {
+    if s.connect_errors_total == 0 && s.syn_retransmits == 0 {
+        return Vec::new();
+    }
+    let causes: Vec<String> = s
+        .connect_errors_by_cause
+        .iter()
+        .map(|c| format!("{} {}", c.cause.as_str(), c.count))
+        .collect();
+    let mut line = format!("Failed {}", s.connect_errors_total);
+    if !causes.is_empty() {
+        line.push_str(&format!(": {}", causes.join(", ")));
+    }
+    vec![line, format!("SYN retransmits {}", s.syn_retransmits)]
+}
+
 fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
     match view {
         View::Services => {
@@ -192,6 +211,7 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
                 title: format!("{} ({})", s.service, kind(s.service.kind)),
                 peers_label: "Connects to".into(),
                 peers,
+                facts: failure_facts(&s.stats),
                 rate_60s: series(&s.stats),
                 lifetime_hist: hist(&s.stats),
                 verdict,
@@ -235,6 +255,13 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
                         )
                     })
                     .collect(),
+                facts: {
+                    let mut f = failure_facts(&d.stats);
+                    if let Some(n) = d.nat_port_demand {
+                        f.push(format!("NAT port demand ~{n:.0}"));
+                    }
+                    f
+                },
                 rate_60s: series(&d.stats),
                 lifetime_hist: hist(&d.stats),
                 verdict,

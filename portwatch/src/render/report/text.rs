@@ -142,13 +142,22 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
     writeln!(out, "DESTINATIONS BY PORT PRESSURE")?;
     writeln!(
         out,
-        "  {:<34} {:>9} {:>10} {:>9} {:>8} {:>7} {:>10} {:>8}  CLOSER",
-        "DESTINATION", "CONNS", "PEAK_NEW/S", "PEAK_HELD", "PEAK_TW", "BUDGET", "PEAK_SHARE", "AT"
+        "  {:<34} {:>9} {:>10} {:>9} {:>8} {:>7} {:>10} {:>8} {:>7} {:>7}  CLOSER",
+        "DESTINATION",
+        "CONNS",
+        "PEAK_NEW/S",
+        "PEAK_HELD",
+        "PEAK_TW",
+        "BUDGET",
+        "PEAK_SHARE",
+        "AT",
+        "FAILED",
+        "SYN_RTX"
     )?;
     for d in r.destinations.iter().take(rows) {
         writeln!(
             out,
-            "  {:<34} {:>9} {:>10.1} {:>9} {:>8} {:>7} {:>9.1}% {:>8}  {}",
+            "  {:<34} {:>9} {:>10.1} {:>9} {:>8} {:>7} {:>9.1}% {:>8} {:>7} {:>7}  {}",
             addr_port(d.daddr, d.dport),
             d.new_total(),
             d.peak_new_per_s,
@@ -161,6 +170,8 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
             } else {
                 "-".into()
             },
+            d.connect_errors(),
+            d.syn_retransmits(),
             format!("{:?}", d.closer).to_lowercase()
         )?;
     }
@@ -190,6 +201,34 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
             }
             writeln!(out, "{line}")?;
         }
+    }
+    if r.syn_retransmits > 0 {
+        writeln!(
+            out,
+            "  SYN retransmits: {} (SYNs that waited at least 1 s unanswered)",
+            r.syn_retransmits
+        )?;
+    }
+    if let Some(c) = &r.conntrack_peak {
+        writeln!(
+            out,
+            "  at its worst ({}, {}): {}",
+            c.netns_name,
+            r.hms(c.at_ns),
+            crate::render::fmt::conntrack(c.count, c.max, Some(c.turned_away_per_s))
+        )?;
+    }
+    let nat: Vec<String> = r
+        .destinations
+        .iter()
+        .filter_map(|d| {
+            d.peak_nat_port_demand
+                .map(|n| format!("{} ~{n:.0}", addr_port(d.daddr, d.dport)))
+        })
+        .take(rows)
+        .collect();
+    if !nat.is_empty() {
+        writeln!(out, "  NAT port demand at peak: {}", nat.join(", "))?;
     }
 
     writeln!(out)?;
