@@ -19,7 +19,7 @@ pub const CONNECTS_MAP: &str = "CONNECTS";
 /// connections/s that is ~300 records (~45 KiB). 4 MiB leaves room for a
 /// ~250 ms stall of the reader at that rate before anything is lost.
 pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
-/// Sockets followed at once. Each entry is ~72 bytes of value; 65,536 covers
+/// Sockets followed at once. Each entry is ~80 bytes of value; 65,536 covers
 /// far more concurrently open outbound connections than a port range allows
 /// per destination, while staying a few MiB of kernel memory. A plain
 /// (preallocated) hash with an explicit delete at CLOSE: every TCP socket

@@ -19,6 +19,7 @@ const CHECKS: &[&str] = &[
     "tracepoint sock:inet_sock_set_state",
     "tracepoint syscalls:sys_enter_connect",
     "tracepoint syscalls:sys_exit_connect",
+    "tracepoint tcp:tcp_retransmit_skb",
     "BTF",
     "load and attach",
     "events",
