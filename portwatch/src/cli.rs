@@ -36,7 +36,7 @@ pub enum Command {
     Top(TopArgs),
     /// Record every event and the host context to a trace file, for replay, report or export.
     #[command(
-        after_help = "Examples:\n  sudo portwatch record -o incident.pwtrace\n  sudo portwatch record -o /tmp/t.pwtrace --duration 300 --force\n\nThe file is created with mode 0600 (it holds addresses and process names) and is\nflushed every second: if portwatch is killed, all but the last second is readable.\nFormat: FORMAT.md."
+        after_help = "Examples:\n  sudo portwatch record -o incident.pwtrace\n  sudo portwatch record -o /tmp/t.pwtrace --duration 300 --force\n\nThe file is created with mode 0600 (it holds addresses and process names) and is\nflushed every second: if portwatch is killed, all but the last second is readable.\nFormat: FORMAT.md.\n\n--pid, --comm, --daddr, --dport and --netns narrow the events written (the host\ncontext, cgroup paths, counters and losses are always written). `top --record` and\n`exporter --record` record everything whatever their filters."
     )]
     Record(RecordArgs),
     /// Print a trace file's events as JSON Lines or CSV (for jq, pandas, a spreadsheet).
@@ -51,7 +51,7 @@ pub enum Command {
     Replay(ReplayArgs),
     /// The incident summary of a trace file, for a postmortem or a ticket.
     #[command(
-        after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed."
+        after_help = "Examples:\n  portwatch report incident.pwtrace\n  portwatch report incident.pwtrace --json | jq '.verdicts[]'\n\nTime span, peak new-connection rate, top services by churn, destinations by port\npressure (peak share of the port budget), failures per minute (EADDRNOTAVAIL\nfirst), every lacks_pooling verdict seen (evidence and fix at its peak) and lost\nevents. The model is sampled every second of trace time, with the thresholds of\n`top`. JSON verdicts carry the fields of `top --batch --json` verdicts (README).\nNo root needed. The filters count only matching events; a --netns name the trace\ndoes not have is an error (exit 2) that lists the names it has."
     )]
     Report(ReportArgs),
     /// Serve the model as Prometheus/OpenMetrics metrics on /metrics, for a fleet.
@@ -151,6 +151,9 @@ pub struct ReportArgs {
     pub rows: usize,
     #[command(flatten)]
     pub verdict: VerdictArgs,
+    /// Only these events count in the report.
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -164,6 +167,9 @@ pub struct RecordArgs {
     /// Overwrite FILE if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Only these events are written (host context, counters and losses always are).
+    #[command(flatten)]
+    pub filter: FilterArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -302,7 +308,8 @@ pub struct FilterArgs {
     /// Only this remote address (IPv4 or IPv6).
     #[arg(long)]
     pub daddr: Option<IpAddr>,
-    /// Only this network namespace (inode, as in `readlink /proc/PID/ns/net`).
-    #[arg(long)]
-    pub netns: Option<u32>,
+    /// Only this network namespace: its inode (as in `readlink /proc/PID/ns/net`) or
+    /// the name portwatch shows for it (`host`, `pod:UID`, a container or unit, `netns:INODE`).
+    #[arg(long, value_name = "INODE|NAME")]
+    pub netns: Option<crate::filter::NetnsSel>,
 }

@@ -77,15 +77,92 @@ impl NetnsSeen {
     }
 }
 
-pub struct LiveSource {
-    pub probe: Probe,
-    cgroups: Option<CgroupResolver>,
+/// Cgroup ids → paths, each announced once (an `Input::Cgroup` before the
+/// first event that needs it); the unresolved ones retried now and then.
+pub(crate) struct Cgroups {
+    resolver: Option<CgroupResolver>,
     announced: HashSet<u64>,
     unresolved: Vec<u64>,
+    last_retry_ns: u64,
+}
+
+impl Cgroups {
+    /// The resolver, or a warning saying why there is none.
+    pub(crate) fn new(warnings: &mut Vec<String>) -> Cgroups {
+        let resolver = match CgroupResolver::new() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warnings.push(format!("cgroups: {e}"));
+                None
+            }
+        };
+        Cgroups {
+            resolver,
+            announced: HashSet::new(),
+            unresolved: Vec::new(),
+            last_retry_ns: 0,
+        }
+    }
+
+    pub(crate) fn announce(&mut self, id: u64, out: &mut Vec<Input>) {
+        if id == 0 || !self.announced.insert(id) {
+            return;
+        }
+        let path = self.resolver.as_mut().and_then(|r| r.resolve(id));
+        if path.is_none() {
+            self.unresolved.push(id);
+        }
+        out.push(Input::Cgroup { id, path });
+    }
+
+    /// Unresolved ids again, every [`CGROUP_RETRY_EVERY`].
+    pub(crate) fn retry(&mut self, now: u64, out: &mut Vec<Input>) {
+        if self.unresolved.is_empty()
+            || now.saturating_sub(self.last_retry_ns) < CGROUP_RETRY_EVERY.as_nanos() as u64
+        {
+            return;
+        }
+        self.last_retry_ns = now;
+        let ids = std::mem::take(&mut self.unresolved);
+        for id in ids {
+            match self.resolver.as_mut().and_then(|r| r.resolve(id)) {
+                Some(path) => out.push(Input::Cgroup {
+                    id,
+                    path: Some(path),
+                }),
+                // Gone for good or not there yet: try again later, but
+                // not forever (bounded by the ids seen).
+                None => self.unresolved.push(id),
+            }
+        }
+    }
+}
+
+/// The host record: hostname, kernel, clock anchor, portwatch's namespace
+/// and its sysctls (what could be read; a warning says what could not).
+pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
+    let clock = WallClock::now();
+    match procfs::read_host(clock) {
+        Ok(h) => Input::Host(h),
+        Err(e) => {
+            warnings.push(format!("host context incomplete: {e}"));
+            Input::Host(crate::input::HostInfo {
+                hostname: String::new(),
+                kernel: String::new(),
+                clock,
+                netns: procfs::netns_inode(),
+                sysctls: Default::default(),
+            })
+        }
+    }
+}
+
+pub struct LiveSource {
+    pub probe: Probe,
+    cgroups: Cgroups,
     netns: u32,
     last_counters_ns: u64,
     last_sockets_ns: u64,
-    last_cgroup_retry_ns: u64,
     resync_ns: u64,
     /// Reads other namespaces from inside them (None: could not start).
     netns_worker: Option<netns::Worker>,
@@ -109,36 +186,14 @@ impl LiveSource {
         let out = &mut initial;
         let probe = Probe::load()?;
         let mut warnings = probe.warnings.clone();
-        let clock = WallClock::now();
-        match procfs::read_host(clock) {
-            Ok(h) => out.push(Input::Host(h)),
-            Err(e) => {
-                warnings.push(format!("host context incomplete: {e}"));
-                out.push(Input::Host(crate::input::HostInfo {
-                    hostname: String::new(),
-                    kernel: String::new(),
-                    clock,
-                    netns: procfs::netns_inode(),
-                    sysctls: Default::default(),
-                }));
-            }
-        }
-        let cgroups = match CgroupResolver::new() {
-            Ok(r) => Some(r),
-            Err(e) => {
-                warnings.push(format!("cgroups: {e}"));
-                None
-            }
-        };
+        out.push(host_input(&mut warnings));
+        let cgroups = Cgroups::new(&mut warnings);
         let mut src = LiveSource {
             probe,
             cgroups,
-            announced: HashSet::new(),
-            unresolved: Vec::new(),
             netns: procfs::netns_inode(),
             last_counters_ns: 0,
             last_sockets_ns: 0,
-            last_cgroup_retry_ns: 0,
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             netns_worker: None,
             netns_seen: NetnsSeen::default(),
@@ -233,17 +288,6 @@ impl LiveSource {
         });
     }
 
-    fn announce_cgroup(&mut self, id: u64, out: &mut Vec<Input>) {
-        if id == 0 || !self.announced.insert(id) {
-            return;
-        }
-        let path = self.cgroups.as_mut().and_then(|r| r.resolve(id));
-        if path.is_none() {
-            self.unresolved.push(id);
-        }
-        out.push(Input::Cgroup { id, path });
-    }
-
     /// Pending events, each preceded by its cgroup's path the first time.
     fn drain_events(&mut self, out: &mut Vec<Input>) {
         let mut events = std::mem::take(&mut self.drained);
@@ -251,7 +295,7 @@ impl LiveSource {
         out.reserve(events.len());
         for ev in events.drain(..) {
             if let Some(t) = ev.task() {
-                self.announce_cgroup(t.cgroup_id, out);
+                self.cgroups.announce(t.cgroup_id, out);
                 let ns = ev.netns();
                 if ns != 0 && ns != self.netns {
                     self.netns_seen.note(ns, (t.pid, t.tid));
@@ -281,23 +325,7 @@ impl LiveSource {
             self.read_sockets(now, out);
         }
         self.read_namespaces(resync, out);
-        if !self.unresolved.is_empty()
-            && now.saturating_sub(self.last_cgroup_retry_ns) >= CGROUP_RETRY_EVERY.as_nanos() as u64
-        {
-            self.last_cgroup_retry_ns = now;
-            let ids = std::mem::take(&mut self.unresolved);
-            for id in ids {
-                match self.cgroups.as_mut().and_then(|r| r.resolve(id)) {
-                    Some(path) => out.push(Input::Cgroup {
-                        id,
-                        path: Some(path),
-                    }),
-                    // Gone for good or not there yet: try again later, but
-                    // not forever (bounded by the ids seen).
-                    None => self.unresolved.push(id),
-                }
-            }
-        }
+        self.cgroups.retry(now, out);
         out.push(Input::Tick { now_ns: now });
     }
 

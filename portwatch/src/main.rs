@@ -20,7 +20,11 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("portwatch: error: {e:#}");
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<portwatch::cmd::UsageError>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }

@@ -96,10 +96,11 @@ impl Rfc3339Micros {
     }
 }
 
-/// One line of `trace --json`. Borrows nothing and allocates nothing for
-/// an event that worked (an errno name is a `String`, failures are rare).
+/// One line of `trace --json`. Borrows only its namespace's name and
+/// allocates nothing for an event that worked (an errno name is a
+/// `String`, failures are rare).
 #[derive(Serialize, Debug, PartialEq)]
-pub struct JsonEvent {
+pub struct JsonEvent<'a> {
     /// "close" or "connect_error".
     pub event: &'static str,
     /// RFC 3339, UTC, microseconds.
@@ -115,6 +116,9 @@ pub struct JsonEvent {
     pub cgroup_id: Option<u64>,
     /// Network namespace inode (as in `ls -l /proc/PID/ns/net`), null if unknown.
     pub netns: Option<u32>,
+    /// Its name: `host`, the pod/container/unit whose tasks live in it, or
+    /// `netns:INODE`; null if unknown.
+    pub netns_name: Option<&'a str>,
     /// "ipv4" or "ipv6".
     pub family: &'static str,
     pub saddr: Option<Shown<IpAddr>>,
@@ -225,7 +229,7 @@ fn addr(out: &mut Vec<u8>, a: &IpAddr) {
     out.push(b'"');
 }
 
-impl JsonEvent {
+impl<'a> JsonEvent<'a> {
     /// Appends the line `serde_json::to_writer` writes for this value (the
     /// same bytes: a test holds them equal), without serde's work per field
     /// (escaping each constant key, formatting through `fmt`): ~40% of
@@ -253,6 +257,12 @@ impl JsonEvent {
         opt_num(out, self.cgroup_id);
         key(out, "netns");
         opt_num(out, self.netns);
+        key(out, "netns_name");
+        match self.netns_name {
+            // Names come from cgroup paths: escaped.
+            Some(n) => text(out, n),
+            None => null(out),
+        }
         key(out, "family");
         plain(out, self.family);
         key(out, "saddr");
@@ -295,14 +305,20 @@ impl JsonEvent {
         out.push(b'}');
     }
 
-    pub fn new(ev: &Event, clock: &WallClock) -> JsonEvent {
-        match ev {
+    /// `netns_name`: the name of the event's namespace, where known
+    /// ([`crate::engine::namer::Namer`]).
+    pub fn new(ev: &Event, clock: &WallClock, netns_name: Option<&'a str>) -> JsonEvent<'a> {
+        let mut j = match ev {
             Event::Close(c) => Self::close(c, clock),
             Event::ConnectError(e) => Self::connect_error(e, clock),
+        };
+        if j.netns.is_some() {
+            j.netns_name = netns_name;
         }
+        j
     }
 
-    fn close(c: &ConnClose, clock: &WallClock) -> JsonEvent {
+    fn close(c: &ConnClose, clock: &WallClock) -> JsonEvent<'a> {
         JsonEvent {
             event: "close",
             time: Shown(Rfc3339Micros(clock.utc(c.end_ns))),
@@ -313,6 +329,7 @@ impl JsonEvent {
             thread: c.task.map(|t| Shown(t.thread)),
             cgroup_id: c.task.map(|t| t.cgroup_id),
             netns: (c.netns != 0).then_some(c.netns),
+            netns_name: None,
             family: family(&c.daddr),
             saddr: Some(Shown(c.saddr)),
             sport: Some(c.sport),
@@ -331,7 +348,7 @@ impl JsonEvent {
         }
     }
 
-    fn connect_error(e: &ConnectError, clock: &WallClock) -> JsonEvent {
+    fn connect_error(e: &ConnectError, clock: &WallClock) -> JsonEvent<'a> {
         JsonEvent {
             event: "connect_error",
             time: Shown(Rfc3339Micros(clock.utc(e.ts_ns))),
@@ -342,6 +359,7 @@ impl JsonEvent {
             thread: e.task.map(|t| Shown(t.thread)),
             cgroup_id: e.task.map(|t| t.cgroup_id),
             netns: (e.netns != 0).then_some(e.netns),
+            netns_name: None,
             family: family(&e.daddr),
             saddr: None,
             sport: None,
@@ -514,7 +532,7 @@ mod tests {
             }));
         }
         for ev in &events {
-            let j = JsonEvent::new(ev, &CLOCK);
+            let j = JsonEvent::new(ev, &CLOCK, Some("pod:\"odd\"\u{7}"));
             let mut line = Vec::new();
             j.write_line(&mut line);
             assert_eq!(
@@ -572,7 +590,7 @@ mod tests {
 
     #[test]
     fn json_close_has_every_documented_field() {
-        let v = serde_json::to_value(JsonEvent::new(&close(), &CLOCK)).unwrap();
+        let v = serde_json::to_value(JsonEvent::new(&close(), &CLOCK, Some("pod:a1"))).unwrap();
         assert_eq!(v["event"], "close");
         assert_eq!(v["time"], "2023-11-14T22:13:20.003500Z");
         assert_eq!(v["pid"], 4242);
@@ -592,11 +610,13 @@ mod tests {
         assert_eq!(v["cause"], serde_json::Value::Null);
         assert_eq!(v["direction"], "out");
         assert_eq!(v["netns"], 4026532000u32);
+        assert_eq!(v["netns_name"], "pod:a1");
     }
 
     #[test]
     fn json_connect_error_names_errno_and_cause() {
-        let v = serde_json::to_value(JsonEvent::new(&exhausted(), &CLOCK)).unwrap();
+        // No namespace known (no BTF): no name either, whatever is given.
+        let v = serde_json::to_value(JsonEvent::new(&exhausted(), &CLOCK, Some("host"))).unwrap();
         assert_eq!(v["event"], "connect_error");
         assert_eq!(v["family"], "ipv6");
         assert_eq!(v["daddr"], "::1");
@@ -604,6 +624,7 @@ mod tests {
         assert_eq!(v["cause"], "port_exhaustion");
         assert_eq!(v["saddr"], serde_json::Value::Null);
         assert_eq!(v["netns"], serde_json::Value::Null);
+        assert_eq!(v["netns_name"], serde_json::Value::Null);
     }
 
     #[test]

@@ -148,11 +148,10 @@ fn lacks_pooling_is_one_for_exactly_the_unpooled_pair() {
     assert_eq!(
         flagged,
         [
-            "portwatch_lacks_pooling{service=orders-api.service,service_kind=systemd,daddr=10.0.3.7,dport=5432}"
+            "portwatch_lacks_pooling{service=orders-api.service,service_kind=systemd,daddr=10.0.3.7,dport=5432,netns_name=host}"
         ]
     );
-    let pooled =
-        "portwatch_lacks_pooling{service=payments,service_kind=comm,daddr=10.0.4.1,dport=443}";
+    let pooled = "portwatch_lacks_pooling{service=payments,service_kind=comm,daddr=10.0.4.1,dport=443,netns_name=host}";
     assert_eq!(all.get(pooled), Some(&0.0));
 }
 
@@ -162,7 +161,8 @@ fn counters_carry_the_engine_totals_and_errors_their_cause() {
     let mut s = Series::new(Limits::default());
     run(&mut e, &mut s, unpooled_and_pooled(), 20);
     let all = samples(&s, &e);
-    let pair = "service=orders-api.service,service_kind=systemd,daddr=10.0.3.7,dport=5432";
+    let pair =
+        "service=orders-api.service,service_kind=systemd,daddr=10.0.3.7,dport=5432,netns_name=host";
     assert_eq!(
         all[&format!("portwatch_connections_opened_total{{{pair}}}")],
         1000.0
@@ -177,7 +177,7 @@ fn counters_carry_the_engine_totals_and_errors_their_cause() {
         )],
         2.0
     );
-    let refused = "service=payments,service_kind=comm,daddr=10.0.4.1,dport=443,errno=ECONNREFUSED,cause=refused";
+    let refused = "service=payments,service_kind=comm,daddr=10.0.4.1,dport=443,netns_name=host,errno=ECONNREFUSED,cause=refused";
     assert_eq!(
         all[&format!("portwatch_connect_errors_total{{{refused}}}")],
         1.0
@@ -187,7 +187,7 @@ fn counters_carry_the_engine_totals_and_errors_their_cause() {
     // 1000 + 3 failed connects + 1 unanswered handshake; the pooled
     // connections are still open.
     assert_eq!(all["portwatch_events_total{}"], 1004.0);
-    let payments = "service=payments,service_kind=comm,daddr=10.0.4.1,dport=443";
+    let payments = "service=payments,service_kind=comm,daddr=10.0.4.1,dport=443,netns_name=host";
     assert_eq!(
         all[&format!("portwatch_syn_retransmits_total{{{payments}}}")],
         1.0
@@ -198,17 +198,17 @@ fn counters_carry_the_engine_totals_and_errors_their_cause() {
         "no sample for a pair without retransmissions"
     );
     assert_eq!(
-        all["portwatch_conntrack_failures_total{netns=host,kind=drop}"],
+        all["portwatch_conntrack_failures_total{netns_name=host,kind=drop}"],
         4.0
     );
-    assert_eq!(all["portwatch_conntrack_entries{netns=host}"], 950.0);
+    assert_eq!(all["portwatch_conntrack_entries{netns_name=host}"], 950.0);
     // 0.1 new/s x (0 s: none established yet + 120 s hold).
     assert_eq!(
-        all["portwatch_nat_port_demand{daddr=10.0.4.1,dport=443}"],
+        all["portwatch_nat_port_demand{daddr=10.0.4.1,dport=443,netns_name=host}"],
         12.0
     );
     assert!(
-        !all.contains_key("portwatch_nat_port_demand{daddr=10.0.3.7,dport=5432}"),
+        !all.contains_key("portwatch_nat_port_demand{daddr=10.0.3.7,dport=5432,netns_name=host}"),
         "10.0.3.7 is in the host's own subnet"
     );
 }
@@ -255,7 +255,7 @@ fn counters_never_decrease_when_keys_age_out_and_return() {
         }
     }
     assert_eq!(
-        prev["portwatch_connections_opened_total{service=batch-job,service_kind=comm,daddr=10.0.0.1,dport=80}"],
+        prev["portwatch_connections_opened_total{service=batch-job,service_kind=comm,daddr=10.0.0.1,dport=80,netns_name=host}"],
         80.0,
         "50 before the engine forgot the key, 30 after"
     );
@@ -280,7 +280,7 @@ fn destinations_beyond_the_limit_fold_into_other_and_keep_counting() {
         .filter(|(k, _)| k.starts_with("portwatch_connections_opened_total"))
         .collect();
     assert_eq!(opened.len(), 4, "3 destinations + ~other: {opened:#?}");
-    let other = "portwatch_connections_opened_total{service=fanout,service_kind=comm,daddr=~other,dport=~other}";
+    let other = "portwatch_connections_opened_total{service=fanout,service_kind=comm,daddr=~other,dport=~other,netns_name=~other}";
     assert_eq!(all[other], 50.0, "5 folded destinations x 10");
     assert_eq!(opened.values().copied().sum::<f64>(), 80.0, "nothing lost");
 }
@@ -333,7 +333,7 @@ fn destination_ports_inside_the_ephemeral_range_are_folded() {
     );
     let all = samples(&s, &e);
     assert_eq!(
-        all["portwatch_connections_opened_total{service=p2p,service_kind=comm,daddr=10.3.0.1,dport=ephemeral}"],
+        all["portwatch_connections_opened_total{service=p2p,service_kind=comm,daddr=10.3.0.1,dport=ephemeral,netns_name=host}"],
         6.0
     );
 }
@@ -414,4 +414,46 @@ fn ten_thousand_destinations_stay_at_the_cap() {
     let expected = (20 * 21 + 1) * 4 + 21 * 8 + 21 * 3 + 3 + 9;
     println!("10,000 destinations from 200 services: {n} series (cap without errors: {expected})");
     assert_eq!(n, expected);
+}
+
+/// `ev` moved to network namespace `ns`.
+fn in_ns(ev: Input, ns: u32) -> Input {
+    use portwatch::event::{ConnClose, Event};
+    match ev {
+        Input::Event(Event::Close(c)) => Input::Event(Event::Close(ConnClose { netns: ns, ..c })),
+        other => other,
+    }
+}
+
+/// A service whose tasks run in two namespaces (a process name seen on the
+/// host and in a container) to one destination: a series per namespace,
+/// each counting its own connections (one key per namespace, so neither
+/// resets the other's counter), and a pressure gauge per namespace.
+#[test]
+fn one_service_in_two_namespaces_has_a_series_per_namespace() {
+    const POD: u32 = 4026532999;
+    let t = task(100, "worker", 1);
+    let mut v = vec![host(32768, 60999), cgroup(1, "/")];
+    v.extend(churn(t, "10.0.3.7:5432", 0, 10, 10, MS, true));
+    v.extend(
+        churn(t, "10.0.3.7:5432", 0, 10, 5, MS, true)
+            .into_iter()
+            .map(|i| in_ns(i, POD)),
+    );
+    let mut e = Engine::new(Config::default());
+    let mut s = Series::new(Limits::default());
+    run(&mut e, &mut s, v, 12);
+    let all = samples(&s, &e);
+    let opened = |ns: &str| {
+        all[&format!(
+            "portwatch_connections_opened_total{{service=worker,service_kind=comm,daddr=10.0.3.7,dport=5432,netns_name={ns}}}"
+        )]
+    };
+    assert_eq!(opened("host"), 100.0);
+    assert_eq!(opened(&format!("netns:{POD}")), 50.0);
+    let pressure: Vec<&String> = all
+        .keys()
+        .filter(|k| k.starts_with("portwatch_port_pressure_ratio{daddr=10.0.3.7,dport=5432,"))
+        .collect();
+    assert_eq!(pressure.len(), 2, "{pressure:?}");
 }

@@ -39,12 +39,18 @@ impl Drop for Recorder {
 /// Starts `portwatch record` and returns once its programs are attached
 /// (it says so on stderr), so traffic made afterwards is seen.
 fn start_recorder(path: &Path) -> Recorder {
+    start_recorder_with(path, &[])
+}
+
+/// [`start_recorder`] with more arguments (filters).
+fn start_recorder_with(path: &Path, args: &[&str]) -> Recorder {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portwatch"))
         .arg("record")
         .arg("-o")
         .arg(path)
         .arg("--duration")
         .arg("60") // a bound, in case the test dies before stopping it
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -190,6 +196,62 @@ fn record_captures_every_loopback_connection_and_stops_cleanly_on_sigint() {
     assert_eq!(last_losses.map(|l| l.total()), Some(0), "{last_losses:?}");
     let mode = std::fs::metadata(&path).unwrap().mode();
     assert_eq!(mode & 0o777, 0o600);
+}
+
+/// `record --netns` narrows what is written (its recording is its
+/// output): the same churn in two namespaces, only A's events (and no
+/// other namespace's socket table) in the file; the host record, cgroup
+/// paths, counters and losses are still there.
+#[test]
+fn record_with_netns_writes_only_that_namespaces_events() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    const N: usize = 20;
+    let a = Netns::new("pw-krec-a", &[]);
+    let b = Netns::new("pw-krec-b", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("netns.pwtrace");
+    let selector = format!("netns:{}", a.inode);
+    let mut rec = start_recorder_with(&path, &["--netns", &selector]);
+    let churn = |ns: &Netns| {
+        ns.run(move || {
+            let addr = start_server("127.0.0.1:0");
+            for _ in 0..N {
+                client_exchange(addr, 1);
+            }
+            addr.port()
+        })
+    };
+    let (port_a, port_b) = (churn(&a), churn(&b));
+    // SAFETY: kill with a valid pid of our own child and a valid signal.
+    assert_eq!(
+        unsafe { libc::kill(rec.child.id() as i32, libc::SIGINT) },
+        0
+    );
+    let st = wait_bounded(&mut rec.child, Duration::from_secs(20));
+    let mut rest = String::new();
+    rec.stderr.read_to_string(&mut rest).unwrap();
+    assert!(st.success(), "portwatch record: {st}\n{rest}");
+
+    let t = read_trace(&path);
+    assert_eq!(our_closes(&t.inputs, "pw-krec-a", port_a, a.inode), N);
+    assert_eq!(our_closes(&t.inputs, "pw-krec-b", port_b, b.inode), 0);
+    let foreign: Vec<&Input> = t
+        .inputs
+        .iter()
+        .filter(|i| match i {
+            Input::Event(e) => e.netns() != a.inode,
+            Input::Sockets(s) => s.netns != a.inode && s.netns != 0,
+            Input::Netns(n) => n.netns != a.inode,
+            _ => false,
+        })
+        .collect();
+    assert!(foreign.is_empty(), "other namespaces written: {foreign:?}");
+    assert!(matches!(t.inputs[0], Input::Host(_)));
+    assert!(t.inputs.iter().any(|i| matches!(i, Input::Counters(_))));
+    assert!(t.inputs.iter().any(|i| matches!(i, Input::Cgroup { .. })));
+    assert!(t.inputs.iter().any(|i| matches!(i, Input::Losses { .. })));
 }
 
 #[test]

@@ -78,8 +78,9 @@ fn pooled_client(addr: SocketAddr, run: Duration) {
     }
 }
 
-/// `portwatch record` around the scenario; returns the unpooled count.
-fn record(path: &Path, secs: u64) -> usize {
+/// `portwatch record` around the scenario; returns the unpooled count and
+/// the scenario's namespace.
+fn record(path: &Path, secs: u64) -> (usize, u32) {
     let ns = Netns::new("pw-report", &[]);
     let rec = Tracer::start(&[
         "record",
@@ -95,12 +96,13 @@ fn record(path: &Path, secs: u64) -> usize {
     let (ok, stderr, _) = rec.stop();
     assert!(ok, "portwatch record failed: {stderr:?}");
     common::assert_no_loss(&stderr);
-    n
+    (n, ns.inode)
 }
 
-fn report_json(path: &Path) -> serde_json::Value {
+fn report_json(path: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_portwatch"))
         .args(["report", "--json"])
+        .args(args)
         .arg(path)
         .output()
         .expect("run portwatch report");
@@ -129,11 +131,14 @@ fn report_flags_the_unpooled_client_of_a_recorded_scenario() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("live.pwtrace");
-    let n = record(&path, 10);
+    let (n, netns) = record(&path, 10);
     assert!(n >= 300, "only {n} unpooled connections made");
-    let report = report_json(&path);
-    // Other tests' loopback traffic may be in the file too (tracepoints are
-    // global): only this scenario's fixed ports are asserted.
+    // Other traffic on the host is in the file too (tracepoints are
+    // global): the report keeps the scenario's namespace only.
+    let report = report_json(&path, &["--netns", &format!("netns:{netns}")]);
+    for d in report["destinations"].as_array().expect("destinations") {
+        assert_eq!(d["netns"], netns, "{d}");
+    }
     assert_eq!(
         flagged_ports(&report),
         [u64::from(UNPOOLED_PORT)],
@@ -147,8 +152,7 @@ fn report_flags_the_unpooled_client_of_a_recorded_scenario() {
         .unwrap();
     assert_eq!(v["verdict"], "lacks_pooling");
     let rate = v["new_per_sec"].as_f64().unwrap();
-    // At its peak; only a lower bound, as the same ports in another test's
-    // namespace would add to it.
+    // At its peak (the client makes ~50/s).
     assert!(rate >= 30.0, "rate {rate}: {v:#}");
     assert!(v["closed_locally_share"].as_f64().unwrap() > 0.9, "{v:#}");
     assert_eq!(report["complete"], true);

@@ -10,9 +10,8 @@
 //! In CI (CI=true) these tests fail when they cannot run; elsewhere they
 //! print a notice and return.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{Netns, kernel_tests_enabled};
+use common::{Netns, kernel_tests_enabled, top_batch_json, top_batch_snapshots as snapshots};
 
 /// Hard bound on one test's traffic.
 const MAX_RUN: Duration = Duration::from_secs(25);
@@ -113,54 +112,17 @@ fn pooled(port: u16, stop: Arc<AtomicBool>) -> thread::JoinHandle<usize> {
 }
 
 /// Starts `portwatch top --batch --json` in the calling thread's namespace
-/// and waits until it is tracing. Returns the child and its stdout lines.
-fn portwatch(netns: u32, iterations: u32) -> (std::process::Child, mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_portwatch"))
-        .args([
-            "top",
-            "--batch",
-            "--json",
-            "--interval",
-            "1",
-            "--rows",
-            "50",
-        ])
-        .args(["--iterations", &iterations.to_string()])
-        .args(["--netns", &netns.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning portwatch");
-    let stderr = child.stderr.take().expect("stderr");
-    let (ready_tx, ready_rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("portwatch stderr: {line}");
-            if line.contains("watching TCP connections") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-        let _ = child.kill();
-        panic!("portwatch did not start tracing within 30 s");
-    }
-    (child, rx)
-}
-
-fn snapshots(child: std::process::Child, rx: mpsc::Receiver<String>) -> Vec<Value> {
-    let out = child.wait_with_output().expect("waiting for portwatch");
-    assert!(out.status.success(), "portwatch failed: {:?}", out.status);
-    rx.try_iter()
-        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("bad JSON {l}: {e}")))
-        .collect()
+/// and waits until it is tracing.
+fn portwatch(netns: u32, iterations: u32) -> (std::process::Child, mpsc::Receiver<Value>) {
+    top_batch_json(
+        50,
+        &[
+            "--iterations",
+            &iterations.to_string(),
+            "--netns",
+            &netns.to_string(),
+        ],
+    )
 }
 
 #[test]

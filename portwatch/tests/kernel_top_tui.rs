@@ -37,9 +37,12 @@ fn top_shows_the_unpooled_client_first_with_the_badge_and_q_restores_the_shell()
     let session = format!("pwtest{}", std::process::id());
     let comm = "pwt-tuichurn";
     let ns = Netns::new(comm, &[]);
+    // Only the test's namespace counts: other traffic on the host (other
+    // suites) must not outrank the test's client.
     let cmd = format!(
-        "{} top -d 0.5; echo PW-EXITED $?; sleep 60",
-        env!("CARGO_BIN_EXE_portwatch")
+        "{} top -d 0.5 --netns {}; echo PW-EXITED $?; sleep 60",
+        env!("CARGO_BIN_EXE_portwatch"),
+        ns.inode
     );
     tmux(&[
         "new-session",
@@ -184,9 +187,12 @@ fn pressing_a_shows_every_advice_item_in_full_at_80x24() {
     }
     let session = format!("pwadvice{}", std::process::id());
     let ns = Netns::new("pwt-advice", &[]);
+    // The test's namespace only: other traffic on the host brings advice
+    // of its own (other namespaces) that this test is not about.
     let cmd = format!(
-        "{} top -d 0.5; echo PW-EXITED $?; sleep 60",
-        portwatch_bin().display()
+        "{} top -d 0.5 --netns {}; echo PW-EXITED $?; sleep 60",
+        portwatch_bin().display(),
+        ns.inode
     );
     tmux(&[
         "new-session",

@@ -106,3 +106,36 @@ fn damage_before_the_end_still_reports_but_exits_non_zero() {
         "the readable part is still reported"
     );
 }
+
+/// The golden trace's traffic ran in a namespace of the test's: named
+/// `netns:INODE` (no pod, container or unit in its cgroups).
+const GOLDEN_NS: &str = "netns:4026532177";
+
+#[test]
+fn report_netns_by_name_keeps_that_namespace_only() {
+    let out = portwatch(&["report", "--json", "--netns", GOLDEN_NS], &golden());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let dests = v["destinations"].as_array().expect("destinations");
+    assert!(!dests.is_empty());
+    for d in dests {
+        assert_eq!(d["netns_name"], GOLDEN_NS, "{d}");
+        assert_eq!(d["netns"], 4026532177u32, "{d}");
+    }
+    assert_eq!(v["verdicts"][0]["netns_name"], GOLDEN_NS);
+    // The host's namespace had none of the test's traffic.
+    let out = portwatch(&["report", "--json", "--netns", "host"], &golden());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(v["verdicts"].as_array().map(Vec::len), Some(0), "{v}");
+}
+
+#[test]
+fn report_with_a_netns_name_the_trace_lacks_exits_2_naming_those_it_has() {
+    let out = portwatch(&["report", "--netns", "pod:nope"], &golden());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--netns pod:nope"), "{err}");
+    assert!(err.contains("host (") && err.contains(GOLDEN_NS), "{err}");
+    assert!(out.stdout.is_empty());
+}

@@ -31,13 +31,21 @@ fn jsonl_lines_are_trace_json_events() {
     let Input::Host(host) = &inputs[0] else {
         panic!("no host")
     };
+    let mut namer = portwatch::engine::namer::Namer::new();
     let expected: Vec<String> = inputs
         .iter()
-        .filter_map(|i| match i {
-            Input::Event(e) => {
-                Some(serde_json::to_string(&JsonEvent::new(e, &host.clock)).unwrap())
+        .filter_map(|i| {
+            namer.observe(i);
+            match i {
+                Input::Event(e) => {
+                    let name = namer.name_or_inode(e.netns());
+                    Some(
+                        serde_json::to_string(&JsonEvent::new(e, &host.clock, name.as_deref()))
+                            .unwrap(),
+                    )
+                }
+                _ => None,
             }
-            _ => None,
         })
         .collect();
     let text = run(&bytes, ExportFormat::Jsonl);
@@ -46,6 +54,9 @@ fn jsonl_lines_are_trace_json_events() {
     assert_eq!(v["event"], "close");
     assert_eq!(v["dport"], 5432);
     assert!(v["time"].as_str().unwrap().starts_with("2023-11-14T"));
+    // Its namespace is the recording host's own.
+    assert_eq!(v["netns"], 4026531840u32);
+    assert_eq!(v["netns_name"], "host");
 }
 
 #[test]
@@ -61,6 +72,7 @@ fn csv_has_a_header_row_with_the_json_field_names() {
     let col = |name: &str| header.iter().position(|h| h == name).unwrap();
     assert_eq!(&rows[0][col("daddr")], "10.0.9.20");
     assert_eq!(&rows[0][col("errno")], "", "None is an empty cell");
+    assert_eq!(&rows[0][col("netns_name")], "host");
 }
 
 #[test]

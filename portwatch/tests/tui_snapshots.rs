@@ -53,6 +53,7 @@ fn header(eaddr: f64, lost: u64) -> Header {
         conntrack: None,
         advice: Some(ADVICE[0].1.into()),
         source: None,
+        ns_note: None,
     }
 }
 
@@ -120,6 +121,7 @@ fn busy_screen() -> Screen {
                     new_per_s: 452.0,
                     time_wait: 26890,
                 }],
+                ..ServiceRow::default()
             },
             ServiceRow {
                 name: "payments".into(),
@@ -131,6 +133,7 @@ fn busy_screen() -> Screen {
                 failures: 2,
                 lacks_pooling: false,
                 processes: vec![],
+                ..ServiceRow::default()
             },
             ServiceRow {
                 name: "curl".into(),
@@ -142,6 +145,7 @@ fn busy_screen() -> Screen {
                 failures: 0,
                 lacks_pooling: false,
                 processes: vec![],
+                ..ServiceRow::default()
             },
         ],
         destinations: vec![
@@ -155,6 +159,7 @@ fn busy_screen() -> Screen {
                 top_talker: "orders-api.service".into(),
                 pressure: 26950.0 / 28232.0,
                 pinned: true,
+                ..DestRow::default()
             },
             DestRow {
                 addr: "[2001:db8::1]:443".into(),
@@ -166,6 +171,7 @@ fn busy_screen() -> Screen {
                 top_talker: "payments".into(),
                 pressure: 240.0 / 28232.0,
                 pinned: false,
+                ..DestRow::default()
             },
         ],
         failures: vec![
@@ -196,6 +202,7 @@ fn busy_screen() -> Screen {
         ],
         detail: Some(Detail {
             title: "orders-api.service (unit)".into(),
+            netns: None,
             peers_label: "Connects to".into(),
             peers: vec![("10.0.3.7:5432".into(), 452.0, 26890)],
             facts: vec![
@@ -222,6 +229,7 @@ fn busy_screen() -> Screen {
             }),
         }),
         advice: advice_items(),
+        namespaces: vec![],
     }
 }
 
@@ -501,4 +509,234 @@ fn pinned_destinations_stay_on_top_whatever_the_sort() {
     a.on_key(key(KeyCode::Char('s')), 3);
     assert_eq!(order(&a)[0], "10.0.9.9:80", "other column keeps it first");
     insta::assert_snapshot!(render(&app(View::Destinations), &s, 80, 24));
+}
+
+// ---- Several network namespaces: a screen built from a real model ----
+
+mod engine_support;
+
+use engine_support::{MS, S, cgroup, churn, connect_error, host, sysctls, task, tick};
+use portwatch::engine::{Config, Engine, Model};
+use portwatch::event::{ConnClose, ConnectError, Event};
+use portwatch::input::{Input, KernelCounters, NetnsInfo};
+
+/// A pod's namespace (range 40000-40999, tcp_tw_reuse 0, read inside it).
+const POD_NS: u32 = 4026532385;
+/// A namespace that could not be entered.
+const DENIED_NS: u32 = 4026532454;
+const POD_CGROUP: &str = "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod8b1c4a2e_3f9d_4c8e_a1b2_0123456789ab.slice/cri-containerd-0123456789abcdef.scope";
+
+fn moved(i: Input, ns: u32) -> Input {
+    match i {
+        Input::Event(Event::Close(c)) => Input::Event(Event::Close(ConnClose { netns: ns, ..c })),
+        Input::Event(Event::ConnectError(e)) => {
+            Input::Event(Event::ConnectError(ConnectError { netns: ns, ..e }))
+        }
+        other => other,
+    }
+}
+
+/// The host's unpooled client, the same client in a pod whose namespace
+/// has a 1000-port range and tcp_tw_reuse 0 (and runs out: EADDRNOTAVAIL),
+/// and one in a namespace portwatch was not allowed to enter; all to
+/// 10.0.3.7:5432.
+fn namespaces_model() -> Model {
+    let mut pod = sysctls(40000, 40999);
+    pod.tcp_tw_reuse = Some(0);
+    let mut inputs = vec![
+        host(32768, 60999),
+        cgroup(1, "/"),
+        cgroup(77, POD_CGROUP),
+        Input::Netns(NetnsInfo {
+            ts_ns: S / 2,
+            netns: POD_NS,
+            sysctls: Some(pod),
+            counters: Some(KernelCounters {
+                ts_ns: S / 2,
+                tcp_tw: 1000,
+                ..KernelCounters::default()
+            }),
+            error: None,
+            stale: false,
+        }),
+        Input::Netns(NetnsInfo {
+            ts_ns: S / 2,
+            netns: DENIED_NS,
+            error: Some("entering it: Operation not permitted (os error 1)".into()),
+            ..NetnsInfo::default()
+        }),
+    ];
+    let mut events: Vec<Input> = Vec::new();
+    events.extend(churn(
+        task(10, "orders", 1),
+        "10.0.3.7:5432",
+        1,
+        31,
+        20,
+        MS,
+        true,
+    ));
+    events.extend(
+        churn(
+            task(20, "checkout", 77),
+            "10.0.3.7:5432",
+            1,
+            31,
+            33,
+            MS,
+            true,
+        )
+        .into_iter()
+        .map(|i| moved(i, POD_NS)),
+    );
+    events.extend((25..31).map(|s| {
+        moved(
+            connect_error(task(20, "checkout", 77), "10.0.3.7:5432", s * S, 99),
+            POD_NS,
+        )
+    }));
+    events.extend(
+        churn(task(30, "batch", 1), "10.0.3.7:5432", 1, 31, 2, MS, true)
+            .into_iter()
+            .map(|i| moved(i, DENIED_NS)),
+    );
+    events.sort_by_key(|i| i.ts_ns());
+    inputs.extend(events);
+    inputs.push(tick(31 * S));
+    let mut e = Engine::new(Config::default());
+    for i in &inputs {
+        e.apply(i);
+    }
+    e.model(31 * S)
+}
+
+fn screen_of(m: &Model, a: &App) -> Screen {
+    portwatch::tui::screen::build(m, a, None)
+}
+
+#[test]
+fn namespaces_services_view_at_80x24_has_a_netns_column_in_place_of_kind() {
+    let m = namespaces_model();
+    let a = app(View::Services);
+    let text = render(&a, &screen_of(&m, &a), 80, 24);
+    assert!(text.contains("NETNS"), "{text}");
+    assert!(!text.contains("KIND"), "{text}");
+    assert!(text.contains("netns:…32454"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn namespaces_services_view_wide_has_kind_and_netns() {
+    let m = namespaces_model();
+    let a = app(View::Services);
+    let text = render(&a, &screen_of(&m, &a), 120, 20);
+    assert!(text.contains("KIND") && text.contains("NETNS"), "{text}");
+    assert!(text.contains("netns:4026532454"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn namespaces_destinations_view_says_the_selected_pod_differs_from_host() {
+    let m = namespaces_model();
+    let a = app(View::Destinations);
+    let s = screen_of(&m, &a);
+    let text = render(&a, &s, 80, 24);
+    // The same address three times, one budget per namespace.
+    assert_eq!(text.matches("10.0.3.7:5432").count(), 3, "{text}");
+    let note = text.lines().nth(4).expect("namespace line");
+    assert!(
+        note.starts_with("selected: pod:8b1c4a2e")
+            && note.ends_with("range 40000-40999, tw_reuse 0"),
+        "{note}"
+    );
+    assert!(note.contains("differs from host"), "{note}");
+    assert!(
+        text.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("host ports 32768-60999")
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn namespaces_destinations_view_wide_keeps_every_column() {
+    let m = namespaces_model();
+    let a = app(View::Destinations);
+    let text = render(&a, &screen_of(&m, &a), 120, 20);
+    assert!(text.contains(" TW ") && text.contains("NETNS"), "{text}");
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn namespaces_column_is_left_out_on_a_narrow_terminal() {
+    let m = namespaces_model();
+    let a = app(View::Destinations);
+    let text = render(&a, &screen_of(&m, &a), 74, 20);
+    assert!(!text.contains("NETNS"), "{text}");
+    // The header still names the selected row's namespace.
+    assert!(
+        text.lines().nth(4).unwrap().starts_with("selected: pod:"),
+        "{text}"
+    );
+    insta::assert_snapshot!(text);
+}
+
+#[test]
+fn namespaces_detail_pane_shows_the_pods_own_range_and_reuse() {
+    let m = namespaces_model();
+    let mut a = app(View::Destinations);
+    let rows = screen_of(&m, &a).destinations.len();
+    a.on_key(key(KeyCode::Enter), rows);
+    let s = screen_of(&m, &a);
+    let d = s.detail.as_ref().expect("detail");
+    let ns = d.netns.as_deref().expect("namespace line");
+    assert!(ns.contains(&format!("({POD_NS})")), "{ns}");
+    assert!(
+        ns.contains("range 40000-40999, budget 1000, tw_reuse 0"),
+        "{ns}"
+    );
+    insta::assert_snapshot!(render(&a, &s, 100, 30));
+}
+
+#[test]
+fn a_namespace_that_could_not_be_entered_shows_why_and_the_view_goes_on() {
+    let m = namespaces_model();
+    let mut a = app(View::Destinations);
+    let s = screen_of(&m, &a);
+    let rows = s.destinations.len();
+    let at = a
+        .destinations(&s)
+        .iter()
+        .position(|r| r.netns == Some(DENIED_NS))
+        .expect("its destination is shown, from events alone");
+    for _ in 0..at {
+        a.on_key(key(KeyCode::Down), rows);
+    }
+    let list = render(&a, &screen_of(&m, &a), 80, 24);
+    let note = list.lines().nth(4).expect("namespace line");
+    assert!(
+        note.starts_with(&format!(
+            "selected: netns:{DENIED_NS} budget unknown, host's do not apply (not read: "
+        )),
+        "{note}"
+    );
+    // Its budget is unknown, never the host's.
+    let row = list
+        .lines()
+        .find(|l| l.contains("netns:…32454"))
+        .expect("its row");
+    assert!(row.contains("/?"), "{row}");
+    a.on_key(key(KeyCode::Enter), rows);
+    let s = screen_of(&m, &a);
+    let ns = s
+        .detail
+        .as_ref()
+        .and_then(|d| d.netns.clone())
+        .expect("namespace line");
+    assert!(
+        ns.contains("not read (entering it: Operation not permitted"),
+        "{ns}"
+    );
+    insta::assert_snapshot!(format!("{list}\n{}", render(&a, &s, 100, 30)));
 }

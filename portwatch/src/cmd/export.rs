@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::clock::WallClock;
+use crate::engine::namer::Namer;
 use crate::event::{Cause, ConnectError, Event};
 use crate::input::Input;
 use crate::output::JsonEvent;
@@ -67,8 +68,14 @@ pub fn export<R: io::Read, W: Write>(
         }
     };
     let mut clock: Option<WallClock> = None;
+    // Each event's namespace as named when it happened (as `trace --json`
+    // named it live).
+    let mut namer = Namer::new();
     let mut result = Ok(());
     for input in reader.by_ref() {
+        if let Ok(i) = &input {
+            namer.observe(i);
+        }
         match input {
             Ok(Input::Host(h)) => clock = Some(h.clock),
             Ok(Input::Event(ev)) => {
@@ -76,7 +83,8 @@ pub fn export<R: io::Read, W: Write>(
                     result = Err(ExportError::NoHost);
                     break;
                 };
-                sink.write(&JsonEvent::new(&ev, clock))?;
+                let name = namer.name_or_inode(ev.netns());
+                sink.write(&JsonEvent::new(&ev, clock, name.as_deref()))?;
             }
             Ok(_) => {}
             Err(e) => {
@@ -134,7 +142,7 @@ fn csv_header() -> String {
         mono_ns: 0,
         unix_ns: 0,
     };
-    let sample = JsonEvent::new(&any_event, &clock);
+    let sample = JsonEvent::new(&any_event, &clock, None);
     let mut w = csv::Writer::from_writer(Vec::new());
     w.serialize(&sample).expect("in-memory CSV");
     let bytes = w.into_inner().expect("in-memory CSV");

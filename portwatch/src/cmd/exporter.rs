@@ -32,6 +32,7 @@ pub fn run(args: ExporterArgs) -> Result<()> {
 async fn exporter(args: ExporterArgs, listen: SocketAddr) -> Result<()> {
     // Bind first: a taken port is an error before the probes load.
     let listener = http::bind(listen).await?;
+    super::note_netns_name(&args.filter);
     let recorder = match &args.record {
         Some(p) => Some(Recorder::create(p, args.force)?),
         None => None,

@@ -40,10 +40,32 @@ pub(crate) fn engine_config(v: &crate::cli::VerdictArgs) -> crate::engine::Confi
     }
 }
 
-/// The trace filters (`--pid`, `--comm`, ...) of `trace` and `top`.
+/// The trace filters (`--pid`, `--comm`, ...) of `trace`, `top`,
+/// `record`, `report` and `exporter`.
 pub(crate) fn filter(a: &crate::cli::FilterArgs) -> crate::filter::Filter {
-    crate::filter::Filter::new(a.pid, a.comm.as_deref(), a.dport, a.daddr, a.netns)
+    crate::filter::Filter::new(a.pid, a.comm.as_deref(), a.dport, a.daddr, a.netns.clone())
 }
+
+/// Live, a `--netns` name that nothing has yet is no error (the namespace
+/// may appear later), but the user hears it once, before any output.
+pub(crate) fn note_netns_name(a: &crate::cli::FilterArgs) {
+    if let Some(crate::filter::NetnsSel::Name(name)) = &a.netns
+        && name != "host"
+    {
+        eprintln!(
+            "portwatch: --netns {name}: no network namespace has that name yet; its events \
+             count from the first one a task of it makes (names: see `top --batch --json`, \
+             namespaces[].netns_name)"
+        );
+    }
+}
+
+/// A mistake in how portwatch was called, found after parsing (e.g. a
+/// `--netns` name that a finished trace does not have): exit status 2, as
+/// for the errors clap finds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// The TUI's starting state for `--view`, `--delay` and `--filter` (top
 /// and replay).

@@ -1,5 +1,6 @@
 //! `portwatch record`: the live host → the recorder alone (see
-//! [`crate::pipeline::recorder`]: flushed every second, fsynced at the end).
+//! [`crate::pipeline::recorder`]: flushed every second, fsynced at the end),
+//! narrowed by the trace filters when given.
 
 use anyhow::Result;
 
@@ -24,10 +25,15 @@ async fn record(args: RecordArgs) -> Result<()> {
             return Err(e);
         }
     };
+    super::note_netns_name(&args.filter);
     let sink = RecordSink::new(args.output.display().to_string());
     let engine = Engine::new(crate::engine::Config::default());
+    // `record`'s filters narrow what is written: the recording is its
+    // output (top's and the exporter's filters narrow their views only).
     Pipeline::new(source, engine, sink, StopSignals::new(args.duration_s)?)
         .record(Some(recorder))
+        .filter(super::filter(&args.filter))
+        .filter_recording(true)
         .run()
         .await
 }

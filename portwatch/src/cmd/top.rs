@@ -43,6 +43,8 @@ async fn top(args: TopArgs) -> Result<()> {
         }
     };
     source.set_resync(Duration::from_secs_f64(args.resync_s.max(0.5)));
+    // Before the terminal is taken, so it is read.
+    super::note_netns_name(&args.filter);
     let engine = Engine::new(super::engine_config(&args.verdict));
     let stop = StopSignals::new(None)?;
     let filter = super::filter(&args.filter);

@@ -17,6 +17,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
 
 async fn trace(args: TraceArgs) -> Result<()> {
     let source = ProbeSource::new(Probe::load()?);
+    super::note_netns_name(&args.filter);
     let out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     let sink = TraceSink::new(out, args.json);
     Pipeline::new(

@@ -22,6 +22,7 @@ pub mod hist;
 mod intake;
 mod intern;
 pub mod model;
+pub mod namer;
 pub mod nat;
 pub mod netns;
 mod pids;

@@ -44,7 +44,7 @@ impl Activity for NetnsAcc {
 /// How well a service names the namespace its tasks live in: a pod's or a
 /// container's namespace is theirs; a systemd unit's is a fair guess (units
 /// rarely get a namespace of their own); a process name is no owner.
-fn owner_rank(s: &ServiceId) -> u8 {
+pub(crate) fn owner_rank(s: &ServiceId) -> u8 {
     match s.kind {
         ServiceKind::Pod => 3,
         ServiceKind::Docker | ServiceKind::Containerd | ServiceKind::Crio => 2,

@@ -55,8 +55,15 @@ impl ServiceSummary {
     }
 }
 
+/// One port budget over the run: a (network namespace, local address,
+/// remote address, remote port), as the model's destinations.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DestinationSummary {
+    pub netns: Option<u32>,
+    /// The namespace's name when last sampled (`host`, a pod, container or
+    /// unit, `netns:INODE`).
+    pub netns_name: Option<String>,
+    pub laddr: Option<IpAddr>,
     pub daddr: IpAddr,
     pub dport: u16,
     new_total: Total,
@@ -158,13 +165,16 @@ impl Summary {
     }
 }
 
+/// (netns, local address, remote address, remote port).
+type DestKey = (Option<u32>, Option<IpAddr>, IpAddr, u16);
+
 /// Builds a [`Summary`] from sampled models.
 #[derive(Debug, Default)]
 pub struct Summarizer {
     s: Summary,
     services: BTreeMap<ServiceId, ServiceSummary>,
-    destinations: BTreeMap<(IpAddr, u16), DestinationSummary>,
-    verdicts: BTreeMap<(ServiceId, IpAddr, u16), VerdictSummary>,
+    destinations: BTreeMap<DestKey, DestinationSummary>,
+    verdicts: BTreeMap<(ServiceId, Option<u32>, IpAddr, u16), VerdictSummary>,
     minutes: BTreeMap<i64, BTreeMap<i32, u64>>,
 }
 
@@ -222,8 +232,11 @@ impl Summarizer {
         for d in &m.destinations {
             let e = self
                 .destinations
-                .entry((d.daddr, d.dport))
+                .entry((d.netns, d.laddr, d.daddr, d.dport))
                 .or_insert_with(|| DestinationSummary {
+                    netns: d.netns,
+                    netns_name: None,
+                    laddr: d.laddr,
                     daddr: d.daddr,
                     dport: d.dport,
                     new_total: Total::default(),
@@ -241,6 +254,9 @@ impl Summarizer {
             if let Some(n) = d.nat_port_demand {
                 e.peak_nat_port_demand = Some(e.peak_nat_port_demand.map_or(n, |p| p.max(n)));
             }
+            if e.netns_name != d.netns_name {
+                e.netns_name.clone_from(&d.netns_name);
+            }
             e.new_total.see(d.stats.new_total);
             e.errors_total.see(d.stats.connect_errors_total);
             e.syn_retransmits.see(d.stats.syn_retransmits);
@@ -255,7 +271,7 @@ impl Summarizer {
             }
         }
         for v in &m.verdicts {
-            let key = (v.service.clone(), v.daddr, v.dport);
+            let key = (v.service.clone(), v.netns, v.daddr, v.dport);
             match self.verdicts.get_mut(&key) {
                 None => {
                     self.verdicts.insert(
@@ -320,7 +336,9 @@ impl Summarizer {
             b.peak_pressure
                 .total_cmp(&a.peak_pressure)
                 .then(b.new_total().cmp(&a.new_total()))
-                .then_with(|| (a.daddr, a.dport).cmp(&(b.daddr, b.dport)))
+                .then_with(|| {
+                    (a.daddr, a.dport, a.netns, a.laddr).cmp(&(b.daddr, b.dport, b.netns, b.laddr))
+                })
         });
         let mut verdicts: Vec<VerdictSummary> = self.verdicts.into_values().collect();
         verdicts.sort_by(|a, b| {
@@ -329,10 +347,11 @@ impl Summarizer {
                 .cmp(&a.peak.time_wait)
                 .then(b.peak.new_per_s.total_cmp(&a.peak.new_per_s))
                 .then_with(|| {
-                    (&a.peak.service, a.peak.daddr, a.peak.dport).cmp(&(
+                    (&a.peak.service, a.peak.daddr, a.peak.dport, a.peak.netns).cmp(&(
                         &b.peak.service,
                         b.peak.daddr,
                         b.peak.dport,
+                        b.peak.netns,
                     ))
                 })
         });

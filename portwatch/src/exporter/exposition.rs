@@ -112,6 +112,7 @@ fn pair_labels(s: &ServiceLabels, d: &DestLabels) -> Vec<(&'static str, String)>
         ("service_kind", s.service_kind.clone()),
         ("daddr", d.daddr.clone()),
         ("dport", d.dport.clone()),
+        ("netns_name", d.netns_name.clone()),
     ]
 }
 
@@ -215,12 +216,18 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
     }
 
     // Per destination.
-    let dest_labels = |d: &DestLabels| vec![("daddr", d.daddr.clone()), ("dport", d.dport.clone())];
+    let dest_labels = |d: &DestLabels| {
+        vec![
+            ("daddr", d.daddr.clone()),
+            ("dport", d.dport.clone()),
+            ("netns_name", d.netns_name.clone()),
+        ]
+    };
     let f = b.family(
         "portwatch_ports_held",
         None,
         Gauge,
-        "Local ports held to this destination now (ESTABLISHED + SYN_SENT + TIME_WAIT).",
+        "Local ports held to this destination now from this network namespace (ESTABLISHED + SYN_SENT + TIME_WAIT).",
     );
     f.extend(
         series
@@ -232,7 +239,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_port_budget",
         None,
         Gauge,
-        "Ephemeral ports available per (local address, destination): the ephemeral range minus reserved ports.",
+        "Ephemeral ports available per (local address, destination): the ephemeral range minus reserved ports of this network namespace (netns_name: each container and pod has its own).",
     );
     f.extend(
         series
@@ -299,7 +306,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_host_time_wait_sockets",
         None,
         Gauge,
-        "TIME_WAIT sockets on the host (/proc/net/sockstat, portwatch's network namespace).",
+        "TIME_WAIT sockets on the host (/proc/net/sockstat, summed over every network namespace portwatch read).",
     );
     f.extend(
         sys.sockstat_tw
@@ -309,7 +316,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_ephemeral_port_range_first",
         None,
         Gauge,
-        "First port of net.ipv4.ip_local_port_range.",
+        "First port of net.ipv4.ip_local_port_range (portwatch's own network namespace).",
     );
     f.extend(
         sys.port_range
@@ -319,7 +326,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_ephemeral_port_range_last",
         None,
         Gauge,
-        "Last port of net.ipv4.ip_local_port_range.",
+        "Last port of net.ipv4.ip_local_port_range (portwatch's own network namespace).",
     );
     f.extend(
         sys.port_range
@@ -348,7 +355,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         .take(MAX_CONNTRACK_NETNS)
         .collect();
     let netns_label =
-        |c: &crate::engine::netns::ConntrackRow| vec![("netns", c.netns_name.clone())];
+        |c: &crate::engine::netns::ConntrackRow| vec![("netns_name", c.netns_name.clone())];
     let f = b.family(
         "portwatch_conntrack_entries",
         None,

@@ -79,17 +79,26 @@ impl ServiceLabels {
     }
 }
 
-/// `daddr` and `dport` label values.
+/// `daddr`, `dport` and `netns_name` label values: a destination as seen
+/// from one network namespace (each has its own ports and budget).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DestLabels {
     pub daddr: String,
     pub dport: String,
+    /// `host`, the pod/container/unit, `netns:INODE`; empty (no label)
+    /// where unknown.
+    pub netns_name: String,
 }
 
 impl DestLabels {
     /// The labels of a destination, its port folded when it lies in the
     /// ephemeral range.
-    pub fn of(daddr: IpAddr, dport: u16, range: Option<(u16, u16)>) -> Self {
+    pub fn of(
+        daddr: IpAddr,
+        dport: u16,
+        range: Option<(u16, u16)>,
+        netns_name: Option<&str>,
+    ) -> Self {
         let ephemeral = range.is_some_and(|(lo, hi)| (lo..=hi).contains(&dport));
         DestLabels {
             daddr: daddr.to_string(),
@@ -98,6 +107,7 @@ impl DestLabels {
             } else {
                 dport.to_string()
             },
+            netns_name: netns_name.unwrap_or_default().to_string(),
         }
     }
 
@@ -105,6 +115,7 @@ impl DestLabels {
         DestLabels {
             daddr: OTHER.into(),
             dport: OTHER.into(),
+            netns_name: OTHER.into(),
         }
     }
 
@@ -176,6 +187,9 @@ pub struct DestGauges {
     pub nat_port_demand: Option<f64>,
 }
 
+/// A service's pair: (netns, remote address, remote port).
+type PairKey = (Option<u32>, IpAddr, u16);
+
 /// The exporter's series, fed one model at a time.
 #[derive(Debug, Default)]
 pub struct Series {
@@ -184,9 +198,9 @@ pub struct Series {
     /// Per-destination gauges of the latest model (at most
     /// `max_destinations` plus `~other`).
     pub destinations: Vec<DestGauges>,
-    /// By service, then destination: looked up by reference, so a model's
-    /// thousands of pairs cost no key clones.
-    pair_prev: FxHashMap<ServiceId, FxHashMap<(IpAddr, u16), PairTotals>>,
+    /// By service, then (netns, destination): looked up by reference, so a
+    /// model's thousands of pairs cost no key clones.
+    pair_prev: FxHashMap<ServiceId, FxHashMap<PairKey, PairTotals>>,
     service_prev: FxHashMap<ServiceId, ServiceTotals>,
     /// Generation of the current model, to forget keys the engine dropped.
     generation: u64,
@@ -247,17 +261,22 @@ impl Series {
         for row in &model.services {
             self.observe_service(row, now_ns);
         }
-        let flagged: FxHashSet<(&ServiceId, IpAddr, u16)> = model
+        let flagged: FxHashSet<(&ServiceId, Option<u32>, IpAddr, u16)> = model
             .verdicts
             .iter()
-            .map(|v| (&v.service, v.daddr, v.dport))
+            .map(|v| (&v.service, v.netns, v.daddr, v.dport))
             .collect();
         // Flagged pairs first, so that a pair that lacks pooling gets a
         // series of its own when a slot is free; then the busiest.
         let mut pairs: Vec<(&PairRow, bool)> = model
             .pairs
             .iter()
-            .map(|p| (p, flagged.contains(&(&p.service, p.daddr, p.dport))))
+            .map(|p| {
+                (
+                    p,
+                    flagged.contains(&(&p.service, p.netns, p.daddr, p.dport)),
+                )
+            })
             .collect();
         pairs.sort_by_key(|(_, f)| !f);
         // Services found folded into ~other in this model: their pairs
@@ -351,10 +370,9 @@ impl Series {
             Some(m) => m,
             None => self.pair_prev.entry(row.service.clone()).or_default(),
         };
-        let prev = per_service
-            .insert((row.daddr, row.dport), totals)
-            .unwrap_or_default();
-        let totals = &per_service[&(row.daddr, row.dport)];
+        let key = (row.netns, row.daddr, row.dport);
+        let prev = per_service.insert(key, totals).unwrap_or_default();
+        let totals = &per_service[&key];
         let opened = increase(totals.opened, prev.opened);
         let closed_locally = increase(totals.closed_locally, prev.closed_locally);
         let syn_retransmits = increase(totals.syn_retransmits, prev.syn_retransmits);
@@ -383,7 +401,7 @@ impl Series {
         } else {
             (
                 ServiceLabels::of(&row.service),
-                DestLabels::of(row.daddr, row.dport, range),
+                DestLabels::of(row.daddr, row.dport, range, row.netns_name.as_deref()),
             )
         };
         let known = self
@@ -474,7 +492,7 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
                 min_forecast(o.exhaustion_forecast_s, d.forecast.exhaustion_in_s);
             continue;
         }
-        let labels = DestLabels::of(d.daddr, d.dport, range);
+        let labels = DestLabels::of(d.daddr, d.dport, range, d.netns_name.as_deref());
         let g = DestGauges {
             labels: labels.clone(),
             ports_held: d.held_ports,

@@ -177,6 +177,8 @@ pub struct Pipeline<S, K> {
     engine: Engine,
     recorder: Option<Recorder>,
     filter: Filter,
+    /// The filter also narrows what is recorded (`record` with filters).
+    filter_recording: bool,
     stop: StopSignals,
 }
 
@@ -188,6 +190,7 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
             engine,
             recorder: None,
             filter: Filter::default(),
+            filter_recording: false,
             stop,
         }
     }
@@ -204,6 +207,14 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
         self
     }
 
+    /// The filter narrows the recording too: only for `record`, whose
+    /// recording is its output. A view's filter never narrows a recording
+    /// made beside it (`top --record`, `exporter --record`).
+    pub fn filter_recording(mut self, yes: bool) -> Self {
+        self.filter_recording = yes;
+        self
+    }
+
     /// Runs until a signal, the sink or the end of the source stops it,
     /// then shuts down in the order of the module documentation. The
     /// loop's error, if any, is returned after shutdown.
@@ -213,14 +224,16 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
             mut sink,
             mut engine,
             mut recorder,
-            filter,
+            mut filter,
+            filter_recording,
             mut stop,
         } = self;
         let mut inputs = Vec::new();
         let mut intake = Intake {
             engine: &mut engine,
             recorder: &mut recorder,
-            filter: &filter,
+            filter: &mut filter,
+            filter_recording,
         };
         let mut ended = false;
         let started = sink.start(&mut Ctx {
@@ -273,7 +286,8 @@ impl<S: Source, K: Sink> Pipeline<S, K> {
 struct Intake<'a> {
     engine: &'a mut Engine,
     recorder: &'a mut Option<Recorder>,
-    filter: &'a Filter,
+    filter: &'a mut Filter,
+    filter_recording: bool,
 }
 
 impl Intake<'_> {
@@ -282,16 +296,23 @@ impl Intake<'_> {
             engine: self.engine,
             recorder: self.recorder,
             filter: self.filter,
+            filter_recording: self.filter_recording,
         }
     }
 
     fn feed<K: Sink>(&mut self, inputs: &mut Vec<Input>, sink: &mut K) {
         for i in inputs.drain(..) {
-            // The recording keeps everything; the filter is for the views.
-            if let Some(r) = self.recorder.as_mut() {
+            // The filter sees every input (a `--netns` name is learnt from
+            // them all).
+            let keep = self.filter.matches_input(&i);
+            // The recording keeps everything; the filter is for the views
+            // (unless the recording is the output: `record`).
+            if let Some(r) = self.recorder.as_mut()
+                && (keep || !self.filter_recording)
+            {
                 r.append(&i);
             }
-            if !self.filter.matches_input(&i) {
+            if !keep {
                 continue;
             }
             sink.on_input(self.engine, &i);

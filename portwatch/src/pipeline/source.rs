@@ -8,7 +8,7 @@ use crate::clock::monotonic_now_ns;
 use crate::engine::Engine;
 use crate::event::Losses;
 use crate::input::Input;
-use crate::live::LiveSource;
+use crate::live::{Cgroups, LiveSource, host_input};
 use crate::probe::Probe;
 use crate::tracefile::{ReadError, Reader};
 
@@ -120,26 +120,54 @@ impl<R: Read> Source for TraceSource<R> {
     }
 }
 
-/// The probe's events alone (`trace`): no host collectors, no socket
-/// tables, no cgroup paths; only what the kernel reports.
+/// The probe's events (`trace`), with what names their namespaces: the
+/// host record first and each cgroup's path before its first event (for
+/// `netns_name` and `--netns NAME`); no socket tables, no counters.
 pub struct ProbeSource {
     probe: Probe,
+    host: Option<Input>,
+    cgroups: Cgroups,
+    warnings: Vec<String>,
+    drained: Vec<crate::event::Event>,
 }
 
 impl ProbeSource {
     pub fn new(probe: Probe) -> Self {
-        ProbeSource { probe }
+        let mut warnings = probe.warnings.clone();
+        let host = Some(host_input(&mut warnings));
+        let cgroups = Cgroups::new(&mut warnings);
+        ProbeSource {
+            probe,
+            host,
+            cgroups,
+            warnings,
+            drained: Vec::new(),
+        }
     }
 
     fn drain(&mut self, out: &mut Vec<Input>) {
-        self.probe.drain(|ev| out.push(Input::Event(ev)));
+        let mut events = std::mem::take(&mut self.drained);
+        self.probe.drain(|ev| events.push(ev));
+        out.reserve(events.len());
+        for ev in events.drain(..) {
+            if let Some(t) = ev.task() {
+                self.cgroups.announce(t.cgroup_id, out);
+            }
+            out.push(Input::Event(ev));
+        }
+        self.drained = events;
     }
 }
 
 impl Source for ProbeSource {
     async fn next(&mut self, out: &mut Vec<Input>) -> FeedState {
+        if let Some(h) = self.host.take() {
+            out.push(h);
+            return FeedState::More;
+        }
         self.probe.wait().await;
         self.drain(out);
+        self.cgroups.retry(monotonic_now_ns(), out);
         FeedState::More
     }
 
@@ -148,7 +176,7 @@ impl Source for ProbeSource {
     }
 
     fn warnings(&self) -> &[String] {
-        &self.probe.warnings
+        &self.warnings
     }
 
     fn losses(&self) -> Option<Losses> {
@@ -162,7 +190,7 @@ impl Source for ProbeSource {
     fn close(self) -> Closing {
         let c = Closing {
             losses: Some(self.probe.losses()),
-            warnings: self.probe.warnings.clone(),
+            warnings: self.warnings.clone(),
             ..Closing::default()
         };
         drop(self); // detaches every program

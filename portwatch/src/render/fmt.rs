@@ -119,6 +119,26 @@ pub fn clean(s: &str) -> String {
         .collect()
 }
 
+/// A network namespace's name cut to `width` characters. `netns:INODE`
+/// keeps the end of the inode (inodes share their leading digits: the end
+/// tells them apart); other names keep their start, ending in "…".
+pub fn short_netns(name: &str, width: usize) -> String {
+    if name.chars().count() <= width {
+        return name.to_string();
+    }
+    match name.strip_prefix("netns:") {
+        Some(inode) if width > 7 && inode.is_ascii() => {
+            let keep = width - 7;
+            format!("netns:…{}", &inode[inode.len().saturating_sub(keep)..])
+        }
+        _ => {
+            let mut s: String = name.chars().take(width.saturating_sub(1)).collect();
+            s.push('…');
+            s
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +160,13 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(clean("a\u{1b}[31mb"), "a\\u{1b}[31mb");
         assert_eq!(clean("plain"), "plain");
+    }
+
+    #[test]
+    fn a_long_namespace_name_keeps_what_tells_it_apart() {
+        assert_eq!(short_netns("host", 12), "host");
+        assert_eq!(short_netns("netns:4026532385", 12), "netns:…32385");
+        assert_eq!(short_netns("pod:checkout-7f9c8d", 12), "pod:checkou…");
+        assert_eq!(short_netns("netns:4026532385", 16), "netns:4026532385");
     }
 }

@@ -246,7 +246,7 @@ impl App {
             .iter()
             .filter(|r| {
                 let pids: Vec<String> = r.processes.iter().map(|p| p.pid.to_string()).collect();
-                let mut fields = vec![r.name.as_str(), r.kind.as_str()];
+                let mut fields = vec![r.name.as_str(), r.kind.as_str(), r.netns_name.as_str()];
                 fields.extend(pids.iter().map(String::as_str));
                 fields.extend(r.processes.iter().map(|p| p.comm.as_str()));
                 self.matches(&fields)
@@ -274,7 +274,7 @@ impl App {
         let mut rows: Vec<&DestRow> = s
             .destinations
             .iter()
-            .filter(|r| self.matches(&[&r.addr, &r.top_talker]))
+            .filter(|r| self.matches(&[&r.addr, &r.top_talker, &r.netns_name]))
             .collect();
         let (col, desc) = self.sort_of(View::Destinations);
         rows.sort_by(|a, b| {
@@ -292,6 +292,7 @@ impl App {
                 .cmp(&a.pinned)
                 .then(o)
                 .then_with(|| a.addr.cmp(&b.addr))
+                .then_with(|| a.key.cmp(&b.key))
         });
         rows
     }
@@ -340,12 +341,13 @@ impl App {
         }
     }
 
-    /// Name (service) or address (destination) of the selected row.
+    /// Name (service) or key (destination: namespace, local address and
+    /// address) of the selected row.
     pub fn selected_key(&self, s: &Screen) -> Option<String> {
         let i = self.selected();
         match self.view {
             View::Services => self.services(s).get(i).map(|r| r.name.clone()),
-            View::Destinations => self.destinations(s).get(i).map(|r| r.addr.clone()),
+            View::Destinations => self.destinations(s).get(i).map(|r| r.key.clone()),
             View::Failures => None,
         }
     }

@@ -13,7 +13,7 @@ use ratatui::widgets::{
 use super::app::{App, View};
 use super::view::{Detail, Screen};
 use crate::engine::model::{PRESSURE_ALERT, PRESSURE_WARN};
-use crate::render::fmt::{hms, ms_short as ms, rate};
+use crate::render::fmt::{hms, ms_short as ms, rate, short_netns as short_ns};
 
 /// Styles, or none of them under NO_COLOR.
 struct Theme {
@@ -48,17 +48,25 @@ impl Theme {
     }
 }
 
-pub fn draw(f: &mut Frame, app: &App, screen: &Screen) {
-    let theme = Theme {
-        color: !app.no_color,
-    };
-    let [header, tabs, body, footer] = Layout::vertical([
-        Constraint::Length(4),
+/// Header, tabs, body and footer: the header has a fifth line, about the
+/// selected row's namespace, while several namespaces are seen (so moving
+/// the selection never moves the table).
+fn areas(area: Rect, s: &Screen) -> [Rect; 4] {
+    let header = 4 + u16::from(s.header.ns_note.is_some());
+    Layout::vertical([
+        Constraint::Length(header),
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
-    .areas(f.area());
+    .areas(area)
+}
+
+pub fn draw(f: &mut Frame, app: &App, screen: &Screen) {
+    let theme = Theme {
+        color: !app.no_color,
+    };
+    let [header, tabs, body, footer] = areas(f.area(), screen);
     draw_header(f, header, app, screen, &theme);
     draw_tabs(f, tabs, app, &theme);
     match app.view {
@@ -96,9 +104,13 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
     } else {
         Style::default()
     };
+    // With other namespaces seen, the range and budget are the host's
+    // (each namespace has its own: line 5, the detail pane); TIME_WAIT and
+    // open sum them all.
+    let whose = if h.ns_note.is_some() { "host " } else { "" };
     let mut l2 = vec![
         Span::raw(format!(
-            "ports {}-{} budget {}/dest  TIME_WAIT {}  open {}  ",
+            "{whose}ports {}-{} budget {}/dest  TIME_WAIT {}  open {}  ",
             h.port_range.0, h.port_range.1, h.budget, h.time_wait, h.open_ports,
         )),
         Span::styled(format!("lost {}", h.lost_events), lost_style),
@@ -143,10 +155,44 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
         }
         None => Line::from(Span::styled("advice: none", t.dim())),
     };
-    f.render_widget(
-        Paragraph::new(vec![Line::from(l1), Line::from(l2), Line::from(l3), l4]),
-        area,
-    );
+    let mut lines = vec![Line::from(l1), Line::from(l2), Line::from(l3), l4];
+    if let Some(n) = &h.ns_note {
+        let style = if n.differs { t.warn() } else { t.dim() };
+        lines.push(Line::from(Span::styled(
+            ellipsize(&n.text, usize::from(area.width)),
+            style,
+        )));
+    }
+    f.render_widget(Paragraph::new(lines), area);
+}
+
+/// How the NETNS column fits the terminal's width, when several
+/// namespaces are seen: wide, narrow (in place of a column the detail
+/// pane also shows), or left out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NsColumn {
+    None,
+    Narrow,
+    Wide,
+}
+
+impl NsColumn {
+    fn of(s: &Screen, width: u16) -> NsColumn {
+        match width {
+            _ if !s.several_namespaces() => NsColumn::None,
+            96.. => NsColumn::Wide,
+            76.. => NsColumn::Narrow,
+            _ => NsColumn::None,
+        }
+    }
+
+    fn width(self) -> usize {
+        match self {
+            NsColumn::None => 0,
+            NsColumn::Narrow => 12,
+            NsColumn::Wide => 16,
+        }
+    }
 }
 
 fn draw_tabs(f: &mut Frame, area: Rect, app: &App, t: &Theme) {
@@ -234,6 +280,7 @@ fn draw_services(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
         };
         return empty(f, area, msg, t);
     }
+    let ns = NsColumn::of(s, area.width);
     let mut out = Vec::new();
     for r in &rows {
         let p50 = r.lifetime_p50_ms.map_or("-".to_string(), ms);
@@ -247,51 +294,64 @@ fn draw_services(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
         } else {
             Style::default()
         };
-        out.push(Row::new(vec![
-            Cell::from(r.name.clone()),
-            Cell::from(r.kind.clone()),
+        let mut cells = vec![Cell::from(r.name.clone())];
+        match ns {
+            NsColumn::None => cells.push(Cell::from(r.kind.clone())),
+            NsColumn::Narrow => cells.push(Cell::from(short_ns(&r.netns_name, ns.width()))),
+            NsColumn::Wide => {
+                cells.push(Cell::from(r.kind.clone()));
+                cells.push(Cell::from(short_ns(&r.netns_name, ns.width())));
+            }
+        }
+        cells.extend([
             Cell::from(rate(r.new_per_s)),
             Cell::from(spark_text(&r.spark, 10)),
             Cell::from(r.time_wait.to_string()),
             Cell::from(p50),
             Cell::from(Span::styled(r.failures.to_string(), fail_style)),
             badge,
-        ]));
+        ]);
+        out.push(Row::new(cells));
         if app.expanded.contains(&r.name) {
             for p in &r.processes {
-                out.push(
-                    Row::new(vec![
-                        Cell::from(format!("  └ {} {}", p.pid, p.comm)),
-                        Cell::from(""),
-                        Cell::from(rate(p.new_per_s)),
-                        Cell::from(""),
-                        Cell::from(p.time_wait.to_string()),
-                    ])
-                    .style(t.dim()),
-                );
+                let mut cells = vec![Cell::from(format!("  └ {} {}", p.pid, p.comm))];
+                cells.extend(std::iter::repeat_n(
+                    Cell::from(""),
+                    1 + usize::from(ns == NsColumn::Wide),
+                ));
+                cells.extend([
+                    Cell::from(rate(p.new_per_s)),
+                    Cell::from(""),
+                    Cell::from(p.time_wait.to_string()),
+                ]);
+                out.push(Row::new(cells).style(t.dim()));
             }
         }
     }
-    let header = Row::new([
-        "SERVICE", "KIND", "NEW/S", "LAST 10s", "TW", "P50", "FAIL", "",
-    ])
-    .style(t.title());
-    let table = Table::new(
-        out,
-        [
-            Constraint::Min(14),
-            Constraint::Length(9),
-            Constraint::Length(7),
-            Constraint::Length(10),
-            Constraint::Length(6),
-            Constraint::Length(6),
-            Constraint::Length(5),
-            Constraint::Length(7),
-        ],
-    )
-    .header(header)
-    .block(Block::default().borders(Borders::TOP))
-    .row_highlight_style(t.selected());
+    let mut titles = vec!["SERVICE"];
+    let mut widths = vec![Constraint::Min(14)];
+    if ns != NsColumn::Narrow {
+        titles.push("KIND");
+        widths.push(Constraint::Length(9));
+    }
+    if ns != NsColumn::None {
+        titles.push("NETNS");
+        widths.push(Constraint::Length(ns.width() as u16));
+    }
+    titles.extend(["NEW/S", "LAST 10s", "TW", "P50", "FAIL", ""]);
+    widths.extend([
+        Constraint::Length(7),
+        Constraint::Length(10),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(5),
+        Constraint::Length(7),
+    ]);
+    let header = Row::new(titles).style(t.title());
+    let table = Table::new(out, widths)
+        .header(header)
+        .block(Block::default().borders(Borders::TOP))
+        .row_highlight_style(t.selected());
     // Selection counts services; expanded process rows shift it.
     let mut state = table_state(app);
     let shift: usize = rows
@@ -319,6 +379,9 @@ fn draw_destinations(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme
     if rows.is_empty() {
         return empty(f, area, "no destinations yet", t);
     }
+    // Narrow: the NETNS column takes the place of TW (HELD counts it, the
+    // detail pane shows it).
+    let ns = NsColumn::of(s, area.width);
     let out: Vec<Row> = rows
         .iter()
         .map(|r| {
@@ -330,42 +393,54 @@ fn draw_destinations(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme
             } else {
                 Style::default()
             };
-            Row::new(vec![
-                Cell::from(r.addr.clone()),
-                Cell::from(Span::styled(gauge_text(p, 8), style)),
-                Cell::from(format!("{}/{}", r.held, r.budget)),
+            // An unknown budget (a namespace not read) is not 0 ports.
+            let (gauge, held) = if r.budget > 0 {
+                (gauge_text(p, 8), format!("{}/{}", r.held, r.budget))
+            } else {
+                ("?".to_string(), format!("{}/?", r.held))
+            };
+            let mut cells = vec![Cell::from(r.addr.clone())];
+            if ns != NsColumn::None {
+                cells.push(Cell::from(short_ns(&r.netns_name, ns.width())));
+            }
+            cells.extend([
+                Cell::from(Span::styled(gauge, style)),
+                Cell::from(held),
                 Cell::from(rate(r.new_per_s)),
-                Cell::from(r.time_wait.to_string()),
+            ]);
+            if ns != NsColumn::Narrow {
+                cells.push(Cell::from(r.time_wait.to_string()));
+            }
+            cells.extend([
                 Cell::from(r.failures.to_string()),
                 Cell::from(r.top_talker.clone()),
-            ])
+            ]);
+            Row::new(cells)
         })
         .collect();
-    let header = Row::new([
-        "DESTINATION",
-        "PRESSURE",
-        "HELD",
-        "NEW/S",
-        "TW",
-        "FAIL",
-        "TOP TALKER",
-    ])
-    .style(t.title());
-    let table = Table::new(
-        out,
-        [
-            Constraint::Min(16),
-            Constraint::Length(13),
-            Constraint::Length(11),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(5),
-            Constraint::Min(10),
-        ],
-    )
-    .header(header)
-    .block(Block::default().borders(Borders::TOP))
-    .row_highlight_style(t.selected());
+    let mut titles = vec!["DESTINATION"];
+    let mut widths = vec![Constraint::Min(16)];
+    if ns != NsColumn::None {
+        titles.push("NETNS");
+        widths.push(Constraint::Length(ns.width() as u16));
+    }
+    titles.extend(["PRESSURE", "HELD", "NEW/S"]);
+    widths.extend([
+        Constraint::Length(13),
+        Constraint::Length(11),
+        Constraint::Length(7),
+    ]);
+    if ns != NsColumn::Narrow {
+        titles.push("TW");
+        widths.push(Constraint::Length(6));
+    }
+    titles.extend(["FAIL", "TOP TALKER"]);
+    widths.extend([Constraint::Length(5), Constraint::Min(10)]);
+    let header = Row::new(titles).style(t.title());
+    let table = Table::new(out, widths)
+        .header(header)
+        .block(Block::default().borders(Borders::TOP))
+        .row_highlight_style(t.selected());
     f.render_stateful_widget(table, area, &mut table_state(app));
 }
 
@@ -434,8 +509,26 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
         }
         None => 1,
     };
-    let [top, verdict] =
-        Layout::vertical([Constraint::Min(3), Constraint::Length(verdict_h)]).areas(inner);
+    let ns_h = d.netns.as_ref().map_or(0, |n| {
+        textwrap::wrap(n, usize::from(inner.width).max(8)).len() as u16
+    });
+    let [ns_area, top, verdict] = Layout::vertical([
+        Constraint::Length(ns_h),
+        Constraint::Min(3),
+        Constraint::Length(verdict_h),
+    ])
+    .areas(inner);
+    if let Some(n) = &d.netns {
+        let style = if n.contains("differs from host") || n.contains("not read") {
+            t.warn()
+        } else {
+            Style::default()
+        };
+        f.render_widget(
+            Paragraph::new(Span::styled(n.clone(), style)).wrap(Wrap { trim: true }),
+            ns_area,
+        );
+    }
     let [peers, charts] =
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
 
@@ -498,21 +591,15 @@ fn ellipsize(text: &str, room: usize) -> String {
 }
 
 /// The pane's inner area on a terminal of `area`: the body, less borders.
-fn advice_inner(area: Rect) -> Rect {
-    let [_, _, body, _] = Layout::vertical([
-        Constraint::Length(4),
-        Constraint::Length(1),
-        Constraint::Min(3),
-        Constraint::Length(1),
-    ])
-    .areas(area);
+fn advice_inner(area: Rect, s: &Screen) -> Rect {
+    let [_, _, body, _] = areas(area, s);
     Block::default().borders(Borders::ALL).inner(body)
 }
 
 /// How many positions the advice pane scrolls through on a terminal of
 /// `area` (the keys' row count while it is open).
 pub fn advice_positions(s: &Screen, area: Rect) -> usize {
-    let inner = advice_inner(area);
+    let inner = advice_inner(area, s);
     super::advice::max_top(
         &s.advice,
         usize::from(inner.width),
@@ -591,7 +678,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("↑ ↓ j k", "select a row"),
     ("Enter", "details of the selected row"),
     ("e", "expand a service into its processes"),
-    ("/", "filter (substring of name, address, port)"),
+    ("/", "filter (name, kind, address, port, netns)"),
     ("s / S", "next sort column / reverse order"),
     ("p", "pause the display (tracing continues)"),
     ("+ / -", "slower / faster refresh"),

@@ -2,7 +2,10 @@
 //! model. No numbers are computed here: every figure is the engine's (this
 //! file only picks, looks up and formats).
 
-use crate::engine::model::{Model, RATE_WINDOW_S, ServiceRow as ModelService, Stats};
+use crate::engine::model::{
+    DestinationRow, Model, RATE_WINDOW_S, ServiceRow as ModelService, Stats,
+};
+use crate::engine::netns::NetnsRow;
 use crate::engine::service::ServiceKind;
 use crate::event::FailCause;
 use crate::render::fmt;
@@ -24,12 +27,150 @@ fn dest(addr: std::net::IpAddr, port: u16) -> String {
     fmt::addr_port(addr, port)
 }
 
+/// What tells a destination row from the others with the same address:
+/// its namespace and local address (each a budget of its own).
+fn dest_key(d: &DestinationRow) -> String {
+    format!(
+        "{}|{}|{}",
+        d.netns.unwrap_or(0),
+        d.laddr.map_or_else(|| "-".into(), |a| a.to_string()),
+        dest(d.daddr, d.dport)
+    )
+}
+
+fn ns_info(n: &NetnsRow) -> NsInfo {
+    NsInfo {
+        netns: n.netns,
+        name: n.netns_name.clone(),
+        host: n.host,
+        port_range: n.port_range,
+        budget: n.budget,
+        tcp_tw_reuse: n.tcp_tw_reuse,
+        tcp_timestamps: n.tcp_timestamps,
+        stale: n.stale,
+        error: n.error.clone(),
+        differs_from_host: n.differs_from_host,
+    }
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map_or_else(|| "?".into(), |v| v.to_string())
+}
+
+/// A namespace for the detail pane: name, inode, its own range, budget
+/// and sysctls, and why they may not be current.
+fn ns_text(n: &NsInfo) -> String {
+    let mut t = format!("netns {} ({})", n.name, n.netns);
+    match n.port_range {
+        Some((lo, hi)) => t.push_str(&format!(
+            ": range {lo}-{hi}, budget {}, tw_reuse {}, timestamps {}",
+            opt(n.budget),
+            opt(n.tcp_tw_reuse),
+            opt(n.tcp_timestamps)
+        )),
+        None => t.push_str(&format!(
+            ": not read ({}): its range, budget and sysctls are unknown",
+            n.error.as_deref().unwrap_or("not yet")
+        )),
+    }
+    if n.differs_from_host {
+        t.push_str(" — differs from host");
+    }
+    if n.stale {
+        t.push_str(" · stale: its tasks are gone, these are the last values read");
+    } else if let (Some(e), Some(_)) = (&n.error, n.port_range) {
+        t.push_str(&format!(" · last reading failed ({e}): values from before"));
+    }
+    t
+}
+
+/// Room for a namespace's name in the header's namespace line (pod names
+/// are UIDs: 40 characters).
+const NOTE_NAME: usize = 20;
+
+/// The header line about the selected row's namespace (`selected` is its
+/// name, None when no row of one namespace is selected).
+fn ns_note(namespaces: &[NsInfo], selected: Option<&str>) -> NsNote {
+    let differ = namespaces
+        .iter()
+        .filter(|n| !n.host && (n.differs_from_host || n.port_range.is_none()))
+        .count();
+    let summary = format!(
+        "{} namespaces seen, {differ} differ from host",
+        namespaces.len()
+    );
+    let Some(n) = selected.and_then(|s| namespaces.iter().find(|n| n.name == s)) else {
+        return NsNote {
+            text: format!("namespaces: {summary}"),
+            differs: false,
+        };
+    };
+    if n.host {
+        return NsNote {
+            text: format!("selected: host · {summary}"),
+            differs: false,
+        };
+    }
+    let stale = if n.stale { " (stale)" } else { "" };
+    match n.port_range {
+        None => NsNote {
+            text: format!(
+                "selected: {} budget unknown, host's do not apply (not read: {})",
+                fmt::short_netns(&n.name, NOTE_NAME),
+                n.error.as_deref().unwrap_or("not yet")
+            ),
+            differs: true,
+        },
+        // What matters first: a line cut at the terminal's edge loses the
+        // values, not the verdict (the detail pane has them all).
+        Some((lo, hi)) if n.differs_from_host => NsNote {
+            text: format!(
+                "selected: {} differs from host: range {lo}-{hi}, tw_reuse {}{stale}",
+                fmt::short_netns(&n.name, NOTE_NAME),
+                opt(n.tcp_tw_reuse)
+            ),
+            differs: true,
+        },
+        Some(_) => NsNote {
+            text: format!(
+                "selected: {}{stale}: same range and sysctls as host",
+                fmt::short_netns(&n.name, NOTE_NAME)
+            ),
+            differs: false,
+        },
+    }
+}
+
 fn series(s: &Stats) -> Vec<u64> {
     s.new_series_60s.iter().map(|&v| v as u64).collect()
 }
 
+/// The namespaces of a service's connections, by name (a service is
+/// given one only when all its tasks live in one).
+fn service_namespaces<'m>(m: &'m Model, s: &'m ModelService) -> Vec<&'m str> {
+    if let Some(n) = &s.netns_name {
+        return vec![n.as_str()];
+    }
+    let mut names: Vec<&str> = m
+        .pairs
+        .iter()
+        .filter(|p| p.service == s.service)
+        .filter_map(|p| p.netns_name.as_deref())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
 fn service_row(m: &Model, s: &ModelService) -> ServiceRow {
+    let names = service_namespaces(m, s);
     ServiceRow {
+        netns: s.netns,
+        netns_name: match names.as_slice() {
+            [] => "-".into(),
+            [one] => one.to_string(),
+            _ => "several".into(),
+        },
         name: s.service.to_string(),
         kind: kind(s.service.kind).to_string(),
         new_per_s: s.stats.new_per_s_10s,
@@ -76,16 +217,36 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
         advice_count: sys.advice.len(),
         lost_events: sys.lost_events,
         conntrack: sys.conntrack.as_ref().map(|c| (c.text(), c.alarming())),
-        // The engine orders advice most important first.
-        advice: sys.advice.first().map(|a| a.text.clone()),
+        // The engine orders advice most important first. Its namespace
+        // prefix (a pod's UID is 40 characters) shortened: one line has room.
+        advice: sys.advice.first().map(|a| {
+            let prefix = a.netns_name.as_ref().and_then(|name| {
+                let long = match a.netns {
+                    Some(ns) if !name.starts_with("netns:") && name != "host" => {
+                        format!("{name} (netns {ns}): ")
+                    }
+                    _ => format!("{name}: "),
+                };
+                a.text.strip_prefix(&long).map(|rest| (name, rest))
+            });
+            match prefix {
+                Some((name, rest)) => format!("{}: {rest}", fmt::short_netns(name, NOTE_NAME)),
+                None => a.text.clone(),
+            }
+        }),
         source,
+        ns_note: None,
     };
     let services: Vec<ServiceRow> = m.services.iter().map(|s| service_row(m, s)).collect();
     let destinations: Vec<DestRow> = m
         .destinations
         .iter()
         .map(|d| DestRow {
+            key: dest_key(d),
             addr: dest(d.daddr, d.dport),
+            netns: d.netns,
+            netns_name: d.netns_name.clone().unwrap_or_else(|| "-".into()),
+            laddr: d.laddr.map(|a| a.to_string()),
             held: d.held_ports,
             budget: d.budget,
             new_per_s: d.stats.new_per_s_10s,
@@ -96,7 +257,7 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
             top_talker: m
                 .pairs
                 .iter()
-                .filter(|p| p.daddr == d.daddr && p.dport == d.dport)
+                .filter(|p| p.daddr == d.daddr && p.dport == d.dport && p.netns == d.netns)
                 .max_by_key(|p| p.stats.new_total)
                 .map(|p| p.service.to_string())
                 .unwrap_or_default(),
@@ -148,11 +309,26 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
                 text: a.text.clone(),
             })
             .collect(),
+        namespaces: m.namespaces.iter().map(ns_info).collect(),
     };
+    if screen.several_namespaces() {
+        let selected = match app.view {
+            View::Services => app
+                .services(&screen)
+                .get(app.selected())
+                .map(|r| r.netns_name.clone()),
+            View::Destinations => app
+                .destinations(&screen)
+                .get(app.selected())
+                .map(|r| r.netns_name.clone()),
+            View::Failures => None,
+        };
+        screen.header.ns_note = Some(ns_note(&screen.namespaces, selected.as_deref()));
+    }
     if app.detail {
         screen.detail = app
             .selected_key(&screen)
-            .and_then(|key| detail(m, app.view, &key));
+            .and_then(|key| detail(m, &screen.namespaces, app.view, &key));
     }
     screen
 }
@@ -182,7 +358,24 @@ fn failure_facts(s: &Stats) -> Vec<String> {
     vec![line, format!("SYN retransmits {}", s.syn_retransmits)]
 }
 
-fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
+/// The detail pane's namespace line, when several namespaces were seen.
+fn detail_ns(namespaces: &[NsInfo], names: &[&str]) -> Option<String> {
+    if !namespaces.iter().any(|n| !n.host) {
+        return None;
+    }
+    match names {
+        [] => Some("netns unknown".into()),
+        [one] => Some(
+            namespaces
+                .iter()
+                .find(|n| n.name == *one)
+                .map_or_else(|| format!("netns {one}"), ns_text),
+        ),
+        several => Some(format!("netns: several: {}", several.join(", "))),
+    }
+}
+
+fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Detail> {
     match view {
         View::Services => {
             let s = m.services.iter().find(|s| s.service.to_string() == key)?;
@@ -209,6 +402,7 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
                 });
             Some(Detail {
                 title: format!("{} ({})", s.service, kind(s.service.kind)),
+                netns: detail_ns(namespaces, &service_namespaces(m, s)),
                 peers_label: "Connects to".into(),
                 peers,
                 facts: failure_facts(&s.stats),
@@ -218,32 +412,36 @@ fn detail(m: &Model, view: View, key: &str) -> Option<Detail> {
             })
         }
         View::Destinations => {
-            let d = m
-                .destinations
-                .iter()
-                .find(|d| dest(d.daddr, d.dport) == key)?;
+            let d = m.destinations.iter().find(|d| dest_key(d) == key)?;
             let pairs: Vec<_> = m
                 .pairs
                 .iter()
-                .filter(|p| p.daddr == d.daddr && p.dport == d.dport)
+                .filter(|p| p.daddr == d.daddr && p.dport == d.dport && p.netns == d.netns)
                 .collect();
             let verdict = m
                 .verdicts
                 .iter()
-                .find(|v| v.daddr == d.daddr && v.dport == d.dport)
+                .find(|v| v.daddr == d.daddr && v.dport == d.dport && v.netns == d.netns)
                 .map(|v| VerdictText {
                     headline: format!("{} lacks connection pooling", v.service),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
                 });
-            Some(Detail {
-                title: format!(
-                    "{}  {} of {} ports held ({:.0}%)",
-                    key,
+            let from = d.laddr.map(|a| format!(" from {a}")).unwrap_or_default();
+            let held = if d.budget > 0 {
+                format!(
+                    "{} of {} ports held ({:.0}%)",
                     d.held_ports,
                     d.budget,
                     d.pressure * 100.0
-                ),
+                )
+            } else {
+                format!("{} ports held, budget unknown", d.held_ports)
+            };
+            let names: Vec<&str> = d.netns_name.as_deref().into_iter().collect();
+            Some(Detail {
+                title: format!("{}{from}  {held}", dest(d.daddr, d.dport)),
+                netns: detail_ns(namespaces, &names),
                 peers_label: "Connected from".into(),
                 peers: pairs
                     .iter()

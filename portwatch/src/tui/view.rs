@@ -13,6 +13,45 @@ pub struct Screen {
     pub detail: Option<Detail>,
     /// Every item of the model's advice, most important first (the `a` pane).
     pub advice: Vec<AdviceItem>,
+    /// Every network namespace seen, the host's first (the NETNS column is
+    /// shown when there is more than one).
+    pub namespaces: Vec<NsInfo>,
+}
+
+impl Screen {
+    /// More than portwatch's own namespace was seen: the views show a NETNS
+    /// column and the header a line for the selected row's namespace.
+    pub fn several_namespaces(&self) -> bool {
+        self.namespaces.iter().any(|n| !n.host)
+    }
+}
+
+/// One network namespace, as read inside it (from the model's
+/// `namespaces`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NsInfo {
+    pub netns: u32,
+    /// `host`, the pod/container/unit living in it, or `netns:INODE`.
+    pub name: String,
+    pub host: bool,
+    pub port_range: Option<(u16, u16)>,
+    pub budget: Option<u64>,
+    pub tcp_tw_reuse: Option<i64>,
+    pub tcp_timestamps: Option<i64>,
+    /// Its tasks are gone: the values are the last known.
+    pub stale: bool,
+    /// Why it could not be read, if so.
+    pub error: Option<String>,
+    pub differs_from_host: bool,
+}
+
+/// The header's namespace line: the selected row's namespace, said when it
+/// differs from the host's (shown while several namespaces are seen).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NsNote {
+    pub text: String,
+    /// Its settings differ from the host's, or are unknown: highlighted.
+    pub differs: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -55,6 +94,9 @@ pub struct Header {
     /// "replay 00:01:23 / 00:05:00" etc., shown instead of the observed
     /// time when set.
     pub source: Option<String>,
+    /// Several namespaces seen: the line about the selected row's
+    /// namespace (line 5 of the header).
+    pub ns_note: Option<NsNote>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,6 +112,12 @@ pub struct ServiceRow {
     pub failures: u64,
     pub lacks_pooling: bool,
     pub processes: Vec<ProcessRow>,
+    /// The namespace its tasks live in, when one (None: unknown, or
+    /// several: see `netns_name`).
+    pub netns: Option<u32>,
+    /// Its name, `several` when its tasks live in more than one, `-` when
+    /// unknown.
+    pub netns_name: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -82,8 +130,16 @@ pub struct ProcessRow {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DestRow {
+    /// Identifies the row among those with the same `addr` (another
+    /// namespace, another local address): what selection and detail use.
+    pub key: String,
     /// `addr:port` (IPv6 in brackets).
     pub addr: String,
+    pub netns: Option<u32>,
+    /// `-` when unknown.
+    pub netns_name: String,
+    /// The local address its connections come from (a budget each).
+    pub laddr: Option<String>,
     pub held: u64,
     pub budget: u64,
     pub new_per_s: f64,
@@ -115,6 +171,9 @@ pub struct FailureRow {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Detail {
     pub title: String,
+    /// Its network namespace: name, inode, range, tw_reuse, and why it is
+    /// stale or unread (empty when only the host's was seen).
+    pub netns: Option<String>,
     /// "Connects to" (service) or "Connected from" (destination) rows:
     /// (peer, new/s, TIME_WAIT).
     pub peers_label: String,

@@ -376,3 +376,59 @@ pub fn assert_no_loss(stderr: &[String]) {
         .unwrap_or_else(|| panic!("no summary line in {stderr:?}"));
     assert!(summary.contains(" 0 lost"), "events were lost: {summary}");
 }
+
+/// `portwatch top --batch --json --interval 1 --rows ROWS ARGS` in the
+/// calling thread's network namespace (kernel_top_batch, kernel_netns):
+/// returns once it is watching, with its snapshots as they come (stderr is
+/// echoed, prefixed).
+pub fn top_batch_json(rows: u32, args: &[&str]) -> (Child, mpsc::Receiver<serde_json::Value>) {
+    let mut child = Command::new(portwatch_bin())
+        .args(["top", "--batch", "--json", "--interval", "1", "--rows"])
+        .arg(rows.to_string())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning portwatch");
+    let stderr = child.stderr.take().expect("stderr");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("portwatch stderr: {line}");
+            if line.contains("watching TCP connections") {
+                let _ = ready_tx.send(());
+            }
+        }
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let v = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line}: {e}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+        let _ = child.kill();
+        panic!("portwatch did not start within 30 s");
+    }
+    (child, rx)
+}
+
+/// Waits for a [`top_batch_json`] child to exit (successfully) and returns
+/// every snapshot it printed, the last ones included (read until its
+/// output ends, not just what had arrived at its exit).
+pub fn top_batch_snapshots(
+    child: Child,
+    rx: mpsc::Receiver<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let out = child.wait_with_output().expect("waiting for portwatch");
+    assert!(out.status.success(), "portwatch failed: {:?}", out.status);
+    let mut v = Vec::new();
+    while let Ok(s) = rx.recv_timeout(Duration::from_secs(5)) {
+        v.push(s);
+    }
+    v
+}

@@ -8,6 +8,7 @@ use anyhow::Result;
 use super::super::{Control, End, Flow, Sink, Stop};
 use crate::clock::WallClock;
 use crate::engine::Engine;
+use crate::engine::namer::Namer;
 use crate::input::Input;
 use crate::output::{JsonEvent, TEXT_HEADER, write_text};
 
@@ -21,6 +22,9 @@ pub struct TraceSink<W> {
     error: Option<std::io::Error>,
     /// One JSON line, reused for every event.
     line: Vec<u8>,
+    /// Names the events' namespaces (`netns_name`), from the inputs the
+    /// filter let through (host record and cgroup paths always pass).
+    namer: Namer,
 }
 
 impl<W: Write> TraceSink<W> {
@@ -32,6 +36,7 @@ impl<W: Write> TraceSink<W> {
             events: 0,
             error: None,
             line: Vec::with_capacity(512),
+            namer: Namer::new(),
         }
     }
 }
@@ -61,6 +66,9 @@ impl<W: Write> Sink for TraceSink<W> {
     }
 
     fn on_input(&mut self, _engine: &Engine, input: &Input) {
+        if self.json {
+            self.namer.observe(input);
+        }
         let Input::Event(ev) = input else { return };
         if self.error.is_some() {
             return;
@@ -68,7 +76,8 @@ impl<W: Write> Sink for TraceSink<W> {
         self.events += 1;
         let r = if self.json {
             self.line.clear();
-            JsonEvent::new(ev, &self.clock).write_line(&mut self.line);
+            let name = self.namer.name_or_inode(ev.netns());
+            JsonEvent::new(ev, &self.clock, name.as_deref()).write_line(&mut self.line);
             self.line.push(b'\n');
             self.out.write_all(&self.line)
         } else {

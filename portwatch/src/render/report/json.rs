@@ -18,7 +18,7 @@ struct ReportJson<'a> {
     connections: ConnectionsJson,
     peak: PeakJson,
     services: Vec<ServiceSummaryJson<'a>>,
-    destinations: Vec<DestinationSummaryJson>,
+    destinations: Vec<DestinationSummaryJson<'a>>,
     failures: FailuresJson<'a>,
     conntrack: Option<ConntrackJson<'a>>,
     verdicts: Vec<VerdictSummaryJson<'a>>,
@@ -79,7 +79,10 @@ struct ServiceSummaryJson<'a> {
 }
 
 #[derive(Serialize)]
-struct DestinationSummaryJson {
+struct DestinationSummaryJson<'a> {
+    netns: Option<u32>,
+    netns_name: Option<&'a str>,
+    laddr: Option<String>,
     daddr: String,
     dport: u16,
     new_total: u64,
@@ -176,6 +179,9 @@ fn json(r: &Report, rows: usize) -> ReportJson<'_> {
             .iter()
             .take(rows)
             .map(|d| DestinationSummaryJson {
+                netns: d.netns,
+                netns_name: d.netns_name.as_deref(),
+                laddr: d.laddr.map(|a| a.to_string()),
                 daddr: d.daddr.to_string(),
                 dport: d.dport,
                 new_total: d.new_total(),

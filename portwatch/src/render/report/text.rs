@@ -142,8 +142,9 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
     writeln!(out, "DESTINATIONS BY PORT PRESSURE")?;
     writeln!(
         out,
-        "  {:<34} {:>9} {:>10} {:>9} {:>8} {:>7} {:>10} {:>8} {:>7} {:>7}  CLOSER",
+        "  {:<34} {:<20} {:>9} {:>10} {:>9} {:>8} {:>7} {:>10} {:>8} {:>7} {:>7}  CLOSER",
         "DESTINATION",
+        "NETNS",
         "CONNS",
         "PEAK_NEW/S",
         "PEAK_HELD",
@@ -157,8 +158,9 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
     for d in r.destinations.iter().take(rows) {
         writeln!(
             out,
-            "  {:<34} {:>9} {:>10.1} {:>9} {:>8} {:>7} {:>9.1}% {:>8} {:>7} {:>7}  {}",
+            "  {:<34} {:<20} {:>9} {:>10.1} {:>9} {:>8} {:>7} {:>9.1}% {:>8} {:>7} {:>7}  {}",
             addr_port(d.daddr, d.dport),
+            clean(d.netns_name.as_deref().unwrap_or("-")),
             d.new_total(),
             d.peak_new_per_s,
             d.peak_held_ports,
