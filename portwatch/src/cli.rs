@@ -31,7 +31,7 @@ pub enum Command {
     /// Which services churn short-lived connections, to which destinations,
     /// and how close each destination is to running out of ephemeral ports.
     #[command(
-        after_help = "Examples:\n  sudo portwatch top --batch                       # text every 2 s\n  sudo portwatch top --batch --json --interval 5 --iterations 12\n  sudo portwatch top --batch --min-new-per-s 20 --max-lifetime-ms 200\n\nVerdict \"lacks_pooling\" (per service -> destination): at least --min-new-per-s new\nconnections/s over the last 10 s, new connections in at least --min-active-s of\nthose 10 s and in the last 2 s (a burst that stops is not a verdict), and a median\nlifetime of at most --max-lifetime-ms. Inbound churn is shown apart, never as a\nclient verdict. JSON fields: see the README (\"top --batch --json\")."
+        after_help = "Examples:\n  sudo portwatch top --batch                       # text every 2 s\n  sudo portwatch top --batch --json --interval 5 --iterations 12\n  sudo portwatch top --batch --min-new-per-s 20 --max-lifetime-ms 200\n\nVerdict \"lacks_pooling\" (per service -> destination): at least --min-new-per-s new\nconnections/s over the last 10 s, new connections in at least --min-active-s of\nthose 10 s and in the last 2 s (a burst that stops is not a verdict), and a median\nlifetime of at most --max-lifetime-ms. Inbound churn is shown apart, never as a\nclient verdict.\n\nVerdict \"leaks_sockets\" (per process): at least --leak-min-close-wait of its\nsockets in CLOSE_WAIT held for --leak-min-age-s or more, growing or high. JSON fields: see the README (\"top --batch --json\")."
     )]
     Top(TopArgs),
     /// Record every event and the host context to a trace file, for replay, report or export.
@@ -248,7 +248,7 @@ pub struct BatchArgs {
     pub rows: usize,
 }
 
-/// Thresholds of the "lacks_pooling" verdict.
+/// Thresholds of the "lacks_pooling" and "leaks_sockets" verdicts.
 #[derive(Args, Debug, Clone)]
 pub struct VerdictArgs {
     /// New connections per second (over 10 s) a service -> destination pair must sustain.
@@ -272,6 +272,12 @@ pub struct VerdictArgs {
     #[arg(long, value_name = "PORTS", default_value_t = crate::engine::nat::DEFAULT_NAT_PORT_LIMIT,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub nat_port_limit: u64,
+    /// leaks_sockets: CLOSE_WAIT sockets one process must hold (each for --leak-min-age-s).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub leak_min_close_wait: u64,
+    /// leaks_sockets: seconds a CLOSE_WAIT socket must be held to count as stuck.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub leak_min_age_s: u64,
 }
 
 fn non_negative(s: &str) -> Result<f64, String> {

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use crate::clock::WallClock;
-use crate::event::{Event, Losses};
+use crate::event::{Comm, Event, Losses};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
@@ -41,6 +41,9 @@ pub enum Input {
     /// counts as this host's own network when judging whether a
     /// destination sits behind a NAT gateway.
     Networks(LocalNetworks),
+    /// Which process holds each socket of interest of the latest socket
+    /// tables (found through /proc/PID/fd; see `system::owners`).
+    SocketOwners(SocketOwners),
 }
 
 impl Input {
@@ -56,6 +59,7 @@ impl Input {
             Input::Losses { ts_ns, .. } => Some(*ts_ns),
             Input::Netns(n) => Some(n.ts_ns),
             Input::Networks(n) => Some(n.ts_ns),
+            Input::SocketOwners(o) => Some(o.ts_ns),
         }
     }
 }
@@ -99,6 +103,38 @@ pub enum SockState {
     Other(u8),
 }
 
+/// TCP state numbers (include/net/tcp_states.h) of the states sock_diag
+/// reports as [`SockState::Other`].
+pub const TCP_FIN_WAIT1: u8 = 4;
+pub const TCP_FIN_WAIT2: u8 = 5;
+pub const TCP_CLOSE_WAIT: u8 = 8;
+pub const TCP_LAST_ACK: u8 = 9;
+pub const TCP_LISTEN: u8 = 10;
+pub const TCP_CLOSING: u8 = 11;
+
+impl SockState {
+    /// A live socket (not TIME_WAIT, not a listener) that holds its local
+    /// port: ESTABLISHED, SYN_SENT, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK,
+    /// CLOSING.
+    pub fn holds_port_open(self) -> bool {
+        match self {
+            SockState::Established | SockState::SynSent => true,
+            SockState::TimeWait => false,
+            SockState::Other(n) => matches!(
+                n,
+                TCP_FIN_WAIT1 | TCP_FIN_WAIT2 | TCP_CLOSE_WAIT | TCP_LAST_ACK | TCP_CLOSING
+            ),
+        }
+    }
+
+    pub fn is_close_wait(self) -> bool {
+        self == SockState::Other(TCP_CLOSE_WAIT)
+    }
+}
+
+/// At most this many sockets of one table are looked up for their owner.
+pub const MAX_OWNER_LOOKUPS: usize = 65_536;
+
 /// One socket of the live table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketEntry {
@@ -121,6 +157,74 @@ pub struct SocketTable {
     /// Network namespace the table was read in (inode), 0 if unknown.
     pub netns: u32,
     pub entries: Vec<SocketEntry>,
+}
+
+impl SocketTable {
+    /// The sockets this host connected out from: those whose local port
+    /// is not a listener's (accepted connections share the listener's).
+    pub fn outbound(&self) -> impl Iterator<Item = &SocketEntry> {
+        let listen: std::collections::HashSet<(Option<IpAddr>, u16)> = self
+            .entries
+            .iter()
+            .filter(|e| e.state == SockState::Other(TCP_LISTEN))
+            .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
+            .collect();
+        self.entries.iter().filter(move |e| {
+            e.state != SockState::Other(TCP_LISTEN)
+                && !listen.contains(&(None, e.sport))
+                && !listen.contains(&(Some(e.saddr), e.sport))
+        })
+    }
+
+    /// The sockets whose owner is worth finding: the live outbound ones
+    /// (with a file, so inode ≠ 0: an orphan has none) to every
+    /// (local addr, remote addr, remote port) that has a socket in
+    /// CLOSE_WAIT. A host with no CLOSE_WAIT asks for none, so churn alone
+    /// never makes portwatch walk /proc. At most [`MAX_OWNER_LOOKUPS`].
+    pub fn owner_wanted(&self) -> Vec<&SocketEntry> {
+        let out: Vec<&SocketEntry> = self.outbound().collect();
+        let leaky: std::collections::HashSet<(IpAddr, IpAddr, u16)> = out
+            .iter()
+            .filter(|e| e.state.is_close_wait())
+            .map(|e| (e.saddr, e.daddr, e.dport))
+            .collect();
+        if leaky.is_empty() {
+            return Vec::new();
+        }
+        out.into_iter()
+            .filter(|e| {
+                e.inode != 0
+                    && e.state.holds_port_open()
+                    && leaky.contains(&(e.saddr, e.daddr, e.dport))
+            })
+            .take(MAX_OWNER_LOOKUPS)
+            .collect()
+    }
+}
+
+/// The process found holding a socket (by its inode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketOwner {
+    pub inode: u32,
+    /// The first process found with the socket open (a forked child
+    /// sharing it may hold it too).
+    pub pid: u32,
+    pub comm: Comm,
+    /// cgroup v2 id of the process (0 when unknown), as events carry it.
+    pub cgroup_id: u64,
+}
+
+/// One owner lookup: the owners found for the sockets asked about, and
+/// how many could not be attributed.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct SocketOwners {
+    pub ts_ns: u64,
+    pub owners: Vec<SocketOwner>,
+    /// Sockets asked about whose owner was not found (closed meanwhile, or
+    /// the walk stopped at its bound).
+    pub not_found: u64,
+    /// /proc/PID/fd directories that could not be read (permission).
+    pub failed: u64,
 }
 
 /// Cumulative kernel counters; the engine turns them into rates.

@@ -12,7 +12,7 @@ use crate::clock::{WallClock, monotonic_now_ns};
 use crate::input::{Input, LocalNetworks};
 use crate::probe::Probe;
 use crate::system::netns::{self, TaskRef};
-use crate::system::{cgroup::CgroupResolver, procfs, sockdiag};
+use crate::system::{cgroup::CgroupResolver, owners, procfs, sockdiag};
 
 /// How often the kernel counters and loss counters are read.
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
@@ -104,6 +104,11 @@ impl Cgroups {
         }
     }
 
+    /// Where the cgroup2 hierarchy is mounted, when it was found.
+    pub(crate) fn mount(&self) -> Option<&std::path::Path> {
+        self.resolver.as_ref().map(CgroupResolver::mount)
+    }
+
     pub(crate) fn announce(&mut self, id: u64, out: &mut Vec<Input>) {
         if id == 0 || !self.announced.insert(id) {
             return;
@@ -167,6 +172,12 @@ pub struct LiveSource {
     /// Reads other namespaces from inside them (None: could not start).
     netns_worker: Option<netns::Worker>,
     netns_seen: NetnsSeen,
+    /// Looks up the processes holding sockets (None: could not start).
+    owners: Option<owners::Resolver>,
+    /// Per namespace, the inodes its latest socket table asks owners for.
+    owner_wanted: HashMap<u32, Vec<u32>>,
+    /// `owner_wanted` changed since the last lookup was asked for.
+    owner_wanted_dirty: bool,
     /// Warnings for the user, shown once (by the caller).
     pub warnings: Vec<String>,
     /// The starting state read by `start`, handed over by the first
@@ -197,6 +208,9 @@ impl LiveSource {
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             netns_worker: None,
             netns_seen: NetnsSeen::default(),
+            owners: None,
+            owner_wanted: HashMap::new(),
+            owner_wanted_dirty: false,
             warnings,
             initial: Vec::new(),
             drained: Vec::new(),
@@ -206,6 +220,13 @@ impl LiveSource {
             Err(e) => src
                 .warnings
                 .push(format!("other network namespaces will not be read: {e}")),
+        }
+        let mount = src.cgroups.mount().map(std::path::Path::to_path_buf);
+        match owners::Resolver::spawn(mount.as_deref()) {
+            Ok(r) => src.owners = Some(r),
+            Err(e) => src.warnings.push(format!(
+                "socket owners will not be looked up (CLOSE_WAIT leaks unattributed): {e}"
+            )),
         }
         let now = monotonic_now_ns();
         src.read_sockets(now, out);
@@ -231,7 +252,10 @@ impl LiveSource {
             Err(e) => log::debug!("interface networks not read: {e}"),
         }
         match sockdiag::read_socket_table(now, self.netns) {
-            Ok(t) => out.push(Input::Sockets(t)),
+            Ok(t) => {
+                self.note_owner_wanted(&t);
+                out.push(Input::Sockets(t));
+            }
             Err(e) => {
                 let w = format!("socket table (sock_diag) not read: {e}");
                 if !self.warnings.contains(&w) {
@@ -245,10 +269,10 @@ impl LiveSource {
     /// Asks the worker for the namespaces seen since the last request, and
     /// for all of them every resync; hands over the readings done.
     fn read_namespaces(&mut self, resync: bool, out: &mut Vec<Input>) {
-        let Some(w) = self.netns_worker.as_mut() else {
+        let Some(readings) = self.netns_worker.as_mut().map(|w| w.try_recv()) else {
             return;
         };
-        for r in w.try_recv() {
+        for r in readings {
             if r.info.stale {
                 self.netns_seen.stale.insert(r.info.netns);
             }
@@ -257,9 +281,13 @@ impl LiveSource {
                 out.push(Input::Networks(n));
             }
             if let Some(t) = r.sockets {
+                self.note_owner_wanted(&t);
                 out.push(Input::Sockets(t));
             }
         }
+        let Some(w) = self.netns_worker.as_mut() else {
+            return;
+        };
         let seen = &mut self.netns_seen;
         let new = std::mem::take(&mut seen.new);
         w.request(seen.request(new));
@@ -273,6 +301,43 @@ impl LiveSource {
                 .filter(|n| !seen.stale.contains(n))
                 .collect();
             w.request(seen.request(all));
+        }
+    }
+
+    /// Remembers which sockets of a namespace's latest table want an owner.
+    fn note_owner_wanted(&mut self, t: &crate::input::SocketTable) {
+        let inodes: Vec<u32> = t.owner_wanted().iter().map(|e| e.inode).collect();
+        let old = self.owner_wanted.get(&t.netns);
+        if old.map_or(!inodes.is_empty(), |o| *o != inodes) {
+            self.owner_wanted_dirty = true;
+        }
+        if inodes.is_empty() {
+            self.owner_wanted.remove(&t.netns);
+        } else {
+            self.owner_wanted.insert(t.netns, inodes);
+        }
+    }
+
+    /// Hands over a finished owner lookup (cgroups first, like events) and
+    /// asks for the next one when the tables changed and none is running.
+    fn read_owners(&mut self, now: u64, out: &mut Vec<Input>) {
+        let Some(r) = self.owners.as_mut() else {
+            return;
+        };
+        if let Some(found) = r.try_recv() {
+            for o in &found.owners {
+                self.cgroups.announce(o.cgroup_id, out);
+            }
+            out.push(Input::SocketOwners(found));
+        }
+        let Some(r) = self.owners.as_mut() else {
+            return;
+        };
+        if self.owner_wanted_dirty && !r.busy() {
+            self.owner_wanted_dirty = false;
+            let mut all: Vec<u32> = self.owner_wanted.values().flatten().copied().collect();
+            all.truncate(crate::input::MAX_OWNER_LOOKUPS);
+            r.request(now, all);
         }
     }
 
@@ -325,6 +390,7 @@ impl LiveSource {
             self.read_sockets(now, out);
         }
         self.read_namespaces(resync, out);
+        self.read_owners(now, out);
         self.cgroups.retry(now, out);
         out.push(Input::Tick { now_ns: now });
     }

@@ -6,7 +6,7 @@ use portwatch::clock::WallClock;
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use portwatch::input::{
     Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, NetnsInfo,
-    SockState, SocketEntry, SocketTable, Sysctls,
+    SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls,
 };
 use portwatch::tracefile::{Compression, Reader, Writer, synthetic};
 use proptest::prelude::*;
@@ -779,6 +779,43 @@ fn namespace_readings_round_trip_between_events() {
         Input::Netns(failed),
         Input::Netns(stale),
         Input::Tick { now_ns: 13_000 },
+    ];
+    let bytes = write_all(&inputs);
+    assert_eq!(read_all(&bytes), inputs);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 3);
+}
+
+#[test]
+fn socket_owners_round_trip_and_keep_the_time_chain() {
+    let host = synthetic::host(1_000);
+    let owners = SocketOwners {
+        ts_ns: 7_000,
+        owners: vec![
+            SocketOwner {
+                inode: 41_234,
+                pid: 4242,
+                comm: Comm::new("leaky-client"),
+                cgroup_id: 9_876,
+            },
+            SocketOwner {
+                inode: 41_235,
+                pid: 4242,
+                comm: Comm::new(""),
+                cgroup_id: 0,
+            },
+        ],
+        not_found: 3,
+        failed: 1,
+    };
+    let inputs = vec![
+        Input::Host(host),
+        Input::Tick { now_ns: 6_000 },
+        Input::SocketOwners(owners),
+        Input::SocketOwners(SocketOwners {
+            ts_ns: 9_000,
+            ..SocketOwners::default()
+        }),
+        Input::Tick { now_ns: 10_000 },
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);

@@ -115,6 +115,7 @@ fn busy_screen() -> Screen {
                 lifetime_p50_ms: Some(3.2),
                 failures: 0,
                 lacks_pooling: true,
+                leaks_sockets: false,
                 processes: vec![ProcessRow {
                     pid: 4242,
                     comm: "orders-api".into(),
@@ -132,6 +133,7 @@ fn busy_screen() -> Screen {
                 lifetime_p50_ms: Some(48000.0),
                 failures: 2,
                 lacks_pooling: false,
+                leaks_sockets: false,
                 processes: vec![],
                 ..ServiceRow::default()
             },
@@ -144,6 +146,7 @@ fn busy_screen() -> Screen {
                 lifetime_p50_ms: Some(11.0),
                 failures: 0,
                 lacks_pooling: false,
+                leaks_sockets: false,
                 processes: vec![],
                 ..ServiceRow::default()
             },

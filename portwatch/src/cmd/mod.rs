@@ -35,6 +35,8 @@ pub(crate) fn engine_config(v: &crate::cli::VerdictArgs) -> crate::engine::Confi
             min_active_s: v.min_active_s,
             nat_hold_s: v.nat_hold_s,
             nat_port_limit: v.nat_port_limit,
+            leak_min_close_wait: v.leak_min_close_wait,
+            leak_min_age_s: v.leak_min_age_s,
         },
         ..crate::engine::Config::default()
     }

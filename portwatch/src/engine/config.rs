@@ -19,6 +19,10 @@ pub struct VerdictConfig {
     /// The gateway's ports per public address and destination: demand at
     /// half of it is "high" (advice `nat_port_demand`).
     pub nat_port_limit: u64,
+    /// `leaks_sockets`: CLOSE_WAIT sockets one process must hold, each for
+    /// at least `leak_min_age_s`.
+    pub leak_min_close_wait: u64,
+    pub leak_min_age_s: u64,
 }
 
 impl Default for VerdictConfig {
@@ -29,6 +33,8 @@ impl Default for VerdictConfig {
             min_active_s: 5,
             nat_hold_s: super::nat::DEFAULT_NAT_HOLD_S,
             nat_port_limit: super::nat::DEFAULT_NAT_PORT_LIMIT,
+            leak_min_close_wait: 10,
+            leak_min_age_s: 10,
         }
     }
 }

@@ -13,16 +13,16 @@ use super::table::Activity;
 use super::window::SecondRing;
 use super::{Engine, TIME_WAIT_S};
 
-/// TCP_LISTEN in include/net/tcp_states.h.
-const TCP_LISTEN: u8 = 10;
-
 /// What the last socket table said about one destination, and what
 /// events have changed since.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct DestTable {
     pub(super) ts_ns: u64,
-    /// ESTABLISHED + SYN_SENT at `ts_ns`.
+    /// Live sockets holding a port at `ts_ns`: ESTABLISHED, SYN_SENT,
+    /// FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING.
     pub(super) open: u64,
+    /// Of those, in CLOSE_WAIT (the peer closed, the owner has not).
+    pub(super) close_wait: u64,
     /// Of those, closed since (connections that started before the table
     /// and closed after it).
     pub(super) closed_open: u64,
@@ -79,14 +79,7 @@ impl Engine {
             n.last_table_ns = Some(t.ts_ns);
             n.last_ns = n.last_ns.max(t.ts_ns);
         }
-        // Sockets whose local port a listener owns were accepted here:
-        // inbound, not ports this host spent connecting out.
-        let listen: FxHashSet<(Option<IpAddr>, u16)> = t
-            .entries
-            .iter()
-            .filter(|e| e.state == SockState::Other(TCP_LISTEN))
-            .map(|e| ((!e.saddr.is_unspecified()).then_some(e.saddr), e.sport))
-            .collect();
+        self.leaks.on_table(ns, t);
         // Only as many destinations as the table can keep: a namespace with
         // 100,000 TIME_WAIT sockets to as many peers must not cost a
         // DestTable each (memory stays bounded; the rest are folded).
@@ -97,10 +90,25 @@ impl Engine {
         let mut fresh: FxHashMap<super::DestKey, DestTable> = FxHashMap::default();
         let mut added = 0;
         let host_table = ns == self.host_netns();
-        for e in &t.entries {
-            if listen.contains(&(None, e.sport)) || listen.contains(&(Some(e.saddr), e.sport)) {
-                continue;
-            }
+        // Another namespace's table may add a row for a local address
+        // when its events already made a row to that destination (e.g.
+        // only failed connects, which have no local address, were seen):
+        // that is how a leaking client's held ports show beside its
+        // EADDRNOTAVAILs.
+        let known: FxHashSet<(IpAddr, u16)> = if host_table {
+            FxHashSet::default()
+        } else {
+            self.destinations
+                .map
+                .keys()
+                .filter(|k| k.0 == ns)
+                .map(|k| (k.2, k.3))
+                .collect()
+        };
+        let mut laddrs = Vec::new();
+        // Sockets whose local port a listener owns were accepted here:
+        // inbound, not ports this host spent connecting out.
+        for e in t.outbound() {
             let key = (ns, e.saddr, e.daddr, e.dport);
             let d = match fresh.get_mut(&key) {
                 Some(d) => d,
@@ -109,10 +117,11 @@ impl Engine {
                         // Another namespace's table corrects the rows its
                         // events made; it adds none (a node's pods hold
                         // far more sockets than anyone reads).
-                        if added >= room || !host_table {
+                        if added >= room || !(host_table || known.contains(&(e.daddr, e.dport))) {
                             continue;
                         }
                         added += 1;
+                        laddrs.push((e.saddr, e.daddr, e.dport));
                     }
                     fresh.entry(key).or_insert_with(|| DestTable {
                         ts_ns: t.ts_ns,
@@ -121,12 +130,17 @@ impl Engine {
                 }
             };
             match e.state {
-                SockState::Established | SockState::SynSent => d.open += 1,
                 SockState::TimeWait => {
                     let expiry_ns = t.ts_ns + u64::from(e.expires_ms) * 1_000_000;
                     d.tw_expiry.add(expiry_ns / NS_PER_S, 1);
                 }
-                SockState::Other(_) => {}
+                s if s.holds_port_open() => {
+                    d.open += 1;
+                    if s.is_close_wait() {
+                        d.close_wait += 1;
+                    }
+                }
+                _ => {}
             }
         }
         // Destinations of this namespace that the table does not mention
@@ -139,6 +153,29 @@ impl Engine {
         }
         for (key, table) in fresh {
             self.destinations.entry(key).table = Some(table);
+        }
+        // Closes applied before this table arrived but after it was read:
+        // what it says does not include them yet.
+        for &(end_ns, start_ns, key, local) in &self.recent_closes {
+            if key.0 != ns || end_ns <= t.ts_ns {
+                continue;
+            }
+            if let Some(tb) = self
+                .destinations
+                .map
+                .get_mut(&key)
+                .and_then(|d| d.table.as_mut())
+            {
+                if start_ns <= tb.ts_ns {
+                    tb.closed_open += 1;
+                }
+                if local {
+                    tb.local_since.add(end_ns / NS_PER_S, 1);
+                }
+            }
+        }
+        for (laddr, daddr, dport) in laddrs {
+            self.note_laddr(ns, laddr, daddr, dport);
         }
     }
 }
@@ -195,6 +232,7 @@ pub(super) fn destination_row(
         }
         None => (0, false),
     };
+    let close_wait = d.table.as_ref().map_or(0, |t| t.close_wait);
     let held = open + stats.time_wait;
     let budget = budget.unwrap_or(0);
     let pressure = if budget > 0 {
@@ -250,6 +288,8 @@ pub(super) fn destination_row(
         closer,
         held_ports: held,
         open_ports: open,
+        close_wait,
+        held_by: None,
         from_socket_table: from_table,
         budget,
         pressure,

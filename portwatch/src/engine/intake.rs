@@ -16,6 +16,11 @@ use super::{Engine, FAILURE_MINUTES, MAX_LADDRS};
 /// Idle keys are checked every this many seconds of input time. A fixed grid
 /// (not "every tick") so the result does not depend on how often ticks come.
 const GC_EVERY_S: u64 = 10;
+/// Outbound closes remembered for late socket tables: a namespace's table
+/// is read on the worker thread and arrives a resync or so after it was
+/// read, never later than this.
+pub(super) const RECENT_CLOSES_S: u64 = 30;
+const MAX_RECENT_CLOSES: usize = 65_536;
 
 impl Engine {
     pub(super) fn advance(&mut self, ts_ns: u64) {
@@ -78,7 +83,9 @@ impl Engine {
         self.note_netns(ns, c.end_ns, svc);
         self.note_laddr(ns, c.saddr, c.daddr, c.dport);
         let last_table = self.last_table_of(ns);
-        let d = self.destinations.entry((ns, c.saddr, c.daddr, c.dport));
+        let key = (ns, c.saddr, c.daddr, c.dport);
+        self.note_recent_close(c.end_ns, c.start_ns, key, c.local_close);
+        let d = self.destinations.entry(key);
         Self::seed_table(d, last_table);
         d.acc.record_close(f);
         if let Some(t) = &mut d.table {
@@ -126,8 +133,22 @@ impl Engine {
         }
     }
 
+    /// Keeps the last [`RECENT_CLOSES_S`] seconds of outbound closes (at
+    /// most [`MAX_RECENT_CLOSES`]).
     #[inline]
-    fn note_laddr(&mut self, ns: u32, laddr: IpAddr, daddr: IpAddr, dport: u16) {
+    fn note_recent_close(&mut self, end_ns: u64, start_ns: u64, key: super::DestKey, local: bool) {
+        let r = &mut self.recent_closes;
+        while r.len() >= MAX_RECENT_CLOSES
+            || r.front()
+                .is_some_and(|f| f.0 + RECENT_CLOSES_S * NS_PER_S < end_ns)
+        {
+            r.pop_front();
+        }
+        r.push_back((end_ns, start_ns, key, local));
+    }
+
+    #[inline]
+    pub(super) fn note_laddr(&mut self, ns: u32, laddr: IpAddr, daddr: IpAddr, dport: u16) {
         let key = (ns, daddr, dport);
         if self.last_laddr.get(&key) == Some(&laddr) {
             return;

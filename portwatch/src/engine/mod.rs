@@ -21,6 +21,7 @@ pub mod hash;
 pub mod hist;
 mod intake;
 mod intern;
+mod leaks;
 pub mod model;
 pub mod namer;
 pub mod nat;
@@ -115,6 +116,14 @@ pub struct Engine {
     /// Interface networks by namespace (the host's own networks, see
     /// [`nat`]); at most `max_keys` namespaces.
     networks: FxHashMap<u32, Vec<(IpAddr, u8)>>,
+    /// Live sockets of the last tables and who holds them (CLOSE_WAIT
+    /// leaks).
+    leaks: leaks::Leaks,
+    /// The last outbound closes (end, start, destination, closed locally),
+    /// for a socket table that arrives after events newer than itself (a
+    /// namespace's is read on another thread): they are counted again on
+    /// top of it, or its TIME_WAIT would miss them.
+    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, bool)>,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {
@@ -156,6 +165,8 @@ impl Engine {
             aged_out: 0,
             namespaces: Namespaces::new(n),
             networks: FxHashMap::default(),
+            leaks: leaks::Leaks::default(),
+            recent_closes: Default::default(),
         }
     }
 
@@ -208,6 +219,7 @@ impl Engine {
                     self.networks.insert(ns, n.nets.clone());
                 }
             }
+            Input::SocketOwners(o) => self.leaks.on_owners(o),
         }
     }
 }

@@ -194,8 +194,16 @@ pub struct DestinationRow {
     /// Ports held to this destination now: ESTABLISHED + SYN_SENT +
     /// TIME_WAIT (socket table when read, adjusted by events since).
     pub held_ports: u64,
-    /// Open (ESTABLISHED + SYN_SENT) part of `held_ports`.
+    /// Open part of `held_ports`: live sockets (ESTABLISHED, SYN_SENT,
+    /// FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING).
     pub open_ports: u64,
+    /// Of `open_ports`, sockets in CLOSE_WAIT at the last socket table:
+    /// the peer closed, the owning process has not.
+    pub close_wait: u64,
+    /// The process holding most of the ports to this destination (in its
+    /// namespace), when it holds at least half of them: a connect that
+    /// fails here for want of a port points at it.
+    pub held_by: Option<Holder>,
     /// Whether a socket table has been read: without it, only connections
     /// closed since start are known and `held_ports` is a lower bound.
     pub from_socket_table: bool,
@@ -225,6 +233,21 @@ pub struct DestinationRow {
     pub pinned: bool,
     #[serde(flatten)]
     pub forecast: Forecast,
+}
+
+/// A process holding ports (found through /proc/PID/fd from the socket
+/// table's inodes).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub comm: String,
+    pub service: ServiceId,
+    /// Live sockets (ports) it holds to the destination.
+    pub ports: u64,
+    /// Of those, in CLOSE_WAIT.
+    pub close_wait: u64,
+    /// It has the `leaks_sockets` verdict.
+    pub leaks_sockets: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -286,6 +309,14 @@ pub struct Verdict {
     pub budget_share: f64,
     pub closed_locally_share: Option<f64>,
     pub connect_errors_total: u64,
+    /// `leaks_sockets` only (`None` for the others): CLOSE_WAIT sockets
+    /// the process holds, the ports (live sockets) it holds, how long its
+    /// oldest CLOSE_WAIT has been seen, and the connects that failed with
+    /// EADDRNOTAVAIL (no free port) to destinations whose ports it holds.
+    pub close_wait: Option<u64>,
+    pub held_ports: Option<u64>,
+    pub held_for_s: Option<f64>,
+    pub failures_caused: Option<u64>,
     pub evidence: String,
     pub fix: String,
 }
@@ -337,9 +368,16 @@ pub struct SystemModel {
     /// TIME_WAIT sockets held: /proc/net/sockstat's count when read, else
     /// the sum over destinations.
     pub time_wait: u64,
-    /// ESTABLISHED + SYN_SENT sockets to all destinations (ports in use
-    /// besides TIME_WAIT).
+    /// Live sockets to all destinations (ports in use besides TIME_WAIT).
     pub open_ports: u64,
+    /// Outbound sockets in CLOSE_WAIT in the latest socket tables, and of
+    /// them those whose owning process is not known.
+    pub close_wait: u64,
+    pub close_wait_unattributed: u64,
+    /// Owner lookups that failed: /proc/PID/fd directories that could not
+    /// be read since start, plus sockets of the latest lookup whose owner
+    /// was not found.
+    pub owner_lookup_failures: u64,
     pub connect_errors: Vec<ErrnoCount>,
     pub connect_errors_total: u64,
     /// Failures by cause, as in [`Stats::connect_errors_by_cause`].

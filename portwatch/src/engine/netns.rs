@@ -330,9 +330,17 @@ pub(crate) fn advice_by_namespace(
     };
     // Without the host's namespace (no host record) nothing tells whose
     // values are whose: one advice list, as before namespaces were known.
+    let pooling = |v: &&Verdict| v.verdict == "lacks_pooling";
     if host.is_none() || namespaces.iter().all(|n| n.host) {
         let all: Vec<&DestinationRow> = dests.iter().collect();
-        let v = verdict::advice(sys, &all, !verdicts.is_empty(), inbound, cfg);
+        let mut v = leak_advice(verdicts.iter());
+        v.extend(verdict::advice(
+            sys,
+            &all,
+            verdicts.iter().any(|v| pooling(&v)),
+            inbound,
+            cfg,
+        ));
         return mark(v, host, false);
     }
     let of = |ns: Option<u32>| -> Vec<&DestinationRow> {
@@ -350,20 +358,23 @@ pub(crate) fn advice_by_namespace(
         conntrack: host.and_then(|h| h.conntrack.clone()),
         ..sys.clone()
     };
-    let any = verdicts
-        .iter()
-        .any(|v| v.netns == host_ns || v.netns.is_none());
-    out.extend(mark(
-        verdict::advice(&host_sys, &host_dests, any, inbound, cfg),
-        host,
-        true,
-    ));
+    let host_verdicts = || {
+        verdicts
+            .iter()
+            .filter(|v| v.netns == host_ns || v.netns.is_none())
+    };
+    let any = host_verdicts().any(|v| pooling(&v));
+    // A leak first: it is why the ports are gone.
+    let mut v = leak_advice(host_verdicts());
+    v.extend(verdict::advice(&host_sys, &host_dests, any, inbound, cfg));
+    out.extend(mark(v, host, true));
     for n in namespaces.iter().filter(|n| !n.host) {
         let ds = of(Some(n.netns));
-        let any = verdicts.iter().any(|v| v.netns == Some(n.netns));
-        if ds.is_empty() && !any {
+        let mine = || verdicts.iter().filter(|v| v.netns == Some(n.netns));
+        if ds.is_empty() && mine().next().is_none() {
             continue;
         }
+        let any = mine().any(|v| pooling(&v));
         let mut v = Vec::new();
         let note = |key, text: String| Advice {
             level: "note",
@@ -400,11 +411,41 @@ pub(crate) fn advice_by_namespace(
             conntrack: n.conntrack.clone(),
             ..SystemModel::default()
         };
+        v.extend(leak_advice(mine()));
         v.extend(verdict::advice(&ns_sys, &ds, any, &[], cfg));
         out.extend(mark(v, Some(n), true));
     }
     out.sort_by_key(|a| level_rank(a.level));
     out
+}
+
+/// One warning per `leaks_sockets` verdict: the header shows the most
+/// important advice, and a leak is why connects fail.
+fn leak_advice<'a>(verdicts: impl Iterator<Item = &'a Verdict>) -> Vec<Advice> {
+    verdicts
+        .filter(|v| v.verdict == "leaks_sockets")
+        .map(|v| Advice {
+            level: "warning",
+            key: "leaks_sockets",
+            text: format!(
+                "{} (pid {}) leaks sockets: {} in CLOSE_WAIT hold {} ports (to {} most); it \
+                 never closes connections the peer closed{}",
+                v.service,
+                v.pids.first().copied().unwrap_or(0),
+                v.close_wait.unwrap_or(0),
+                v.held_ports.unwrap_or(0),
+                crate::render::fmt::addr_port(v.daddr, v.dport),
+                match v.failures_caused {
+                    Some(n) if n > 0 => format!(
+                        "; {n} EADDRNOTAVAIL failure(s) are for want of the ports it holds"
+                    ),
+                    _ => String::new(),
+                }
+            ),
+            netns: None,
+            netns_name: None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -162,6 +162,8 @@ impl Engine {
                 )
             })
             .collect();
+        let mut verdicts = verdicts;
+        self.attribute_holdings(now_ns, &mut destinations, &mut verdicts);
         let namespaces = self.namespace_rows();
         // The header sums every namespace's sockstat.
         let sum = |f: fn(&NetnsRow) -> Option<u64>| {
@@ -205,6 +207,9 @@ impl Engine {
                 .or(self.counters.map(|c| c.tcp_tw))
                 .unwrap_or_else(|| destinations.iter().map(|d| d.stats.time_wait).sum()),
             open_ports: destinations.iter().map(|d| d.open_ports).sum(),
+            close_wait: self.leaks.close_wait().0,
+            close_wait_unattributed: self.leaks.close_wait().1,
+            owner_lookup_failures: self.leaks.failed_total + self.leaks.not_found,
             connect_errors: sys_stats.connect_errors.clone(),
             connect_errors_total: sys_stats.connect_errors_total,
             connect_errors_by_cause: sys_stats.connect_errors_by_cause.clone(),
@@ -270,6 +275,103 @@ impl Engine {
             verdicts,
             namespaces,
             others,
+        }
+    }
+
+    /// Who holds the ports of each destination (from the owner lookups of
+    /// the last socket tables), and the `leaks_sockets` verdicts: a
+    /// destination whose ports are held mostly by one process names it in
+    /// `held_by`, so its failed connects point at the holder.
+    fn attribute_holdings(
+        &self,
+        now_ns: u64,
+        destinations: &mut [DestinationRow],
+        verdicts: &mut Vec<Verdict>,
+    ) {
+        let holdings = self
+            .leaks
+            .holdings(now_ns, self.config.verdict.leak_min_age_s);
+        if holdings.is_empty() {
+            return;
+        }
+        type Key = (u32, IpAddr, u16);
+        let key = |d: &DestinationRow| (d.netns.unwrap_or(0), d.daddr, d.dport);
+        let mut held_to: FxHashMap<Key, u64> = FxHashMap::default();
+        for d in destinations.iter() {
+            *held_to.entry(key(d)).or_default() += d.held_ports;
+        }
+        // Per destination, the holding with most ports to it.
+        let mut best: FxHashMap<Key, (usize, u64, u64)> = FxHashMap::default();
+        for (i, h) in holdings.iter().enumerate() {
+            for &((daddr, dport), (held, cw)) in &h.by_dest {
+                let e = best.entry((h.netns, daddr, dport)).or_insert((i, 0, 0));
+                if held > e.1 {
+                    *e = (i, held, cw);
+                }
+            }
+        }
+        // Named as an event of the same process is.
+        let service = |h: &super::leaks::Holding| {
+            self.service_of(Some(&crate::event::Task {
+                pid: h.owner.pid,
+                tid: h.owner.pid,
+                comm: h.owner.comm,
+                thread: h.owner.comm,
+                cgroup_id: h.owner.cgroup_id,
+            }))
+        };
+        // Failures (all, for want of a port) to what each holding holds.
+        let mut failures = vec![(0u64, 0u64); holdings.len()];
+        for d in destinations.iter_mut() {
+            let k = key(d);
+            let Some(&(i, held, cw)) = best.get(&k) else {
+                continue;
+            };
+            if held == 0 || held * 2 < held_to.get(&k).copied().unwrap_or(0) {
+                continue;
+            }
+            let h = &holdings[i];
+            failures[i].0 += d.stats.connect_errors_total;
+            failures[i].1 += d.stats.port_exhaustion_total;
+            d.held_by = Some(Holder {
+                pid: h.owner.pid,
+                comm: h.owner.comm.to_string(),
+                service: service(h),
+                ports: held,
+                close_wait: cw,
+                leaks_sockets: false,
+            });
+        }
+        let mut leaking = Vec::new();
+        for (i, h) in holdings.iter().enumerate() {
+            let service = service(h);
+            let comm = h.owner.comm.to_string();
+            let netns = (h.netns != 0).then_some(h.netns);
+            let facts = verdict::LeakFacts {
+                service: &service,
+                pid: h.owner.pid,
+                comm: &comm,
+                netns,
+                netns_name: netns.map(|n| self.netns_name(n)),
+                close_wait: h.close_wait,
+                stuck: h.stuck,
+                grew: h.grew,
+                held: h.held,
+                oldest_s: h.oldest_s,
+                dests: &h.by_dest,
+                budget: self.budget_of(h.netns),
+                failures: failures[i],
+            };
+            if let Some(v) = verdict::leaks_sockets(&self.config.verdict, &facts) {
+                leaking.push((h.netns, h.owner.pid));
+                verdicts.push(v);
+            }
+        }
+        for d in destinations.iter_mut() {
+            let ns = d.netns.unwrap_or(0);
+            if let Some(h) = &mut d.held_by {
+                h.leaks_sockets = leaking.contains(&(ns, h.pid));
+            }
         }
     }
 

@@ -109,7 +109,7 @@ pub struct ConntrackPeak {
     pub at_ns: u64,
 }
 
-/// A lacks-pooling verdict over the whole trace.
+/// A verdict (`lacks_pooling`, `leaks_sockets`) over the whole trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictSummary {
     /// As the engine gave it at its peak.
@@ -174,7 +174,7 @@ pub struct Summarizer {
     s: Summary,
     services: BTreeMap<ServiceId, ServiceSummary>,
     destinations: BTreeMap<DestKey, DestinationSummary>,
-    verdicts: BTreeMap<(ServiceId, Option<u32>, IpAddr, u16), VerdictSummary>,
+    verdicts: BTreeMap<(&'static str, ServiceId, Option<u32>, IpAddr, u16), VerdictSummary>,
     minutes: BTreeMap<i64, BTreeMap<i32, u64>>,
 }
 
@@ -271,7 +271,7 @@ impl Summarizer {
             }
         }
         for v in &m.verdicts {
-            let key = (v.service.clone(), v.netns, v.daddr, v.dport);
+            let key = (v.verdict, v.service.clone(), v.netns, v.daddr, v.dport);
             match self.verdicts.get_mut(&key) {
                 None => {
                     self.verdicts.insert(
@@ -290,7 +290,9 @@ impl Summarizer {
                     e.flagged_s += 1;
                     // The peak: most ports held, then the highest rate (a
                     // pair whose peer closes first holds none here).
-                    let higher = (v.time_wait, v.new_per_s) > (e.peak.time_wait, e.peak.new_per_s);
+                    // A leak's peak: most ports held.
+                    let higher = (v.time_wait, v.held_ports, v.new_per_s)
+                        > (e.peak.time_wait, e.peak.held_ports, e.peak.new_per_s);
                     if higher {
                         e.peak = v.clone();
                         e.peak_ns = now;

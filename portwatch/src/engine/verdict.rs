@@ -7,9 +7,12 @@
 //! to that destination; when the peer does, each request still pays a
 //! handshake, and TIME_WAIT piles up on the server instead.
 
+use std::net::IpAddr;
+
 use super::VerdictConfig;
 use super::model::{Advice, CauseCount, DestinationRow, InboundRow, PairRow, SystemModel, Verdict};
 use super::nat::NAT_DEMAND_HIGH;
+use super::service::ServiceId;
 use crate::event::FailCause;
 use crate::input::Sysctls;
 
@@ -121,6 +124,124 @@ pub fn lacks_pooling(
         budget_share,
         closed_locally_share: s.closed_locally_share,
         connect_errors_total: s.connect_errors_total,
+        close_wait: None,
+        held_ports: None,
+        held_for_s: None,
+        failures_caused: None,
+        evidence,
+        fix,
+    })
+}
+
+/// Ports one process holds to one destination: ((remote addr, remote
+/// port), (live sockets, of them in CLOSE_WAIT)).
+pub type HeldTo = ((IpAddr, u16), (u64, u64));
+
+/// What the `leaks_sockets` verdict is decided on: one process's holding
+/// in one namespace (see `engine::leaks`), with its top destination's
+/// budget and the failures to the destinations it holds.
+pub struct LeakFacts<'a> {
+    pub service: &'a ServiceId,
+    pub pid: u32,
+    pub comm: &'a str,
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+    pub close_wait: u64,
+    pub stuck: u64,
+    pub grew: u64,
+    pub held: u64,
+    pub oldest_s: f64,
+    /// (remote addr, port, held, close_wait), most held first.
+    pub dests: &'a [HeldTo],
+    pub budget: Option<u64>,
+    /// Failed connects to the destinations it holds most ports of:
+    /// (all causes, EADDRNOTAVAIL for want of a port).
+    pub failures: (u64, u64),
+}
+
+/// CLOSE_WAIT sockets held by one process: a leak when at least
+/// `leak_min_close_wait` of them have been held for `leak_min_age_s` or
+/// more (a program that reads EOF closes within milliseconds) and they
+/// are growing (more appeared at least that long after the oldest) or
+/// high (at least ten times the minimum, or half the port budget to a
+/// destination). A pool whose idle connections the server closed at once
+/// is neither once it settles.
+pub fn leaks_sockets(cfg: &VerdictConfig, f: &LeakFacts) -> Option<Verdict> {
+    let ((daddr, dport), (top_held, top_cw)) = *f.dests.first()?;
+    let budget = f.budget.filter(|&b| b > 0);
+    let share = budget.map_or(0.0, |b| top_held as f64 / b as f64);
+    let growing = f.grew > 0;
+    let high = f.close_wait >= cfg.leak_min_close_wait.saturating_mul(10) || share >= 0.5;
+    if f.stuck < cfg.leak_min_close_wait.max(1) || !(growing || high) {
+        return None;
+    }
+    let dst = addr_port(daddr, dport);
+    let mut evidence = format!(
+        "{} (pid {}) holds {} socket{} in CLOSE_WAIT: the peer closed them and the process \
+         never called close(). The oldest has been held for at least {:.0} s",
+        f.comm,
+        f.pid,
+        f.close_wait,
+        if f.close_wait == 1 { "" } else { "s" },
+        f.oldest_s
+    );
+    if growing {
+        evidence.push_str(&format!(", and {} more appeared since", f.grew));
+    }
+    evidence.push_str(&format!(
+        ". They hold {} local port{} ({top_cw} in CLOSE_WAIT to {dst}",
+        f.held,
+        if f.held == 1 { "" } else { "s" },
+    ));
+    match budget {
+        Some(b) => evidence.push_str(&format!(
+            ", {} of its {b}-port budget), until the process closes them or exits.",
+            pct(share)
+        )),
+        None => evidence.push_str("), until the process closes them or exits."),
+    }
+    if f.dests.len() > 1 {
+        evidence.push_str(&format!(" {} destinations in all.", f.dests.len()));
+    }
+    let (all, exhausted) = f.failures;
+    if exhausted > 0 {
+        evidence.push_str(&format!(
+            " {exhausted} connect() call{} to there failed with EADDRNOTAVAIL (no free local \
+             port): {} held by this leak.",
+            if exhausted == 1 { "" } else { "s" },
+            if exhausted == 1 {
+                "its port is"
+            } else {
+                "their ports are"
+            }
+        ));
+    }
+    let fix = format!(
+        "Close sockets in {}: when a read returns 0 (the peer closed) or fails, close the \
+         connection; make sure every response body is read to the end and closed, and every \
+         connection goes back to its pool or is closed on error paths. The ports come back \
+         when it closes them; restarting the process frees them at once. Widening the port \
+         range or tcp_tw_reuse does not help: these are not TIME_WAIT.",
+        f.service
+    );
+    Some(Verdict {
+        service: f.service.clone(),
+        pids: vec![f.pid],
+        netns: f.netns,
+        netns_name: f.netns_name.clone(),
+        daddr,
+        dport,
+        verdict: "leaks_sockets",
+        new_per_s: 0.0,
+        lifetime_p50_ms: None,
+        time_wait: 0,
+        budget_share: share,
+        closed_locally_share: None,
+        connect_errors_total: all,
+        close_wait: Some(f.close_wait),
+        held_ports: Some(f.held),
+        held_for_s: Some(f.oldest_s),
+        failures_caused: Some(exhausted),
         evidence,
         fix,
     })
@@ -175,10 +296,23 @@ pub fn advice(
         })
     };
     let worst = dests.iter().map(|d| d.pressure).fold(0.0, f64::max);
-    let tw_pressure = worst >= 0.2
+    // Ports a leak holds are not TIME_WAIT: neither they nor the failures
+    // for want of them call for the TIME_WAIT advice.
+    let leaked = |d: &&&DestinationRow| d.held_by.as_ref().is_some_and(|h| h.leaks_sockets);
+    let worst_tw = dests
+        .iter()
+        .filter(|d| !leaked(d))
+        .map(|d| d.pressure)
+        .fold(0.0, f64::max);
+    let leak_exhaustion: u64 = dests
+        .iter()
+        .filter(|d| leaked(d))
+        .map(|d| d.stats.port_exhaustion_total)
+        .sum();
+    let tw_pressure = worst_tw >= 0.2
         || any_verdict
         || sys.tw_overflow_per_s.is_some_and(|r| r > 0.0)
-        || cause_count(&sys.connect_errors_by_cause, FailCause::PortExhaustion) > 0;
+        || cause_count(&sys.connect_errors_by_cause, FailCause::PortExhaustion) > leak_exhaustion;
 
     if worst >= 0.8 {
         push(

@@ -264,6 +264,7 @@ impl Series {
         let flagged: FxHashSet<(&ServiceId, Option<u32>, IpAddr, u16)> = model
             .verdicts
             .iter()
+            .filter(|v| v.verdict == "lacks_pooling")
             .map(|v| (&v.service, v.netns, v.daddr, v.dport))
             .collect();
         // Flagged pairs first, so that a pair that lacks pooling gets a

@@ -5,6 +5,7 @@
 pub mod cgroup;
 pub mod ifaddrs;
 pub mod netns;
+pub mod owners;
 pub mod procfs;
 pub mod sockdiag;
 

@@ -1,5 +1,6 @@
 //! The live TCP socket table through netlink sock_diag (what `ss -tan`
-//! reads), IPv4 and IPv6: ESTABLISHED, SYN_SENT and TIME_WAIT sockets for
+//! reads), IPv4 and IPv6: every state that holds a local port (ESTABLISHED,
+//! SYN_SENT, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING and TIME_WAIT) for
 //! the held-port counts, LISTEN sockets so accepted connections can be told
 //! from outbound ones.
 //!
@@ -61,9 +62,18 @@ fn dump(socket: &Socket, family: u8, out: &mut Vec<SocketEntry>) -> Result<(), C
             family,
             protocol: IPPROTO_TCP,
             extensions: ExtensionFlags::empty(),
+            // A socket whose peer closed and whose owner never calls
+            // close() sits in CLOSE_WAIT holding its port for as long as
+            // the process lives (issue 11, road 1): every such state is
+            // asked for, not only ESTABLISHED/SYN_SENT/TIME_WAIT.
             states: StateFlags::ESTABLISHED
                 | StateFlags::SYN_SENT
+                | StateFlags::FIN_WAIT1
+                | StateFlags::FIN_WAIT2
                 | StateFlags::TIME_WAIT
+                | StateFlags::CLOSE_WAIT
+                | StateFlags::LAST_ACK
+                | StateFlags::CLOSING
                 | StateFlags::LISTEN,
             socket_id: if family == AF_INET {
                 SocketId::new_v4()

@@ -17,7 +17,7 @@ use crate::engine::hash::FxHashMap;
 use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use crate::input::{
     Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, NetnsInfo,
-    SockState, SocketEntry, SocketTable, Sysctls,
+    SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -64,6 +64,10 @@ const MAX_NETWORKS: usize = 65_536;
 // Conntrack record presence bits.
 const CT_MAX: u8 = 1 << 0;
 const CT_STATS: u8 = 1 << 1;
+/// Skippable (format 1.3): who holds the sockets of the latest socket
+/// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
+/// record's.
+pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
 // Netns record flags.
 const N_SYSCTLS: u8 = 1 << 0;
 const N_COUNTERS: u8 = 1 << 1;
@@ -237,6 +241,13 @@ impl Encoder {
                     body.push(*len);
                 }
                 buf.push(TAG_NETWORKS);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
+            Input::SocketOwners(o) => {
+                let mut body = Vec::new();
+                put_owners(&mut body, o);
+                buf.push(TAG_SOCKET_OWNERS);
                 put_u64(buf, body.len() as u64);
                 buf.extend_from_slice(&body);
             }
@@ -526,6 +537,51 @@ fn put_netns(buf: &mut Vec<u8>, n: &NetnsInfo) {
     }
 }
 
+/// The body of a socket-owners record.
+fn put_owners(buf: &mut Vec<u8>, o: &SocketOwners) {
+    put_u64(buf, o.ts_ns);
+    put_u64(buf, o.owners.len() as u64);
+    for w in &o.owners {
+        put_u64(buf, w.inode.into());
+        put_u64(buf, w.pid.into());
+        put_u64(buf, w.cgroup_id);
+        put_str(buf, w.comm.as_bytes());
+    }
+    put_u64(buf, o.not_found);
+    put_u64(buf, o.failed);
+}
+
+/// The body of a socket-owners record.
+fn read_owners(c: &mut Cursor) -> Result<SocketOwners, Corruption> {
+    let ts_ns = c.u64()?;
+    let n = c.len(MAX_SOCKETS, "socket owners")?;
+    // An owner takes at least 4 bytes.
+    let mut owners = Vec::with_capacity(n.min(c.remaining() / 4));
+    for _ in 0..n {
+        let inode = c.u32("inode")?;
+        let pid = c.u32("pid")?;
+        let cgroup_id = c.u64()?;
+        let len = c.len(16, "comm")?;
+        owners.push(SocketOwner {
+            inode,
+            pid,
+            cgroup_id,
+            comm: read_comm(c, len)?,
+        });
+    }
+    let not_found = c.u64()?;
+    let failed = c.u64()?;
+    if c.remaining() != 0 {
+        return Err(Corruption::OutOfRange("socket owners record length"));
+    }
+    Ok(SocketOwners {
+        ts_ns,
+        owners,
+        not_found,
+        failed,
+    })
+}
+
 /// A comm of `n` bytes (at most 16, checked by the caller), NUL-padded.
 fn read_comm(c: &mut Cursor, n: usize) -> Result<Comm, Corruption> {
     let bytes = c.bytes(n)?;
@@ -806,6 +862,11 @@ impl Decoder {
                 let mut ext = Cursor::new(c.bytes(n)?);
                 self.syn_retrans = ext.u32("syn_retrans")?;
                 return Ok(None);
+            }
+            TAG_SOCKET_OWNERS => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::SocketOwners(read_owners(&mut inner)?)
             }
             TAG_KERNEL_MISSED => {
                 let n = c.len(usize::MAX, "skippable record")?;

@@ -284,7 +284,9 @@ fn draw_services(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
     let mut out = Vec::new();
     for r in &rows {
         let p50 = r.lifetime_p50_ms.map_or("-".to_string(), ms);
-        let badge = if r.lacks_pooling {
+        let badge = if r.leaks_sockets {
+            Cell::from(Span::styled("LEAK", t.alert()))
+        } else if r.lacks_pooling {
             Cell::from(Span::styled("NO POOL", t.alert()))
         } else {
             Cell::from("")

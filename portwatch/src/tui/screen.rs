@@ -178,7 +178,14 @@ fn service_row(m: &Model, s: &ModelService) -> ServiceRow {
         time_wait: s.stats.time_wait,
         lifetime_p50_ms: s.stats.lifetime_p50_ms,
         failures: s.stats.connect_errors_total,
-        lacks_pooling: m.verdicts.iter().any(|v| v.service == s.service),
+        lacks_pooling: m
+            .verdicts
+            .iter()
+            .any(|v| v.service == s.service && v.verdict == "lacks_pooling"),
+        leaks_sockets: m
+            .verdicts
+            .iter()
+            .any(|v| v.service == s.service && v.verdict == "leaks_sockets"),
         processes: m
             .processes
             .iter()
@@ -254,13 +261,24 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
             failures: d.stats.connect_errors_total,
             pressure: d.pressure,
             pinned: d.pinned,
-            top_talker: m
-                .pairs
-                .iter()
-                .filter(|p| p.daddr == d.daddr && p.dport == d.dport && p.netns == d.netns)
-                .max_by_key(|p| p.stats.new_total)
-                .map(|p| p.service.to_string())
-                .unwrap_or_default(),
+            // Who holds its ports, when one process holds most of them
+            // (a leak's failures point at it); else who churns most.
+            top_talker: match &d.held_by {
+                Some(h) => format!(
+                    "{} {} holds {}{}",
+                    h.pid,
+                    h.comm,
+                    h.ports,
+                    if h.leaks_sockets { " LEAK" } else { "" }
+                ),
+                None => m
+                    .pairs
+                    .iter()
+                    .filter(|p| p.daddr == d.daddr && p.dport == d.dport && p.netns == d.netns)
+                    .max_by_key(|p| p.stats.new_total)
+                    .map(|p| p.service.to_string())
+                    .unwrap_or_default(),
+            },
         })
         .collect();
     let mut failures = Vec::new();
@@ -333,6 +351,24 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
     screen
 }
 
+/// The detail pane's verdict line: named by the service (a destination's
+/// pane) or by where it points (a service's pane).
+fn verdict_headline(v: &crate::engine::model::Verdict, by_service: bool) -> String {
+    let what = match v.verdict {
+        "leaks_sockets" => format!(
+            "leaks sockets: pid {} holds {} in CLOSE_WAIT",
+            v.pids.first().copied().unwrap_or(0),
+            v.close_wait.unwrap_or(0)
+        ),
+        _ => "lacks connection pooling".to_string(),
+    };
+    if by_service {
+        format!("{} {what}", v.service)
+    } else {
+        format!("{what} → {}", dest(v.daddr, v.dport))
+    }
+}
+
 fn hist(s: &Stats) -> Vec<(String, u64)> {
     s.lifetime_buckets
         .iter()
@@ -396,7 +432,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                 .iter()
                 .find(|v| v.service == s.service)
                 .map(|v| VerdictText {
-                    headline: format!("lacks connection pooling → {}", dest(v.daddr, v.dport)),
+                    headline: verdict_headline(v, false),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
                 });
@@ -423,7 +459,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                 .iter()
                 .find(|v| v.daddr == d.daddr && v.dport == d.dport && v.netns == d.netns)
                 .map(|v| VerdictText {
-                    headline: format!("{} lacks connection pooling", v.service),
+                    headline: verdict_headline(v, true),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
                 });

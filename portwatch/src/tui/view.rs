@@ -111,6 +111,8 @@ pub struct ServiceRow {
     pub lifetime_p50_ms: Option<f64>,
     pub failures: u64,
     pub lacks_pooling: bool,
+    /// A process of it has the `leaks_sockets` verdict (badge LEAK).
+    pub leaks_sockets: bool,
     pub processes: Vec<ProcessRow>,
     /// The namespace its tasks live in, when one (None: unknown, or
     /// several: see `netns_name`).

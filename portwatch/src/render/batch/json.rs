@@ -50,6 +50,9 @@ pub struct SystemJson<'a> {
     pub syn_retransmits: u64,
     pub conntrack: Option<&'a ConntrackRow>,
     pub lost_events: u64,
+    pub close_wait: u64,
+    pub close_wait_unattributed: u64,
+    pub owner_lookup_failures: u64,
     pub advice: &'a [Advice],
 }
 
@@ -75,6 +78,10 @@ pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
         budget_share: v.budget_share,
         closed_locally_share: v.closed_locally_share,
         connect_errors: v.connect_errors_total,
+        close_wait: v.close_wait,
+        held_ports: v.held_ports,
+        held_for_s: v.held_for_s,
+        failures_caused: v.failures_caused,
         evidence: &v.evidence,
         fix: &v.fix,
     }
@@ -132,6 +139,10 @@ pub struct VerdictJson<'a> {
     pub budget_share: f64,
     pub closed_locally_share: Option<f64>,
     pub connect_errors: u64,
+    pub close_wait: Option<u64>,
+    pub held_ports: Option<u64>,
+    pub held_for_s: Option<f64>,
+    pub failures_caused: Option<u64>,
     pub evidence: &'a str,
     pub fix: &'a str,
 }
@@ -164,6 +175,9 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             syn_retransmits: sys.syn_retransmits,
             conntrack: sys.conntrack.as_ref(),
             lost_events: sys.lost_events,
+            close_wait: sys.close_wait,
+            close_wait_unattributed: sys.close_wait_unattributed,
+            owner_lookup_failures: sys.owner_lookup_failures,
             advice: &sys.advice,
         },
         services: model

@@ -84,6 +84,14 @@ pub fn write_text(out: &mut impl Write, model: &Model, rows: usize) -> io::Resul
             v.time_wait,
             v.budget_share * 100.0
         )?;
+        if let (Some(cw), Some(held)) = (v.close_wait, v.held_ports) {
+            writeln!(
+                out,
+                "    CLOSE_WAIT {cw}  held {held}  for {:.0} s  EADDRNOTAVAIL caused {}",
+                v.held_for_s.unwrap_or(0.0),
+                v.failures_caused.unwrap_or(0)
+            )?;
+        }
         writeln!(out, "    evidence: {}", v.evidence)?;
         writeln!(out, "    fix: {}", v.fix)?;
     }

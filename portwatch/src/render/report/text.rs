@@ -83,7 +83,10 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
     writeln!(out)?;
     writeln!(out, "VERDICTS ({})", r.verdicts.len())?;
     if r.verdicts.is_empty() {
-        writeln!(out, "  none: no service -> destination pair lacked pooling")?;
+        writeln!(
+            out,
+            "  none: no service -> destination pair lacked pooling, no process leaked sockets"
+        )?;
     }
     for v in &r.verdicts {
         let p = &v.peak;
@@ -96,19 +99,33 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
             p.dport,
             pids(&p.pids)
         )?;
-        writeln!(
-            out,
-            "    flagged {} s, {} .. {}; at its peak ({}): {:.1} new/s, p50 {} ms, \
-             TIME_WAIT {} ({:.1}% of budget)",
-            v.flagged_s,
-            r.hms(v.first_ns),
-            r.hms(v.last_ns),
-            r.hms(v.peak_ns),
-            p.new_per_s,
-            opt_ms(p.lifetime_p50_ms),
-            p.time_wait,
-            p.budget_share * 100.0
-        )?;
+        if let (Some(cw), Some(held)) = (p.close_wait, p.held_ports) {
+            writeln!(
+                out,
+                "    flagged {} s, {} .. {}; at its peak ({}): {cw} CLOSE_WAIT, {held} ports \
+                 held ({:.1}% of budget), {} EADDRNOTAVAIL for want of them",
+                v.flagged_s,
+                r.hms(v.first_ns),
+                r.hms(v.last_ns),
+                r.hms(v.peak_ns),
+                p.budget_share * 100.0,
+                p.failures_caused.unwrap_or(0)
+            )?;
+        } else {
+            writeln!(
+                out,
+                "    flagged {} s, {} .. {}; at its peak ({}): {:.1} new/s, p50 {} ms, \
+                 TIME_WAIT {} ({:.1}% of budget)",
+                v.flagged_s,
+                r.hms(v.first_ns),
+                r.hms(v.last_ns),
+                r.hms(v.peak_ns),
+                p.new_per_s,
+                opt_ms(p.lifetime_p50_ms),
+                p.time_wait,
+                p.budget_share * 100.0
+            )?;
+        }
         writeln!(out, "    evidence: {}", clean(&p.evidence))?;
         writeln!(out, "    fix: {}", clean(&p.fix))?;
     }

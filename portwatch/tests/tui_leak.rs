@@ -1,0 +1,113 @@
+//! A CLOSE_WAIT leak as `top` draws it, from the engine's model (engine →
+//! screen → draw): the LEAK badge, the holder in the Destinations view,
+//! the verdict in the detail pane, and the advice.
+
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use portwatch::engine::{Config, Engine, Model};
+use portwatch::event::Comm;
+use portwatch::input::{Input, SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable};
+use portwatch::tui::app::{App, View};
+use portwatch::tui::draw::draw;
+use portwatch::tui::screen::build;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+mod engine_support;
+use engine_support::*;
+
+const NS: u32 = 4026531840;
+
+fn render(app: &App, m: &Model, w: u16, h: u16) -> String {
+    let screen = build(m, app, None);
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| draw(f, app, &screen)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        let mut line = String::new();
+        for x in 0..w {
+            line.push_str(buf[(x, y)].symbol());
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A client (pid 42) holding the ten ports of 40000-40009 in CLOSE_WAIT
+/// for 12 s, after four of its connects failed for want of a port.
+fn leaking() -> Model {
+    let mut e = Engine::new(Config::default());
+    e.apply(&host(40000, 40009));
+    e.apply(&cgroup(5, "/"));
+    let t = task(42, "leaky", 5);
+    for i in 0..4 {
+        e.apply(&connect_error(t, "127.0.0.1:7000", S + i * MS, 99));
+    }
+    let entries: Vec<SocketEntry> = (0..10u16)
+        .map(|i| SocketEntry {
+            state: SockState::Other(8),
+            saddr: "127.0.0.1".parse().unwrap(),
+            sport: 40000 + i,
+            daddr: "127.0.0.1".parse().unwrap(),
+            dport: 7000,
+            expires_ms: 0,
+            uid: 0,
+            inode: 100 + u32::from(i),
+        })
+        .collect();
+    for s in 2..=14 {
+        e.apply(&Input::Sockets(SocketTable {
+            ts_ns: s * S,
+            netns: NS,
+            entries: entries.clone(),
+        }));
+        if s == 2 {
+            e.apply(&Input::SocketOwners(SocketOwners {
+                ts_ns: 2 * S + MS,
+                owners: entries
+                    .iter()
+                    .map(|x| SocketOwner {
+                        inode: x.inode,
+                        pid: 42,
+                        comm: Comm::new("leaky"),
+                        cgroup_id: 5,
+                    })
+                    .collect(),
+                not_found: 0,
+                failed: 0,
+            }));
+        }
+    }
+    e.apply(&tick(14 * S));
+    e.model(14 * S)
+}
+
+fn app(view: View) -> App {
+    App::new(view, Duration::from_secs(1), String::new(), true)
+}
+
+#[test]
+fn a_leak_is_badged_in_services_and_its_holder_named_in_destinations() {
+    let m = leaking();
+    insta::assert_snapshot!(render(&app(View::Services), &m, 80, 24));
+    insta::assert_snapshot!(render(&app(View::Destinations), &m, 100, 24));
+}
+
+#[test]
+fn a_leak_detail_pane_gives_its_evidence_and_fix() {
+    let m = leaking();
+    let mut a = app(View::Services);
+    a.on_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE), 3);
+    insta::assert_snapshot!(render(&a, &m, 100, 34));
+}
+
+#[test]
+fn a_leak_heads_the_advice() {
+    let m = leaking();
+    let mut a = app(View::Services);
+    a.on_key(KeyEvent::new(KeyCode::Char('a'), KeyModifiers::NONE), 3);
+    insta::assert_snapshot!(render(&a, &m, 100, 30));
+}
