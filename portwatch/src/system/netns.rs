@@ -80,23 +80,25 @@ fn read_inside(netns: u32, ts_ns: u64) -> Reading {
     let sysctls = procfs::read_sysctls(Path::new("/proc/sys/net/ipv4"))
         .map_err(|e| errors.push(e.to_string()))
         .ok();
-    let counters = read_to_string("/proc/thread-self/net/sockstat")
+    let mut counters = read_to_string("/proc/thread-self/net/sockstat")
         .and_then(|s| {
             let n = read_to_string("/proc/thread-self/net/netstat")?;
             procfs::counters_from(&s, &n, ts_ns)
-        })
-        .map(|mut c| {
-            c.conntrack = procfs::read_conntrack(
-                Path::new("/proc/sys/net/netfilter"),
-                "/proc/thread-self/net",
-            );
-            c
         })
         .map_err(|e| errors.push(e.to_string()))
         .ok();
     let sockets = sockdiag::read_socket_table(ts_ns, netns)
         .map_err(|e| errors.push(format!("socket table: {e}")))
         .ok();
+    // Read after the socket table: the table is stamped with `ts_ns`, and
+    // closes after that are counted again on top of it, so nothing may
+    // widen the gap between the stamp and the dump.
+    if let Some(c) = counters.as_mut() {
+        c.conntrack = procfs::read_conntrack(
+            Path::new("/proc/sys/net/netfilter"),
+            "/proc/thread-self/net",
+        );
+    }
     let networks = super::ifaddrs::read_networks()
         .map(|nets| LocalNetworks { ts_ns, netns, nets })
         .map_err(|e| errors.push(format!("interface addresses: {e}")))
