@@ -242,15 +242,6 @@ impl LiveSource {
 
     fn read_sockets(&mut self, now: u64, out: &mut Vec<Input>) {
         self.last_sockets_ns = now;
-        // The interface networks change rarely; read with the table.
-        match crate::system::ifaddrs::read_networks() {
-            Ok(nets) => out.push(Input::Networks(LocalNetworks {
-                ts_ns: now,
-                netns: self.netns,
-                nets,
-            })),
-            Err(e) => log::debug!("interface networks not read: {e}"),
-        }
         match sockdiag::read_socket_table(now, self.netns) {
             Ok(t) => {
                 self.note_owner_wanted(&t);
@@ -263,6 +254,17 @@ impl LiveSource {
                     self.warnings.push(w);
                 }
             }
+        }
+        // The interface networks change rarely; read with the table, after
+        // it: the table is stamped `now`, and closes after that are counted
+        // again on top of it, so nothing may come between the two.
+        match crate::system::ifaddrs::read_networks() {
+            Ok(nets) => out.push(Input::Networks(LocalNetworks {
+                ts_ns: now,
+                netns: self.netns,
+                nets,
+            })),
+            Err(e) => log::debug!("interface networks not read: {e}"),
         }
     }
 
