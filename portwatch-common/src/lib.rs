@@ -12,7 +12,8 @@ pub const EVENTS_MAP: &str = "EVENTS";
 pub const STATS_MAP: &str = "STATS";
 /// Name of the hash of sockets being followed (key: socket address).
 pub const SOCKS_MAP: &str = "SOCKS";
-/// Name of the hash of in-flight `connect()` calls (key: thread id).
+/// Name of the array of in-flight `connect()` calls (slot: thread id modulo
+/// `CONNECTS_SLOTS`).
 pub const CONNECTS_MAP: &str = "CONNECTS";
 
 /// Ring buffer size in bytes. Userspace drains it every 10 ms; at 30,000
@@ -26,8 +27,10 @@ pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
 /// passes through CLOSE before it is freed, so entries do not leak; when
 /// the map is full the new socket is not followed and that is counted.
 pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
-/// Threads inside `connect()` at once.
-pub const CONNECTS_MAX_ENTRIES: u32 = 16_384;
+/// Slots of the array of threads inside `connect()` (indexed by
+/// `tid % CONNECTS_SLOTS`, 24 bytes each: 1.5 MiB). A power of two.
+pub const CONNECTS_SLOTS: u32 = 65_536;
+const _: () = assert!(CONNECTS_SLOTS.is_power_of_two());
 /// When this many bytes are waiting in the ring buffer the producer wakes the
 /// reader instead of leaving the data for the next timed drain.
 pub const WAKEUP_THRESHOLD_BYTES: u64 = (EVENTS_RING_BYTES as u64) / 8;
@@ -43,7 +46,8 @@ pub const STAT_RINGBUF_LOST: u32 = 0;
 /// `STATS` index: a socket could not be followed because `SOCKS` was full;
 /// that connection will never be reported.
 pub const STAT_SOCK_EVICTED: u32 = 1;
-/// `STATS` index: `CONNECTS` was full; a connect() could not be followed.
+/// `STATS` index: a connect() lost its `CONNECTS` slot to another thread's
+/// (their tids are equal modulo `CONNECTS_SLOTS`) and may go unreported.
 pub const STAT_CONNECT_MAP_FULL: u32 = 2;
 /// `STATS` index: a socket closed that was never seen opening (it predates
 /// portwatch, or was evicted). Not an error; shown for completeness.

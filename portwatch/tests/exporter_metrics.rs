@@ -457,3 +457,65 @@ fn one_service_in_two_namespaces_has_a_series_per_namespace() {
         .collect();
     assert_eq!(pressure.len(), 2, "{pressure:?}");
 }
+
+#[test]
+fn a_leaking_service_has_its_close_wait_sockets_and_no_lacks_pooling() {
+    use portwatch::event::Comm;
+    use portwatch::input::{SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable};
+    let mut e = Engine::new(Config::default());
+    let mut s = Series::new(Limits::default());
+    let entries: Vec<SocketEntry> = (0..12u16)
+        .map(|i| SocketEntry {
+            state: SockState::Other(8),
+            saddr: "10.0.0.2".parse().unwrap(),
+            sport: 40000 + i,
+            daddr: "10.0.3.7".parse().unwrap(),
+            dport: 5432,
+            expires_ms: 0,
+            uid: 0,
+            inode: 500 + u32::from(i),
+        })
+        .collect();
+    let mut inputs = vec![
+        host(40000, 40019),
+        cgroup(3, "/system.slice/orders-api.service"),
+    ];
+    for t in 1..=20 {
+        inputs.push(Input::Sockets(SocketTable {
+            ts_ns: t * S,
+            netns: 4026531840,
+            entries: entries.clone(),
+        }));
+    }
+    inputs.push(Input::SocketOwners(SocketOwners {
+        ts_ns: S + MS,
+        owners: entries
+            .iter()
+            .map(|x| SocketOwner {
+                inode: x.inode,
+                pid: 77,
+                comm: Comm::new("orders-api"),
+                cgroup_id: 3,
+            })
+            .collect(),
+        not_found: 0,
+        failed: 0,
+    }));
+    run(&mut e, &mut s, inputs, 20);
+    let all = samples(&s, &e);
+    let leaked: Vec<(&String, &f64)> = all
+        .iter()
+        .filter(|(k, _)| k.starts_with("portwatch_leaked_sockets{"))
+        .collect();
+    assert_eq!(
+        leaked,
+        [(
+            &"portwatch_leaked_sockets{service=orders-api.service,service_kind=systemd,daddr=10.0.3.7,dport=5432,netns_name=host}".to_string(),
+            &12.0
+        )]
+    );
+    assert!(
+        !all.iter()
+            .any(|(k, v)| k.starts_with("portwatch_lacks_pooling{") && *v == 1.0)
+    );
+}

@@ -9,7 +9,8 @@
 //! connections and keeps every socket open after the server's FIN (10
 //! succeed, 4 fail for want of a port). portwatch sees no close event for
 //! the leaked sockets: only the socket table (every state that holds a
-//! port) and the owner lookup (/proc/PID/fd) can tell.
+//! port) and the owner lookup (/proc/PID/fd) can tell. `trace --json`
+//! shows the client's four failures, and no close.
 
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
@@ -20,7 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::{Netns, Tracer, kernel_tests_enabled};
+use common::{Netns, Tracer, assert_no_loss, kernel_tests_enabled, of};
 
 const ATTEMPTS: usize = 14;
 const RANGE: u64 = 10;
@@ -97,6 +98,7 @@ fn a_close_wait_leak_is_named_with_its_held_ports_and_its_failures() {
         "--netns",
         &netns.to_string(),
     ]);
+    let mut trace = Tracer::start(&["trace", "--json", "--netns", &netns.to_string()]);
     let port = server.port();
     let mut client = ns.run(move || leaking_client(port));
     let pid = client.id();
@@ -119,6 +121,35 @@ fn a_close_wait_leak_is_named_with_its_held_ports_and_its_failures() {
         (ok, failed),
         (RANGE as usize, ATTEMPTS - RANGE as usize),
         "{lines:?}"
+    );
+
+    // trace: the four failures, the client's, for want of a port; no close
+    // (the leaked sockets never close).
+    let failures_of = |seen: &[Value]| -> Vec<Value> {
+        of(seen, "connect_error", netns)
+            .filter(|v| v["dport"] == port)
+            .cloned()
+            .collect()
+    };
+    trace.wait_for(Duration::from_secs(10), |seen| {
+        failures_of(seen).len() >= ATTEMPTS - RANGE as usize
+    });
+    let (trace_ok, trace_err, seen) = trace.stop();
+    assert!(trace_ok, "trace failed: {trace_err:?}");
+    assert_no_loss(&trace_err);
+    let f = failures_of(&seen);
+    assert_eq!(f.len(), ATTEMPTS - RANGE as usize, "{f:#?}");
+    for v in &f {
+        assert_eq!(v["pid"], pid, "{v}");
+        assert_eq!(v["errno"], "EADDRNOTAVAIL", "{v}");
+        assert_eq!(v["cause"], "port_exhaustion", "{v}");
+    }
+    assert_eq!(
+        of(&seen, "close", netns)
+            .filter(|v| v["direction"] == "out")
+            .count(),
+        0,
+        "a leaked socket never closes"
     );
 
     // The verdict needs the sockets held for 10 s (its minimum age).

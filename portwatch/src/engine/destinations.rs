@@ -211,12 +211,39 @@ pub fn port_budget(s: &crate::input::Sysctls) -> u64 {
     size - reserved
 }
 
+/// When `tcp_tw_reuse` lets connect() take over a TIME_WAIT port to
+/// `daddr` in a namespace with these sysctls: the reuse delay in ms, else
+/// `None`. It needs TCP timestamps on both ends: on loopback both ends are
+/// this namespace (tw_reuse 1 or 2); to another host (tw_reuse 1) the
+/// peer's are unknown, so it counts only while `recycling` (TWRecycled
+/// rising in the namespace) shows it working.
+pub(super) fn tw_reuse_delay_ms(
+    s: Option<&crate::input::Sysctls>,
+    daddr: IpAddr,
+    recycling: bool,
+) -> Option<u64> {
+    let s = s?;
+    if s.tcp_timestamps == Some(0) {
+        return None;
+    }
+    let applies = match s.tcp_tw_reuse {
+        Some(1) => daddr.is_loopback() || recycling,
+        Some(2) => daddr.is_loopback(),
+        _ => false,
+    };
+    // The kernel's default delay (tcp_tw_reuse_delay, Linux 6.6+) is 1 s,
+    // and the older kernels' fixed one.
+    applies.then(|| s.tcp_tw_reuse_delay_ms.unwrap_or(1000).max(1) as u64)
+}
+
 pub(super) fn destination_row(
     daddr: IpAddr,
     dport: u16,
     d: &DestAcc,
     now: &Now,
     budget: Option<u64>,
+    reuse_delay_ms: Option<u64>,
+    max_tw_buckets: Option<u64>,
 ) -> DestinationRow {
     let mut stats = d.acc.stats(now);
     let (open, from_table) = match &d.table {
@@ -233,22 +260,47 @@ pub(super) fn destination_row(
         None => (0, false),
     };
     let close_wait = d.table.as_ref().map_or(0, |t| t.close_wait);
-    let held = open + stats.time_wait;
     let budget = budget.unwrap_or(0);
+    // A destination cannot hold more TIME_WAIT than its ports: counts from
+    // closes overshoot when tcp_tw_reuse recycles ports or
+    // tcp_max_tw_buckets drops TIME_WAIT sockets early.
+    // tcp_max_tw_buckets bounds the namespace's TIME_WAIT sockets (past
+    // it the kernel closes without one and counts TCPTimeWaitOverflow).
+    let room = match (budget > 0, max_tw_buckets) {
+        (true, m) => Some(budget.saturating_sub(open).min(m.unwrap_or(u64::MAX))),
+        (false, m) => m,
+    };
+    if let Some(room) = room {
+        stats.time_wait = stats.time_wait.min(room);
+        stats.tw_expiring_10s = stats.tw_expiring_10s.min(stats.time_wait);
+        stats.tw_expiring_30s = stats.tw_expiring_30s.min(stats.time_wait);
+        stats.tw_expiring_60s = stats.tw_expiring_60s.min(stats.time_wait);
+    }
+    let held = open + stats.time_wait;
+    // TIME_WAIT ports a connect can take over (tcp_tw_reuse): those older
+    // than the reuse delay. They are held, but they do not run the
+    // destination out of ports.
+    let reuse_s = reuse_delay_ms.map(|ms| ms.div_ceil(1000));
+    let reusable = reuse_s.map_or(0, |s| {
+        let young = d.acc.local_close.sum(now.sec.saturating_sub(s), now.sec);
+        stats.time_wait.saturating_sub(young)
+    });
+    let blocking = held - reusable;
     let pressure = if budget > 0 {
-        held as f64 / budget as f64
+        blocking as f64 / budget as f64
     } else {
         0.0
     };
     let r = stats.local_close_per_s_10s;
-    let steady = r * TIME_WAIT_S as f64;
+    let tw_hold_s = reuse_s.unwrap_or(TIME_WAIT_S);
+    let steady = r * tw_hold_s as f64;
     let exceeds = budget > 0 && steady + open as f64 > budget as f64;
     // Held ports grow at r and shrink as current TIME_WAIT expires (spread
     // over the next minute); when that net growth is positive the free
     // ports last (budget - held) / growth seconds. Rough by design.
     let exhaustion_in_s = exceeds.then(|| {
         let growth = r - stats.tw_expiring_60s as f64 / TIME_WAIT_S as f64;
-        let free = budget.saturating_sub(held) as f64;
+        let free = budget.saturating_sub(blocking) as f64;
         if free == 0.0 {
             0.0
         } else if growth > 0.0 {
@@ -288,6 +340,7 @@ pub(super) fn destination_row(
         closer,
         held_ports: held,
         open_ports: open,
+        time_wait_reusable: reusable,
         close_wait,
         held_by: None,
         from_socket_table: from_table,

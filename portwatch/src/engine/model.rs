@@ -197,6 +197,10 @@ pub struct DestinationRow {
     /// Open part of `held_ports`: live sockets (ESTABLISHED, SYN_SENT,
     /// FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING).
     pub open_ports: u64,
+    /// Of its TIME_WAIT, the sockets a connect can take over because
+    /// tcp_tw_reuse applies to this destination (older than the reuse
+    /// delay): held, but not counted in `pressure` nor the forecast.
+    pub time_wait_reusable: u64,
     /// Of `open_ports`, sockets in CLOSE_WAIT at the last socket table:
     /// the peer closed, the owning process has not.
     pub close_wait: u64,
@@ -211,7 +215,8 @@ pub struct DestinationRow {
     /// its namespace's sysctls; 0 when they are unknown (`null` in JSON).
     #[serde(serialize_with = "zero_as_null")]
     pub budget: u64,
-    /// held_ports / budget.
+    /// (held_ports - time_wait_reusable) / budget: the share of the ports
+    /// a connect cannot take.
     pub pressure: f64,
     /// Outside the host's own networks (see `engine::nat`): it may sit
     /// behind a NAT gateway. `None` when its namespace's networks are
@@ -253,7 +258,7 @@ pub struct Holder {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Forecast {
     /// TIME_WAIT sockets held in steady state at the current local-close
-    /// rate r: r × 60.
+    /// rate r: r × 60, or r × the reuse delay where tcp_tw_reuse applies.
     #[serde(rename = "forecast_time_wait")]
     pub steady_time_wait: f64,
     /// steady_time_wait + open ports exceeds the budget.

@@ -81,7 +81,17 @@ impl Engine {
             .map
             .iter()
             .map(|(&(ns, laddr, daddr, dport), d)| {
-                let mut row = destination_row(daddr, dport, d, &now, self.budget_of(ns));
+                let reuse = super::destinations::tw_reuse_delay_ms(
+                    self.sysctls_of(ns),
+                    daddr,
+                    self.recycling(ns),
+                );
+                let max_tw = self
+                    .sysctls_of(ns)
+                    .and_then(|s| s.tcp_max_tw_buckets)
+                    .and_then(|m| u64::try_from(m).ok());
+                let mut row =
+                    destination_row(daddr, dport, d, &now, self.budget_of(ns), reuse, max_tw);
                 self.judge_nat(&mut row, ns);
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
@@ -116,6 +126,8 @@ impl Engine {
             |r| &r.stats,
             |r| (r.service.clone(), r.daddr, r.dport, r.netns),
         );
+
+        cap_time_wait(&destinations, &mut pairs, &mut services, &mut processes);
 
         let mut inbound: Vec<InboundRow> = self
             .inbound
@@ -394,6 +406,18 @@ impl Engine {
         }
     }
 
+    /// TWRecycled rose between the namespace's last two readings.
+    fn recycling(&self, ns: u32) -> bool {
+        let rate = if ns == self.host_netns() {
+            self.counter_rate(|c| c.tw_recycled)
+        } else {
+            self.namespaces
+                .get(ns)
+                .and_then(|n| netns::counter_rate(n.prev_counters, n.counters, |c| c.tw_recycled))
+        };
+        rate.is_some_and(|r| r > 0.0)
+    }
+
     fn budget_of(&self, ns: u32) -> Option<u64> {
         self.sysctls_of(ns).map(port_budget)
     }
@@ -508,6 +532,50 @@ fn worst_conntrack(rows: &[NetnsRow]) -> Option<netns::ConntrackRow> {
             _ => Some(c),
         })
         .cloned()
+}
+
+/// A pair, service or process cannot hold more TIME_WAIT than the
+/// destinations it connects to do (capped by their ports, corrected by the
+/// socket table): counts from closes overshoot when tcp_tw_reuse recycles
+/// ports or tcp_max_tw_buckets drops TIME_WAIT sockets.
+fn cap_time_wait(
+    dests: &[DestinationRow],
+    pairs: &mut [PairRow],
+    services: &mut [ServiceRow],
+    processes: &mut [ProcessRow],
+) {
+    let mut dest_tw: FxHashMap<(Option<u32>, IpAddr, u16), u64> = FxHashMap::default();
+    for d in dests {
+        *dest_tw.entry((d.netns, d.daddr, d.dport)).or_default() += d.stats.time_wait;
+    }
+    let cap = |s: &mut Stats, max: u64| {
+        s.time_wait = s.time_wait.min(max);
+        s.tw_expiring_10s = s.tw_expiring_10s.min(s.time_wait);
+        s.tw_expiring_30s = s.tw_expiring_30s.min(s.time_wait);
+        s.tw_expiring_60s = s.tw_expiring_60s.min(s.time_wait);
+    };
+    let mut svc_tw: FxHashMap<ServiceId, u64> = FxHashMap::default();
+    for p in pairs.iter_mut() {
+        let k = (p.netns, p.daddr, p.dport);
+        if let Some(&max) = dest_tw.get(&k) {
+            cap(&mut p.stats, max);
+        }
+        *svc_tw.entry(p.service.clone()).or_default() += p.stats.time_wait;
+    }
+    for s in services.iter_mut() {
+        if let Some(&max) = svc_tw.get(&s.service) {
+            cap(&mut s.stats, max);
+        }
+    }
+    let svc_capped: FxHashMap<&ServiceId, u64> = services
+        .iter()
+        .map(|s| (&s.service, s.stats.time_wait))
+        .collect();
+    for p in processes.iter_mut() {
+        if let Some(&max) = svc_capped.get(&p.service) {
+            cap(&mut p.stats, max);
+        }
+    }
 }
 
 /// Busiest first (10 s rate, then total), ties broken by key so the order

@@ -192,6 +192,34 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         )
     }));
 
+    // Per leaking service: from the model's verdicts (a few at most), the
+    // CLOSE_WAIT sockets its processes hold, by where they hold most.
+    let f = b.family(
+        "portwatch_leaked_sockets",
+        None,
+        Gauge,
+        "CLOSE_WAIT sockets held by processes of this service with the leaks_sockets verdict (the peer closed, the process never did), by the destination they hold most ports to.",
+    );
+    let range = model.system.port_range;
+    let mut leaks: std::collections::BTreeMap<(ServiceLabels, DestLabels), u64> =
+        Default::default();
+    for v in model
+        .verdicts
+        .iter()
+        .filter(|v| v.verdict == "leaks_sockets")
+    {
+        let key = (
+            ServiceLabels::of(&v.service),
+            DestLabels::of(v.daddr, v.dport, range, v.netns_name.as_deref()),
+        );
+        *leaks.entry(key).or_default() += v.close_wait.unwrap_or(0);
+    }
+    f.extend(
+        leaks
+            .iter()
+            .map(|((s, d), n)| sample(pair_labels(s, d), Value::Gauge(*n as f64))),
+    );
+
     // Per service.
     let f = b.family(
         "portwatch_connection_lifetime",
@@ -227,7 +255,7 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "portwatch_ports_held",
         None,
         Gauge,
-        "Local ports held to this destination now from this network namespace (ESTABLISHED + SYN_SENT + TIME_WAIT).",
+        "Local ports held to this destination now from this network namespace (every live state: ESTABLISHED, SYN_SENT, FIN_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING; and TIME_WAIT).",
     );
     f.extend(
         series

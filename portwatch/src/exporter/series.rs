@@ -60,7 +60,7 @@ pub struct ServiceLabels {
 }
 
 impl ServiceLabels {
-    fn of(id: &ServiceId) -> Self {
+    pub(crate) fn of(id: &ServiceId) -> Self {
         ServiceLabels {
             service: id.name.clone(),
             service_kind: id.kind.as_str().to_string(),
