@@ -114,6 +114,8 @@ pub struct ExporterArgs {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub resync: f64,
     #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    #[command(flatten)]
     pub verdict: VerdictArgs,
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -170,6 +172,8 @@ pub struct RecordArgs {
     /// Only these events are written (host context, counters and losses always are).
     #[command(flatten)]
     pub filter: FilterArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -187,6 +191,15 @@ pub enum ExportFormat {
     Jsonl,
     /// Comma-separated values with a header row, the same fields.
     Csv,
+}
+
+/// Where the container runtimes keep their state (pod and container names).
+#[derive(Args, Debug, Clone)]
+pub struct RuntimeArgs {
+    /// Root under which run/containerd, run/containers, var/lib/docker and var/log/pods
+    /// are read for pod and container names (for tests and unusual installs).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub runtime_root: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -207,6 +220,8 @@ pub struct TopArgs {
     /// Seconds between re-reads of the socket table (corrects drift).
     #[arg(long = "resync", value_name = "SECS", default_value_t = 5.0)]
     pub resync_s: f64,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub verdict: VerdictArgs,
     /// Only these events count in the view (the recording keeps all).

@@ -41,6 +41,9 @@ pub enum Input {
     /// counts as this host's own network when judging whether a
     /// destination sits behind a NAT gateway.
     Networks(LocalNetworks),
+    /// The names the container runtime keeps for a container or pod id a
+    /// cgroup path carries (`system::runtime`).
+    Workload(Workload),
     /// Which process holds each socket of interest of the latest socket
     /// tables (found through /proc/PID/fd; see `system::owners`).
     SocketOwners(SocketOwners),
@@ -59,6 +62,7 @@ impl Input {
             Input::Losses { ts_ns, .. } => Some(*ts_ns),
             Input::Netns(n) => Some(n.ts_ns),
             Input::Networks(n) => Some(n.ts_ns),
+            Input::Workload(_) => None,
             Input::SocketOwners(o) => Some(o.ts_ns),
         }
     }
@@ -299,4 +303,21 @@ pub struct NetnsInfo {
     pub error: Option<String>,
     /// Every task seen in it has exited: what is known is its last reading.
     pub stale: bool,
+}
+
+/// Names of one container or pod, as its runtime keeps them: looked up by
+/// the id in its cgroup path, once, off the intake path.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Workload {
+    /// The id it was looked up by: a container id (hex, as in the cgroup
+    /// path) or a Kubernetes pod uid.
+    pub id: String,
+    /// Where the names were found: `containerd`, `crio`, `docker`,
+    /// `pod-logs` (`/var/log/pods`).
+    pub source: String,
+    /// Kubernetes namespace and pod name.
+    pub pod_namespace: Option<String>,
+    pub pod_name: Option<String>,
+    /// The Kubernetes container name, or docker's container name.
+    pub container: Option<String>,
 }

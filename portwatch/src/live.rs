@@ -16,6 +16,7 @@ use crate::engine::hash::{FxHashMap, FxHashSet};
 use crate::input::{Input, LocalNetworks};
 use crate::probe::Probe;
 use crate::system::netns::{self, TaskRef};
+use crate::system::runtime::{self, RuntimeDirs, WorkloadKeys, keys_from_cgroup};
 use crate::system::{cgroup::CgroupResolver, owners, procfs, sockdiag};
 
 /// How often the kernel counters and loss counters are read.
@@ -25,6 +26,12 @@ pub const SOCKETS_EVERY: Duration = Duration::from_secs(5);
 /// Unresolved cgroup ids are retried this often (a new container's
 /// directory may appear just after its first connection).
 const CGROUP_RETRY_EVERY: Duration = Duration::from_secs(5);
+/// A container's names not found (its runtime has not written them yet)
+/// are asked again this many times, [`CGROUP_RETRY_EVERY`] apart.
+const WORKLOAD_TRIES: u8 = 3;
+/// At most this many containers and pods asked about are remembered; past
+/// it the memory starts over (asking again only costs a lookup).
+const MAX_WORKLOADS_ASKED: usize = 65_536;
 /// At most this many network namespaces (besides portwatch's own) are
 /// read; more are shown from events alone (the engine counts them as
 /// folded). A busy Kubernetes node has hundreds of pods.
@@ -147,6 +154,89 @@ impl Cgroups {
     }
 }
 
+/// Pod and container names (`system::runtime`): asked for each cgroup path
+/// that names a container or pod, looked up by a worker thread, handed
+/// over as `Input::Workload` when found.
+struct Workloads {
+    /// None: the worker could not start (a warning said so).
+    worker: Option<runtime::Worker>,
+    /// Containers and pods asked about, with the lookups left when not
+    /// found.
+    asked: HashMap<WorkloadKeys, u8>,
+    /// Not found yet: asked again at the next retry.
+    missing: Vec<WorkloadKeys>,
+    last_retry_ns: u64,
+}
+
+impl Workloads {
+    fn new(root: &std::path::Path, warnings: &mut Vec<String>) -> Workloads {
+        let worker = runtime::Worker::spawn(RuntimeDirs::new(root))
+            .map_err(|e| {
+                warnings.push(format!(
+                    "pod and container names will not be looked up: {e}"
+                ))
+            })
+            .ok();
+        Workloads {
+            worker,
+            asked: HashMap::new(),
+            missing: Vec::new(),
+            last_retry_ns: 0,
+        }
+    }
+
+    /// Asks for the containers and pods of the cgroup paths among `inputs`
+    /// (those just announced), once each.
+    fn ask_new(&mut self, inputs: &[Input]) {
+        let Some(w) = &self.worker else {
+            return;
+        };
+        for i in inputs {
+            let Input::Cgroup { path: Some(p), .. } = i else {
+                continue;
+            };
+            let keys = keys_from_cgroup(p);
+            if keys.is_empty() || self.asked.contains_key(&keys) {
+                continue;
+            }
+            if self.asked.len() >= MAX_WORKLOADS_ASKED {
+                self.asked.clear();
+            }
+            self.asked.insert(keys.clone(), WORKLOAD_TRIES);
+            w.request(keys);
+        }
+    }
+
+    /// The names found so far; those not found are asked again every
+    /// [`CGROUP_RETRY_EVERY`], a few times.
+    fn take(&mut self, now: u64, out: &mut Vec<Input>) {
+        let Some(w) = &self.worker else {
+            return;
+        };
+        for a in w.try_recv() {
+            if a.found.is_empty() {
+                self.missing.push(a.keys);
+            } else {
+                out.extend(a.found.into_iter().map(Input::Workload));
+            }
+        }
+        if self.missing.is_empty()
+            || now.saturating_sub(self.last_retry_ns) < CGROUP_RETRY_EVERY.as_nanos() as u64
+        {
+            return;
+        }
+        self.last_retry_ns = now;
+        for keys in std::mem::take(&mut self.missing) {
+            if let Some(left) = self.asked.get_mut(&keys)
+                && *left > 0
+            {
+                *left -= 1;
+                w.request(keys);
+            }
+        }
+    }
+}
+
 /// The host record: hostname, kernel, clock anchor, portwatch's namespace
 /// and its sysctls (what could be read; a warning says what could not).
 pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
@@ -169,6 +259,7 @@ pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
 pub struct LiveSource {
     pub probe: Probe,
     cgroups: Cgroups,
+    workloads: Workloads,
     netns: u32,
     last_counters_ns: u64,
     last_sockets_ns: u64,
@@ -196,16 +287,20 @@ impl LiveSource {
     /// Loads the probe and reads the starting state of the host: host
     /// context, socket table, counters. These are the first inputs
     /// `next_batch` hands over.
-    pub fn start() -> Result<LiveSource> {
+    /// `runtime_root` is where the container runtimes keep their state
+    /// (`/` on an ordinary node; `--runtime-root`).
+    pub fn start(runtime_root: &std::path::Path) -> Result<LiveSource> {
         let mut initial = Vec::new();
         let out = &mut initial;
         let probe = Probe::load()?;
         let mut warnings = probe.warnings.clone();
         out.push(host_input(&mut warnings));
         let cgroups = Cgroups::new(&mut warnings);
+        let workloads = Workloads::new(runtime_root, &mut warnings);
         let mut src = LiveSource {
             probe,
             cgroups,
+            workloads,
             netns: procfs::netns_inode(),
             last_counters_ns: 0,
             last_sockets_ns: 0,
@@ -366,7 +461,9 @@ impl LiveSource {
         out.reserve(events.len());
         for ev in events.drain(..) {
             if let Some(t) = ev.task() {
+                let from = out.len();
                 self.cgroups.announce(t.cgroup_id, out);
+                self.workloads.ask_new(&out[from..]);
                 let ns = ev.netns();
                 if ns != 0 && ns != self.netns {
                     self.netns_seen.note(ns, (t.pid, t.tid));
@@ -396,8 +493,11 @@ impl LiveSource {
             self.read_sockets(now, out);
         }
         self.read_namespaces(resync, out);
+        let from = out.len();
         self.read_owners(now, out);
         self.cgroups.retry(now, out);
+        self.workloads.ask_new(&out[from..]);
+        self.workloads.take(now, out);
         out.push(Input::Tick { now_ns: now });
     }
 
@@ -405,6 +505,7 @@ impl LiveSource {
     pub fn finish(&mut self, out: &mut Vec<Input>) {
         self.drain_events(out);
         let now = monotonic_now_ns();
+        self.workloads.take(now, out);
         out.push(Input::Losses {
             ts_ns: now,
             losses: self.probe.losses(),

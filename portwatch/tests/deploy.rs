@@ -341,7 +341,14 @@ fn manifests_agree_with_each_other() {
         .iter()
         .filter_map(|m| m["mountPath"].as_str())
         .collect();
-    for m in ["/sys/kernel/tracing", "/sys/fs/cgroup", "/sys/kernel/btf"] {
+    for m in [
+        "/sys/kernel/tracing",
+        "/sys/fs/cgroup",
+        "/sys/kernel/btf",
+        "/host/run/containerd",
+        "/host/run/containers",
+        "/host/var/log/pods",
+    ] {
         assert!(mounts.contains(m), "{m} not mounted: {mounts:?}");
     }
 }

@@ -260,7 +260,7 @@ fn a_namespace_is_named_after_the_pod_whose_tasks_live_in_it() {
         3,
     );
     let name = dest(&m, A, None).netns_name.clone().expect("named");
-    assert!(name.starts_with("pod:"), "{name}");
+    assert_eq!(name, "pod:1234-5678");
     let svc = m.services.iter().find(|s| s.netns == Some(A)).expect("svc");
     assert_eq!(svc.netns_name.as_deref(), Some(name.as_str()));
     assert_eq!(m.namespaces[0].netns_name, "host");

@@ -132,3 +132,104 @@ fn unknown_and_vanished_cgroups_are_shown_as_such() {
     assert_eq!(m.services.len(), 2);
     assert_eq!(m.services[0].service.to_string(), "gone (cgroup ?)");
 }
+
+const UID: &str = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+fn pod_path() -> String {
+    format!(
+        "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{ID}.scope",
+        UID.replace('-', "_")
+    )
+}
+
+/// A close of `t` in network namespace `netns`.
+fn conn_in(netns: u32, t: portwatch::event::Task, start_ns: u64) -> Input {
+    let mut i = conn(t, "10.0.0.9:5432", start_ns, MS, true);
+    if let Input::Event(portwatch::event::Event::Close(c)) = &mut i {
+        c.netns = netns;
+    }
+    i
+}
+
+fn workload(id: &str, ns: Option<&str>, pod: Option<&str>, container: Option<&str>) -> Input {
+    Input::Workload(portwatch::input::Workload {
+        id: id.into(),
+        source: "containerd".into(),
+        pod_namespace: ns.map(Into::into),
+        pod_name: pod.map(Into::into),
+        container: container.map(Into::into),
+    })
+}
+
+#[test]
+fn a_pod_is_renamed_in_place_when_its_runtime_names_come() {
+    let mut e = Engine::new(Config::default());
+    e.apply(&host(32768, 60999));
+    e.apply(&cgroup(5, &pod_path()));
+    let pod_ns = 4_026_532_777;
+    for i in 0..10u64 {
+        e.apply(&conn_in(pod_ns, task(40, "api", 5), i * MS));
+    }
+    let m = e.model(S);
+    assert_eq!(m.services.len(), 1);
+    assert_eq!(m.services[0].service.to_string(), format!("{UID} (pod)"));
+    assert_eq!(m.services[0].service.id.as_deref(), Some(UID));
+    // The names come off the intake path, after the first events.
+    e.apply(&workload(
+        ID,
+        Some("checkout"),
+        Some("api-7f9c"),
+        Some("api"),
+    ));
+    for i in 10..15u64 {
+        e.apply(&conn_in(pod_ns, task(40, "api", 5), i * MS));
+    }
+    let m = e.model(S);
+    assert_eq!(m.services.len(), 1, "one row, renamed: {:?}", m.services);
+    let s = &m.services[0];
+    assert_eq!(s.service.to_string(), "checkout/api-7f9c (pod)");
+    assert_eq!(s.service.kind, ServiceKind::Pod);
+    assert_eq!(s.service.id.as_deref(), Some(UID));
+    assert_eq!(s.service.namespace.as_deref(), Some("checkout"));
+    assert_eq!(s.service.container.as_deref(), Some("api"));
+    assert_eq!(s.stats.new_total, 15, "the counts before the names stay");
+    assert_eq!(m.pairs.len(), 1);
+    assert_eq!(m.pairs[0].service, s.service);
+    // The namespace is named by the same name.
+    assert_eq!(
+        m.pairs[0].netns_name.as_deref(),
+        Some("pod:checkout/api-7f9c")
+    );
+}
+
+#[test]
+fn pod_names_by_uid_alone_leave_the_container_unnamed() {
+    let mut e = Engine::new(Config::default());
+    e.apply(&host(32768, 60999));
+    e.apply(&cgroup(5, &pod_path()));
+    e.apply(&workload(UID, Some("checkout"), Some("api-7f9c"), None));
+    e.apply(&conn(task(40, "api", 5), "10.0.0.9:5432", 0, MS, true));
+    let m = e.model(S);
+    let s = &m.services[0].service;
+    assert_eq!(s.to_string(), "checkout/api-7f9c (pod)");
+    assert_eq!(s.container, None);
+}
+
+#[test]
+fn a_docker_container_is_named_by_its_name() {
+    let mut e = Engine::new(Config::default());
+    e.apply(&host(32768, 60999));
+    e.apply(&cgroup(6, &format!("/system.slice/docker-{ID}.scope")));
+    e.apply(&conn(task(41, "python3", 6), "10.0.0.9:6379", 0, MS, true));
+    assert_eq!(
+        e.model(S).services[0].service.to_string(),
+        format!("{} (docker)", &ID[..12])
+    );
+    e.apply(&workload(ID, None, None, Some("web")));
+    let m = e.model(S);
+    assert_eq!(m.services[0].service.to_string(), "web (docker)");
+    assert_eq!(m.services[0].service.id.as_deref(), Some(ID));
+    // Names for a container no cgroup of this run names change nothing.
+    e.apply(&workload(&"ab".repeat(32), None, None, Some("other")));
+    assert_eq!(e.model(S).services.len(), 1);
+}

@@ -6,7 +6,7 @@ use portwatch::clock::WallClock;
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use portwatch::input::{
     Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, NetnsInfo,
-    SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls,
+    SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
 };
 use portwatch::tracefile::{Compression, Reader, Writer, synthetic};
 use proptest::prelude::*;
@@ -649,6 +649,25 @@ fn arb_conntrack() -> impl Strategy<Value = Option<Conntrack>> {
     )
 }
 
+fn arb_workload() -> impl Strategy<Value = Workload> {
+    (
+        "[0-9a-f-]{0,64}",
+        "[a-z-]{0,12}",
+        proptest::option::of(".{0,20}"),
+        proptest::option::of(".{0,40}"),
+        proptest::option::of(".{0,20}"),
+    )
+        .prop_map(
+            |(id, source, pod_namespace, pod_name, container)| Workload {
+                id,
+                source,
+                pod_namespace,
+                pod_name,
+                container,
+            },
+        )
+}
+
 fn arb_input() -> impl Strategy<Value = Input> {
     prop_oneof![
         6 => arb_close().prop_map(|c| Input::Event(Event::Close(c))),
@@ -677,6 +696,7 @@ fn arb_input() -> impl Strategy<Value = Input> {
             losses: Losses { ringbuf_lost: v[1], sock_evicted: v[2], connect_untracked: v[3], decode_errors: v[4], probe_errors: v[5], kernel_missed: v[6] },
         }),
         1 => arb_netns().prop_map(Input::Netns),
+        1 => arb_workload().prop_map(Input::Workload),
     ]
 }
 
@@ -782,7 +802,37 @@ fn namespace_readings_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 3);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 5);
+}
+
+/// Runtime names (format 1.4) between events: read back as written, and
+/// the time chain of the records after them intact.
+#[test]
+fn workload_names_round_trip_between_events() {
+    let names = Workload {
+        id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
+        source: "pod-logs".into(),
+        pod_namespace: Some("checkout".into()),
+        pod_name: Some("api-7f9c".into()),
+        container: None,
+    };
+    let docker = Workload {
+        id: "4f2b6a1c9d3e".repeat(5),
+        source: "docker".into(),
+        container: Some("web".into()),
+        ..Workload::default()
+    };
+    let inputs = vec![
+        Input::Host(synthetic::host(1_000)),
+        Input::Tick { now_ns: 4_000 },
+        Input::Workload(names),
+        Input::Tick { now_ns: 6_000 },
+        Input::Workload(docker),
+        Input::Tick { now_ns: 13_000 },
+    ];
+    let bytes = write_all(&inputs);
+    assert_eq!(read_all(&bytes), inputs);
+    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 4);
 }
 
 #[test]
@@ -819,5 +869,5 @@ fn socket_owners_round_trip_and_keep_the_time_chain() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 3);
+    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 3);
 }

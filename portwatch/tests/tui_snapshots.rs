@@ -205,6 +205,7 @@ fn busy_screen() -> Screen {
         ],
         detail: Some(Detail {
             title: "orders-api.service (unit)".into(),
+            identity: None,
             netns: None,
             peers_label: "Connects to".into(),
             peers: vec![("10.0.3.7:5432".into(), 452.0, 26890)],

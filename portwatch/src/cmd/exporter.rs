@@ -37,7 +37,7 @@ async fn exporter(args: ExporterArgs, listen: SocketAddr) -> Result<()> {
         Some(p) => Some(Recorder::create(p, args.force)?),
         None => None,
     };
-    let mut source = match LiveSource::start() {
+    let mut source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {
             if let Some(r) = recorder {

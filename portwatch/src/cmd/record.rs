@@ -17,7 +17,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
 async fn record(args: RecordArgs) -> Result<()> {
     // The file first: refusing to overwrite should not wait for the probe.
     let recorder = Recorder::create(&args.output, args.force)?;
-    let source = match LiveSource::start() {
+    let source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {
             // Nothing was recorded: do not leave an empty trace behind.

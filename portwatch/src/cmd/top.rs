@@ -33,7 +33,7 @@ async fn top(args: TopArgs) -> Result<()> {
     };
     // The probes before the terminal, so a failure is reported on a
     // normal screen.
-    let mut source = match LiveSource::start() {
+    let mut source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {
             if let Some(r) = recorder {

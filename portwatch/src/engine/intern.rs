@@ -62,6 +62,23 @@ impl Interner {
         self.slot(i).1
     }
 
+    /// Gives the service at `old`'s index the name `new` (its rows keep
+    /// their counts). Nothing changes when `new` is already interned (its
+    /// own rows go on; the two meet when the old ones age out) or `old` is
+    /// not.
+    pub fn rename(&mut self, old: &ServiceId, new: ServiceId) -> bool {
+        if self.index.contains_key(&new) {
+            return false;
+        }
+        let Some(i) = self.index.remove(old) else {
+            return false;
+        };
+        let h = mixed_hash(&new);
+        self.names[i as usize] = Some((new.clone(), h));
+        self.index.insert(new, i);
+        true
+    }
+
     /// Frees every index for which `live` is false; returns whether any was.
     pub fn retain(&mut self, live: &[bool]) -> bool {
         let mut freed = false;

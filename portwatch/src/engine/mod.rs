@@ -77,6 +77,8 @@ pub struct Engine {
     now_ns: u64,
     gc_epoch: u64,
     cgroups: FxHashMap<u64, CgroupName>,
+    /// Names the container runtime gave, by container id or pod uid.
+    workloads: FxHashMap<String, crate::input::Workload>,
     /// Service names by index; the tables below hold indices.
     names: Interner,
     /// Service of each (cgroup id, comm) seen, so an event costs one
@@ -144,6 +146,7 @@ impl Engine {
             now_ns: 0,
             gc_epoch: 0,
             cgroups: FxHashMap::default(),
+            workloads: FxHashMap::default(),
             names: Interner::default(),
             resolved: FxHashMap::default(),
             last_resolved: None,
@@ -195,6 +198,7 @@ impl Engine {
             }
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => self.on_cgroup(*id, path.as_deref()),
+            Input::Workload(w) => self.on_workload(w),
             Input::Sockets(t) => self.on_sockets(t),
             Input::Counters(c) => {
                 self.prev_counters = self.counters.replace(*c);
@@ -533,10 +537,7 @@ mod tests {
         e.apply(&conn(1, "a", 1, 80, NS_PER_S));
         // Past the idle timeout and a GC epoch: old.service goes.
         e.apply(&conn(2, "b", 2, 81, 45 * NS_PER_S));
-        let old = ServiceId {
-            kind: ServiceKind::Systemd,
-            name: "old.service".into(),
-        };
+        let old = ServiceId::new(ServiceKind::Systemd, "old.service");
         assert_eq!(e.names.get(&old), None, "freed");
         e.apply(&conn(3, "c", 1, 82, 46 * NS_PER_S));
         let m = e.model(47 * NS_PER_S);

@@ -12,9 +12,10 @@
 use std::borrow::Cow;
 
 use super::hash::FxHashMap;
-use super::netns::owner_rank;
-use super::service::service_from_cgroup;
-use crate::input::Input;
+use super::netns::{owner_name, owner_rank};
+use super::service::{ServiceId, ServiceKind, service_from_cgroup};
+use crate::input::{Input, Workload};
+use crate::system::runtime::{WorkloadKeys, keys_from_cgroup};
 
 /// Cgroups and namespaces remembered at most (beyond: a namespace is
 /// `netns:INODE`, a cgroup names no owner); as the engine's cgroup cap.
@@ -23,11 +24,66 @@ pub const MAX_KEYS: usize = 65_536;
 #[derive(Clone, Debug, Default)]
 pub struct Namer {
     host: Option<u32>,
-    /// Cgroup id → (rank, name) of the unit, container or pod it names.
-    owners: FxHashMap<u64, (u8, Box<str>)>,
-    /// Namespace → (rank, name) of its best owner so far (rank 0:
-    /// `netns:INODE`).
-    seen: FxHashMap<u32, (u8, Box<str>)>,
+    /// Cgroup id → the unit, container or pod it names.
+    owners: FxHashMap<u64, Owner>,
+    /// Namespace → (rank, cgroup, name) of its best owner so far (rank 0:
+    /// `netns:INODE`, no cgroup).
+    seen: FxHashMap<u32, (u8, Option<u64>, Box<str>)>,
+    /// Names the container runtime gave (`Input::Workload`), by container
+    /// id or pod uid, as the engine keeps them.
+    workloads: FxHashMap<String, Workload>,
+}
+
+/// What one cgroup says about the owner of its tasks' namespace.
+#[derive(Clone, Debug)]
+struct Owner {
+    rank: u8,
+    /// As the cgroup path names it (ids), and the ids its runtime's names
+    /// are looked up by.
+    raw: ServiceId,
+    keys: Box<WorkloadKeys>,
+    /// With the runtime's names, as the engine writes it.
+    name: Box<str>,
+}
+
+impl Namer {
+    fn owner_name(&self, raw: &ServiceId, keys: &WorkloadKeys) -> Box<str> {
+        let by_container = keys
+            .container
+            .as_ref()
+            .and_then(|(_, id)| self.workloads.get(id));
+        let by_pod = keys.pod_uid.as_ref().and_then(|u| self.workloads.get(u));
+        owner_name(&raw.named(by_container, by_pod)).into_boxed_str()
+    }
+
+    /// Runtime names came: the owners they name, and the namespaces named
+    /// after those, are renamed (as the engine renames the services).
+    fn on_workload(&mut self, w: &Workload) {
+        if self.workloads.len() >= MAX_KEYS && !self.workloads.contains_key(&w.id) {
+            return;
+        }
+        self.workloads.insert(w.id.clone(), w.clone());
+        let mine = |k: &WorkloadKeys| {
+            k.pod_uid.as_deref() == Some(w.id.as_str())
+                || k.container.as_ref().is_some_and(|(_, id)| *id == w.id)
+        };
+        let renamed: Vec<(u64, Box<str>)> = self
+            .owners
+            .iter()
+            .filter(|(_, o)| mine(&o.keys))
+            .map(|(&id, o)| (id, self.owner_name(&o.raw, &o.keys)))
+            .collect();
+        for (id, name) in renamed {
+            if let Some(o) = self.owners.get_mut(&id) {
+                o.name = name.clone();
+            }
+            for (_, cgroup, n) in self.seen.values_mut() {
+                if *cgroup == Some(id) {
+                    *n = name.clone();
+                }
+            }
+        }
+    }
 }
 
 impl Namer {
@@ -43,12 +99,26 @@ impl Namer {
                 self.host = Some(h.netns);
                 Some(h.netns)
             }
+            Input::Workload(w) => {
+                self.on_workload(w);
+                None
+            }
             Input::Cgroup { id, path } => {
-                let owner = path
-                    .as_deref()
-                    .and_then(service_from_cgroup)
-                    .map(|s| (owner_rank(&s), s.to_string().into_boxed_str()))
-                    .filter(|(rank, _)| *rank > 0);
+                let owner = path.as_deref().and_then(|p| {
+                    let raw = service_from_cgroup(p)?;
+                    let rank = owner_rank(&raw);
+                    let keys = match raw.kind {
+                        ServiceKind::Systemd => WorkloadKeys::default(),
+                        _ => keys_from_cgroup(p),
+                    };
+                    let name = self.owner_name(&raw, &keys);
+                    (rank > 0).then(|| Owner {
+                        rank,
+                        raw,
+                        keys: Box::new(keys),
+                        name,
+                    })
+                });
                 match owner {
                     Some(o) if self.owners.len() < MAX_KEYS || self.owners.contains_key(id) => {
                         self.owners.insert(*id, o);
@@ -64,20 +134,23 @@ impl Namer {
                 if ns == 0 || Some(ns) == self.host {
                     return None;
                 }
-                let owner = ev.task().and_then(|t| self.owners.get(&t.cgroup_id));
+                let owner = ev.task().and_then(|t| {
+                    self.owners
+                        .get(&t.cgroup_id)
+                        .map(|o| (o.rank, Some(t.cgroup_id), o.name.clone()))
+                });
                 let room = self.seen.len() < MAX_KEYS;
                 match self.seen.get_mut(&ns) {
                     Some(cur) => match owner {
-                        Some((rank, name)) if *rank > cur.0 => {
-                            *cur = (*rank, name.clone());
+                        Some(o) if o.0 > cur.0 => {
+                            *cur = o;
                             Some(ns)
                         }
                         _ => None,
                     },
                     None if room => {
                         let named = owner
-                            .cloned()
-                            .unwrap_or_else(|| (0, format!("netns:{ns}").into_boxed_str()));
+                            .unwrap_or_else(|| (0, None, format!("netns:{ns}").into_boxed_str()));
                         self.seen.insert(ns, named);
                         Some(ns)
                     }
@@ -100,7 +173,7 @@ impl Namer {
         } else if Some(netns) == self.host {
             Some("host")
         } else {
-            self.seen.get(&netns).map(|(_, n)| &**n)
+            self.seen.get(&netns).map(|(_, _, n)| &**n)
         }
     }
 
@@ -119,7 +192,7 @@ impl Namer {
         let mut v: Vec<(u32, String)> = self
             .seen
             .iter()
-            .map(|(&ns, (_, n))| (ns, n.to_string()))
+            .map(|(&ns, (_, _, n))| (ns, n.to_string()))
             .collect();
         v.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
         if let Some(h) = self.host {
@@ -199,6 +272,26 @@ mod tests {
                 (9, "pod:1234abcd-5678".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn runtime_names_rename_the_namespaces_of_their_pod() {
+        let mut n = Namer::new();
+        n.observe(&cgroup(6, POD));
+        n.observe(&ev(9, 6));
+        assert_eq!(n.name(9), Some("pod:1234abcd-5678"));
+        n.observe(&Input::Workload(Workload {
+            id: "0123456789abcdef".into(),
+            source: "containerd".into(),
+            pod_namespace: Some("checkout".into()),
+            pod_name: Some("api-7f9c".into()),
+            container: Some("api".into()),
+        }));
+        assert_eq!(n.name(9), Some("pod:checkout/api-7f9c"));
+        // A cgroup of the same container announced later is named so too.
+        n.observe(&cgroup(8, POD));
+        n.observe(&ev(10, 8));
+        assert_eq!(n.name(10), Some("pod:checkout/api-7f9c"));
     }
 
     #[test]

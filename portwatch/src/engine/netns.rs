@@ -60,8 +60,17 @@ pub fn netns_name(netns: u32, host: u32, owner: Option<&ServiceId>) -> String {
         return "host".into();
     }
     match owner.filter(|o| owner_rank(o) > 0) {
-        Some(o) => o.to_string(),
+        Some(o) => owner_name(o),
         None => format!("netns:{netns}"),
+    }
+}
+
+/// How an owner names its namespace: `pod:checkout/api-7f9c`, `docker:web`
+/// (one word, for `--netns NAME`), a unit by its name.
+pub(crate) fn owner_name(o: &ServiceId) -> String {
+    match o.kind {
+        ServiceKind::Systemd | ServiceKind::Comm | ServiceKind::UnknownCgroup => o.to_string(),
+        k => format!("{}:{}", k.as_str(), o.name),
     }
 }
 
@@ -226,6 +235,16 @@ impl Namespaces {
         n.last_ns = n.last_ns.max(ts_ns);
         if owner_rank(owner) > n.owner.as_ref().map_or(0, owner_rank) {
             n.owner = Some(owner.clone());
+        }
+    }
+
+    /// A service renamed (its runtime's names came): the namespaces it
+    /// owns are named by the new name.
+    pub(crate) fn rename_owner(&mut self, old: &ServiceId, new: &ServiceId) {
+        for n in self.table.map.values_mut() {
+            if n.owner.as_ref() == Some(old) {
+                n.owner = Some(new.clone());
+            }
         }
     }
 
@@ -453,10 +472,7 @@ mod tests {
     use super::*;
 
     fn svc(kind: ServiceKind, name: &str) -> ServiceId {
-        ServiceId {
-            kind,
-            name: name.into(),
-        }
+        ServiceId::new(kind, name)
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 
 use crate::event::{Comm, Task};
+use crate::input::Workload;
+use crate::system::runtime::{WorkloadKeys, keys_from_cgroup};
 
 use super::Engine;
 use super::acc::Acc;
@@ -16,6 +18,8 @@ const MAX_CGROUPS: usize = 65_536;
 /// At most this many (cgroup id, comm) → service resolutions cached; past
 /// it the cache starts over (it only saves work, it decides nothing).
 const MAX_RESOLVED: usize = 65_536;
+/// At most this many runtime names (containers and pods) remembered.
+const MAX_WORKLOADS: usize = 65_536;
 
 /// (service, netns, remote addr, remote port).
 pub(super) type PairKey = (ServiceIdx, u32, IpAddr, u16);
@@ -26,8 +30,9 @@ pub(super) type TaskKey = Option<(u64, Comm)>;
 /// What a cgroup id says about the service.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) enum CgroupName {
-    /// A unit, container or pod.
-    Unit(ServiceId),
+    /// A unit, container or pod, as the cgroup path names it, with the
+    /// ids its runtime names are looked up by (empty for units).
+    Unit(ServiceId, Box<WorkloadKeys>),
     /// A cgroup without one (e.g. `/`): name by comm.
     NoUnit,
     /// Unknown or vanished.
@@ -41,7 +46,13 @@ impl Engine {
             return;
         }
         let named = match path {
-            Some(p) => service_from_cgroup(p).map_or(CgroupName::NoUnit, CgroupName::Unit),
+            Some(p) => service_from_cgroup(p).map_or(CgroupName::NoUnit, |s| {
+                let keys = match s.kind {
+                    ServiceKind::Systemd => WorkloadKeys::default(),
+                    _ => keys_from_cgroup(p),
+                };
+                CgroupName::Unit(s, Box::new(keys))
+            }),
             None => CgroupName::Gone,
         };
         if self.cgroups.insert(id, named.clone()) != Some(named)
@@ -51,6 +62,59 @@ impl Engine {
                 .retain(|k, _| k.is_none_or(|(cgroup, _)| cgroup != id));
             self.last_resolved = None;
         }
+    }
+
+    /// Names from the container runtime: the services of the cgroups they
+    /// belong to are renamed where they stand (rows keep their counts, and
+    /// events before the names came are not a row of their own).
+    pub(super) fn on_workload(&mut self, w: &Workload) {
+        if self.workloads.get(&w.id) == Some(w) {
+            return;
+        }
+        if self.workloads.len() >= MAX_WORKLOADS && !self.workloads.contains_key(&w.id) {
+            return;
+        }
+        let mine = |k: &WorkloadKeys| {
+            k.pod_uid.as_deref() == Some(w.id.as_str())
+                || k.container.as_ref().is_some_and(|(_, id)| *id == w.id)
+        };
+        let before: Vec<(u64, ServiceId)> = self
+            .cgroups
+            .iter()
+            .filter_map(|(id, c)| match c {
+                CgroupName::Unit(raw, keys) if mine(keys) => Some((*id, self.named(raw, keys))),
+                _ => None,
+            })
+            .collect();
+        self.workloads.insert(w.id.clone(), w.clone());
+        for (cgroup, old) in before {
+            let Some(CgroupName::Unit(raw, keys)) = self.cgroups.get(&cgroup) else {
+                continue;
+            };
+            let new = self.named(raw, keys);
+            if new != old {
+                self.names.rename(&old, new.clone());
+                self.namespaces.rename_owner(&old, &new);
+            }
+            if self.resolved_cgroups.remove(&cgroup) {
+                self.resolved
+                    .retain(|k, _| k.is_none_or(|(c, _)| c != cgroup));
+                self.last_resolved = None;
+            }
+        }
+    }
+
+    /// A cgroup's service with the names its runtime gave.
+    fn named(&self, raw: &ServiceId, keys: &WorkloadKeys) -> ServiceId {
+        if keys.is_empty() {
+            return raw.clone();
+        }
+        let by_container = keys
+            .container
+            .as_ref()
+            .and_then(|(_, id)| self.workloads.get(id));
+        let by_pod = keys.pod_uid.as_ref().and_then(|u| self.workloads.get(u));
+        raw.named(by_container, by_pod)
     }
 
     /// Frees the indices of services no table refers to any more, and
@@ -122,22 +186,15 @@ impl Engine {
     /// The service a task belongs to (see [`service`]).
     pub(super) fn service_of(&self, task: Option<&Task>) -> ServiceId {
         let Some(t) = task else {
-            return ServiceId {
-                kind: ServiceKind::UnknownCgroup,
-                name: "?".into(),
-            };
+            return ServiceId::new(ServiceKind::UnknownCgroup, "?");
         };
         match self.cgroups.get(&t.cgroup_id) {
-            Some(CgroupName::Unit(s)) => s.clone(),
-            Some(CgroupName::NoUnit) => ServiceId {
-                kind: ServiceKind::Comm,
-                name: t.comm.to_string(),
-            },
+            Some(CgroupName::Unit(s, keys)) => self.named(s, keys),
+            Some(CgroupName::NoUnit) => ServiceId::new(ServiceKind::Comm, t.comm.to_string()),
             // Told it is gone, or never told: shown as unknown, by comm.
-            Some(CgroupName::Gone) | None => ServiceId {
-                kind: ServiceKind::UnknownCgroup,
-                name: t.comm.to_string(),
-            },
+            Some(CgroupName::Gone) | None => {
+                ServiceId::new(ServiceKind::UnknownCgroup, t.comm.to_string())
+            }
         }
     }
 }

@@ -9,6 +9,9 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::input::Workload;
+use crate::system::runtime::pod_uid;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceKind {
@@ -46,7 +49,57 @@ impl ServiceKind {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ServiceId {
     pub kind: ServiceKind,
+    /// What people call it: the unit, `namespace/pod` for a pod whose
+    /// names the runtime gave (else its uid), docker's container name
+    /// (else the short id), the process name.
     pub name: String,
+    /// A container's full id or a pod's uid (`None` for units and
+    /// processes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A pod's Kubernetes namespace, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Kubernetes container the tasks run in, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+impl ServiceId {
+    /// A service known by kind and name alone.
+    pub fn new(kind: ServiceKind, name: impl Into<String>) -> ServiceId {
+        ServiceId {
+            kind,
+            name: name.into(),
+            id: None,
+            namespace: None,
+            container: None,
+        }
+    }
+
+    /// The same service with the names the runtime keeps for it: those of
+    /// its container (`by_container`, which may name its pod too) and of
+    /// its pod by uid (`by_pod`, from `/var/log/pods`).
+    pub fn named(&self, by_container: Option<&Workload>, by_pod: Option<&Workload>) -> ServiceId {
+        let mut s = self.clone();
+        let pod_of = |w: &&Workload| w.pod_name.is_some();
+        let pod = by_container.filter(pod_of).or(by_pod.filter(pod_of));
+        if let Some(p) = pod {
+            s.namespace = p.pod_namespace.clone();
+            let pod_name = p.pod_name.clone().unwrap_or_default();
+            s.name = match &p.pod_namespace {
+                Some(ns) => format!("{ns}/{pod_name}"),
+                None => pod_name,
+            };
+            s.container = by_container.and_then(|w| w.container.clone());
+        } else if self.kind != ServiceKind::Pod
+            && let Some(name) = by_container.and_then(|w| w.container.clone())
+        {
+            // A plain (docker) container: its name is the service's.
+            s.name = name;
+        }
+        s
+    }
 }
 
 impl fmt::Display for ServiceId {
@@ -54,7 +107,7 @@ impl fmt::Display for ServiceId {
         match self.kind {
             ServiceKind::Systemd | ServiceKind::Comm => f.pad(&self.name),
             ServiceKind::UnknownCgroup => f.pad(&format!("{} (cgroup ?)", self.name)),
-            k => f.pad(&format!("{}:{}", k.as_str(), self.name)),
+            k => f.pad(&format!("{} ({})", self.name, k.as_str())),
         }
     }
 }
@@ -79,8 +132,8 @@ pub fn service_from_cgroup(path: &str) -> Option<ServiceId> {
         for p in &parts {
             if let Some(uid) = pod_uid(p) {
                 return Some(ServiceId {
-                    kind: ServiceKind::Pod,
-                    name: uid,
+                    id: Some(uid.clone()),
+                    ..ServiceId::new(ServiceKind::Pod, uid)
                 });
             }
         }
@@ -92,8 +145,8 @@ pub fn service_from_cgroup(path: &str) -> Option<ServiceId> {
                 .and_then(|rest| rest.strip_suffix(".scope"))
                 .filter(|id| is_hex_id(id))
                 .map(|id| ServiceId {
-                    kind,
-                    name: short_id(id),
+                    id: Some(id.to_string()),
+                    ..ServiceId::new(kind, short_id(id))
                 })
         };
         if let Some(s) = container("docker-", ServiceKind::Docker)
@@ -103,10 +156,7 @@ pub fn service_from_cgroup(path: &str) -> Option<ServiceId> {
             return Some(s);
         }
         if p.ends_with(".service") || p.ends_with(".scope") {
-            return Some(ServiceId {
-                kind: ServiceKind::Systemd,
-                name: (*p).to_string(),
-            });
+            return Some(ServiceId::new(ServiceKind::Systemd, *p));
         }
     }
     // cgroupfs driver (v1 or v2 without systemd): /docker/<id>.
@@ -114,24 +164,11 @@ pub fn service_from_cgroup(path: &str) -> Option<ServiceId> {
         && let Some(id) = parts.get(i + 1).filter(|id| is_hex_id(id))
     {
         return Some(ServiceId {
-            kind: ServiceKind::Docker,
-            name: short_id(id),
+            id: Some(id.to_string()),
+            ..ServiceId::new(ServiceKind::Docker, short_id(id))
         });
     }
     None
-}
-
-/// `kubepods-burstable-pod<uid>.slice` (systemd driver, uid with `_`) or
-/// `pod<uid>` (cgroupfs driver) → the pod uid with dashes.
-fn pod_uid(part: &str) -> Option<String> {
-    let part = part.strip_suffix(".slice").unwrap_or(part);
-    let at = part.rfind("pod")?;
-    let uid = &part[at + 3..];
-    let ok = uid.len() >= 8
-        && uid
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'_' || b == b'-');
-    ok.then(|| uid.replace('_', "-"))
 }
 
 #[cfg(test)]

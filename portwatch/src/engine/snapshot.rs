@@ -36,10 +36,7 @@ impl Engine {
                 pid: *pid,
                 comm: comm.to_string(),
                 service: svc.map_or_else(
-                    || ServiceId {
-                        kind: ServiceKind::Comm,
-                        name: comm.to_string(),
-                    },
+                    || ServiceId::new(ServiceKind::Comm, comm.to_string()),
                     |i| self.names.name(i).clone(),
                 ),
                 stats: acc.stats(&now),

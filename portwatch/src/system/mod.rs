@@ -7,6 +7,7 @@ pub mod ifaddrs;
 pub mod netns;
 pub mod owners;
 pub mod procfs;
+pub mod runtime;
 pub mod sockdiag;
 
 use std::path::PathBuf;

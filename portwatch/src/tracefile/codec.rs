@@ -17,7 +17,7 @@ use crate::engine::hash::FxHashMap;
 use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use crate::input::{
     Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, NetnsInfo,
-    SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls,
+    SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -49,16 +49,24 @@ pub(crate) const TAG_PROBE_ERRORS: u8 = 0x81;
 /// ([`Input::Netns`]). Its time is absolute, not a delta: a reader that
 /// skips the record must not lose track of the time chain.
 pub(crate) const TAG_NETNS: u8 = 0x82;
-/// Skippable (format 1.3): `uv` syn_retrans of the Close record that
+/// Skippable (format 1.4): names the container runtime keeps for a
+/// container or pod ([`Input::Workload`]); no time of its own.
+pub(crate) const TAG_WORKLOAD: u8 = 0x83;
+// Workload record flags: which optional names follow.
+const W_NAMESPACE: u8 = 1 << 0;
+const W_POD: u8 = 1 << 1;
+const W_CONTAINER: u8 = 1 << 2;
+const W_KNOWN: u8 = 0b111;
+/// Skippable (format 1.5): `uv` syn_retrans of the Close record that
 /// follows. Written only when non-zero (most connections retransmit no SYN).
-pub(crate) const TAG_SYN_RETRANS: u8 = 0x83;
-/// Skippable (format 1.3): the conntrack table of the Counters record, or
+pub(crate) const TAG_SYN_RETRANS: u8 = 0x84;
+/// Skippable (format 1.5): the conntrack table of the Counters record, or
 /// of the Netns record's counters, that follows. Written only when the
 /// kernel has nf_conntrack.
-pub(crate) const TAG_CONNTRACK: u8 = 0x84;
-/// Skippable (format 1.3): a namespace's interface networks
+pub(crate) const TAG_CONNTRACK: u8 = 0x85;
+/// Skippable (format 1.5): a namespace's interface networks
 /// ([`Input::Networks`]); absolute time, like TAG_NETNS.
-pub(crate) const TAG_NETWORKS: u8 = 0x85;
+pub(crate) const TAG_NETWORKS: u8 = 0x86;
 /// Networks per record a reader accepts.
 const MAX_NETWORKS: usize = 65_536;
 // Conntrack record presence bits.
@@ -241,6 +249,13 @@ impl Encoder {
                     body.push(*len);
                 }
                 buf.push(TAG_NETWORKS);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
+            Input::Workload(w) => {
+                let mut body = Vec::new();
+                put_workload(&mut body, w);
+                buf.push(TAG_WORKLOAD);
                 put_u64(buf, body.len() as u64);
                 buf.extend_from_slice(&body);
             }
@@ -629,6 +644,45 @@ fn read_sysctls(c: &mut Cursor) -> Result<Sysctls, Corruption> {
 }
 
 /// The body of a netns record.
+fn put_workload(buf: &mut Vec<u8>, w: &Workload) {
+    put_str(buf, w.id.as_bytes());
+    put_str(buf, w.source.as_bytes());
+    let opts = [&w.pod_namespace, &w.pod_name, &w.container];
+    let flags = [W_NAMESPACE, W_POD, W_CONTAINER]
+        .iter()
+        .zip(opts)
+        .filter(|(_, o)| o.is_some())
+        .fold(0, |f, (bit, _)| f | bit);
+    buf.push(flags);
+    for s in opts.into_iter().flatten() {
+        put_str(buf, s.as_bytes());
+    }
+}
+
+fn read_workload(c: &mut Cursor) -> Result<Workload, Corruption> {
+    let id = c.str(MAX_STR_BYTES, "workload id")?;
+    let source = c.str(MAX_STR_BYTES, "workload source")?;
+    let flags = c.u8()?;
+    if flags & !W_KNOWN != 0 {
+        return Err(Corruption::OutOfRange("workload record flags"));
+    }
+    let mut opt = |bit: u8, what| -> Result<Option<String>, Corruption> {
+        if flags & bit != 0 {
+            c.str(MAX_STR_BYTES, what).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    // Fields a later minor version appends are ignored.
+    Ok(Workload {
+        id,
+        source,
+        pod_namespace: opt(W_NAMESPACE, "pod namespace")?,
+        pod_name: opt(W_POD, "pod name")?,
+        container: opt(W_CONTAINER, "container name")?,
+    })
+}
+
 fn read_netns(c: &mut Cursor) -> Result<NetnsInfo, Corruption> {
     let ts_ns = c.u64()?;
     let netns = c.u32("netns")?;
@@ -862,6 +916,11 @@ impl Decoder {
                 let mut ext = Cursor::new(c.bytes(n)?);
                 self.syn_retrans = ext.u32("syn_retrans")?;
                 return Ok(None);
+            }
+            TAG_WORKLOAD => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::Workload(read_workload(&mut inner)?)
             }
             TAG_SOCKET_OWNERS => {
                 let n = c.len(usize::MAX, "skippable record")?;

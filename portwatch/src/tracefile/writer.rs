@@ -247,6 +247,16 @@ fn check_limits(input: &Input) -> Result<(), WriteError> {
         }
         Input::Cgroup { path: Some(p), .. } => check("cgroup path (bytes)", p.len(), MAX_STR_BYTES),
         Input::Sockets(t) => check("socket table", t.entries.len(), MAX_SOCKETS),
+        Input::Workload(w) => [
+            Some(&w.id),
+            Some(&w.source),
+            w.pod_namespace.as_ref(),
+            w.pod_name.as_ref(),
+            w.container.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .try_for_each(|s| check("workload name (bytes)", s.len(), MAX_STR_BYTES)),
         _ => Ok(()),
     }
 }

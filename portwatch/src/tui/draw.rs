@@ -534,7 +534,11 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
     let [peers, charts] =
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(top);
 
-    let mut lines = vec![Line::from(Span::styled(d.peers_label.clone(), t.title()))];
+    let mut lines = Vec::new();
+    if let Some(id) = &d.identity {
+        lines.push(Line::from(Span::styled(id.clone(), t.dim())));
+    }
+    lines.push(Line::from(Span::styled(d.peers_label.clone(), t.title())));
     for (peer, new, tw) in &d.peers {
         lines.push(Line::from(format!(
             "{peer:<22} {:>6}/s TW {tw}",

@@ -6,7 +6,7 @@ use crate::engine::model::{
     DestinationRow, Model, RATE_WINDOW_S, ServiceRow as ModelService, Stats,
 };
 use crate::engine::netns::NetnsRow;
-use crate::engine::service::ServiceKind;
+use crate::engine::service::{ServiceId, ServiceKind};
 use crate::event::FailCause;
 use crate::render::fmt;
 
@@ -21,6 +21,34 @@ fn kind(k: ServiceKind) -> &'static str {
         ServiceKind::Comm => "process",
         ServiceKind::UnknownCgroup => "process?",
     }
+}
+
+/// The detail pane's title: containers and pods say their kind already.
+fn title(s: &ServiceId) -> String {
+    match s.kind {
+        ServiceKind::Docker | ServiceKind::Containerd | ServiceKind::Crio | ServiceKind::Pod => {
+            s.to_string()
+        }
+        k => format!("{s} ({})", kind(k)),
+    }
+}
+
+/// What identifies a container or pod besides its name: the Kubernetes
+/// container, the pod uid or container id.
+fn identity(s: &ServiceId) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(c) = &s.container {
+        parts.push(format!("container {c}"));
+    }
+    if let Some(id) = &s.id {
+        let what = if s.kind == ServiceKind::Pod {
+            "uid"
+        } else {
+            "id"
+        };
+        parts.push(format!("{what} {id}"));
+    }
+    (!parts.is_empty()).then(|| parts.join("  "))
 }
 
 fn dest(addr: std::net::IpAddr, port: u16) -> String {
@@ -437,7 +465,8 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                     fix: v.fix.clone(),
                 });
             Some(Detail {
-                title: format!("{} ({})", s.service, kind(s.service.kind)),
+                title: title(&s.service),
+                identity: identity(&s.service),
                 netns: detail_ns(namespaces, &service_namespaces(m, s)),
                 peers_label: "Connects to".into(),
                 peers,
@@ -478,6 +507,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
             Some(Detail {
                 title: format!("{}{from}  {held}", dest(d.daddr, d.dport)),
                 netns: detail_ns(namespaces, &names),
+                identity: None,
                 peers_label: "Connected from".into(),
                 peers: pairs
                     .iter()
@@ -502,5 +532,28 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
             })
         }
         View::Failures => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pods_detail_title_says_pod_once_and_its_ids_follow() {
+        let pod = ServiceId {
+            id: Some("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into()),
+            namespace: Some("checkout".into()),
+            container: Some("api".into()),
+            ..ServiceId::new(ServiceKind::Pod, "checkout/api-7f9c")
+        };
+        assert_eq!(title(&pod), "checkout/api-7f9c (pod)");
+        assert_eq!(
+            identity(&pod).as_deref(),
+            Some("container api  uid 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+        );
+        let unit = ServiceId::new(ServiceKind::Systemd, "nginx.service");
+        assert_eq!(title(&unit), "nginx.service (unit)");
+        assert_eq!(identity(&unit), None);
     }
 }

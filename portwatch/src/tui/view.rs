@@ -173,6 +173,8 @@ pub struct FailureRow {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Detail {
     pub title: String,
+    /// A container's or pod's ids (Kubernetes container, uid), if any.
+    pub identity: Option<String>,
     /// Its network namespace: name, inode, range, tw_reuse, and why it is
     /// stale or unread (empty when only the host's was seen).
     pub netns: Option<String>,

@@ -60,6 +60,15 @@ pub struct SystemJson<'a> {
 pub struct ServiceRef<'a> {
     pub name: &'a str,
     pub kind: &'static str,
+    /// A container's full id or a pod's uid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    /// A pod's Kubernetes namespace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<&'a str>,
+    /// The Kubernetes container, when the runtime named it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<&'a str>,
     pub pids: &'a [u32],
 }
 
@@ -91,6 +100,9 @@ pub fn service_ref<'a>(s: &'a ServiceId, pids: &'a [u32]) -> ServiceRef<'a> {
     ServiceRef {
         name: &s.name,
         kind: s.kind.as_str(),
+        id: s.id.as_deref(),
+        namespace: s.namespace.as_deref(),
+        container: s.container.as_deref(),
         pids,
     }
 }
