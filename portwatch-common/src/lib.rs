@@ -27,6 +27,16 @@ pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
 /// passes through CLOSE before it is freed, so entries do not leak; when
 /// the map is full the new socket is not followed and that is counted.
 pub const SOCKS_MAX_ENTRIES: u32 = 65_536;
+/// Name of the stack trace map that holds sampled connect() user stacks.
+pub const STACKS_MAP: &str = "STACKS";
+/// Distinct user stacks held at once. Userspace reads and deletes every id
+/// it was sent at the next 10 ms drain, so this only has to cover the
+/// samples of one drain interval; each entry is 127 × 8 bytes (~1 MiB in all).
+pub const STACKS_MAX_ENTRIES: u32 = 1024;
+/// Name of the global (in .rodata) holding the sampling period: one active
+/// open in this many captures its user stack; 0 disables sampling, and the
+/// verifier then drops the sampling code as dead.
+pub const STACK_SAMPLE_GLOBAL: &str = "STACK_SAMPLE_EVERY";
 /// Slots of the array of threads inside `connect()` (indexed by
 /// `tid % CONNECTS_SLOTS`, 24 bytes each: 1.5 MiB). A power of two.
 pub const CONNECTS_SLOTS: u32 = 65_536;
@@ -71,6 +81,14 @@ pub const KIND_CONNECT_ERROR: u32 = 2;
 /// ended gracefully: a TIME_WAIT socket now holds the local port for 60 s.
 /// Unset when an RST ended it (no TIME_WAIT follows).
 pub const FLAG_LOCAL_CLOSE: u32 = 1 << 0;
+/// `RawEvent::kind`: a sampled active open's user stack. Carries the task
+/// fields, `netns`, `family`, `daddr`, `dport` (the destination is known at
+/// SYN_SENT; the source port is not yet) and, in `errno`, the id of the stack
+/// in `STACKS` as `i32` bits: negative is `bpf_get_stackid`'s error (e.g.
+/// -EEXIST: the bucket holds another stack), so a lost capture is seen.
+/// (16 leaves the small kind numbers to lifecycle records.)
+pub const KIND_CONNECT_STACK: u32 = 16;
+
 /// The connection reached ESTABLISHED at some point.
 pub const FLAG_ESTABLISHED: u32 = 1 << 1;
 /// Passive open (accepted by a listener on this host).

@@ -34,21 +34,22 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_ANY, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{BPF_ANY, BPF_F_USER_STACK, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-        bpf_get_current_task, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_user,
+        bpf_get_current_task, bpf_get_prandom_u32, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_probe_read_user,
     },
     macros::{map, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    programs::{TracePointContext, tracing::StackIdContext},
 };
 use portwatch_common::{
     AF_INET, AF_INET6, CONNECTS_SLOTS, EVENTS_RING_BYTES, FLAG_ESTABLISHED, FLAG_HAS_BYTES,
     FLAG_HAS_TASK, FLAG_INBOUND, FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED,
-    FLAG_SAW_SYN_SENT, KIND_CLOSE, KIND_CONNECT_ERROR, OFFSET_UNKNOWN, Offsets, RawEvent,
-    SOCKS_MAX_ENTRIES, STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS, STAT_RINGBUF_LOST,
-    STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_LEN, WAKEUP_THRESHOLD_BYTES,
+    FLAG_SAW_SYN_SENT, KIND_CLOSE, KIND_CONNECT_ERROR, KIND_CONNECT_STACK, OFFSET_UNKNOWN, Offsets,
+    RawEvent, SOCKS_MAX_ENTRIES, STACKS_MAX_ENTRIES, STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS,
+    STAT_RINGBUF_LOST, STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_LEN, WAKEUP_THRESHOLD_BYTES,
     WAKEUP_WINDOW_BYTES, tp,
 };
 
@@ -124,6 +125,17 @@ struct ConnectInfo {
 /// Lives in .rodata, so the verifier sees the values as constants.
 #[unsafe(no_mangle)]
 static OFFSETS: Offsets = Offsets::UNKNOWN;
+
+/// One active open in this many captures its user stack (0: never).
+/// Written by userspace before load (`--stack-sample`); in .rodata, so with
+/// 0 the verifier removes the sampling branch and the hot path is unchanged.
+#[unsafe(no_mangle)]
+static STACK_SAMPLE_EVERY: u32 = 0;
+
+/// Sampled user stacks (`bpf_get_stackid`); userspace reads and deletes
+/// each id it is sent.
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(STACKS_MAX_ENTRIES, 0);
 
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_RING_BYTES, 0);
@@ -333,7 +345,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
     let old: i32 = read_ctx(ctx, tp::OLDSTATE)?;
     let sk: u64 = read_ctx(ctx, tp::SKADDR)?;
     match new {
-        TCP_SYN_SENT => on_active_open(sk),
+        TCP_SYN_SENT => on_active_open(ctx, sk),
         TCP_SYN_RECV if old == TCP_LISTEN => on_passive_open(sk),
         TCP_ESTABLISHED => {
             if let Some(info) = SOCKS.get_ptr_mut(sk) {
@@ -365,7 +377,7 @@ fn insert_sock(sk: u64, info: &SockInfo) {
     }
 }
 
-fn on_active_open(sk: u64) -> Result<(), i32> {
+fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
     let o = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
@@ -388,6 +400,43 @@ fn on_active_open(sk: u64) -> Result<(), i32> {
     if let Some(c) = connect_of(tid) {
         c.flags |= FLAG_SAW_SYN_SENT;
     }
+    // SAFETY: a plain static in .rodata, rewritten by userspace before load.
+    let every = unsafe { core::ptr::read_volatile(&raw const STACK_SAMPLE_EVERY) };
+    // CLOSE→SYN_SENT runs inside the connecting task's connect() (or its
+    // io_uring worker), so the user registers are the caller's: its stack
+    // is where the connection is opened. One random draw per active open;
+    // the stack walk and the record only for the sampled one in `every`.
+    // SAFETY: no arguments, no memory access.
+    if every != 0 && unsafe { bpf_get_prandom_u32() } % every == 0 {
+        sample_stack(ctx, &info)?;
+    }
+    Ok(())
+}
+
+/// Captures the current user stack into `STACKS` and emits its id with the
+/// connection's task and destination (`KIND_CONNECT_STACK`).
+#[inline(always)]
+fn sample_stack(ctx: &TracePointContext, info: &SockInfo) -> Result<(), i32> {
+    let id = match ctx.get_stackid(&STACKS, BPF_F_USER_STACK as u64) {
+        Ok(id) => id as i32,
+        Err(e) => e,
+    };
+    let mut ev = RawEvent {
+        kind: KIND_CONNECT_STACK,
+        flags: FLAG_HAS_TASK,
+        start_ns: info.start_ns,
+        end_ns: info.start_ns,
+        cgroup_id: info.cgroup_id,
+        netns: info.netns,
+        pid: info.pid,
+        tid: info.tid,
+        errno: id as u32,
+        comm: info.comm,
+        pcomm: info.pcomm,
+        ..RawEvent::default()
+    };
+    read_addrs(ctx, &mut ev)?;
+    emit(&ev);
     Ok(())
 }
 

@@ -169,6 +169,11 @@ pub struct RecordArgs {
     /// Overwrite FILE if it exists.
     #[arg(long)]
     pub force: bool,
+    /// Capture the user-space stack of one active open in N (drawn at
+    /// random) to show where in the code a flagged pair connects
+    /// ("call sites"); 0 turns sampling off.
+    #[arg(long = "stack-sample", value_name = "N", default_value_t = crate::probe::DEFAULT_STACK_SAMPLE)]
+    pub stack_sample: u32,
     /// Only these events are written (host context, counters and losses always are).
     #[command(flatten)]
     pub filter: FilterArgs,
@@ -220,6 +225,11 @@ pub struct TopArgs {
     /// Seconds between re-reads of the socket table (corrects drift).
     #[arg(long = "resync", value_name = "SECS", default_value_t = 5.0)]
     pub resync_s: f64,
+    /// Capture the user-space stack of one active open in N (drawn at
+    /// random) to show where in the code a flagged pair connects
+    /// ("call sites"); 0 turns sampling off.
+    #[arg(long = "stack-sample", value_name = "N", default_value_t = crate::probe::DEFAULT_STACK_SAMPLE)]
+    pub stack_sample: u32,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use portwatch_common::{
     AF_INET, AF_INET6, FLAG_ESTABLISHED, FLAG_HAS_BYTES, FLAG_HAS_TASK, FLAG_INBOUND,
     FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED, FLAG_SAW_SYN_SENT, KIND_CLOSE,
-    KIND_CONNECT_ERROR, RAW_EVENT_SIZE, RawEvent,
+    KIND_CONNECT_ERROR, KIND_CONNECT_STACK, RAW_EVENT_SIZE, RawEvent,
 };
 
 /// EADDRNOTAVAIL: the errno that port exhaustion produces.
@@ -320,6 +320,43 @@ impl Event {
     }
 }
 
+/// A sampled active open (`KIND_CONNECT_STACK`): who connected where, and
+/// the id of its user stack in the kernel's `STACKS` map (or why there is
+/// none). The probe turns it into addresses; `system::symbols` into names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackSample {
+    pub ts_ns: u64,
+    pub task: Task,
+    pub netns: u32,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// `Ok(id)` in `STACKS`, or `bpf_get_stackid`'s negative errno.
+    pub stack_id: Result<u32, i32>,
+}
+
+impl StackSample {
+    /// `Some` when the record is a stack sample (else it is an [`Event`]).
+    pub fn decode(bytes: &[u8]) -> Option<Result<StackSample, DecodeError>> {
+        if bytes.len() < RAW_EVENT_SIZE {
+            return None;
+        }
+        // SAFETY: as in `Event::decode`: length checked, integers only.
+        let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        if raw.kind != KIND_CONNECT_STACK {
+            return None;
+        }
+        let id = raw.errno as i32;
+        Some(addr(raw.family, &raw.daddr).map(|daddr| StackSample {
+            ts_ns: raw.start_ns,
+            task: task_of(&raw),
+            netns: raw.netns,
+            daddr,
+            dport: raw.dport,
+            stack_id: if id >= 0 { Ok(id as u32) } else { Err(id) },
+        }))
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {0} bytes is shorter than an event ({RAW_EVENT_SIZE} bytes)")]
@@ -338,20 +375,25 @@ fn addr(family: u16, raw: &[u8; 16]) -> Result<IpAddr, DecodeError> {
     }
 }
 
+/// The task fields of a record (meaningful when `FLAG_HAS_TASK` is set).
+fn task_of(raw: &RawEvent) -> Task {
+    let thread = Comm::from_bytes(raw.comm);
+    let process = Comm::from_bytes(raw.pcomm);
+    Task {
+        pid: raw.pid,
+        tid: raw.tid,
+        comm: if process.is_empty() { thread } else { process },
+        thread,
+        cgroup_id: raw.cgroup_id,
+    }
+}
+
 impl TryFrom<&RawEvent> for Event {
     type Error = DecodeError;
 
     fn try_from(raw: &RawEvent) -> Result<Event, DecodeError> {
         let has = |f: u32| raw.flags & f != 0;
-        let thread = Comm::from_bytes(raw.comm);
-        let process = Comm::from_bytes(raw.pcomm);
-        let task = has(FLAG_HAS_TASK).then(|| Task {
-            pid: raw.pid,
-            tid: raw.tid,
-            comm: if process.is_empty() { thread } else { process },
-            thread,
-            cgroup_id: raw.cgroup_id,
-        });
+        let task = has(FLAG_HAS_TASK).then(|| task_of(raw));
         let errno = i32::try_from(raw.errno).unwrap_or(i32::MAX);
         match raw.kind {
             KIND_CLOSE => {

@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use crate::clock::WallClock;
-use crate::event::{Comm, Event, Losses};
+use crate::event::{Comm, Event, Losses, Task};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Input {
@@ -41,6 +41,9 @@ pub enum Input {
     /// counts as this host's own network when judging whether a
     /// destination sits behind a NAT gateway.
     Networks(LocalNetworks),
+    /// The symbolized user stack of a sampled active open (`--stack-sample`):
+    /// where in its code a service opens connections to a destination.
+    CallStack(CallStack),
     /// The names the container runtime keeps for a container or pod id a
     /// cgroup path carries (`system::runtime`).
     Workload(Workload),
@@ -62,6 +65,9 @@ impl Input {
             Input::Losses { ts_ns, .. } => Some(*ts_ns),
             Input::Netns(n) => Some(n.ts_ns),
             Input::Networks(n) => Some(n.ts_ns),
+            // Symbolized off the intake path, so it arrives after later
+            // events: it annotates, it does not advance time.
+            Input::CallStack(_) => None,
             Input::Workload(_) => None,
             Input::SocketOwners(o) => Some(o.ts_ns),
         }
@@ -320,4 +326,28 @@ pub struct Workload {
     pub pod_name: Option<String>,
     /// The Kubernetes container name, or docker's container name.
     pub container: Option<String>,
+}
+
+/// Most frames kept per stack (innermost first): the call site and its
+/// callers; deeper frames (main, the runtime's start) tell nothing.
+pub const MAX_STACK_FRAMES: usize = 16;
+
+/// One sampled connect()'s user-space call stack, symbolized in userspace
+/// (`system::symbols`), attributed to its service → destination pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallStack {
+    /// When the connection was opened (CLOCK_MONOTONIC ns).
+    pub ts_ns: u64,
+    pub task: Task,
+    pub netns: u32,
+    pub daddr: IpAddr,
+    pub dport: u16,
+    /// Innermost first, at most [`MAX_STACK_FRAMES`]: `function`,
+    /// `function (file:line)` where debug info has it, or `0xADDR (module)`
+    /// / `0xADDR` where nothing names the address.
+    pub frames: Vec<String>,
+    /// What limited the frames, if anything: the process exited before it
+    /// was symbolized (raw addresses), the capture failed, an interpreter
+    /// or JIT whose own frames are not visible.
+    pub note: Option<String>,
 }

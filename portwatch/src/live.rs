@@ -267,6 +267,9 @@ pub struct LiveSource {
     /// Reads other namespaces from inside them (None: could not start).
     netns_worker: Option<netns::Worker>,
     netns_seen: NetnsSeen,
+    /// Names sampled connect() stacks off the intake path (None: sampling
+    /// off, or the thread could not start).
+    symbols: Option<crate::system::symbols::Worker>,
     /// Looks up the processes holding sockets (None: could not start).
     owners: Option<owners::Resolver>,
     /// Per namespace, the inodes its latest socket table asks owners for.
@@ -307,6 +310,7 @@ impl LiveSource {
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
             netns_worker: None,
             netns_seen: NetnsSeen::default(),
+            symbols: None,
             owners: None,
             owner_wanted: HashMap::new(),
             owner_wanted_dirty: false,
@@ -314,6 +318,14 @@ impl LiveSource {
             initial: Vec::new(),
             drained: Vec::new(),
         };
+        if crate::probe::stack_sample() != 0 {
+            match crate::system::symbols::Worker::spawn() {
+                Ok(w) => src.symbols = Some(w),
+                Err(e) => src
+                    .warnings
+                    .push(format!("sampled connect() stacks will not be named: {e}")),
+            }
+        }
         match netns::Worker::spawn() {
             Ok(w) => src.netns_worker = Some(w),
             Err(e) => src
@@ -472,6 +484,20 @@ impl LiveSource {
             out.push(Input::Event(ev));
         }
         self.drained = events;
+        let stacks = self.probe.take_stacks();
+        if let Some(w) = self.symbols.as_mut() {
+            w.send(stacks);
+            let named = w.try_recv();
+            self.push_stacks(named, out);
+        }
+    }
+
+    /// Symbolized stacks, each preceded by its cgroup's path the first time.
+    fn push_stacks(&mut self, named: Vec<crate::input::CallStack>, out: &mut Vec<Input>) {
+        for cs in named {
+            self.cgroups.announce(cs.task.cgroup_id, out);
+            out.push(Input::CallStack(cs));
+        }
     }
 
     /// Waits for the next batch (≤ 10 ms, or sooner when the kernel wakes
@@ -504,6 +530,10 @@ impl LiveSource {
     /// Final drain after the loop stopped: whatever the kernel submitted.
     pub fn finish(&mut self, out: &mut Vec<Input>) {
         self.drain_events(out);
+        if let Some(mut w) = self.symbols.take() {
+            let named = w.finish();
+            self.push_stacks(named, out);
+        }
         let now = monotonic_now_ns();
         self.workloads.take(now, out);
         out.push(Input::Losses {

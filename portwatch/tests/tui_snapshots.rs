@@ -230,6 +230,11 @@ fn busy_screen() -> Screen {
                 fix: "reuse connections (HTTP keep-alive / a connection pool in the client); \
                       tcp_tw_reuse=1 only buys time"
                     .into(),
+                call_sites: vec![
+                    "  80%  __libc_connect (connect.c:26) < db_query (db.c:41) < main (main.c:9)"
+                        .into(),
+                    "  20%  __libc_connect (connect.c:26) < health_check (health.c:12)".into(),
+                ],
             }),
         }),
         advice: advice_items(),

@@ -135,6 +135,36 @@ pub fn variants() -> Vec<Variant> {
             count: Counter::BatchJson,
             anchor: false,
         },
+        // The cost of stack sampling (issue 16): `top --batch` above samples
+        // one active open in 64 (the default); these two bracket it.
+        Variant {
+            name: "top --batch, stacks off",
+            tool: Tool::Portwatch(&[
+                "top",
+                "--batch",
+                "--json",
+                "--interval",
+                "0.5",
+                "--stack-sample",
+                "0",
+            ]),
+            count: Counter::BatchJson,
+            anchor: false,
+        },
+        Variant {
+            name: "top --batch, every stack",
+            tool: Tool::Portwatch(&[
+                "top",
+                "--batch",
+                "--json",
+                "--interval",
+                "0.5",
+                "--stack-sample",
+                "1",
+            ]),
+            count: Counter::BatchJson,
+            anchor: false,
+        },
         Variant {
             name: "exporter",
             tool: Tool::Portwatch(&[

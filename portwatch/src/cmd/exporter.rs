@@ -37,6 +37,8 @@ async fn exporter(args: ExporterArgs, listen: SocketAddr) -> Result<()> {
         Some(p) => Some(Recorder::create(p, args.force)?),
         None => None,
     };
+    // The exporter exposes no call sites: it does not pay for stacks.
+    crate::probe::set_stack_sample(0);
     let mut source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {

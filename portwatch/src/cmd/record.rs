@@ -17,6 +17,7 @@ pub fn run(args: RecordArgs) -> Result<()> {
 async fn record(args: RecordArgs) -> Result<()> {
     // The file first: refusing to overwrite should not wait for the probe.
     let recorder = Recorder::create(&args.output, args.force)?;
+    crate::probe::set_stack_sample(args.stack_sample);
     let source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {

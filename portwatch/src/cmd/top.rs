@@ -33,6 +33,7 @@ async fn top(args: TopArgs) -> Result<()> {
     };
     // The probes before the terminal, so a failure is reported on a
     // normal screen.
+    crate::probe::set_stack_sample(args.stack_sample);
     let mut source = match LiveSource::start(&args.runtime.runtime_root) {
         Ok(s) => s,
         Err(e) => {

@@ -16,6 +16,9 @@ pub fn run(args: TraceArgs) -> Result<()> {
 }
 
 async fn trace(args: TraceArgs) -> Result<()> {
+    // Stacks are for the verdicts' call sites (top, record); trace prints
+    // events only, so it does not pay for sampling.
+    crate::probe::set_stack_sample(0);
     let source = ProbeSource::new(Probe::load()?);
     super::note_netns_name(&args.filter);
     let out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());

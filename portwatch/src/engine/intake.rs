@@ -43,8 +43,22 @@ impl Engine {
             // Namespaces go with their last activity (events or readings);
             // they are not rows, so not counted as aged-out keys.
             self.namespaces.table.age_out(cutoff);
+            self.call_sites.age_out(cutoff);
             self.free_unused_services();
         }
+    }
+
+    /// A sampled connect()'s stack, counted for its service → destination.
+    pub(super) fn on_call_stack(&mut self, c: &crate::input::CallStack) {
+        let svc = self.service_idx(Some(&c.task));
+        let key = (
+            self.names.name(svc).clone(),
+            self.ns_key(c.netns),
+            canonical_addr(c.daddr),
+            c.dport,
+        );
+        self.call_sites
+            .add(key, &c.frames, c.note.as_deref(), c.ts_ns);
     }
 
     pub(super) fn on_close(&mut self, c: &ConnClose) {

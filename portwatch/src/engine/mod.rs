@@ -15,6 +15,7 @@
 //! file keeps [`Engine`] and [`Engine::apply`].
 
 mod acc;
+pub mod callsites;
 mod config;
 mod destinations;
 pub mod hash;
@@ -118,6 +119,8 @@ pub struct Engine {
     /// Interface networks by namespace (the host's own networks, see
     /// [`nat`]); at most `max_keys` namespaces.
     networks: FxHashMap<u32, Vec<(IpAddr, u8)>>,
+    /// Sampled connect() stacks per pair (`Input::CallStack`).
+    call_sites: callsites::CallSites,
     /// Live sockets of the last tables and who holds them (CLOSE_WAIT
     /// leaks).
     leaks: leaks::Leaks,
@@ -168,6 +171,7 @@ impl Engine {
             aged_out: 0,
             namespaces: Namespaces::new(n),
             networks: FxHashMap::default(),
+            call_sites: Default::default(),
             leaks: leaks::Leaks::default(),
             recent_closes: Default::default(),
         }
@@ -223,6 +227,7 @@ impl Engine {
                     self.networks.insert(ns, n.nets.clone());
                 }
             }
+            Input::CallStack(c) => self.on_call_stack(c),
             Input::SocketOwners(o) => self.leaks.on_owners(o),
         }
     }

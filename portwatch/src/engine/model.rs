@@ -324,6 +324,11 @@ pub struct Verdict {
     pub failures_caused: Option<u64>,
     pub evidence: String,
     pub fix: String,
+    /// Where in the service's code these connections are opened: the most
+    /// sampled user stacks at connect() (`--stack-sample`), with their share
+    /// of the samples. Absent (empty) while no stack was sampled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub call_sites: Vec<super::callsites::CallSite>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

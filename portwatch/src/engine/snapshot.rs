@@ -169,6 +169,12 @@ impl Engine {
                     self.budget_of(ns),
                     self.sysctls_of(ns),
                 )
+                .map(|mut v| {
+                    v.call_sites = self
+                        .call_sites
+                        .top(&(p.service.clone(), ns, p.daddr, p.dport));
+                    v
+                })
             })
             .collect();
         let mut verdicts = verdicts;

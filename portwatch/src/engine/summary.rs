@@ -293,10 +293,18 @@ impl Summarizer {
                     // A leak's peak: most ports held.
                     let higher = (v.time_wait, v.held_ports, v.new_per_s)
                         > (e.peak.time_wait, e.peak.held_ports, e.peak.new_per_s);
+                    // Call sites are counted over the whole run: the
+                    // latest list has every sample, whatever the peak.
+                    let sites = if v.call_sites.is_empty() {
+                        std::mem::take(&mut e.peak.call_sites)
+                    } else {
+                        v.call_sites.clone()
+                    };
                     if higher {
                         e.peak = v.clone();
                         e.peak_ns = now;
                     }
+                    e.peak.call_sites = sites;
                 }
             }
         }

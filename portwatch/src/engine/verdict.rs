@@ -130,6 +130,7 @@ pub fn lacks_pooling(
         failures_caused: None,
         evidence,
         fix,
+        call_sites: Vec::new(),
     })
 }
 
@@ -244,6 +245,7 @@ pub fn leaks_sockets(cfg: &VerdictConfig, f: &LeakFacts) -> Option<Verdict> {
         failures_caused: Some(exhausted),
         evidence,
         fix,
+        call_sites: Vec::new(),
     })
 }
 

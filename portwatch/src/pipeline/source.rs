@@ -156,6 +156,8 @@ impl ProbeSource {
             out.push(Input::Event(ev));
         }
         self.drained = events;
+        // `trace` loads the probe without sampling; drop any all the same.
+        drop(self.probe.take_stacks());
     }
 }
 

@@ -9,17 +9,40 @@ pub mod tracefs;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use portwatch_common::{
-    EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS,
-    STAT_RINGBUF_LOST, STAT_SOCK_EVICTED, STATS_MAP, tp,
+    EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, STACK_SAMPLE_GLOBAL, STACKS_MAP,
+    STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS, STAT_RINGBUF_LOST, STAT_SOCK_EVICTED, STATS_MAP, tp,
 };
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-use crate::event::{Event, Losses};
+use crate::event::{Event, Losses, StackSample};
+use crate::system::symbols::RawStack;
+
+/// Default `--stack-sample`: one active open in this many captures its user
+/// stack. A flagged pair opens at least a few connections per second, so
+/// its call sites show within seconds to a minute, while the stack walk
+/// (~1-2 µs) is paid by 1/64 of connections: a few tens of ns each on
+/// average (README "What portwatch costs").
+pub const DEFAULT_STACK_SAMPLE: u32 = 64;
+
+/// The sampling period the next `Probe::load` uses (0: no stacks). A
+/// process-wide setting so the commands set it once from their flags.
+static STACK_SAMPLE_EVERY: AtomicU32 = AtomicU32::new(DEFAULT_STACK_SAMPLE);
+
+/// The stack sampling period probes are loaded with.
+pub fn stack_sample() -> u32 {
+    STACK_SAMPLE_EVERY.load(Ordering::Relaxed)
+}
+
+/// Sets the stack sampling period for probes loaded from now on.
+pub fn set_stack_sample(every: u32) {
+    STACK_SAMPLE_EVERY.store(every, Ordering::Relaxed);
+}
 use checks::{Finding, Status};
 
 /// The eBPF object built by build.rs, embedded so the binary is self-contained.
@@ -140,6 +163,9 @@ pub struct Probe {
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     _ebpf: Ebpf,
     decode_errors: u64,
+    /// Sampled connect() user stacks (`STACKS`).
+    stacks: StackTraceMap<MapData>,
+    stack_samples: Vec<RawStack>,
     /// fdinfo paths of the loaded programs, for their `recursion_misses`.
     prog_fdinfo: Vec<std::path::PathBuf>,
     /// Warnings worth showing the user once (missing BTF, tracepoints).
@@ -227,6 +253,8 @@ impl Probe {
         let loaded = (|| -> Result<(Ebpf, Option<aya_log::EbpfLogger<&'static dyn log::Log>>)> {
             let mut loader = EbpfLoader::new();
             loader.override_global(OFFSETS_GLOBAL, &offsets, true);
+            let every = STACK_SAMPLE_EVERY.load(Ordering::Relaxed);
+            loader.override_global(STACK_SAMPLE_GLOBAL, &every, true);
             if let Some(n) = test_sock_map_entries() {
                 loader.map_max_entries(portwatch_common::SOCKS_MAP, n);
             }
@@ -288,6 +316,10 @@ impl Probe {
                 .context("ring buffer map missing")?,
         )?;
         let stats = PerCpuArray::try_from(ebpf.take_map(STATS_MAP).context("stats map missing")?)?;
+        let stacks = StackTraceMap::try_from(
+            ebpf.take_map(STACKS_MAP)
+                .context("stack trace map missing")?,
+        )?;
         Ok(Probe {
             // SAFETY: the RingBuf owns its map fd and keeps it open, unchanged,
             // for as long as it lives, which is as long as the AsyncFd.
@@ -297,6 +329,8 @@ impl Probe {
             logger,
             _ebpf: ebpf,
             decode_errors: 0,
+            stacks,
+            stack_samples: Vec::new(),
             prog_fdinfo,
             warnings,
         })
@@ -316,14 +350,47 @@ impl Probe {
     }
 
     /// Hands every pending record to `f`; returns how many were read.
+    /// Stack samples are kept aside with their addresses (see
+    /// [`Probe::take_stacks`]).
     pub fn drain(&mut self, mut f: impl FnMut(Event)) -> usize {
         if let Some(l) = self.logger.as_mut() {
             l.flush();
         }
         let ring = self.ring.get_mut();
         let mut n = 0;
+        let mut read_ids: Vec<(u32, Result<Vec<u64>, String>)> = Vec::new();
         while let Some(item) = ring.next() {
             n += 1;
+            match StackSample::decode(&item) {
+                Some(Ok(sample)) => {
+                    let ips = match sample.stack_id {
+                        Ok(id) => match read_ids.iter().find(|(i, _)| *i == id) {
+                            Some((_, ips)) => ips.clone(),
+                            None => {
+                                let ips = self
+                                    .stacks
+                                    .get(&id, 0)
+                                    .map(|t| t.frames().iter().map(|f| f.ip).collect())
+                                    .map_err(|e| format!("stack {id} not readable: {e}"));
+                                read_ids.push((id, ips.clone()));
+                                ips
+                            }
+                        },
+                        Err(e) => Err(format!(
+                            "the kernel could not capture the stack (bpf_get_stackid: {})",
+                            std::io::Error::from_raw_os_error(-e)
+                        )),
+                    };
+                    self.stack_samples.push(RawStack { sample, ips });
+                    continue;
+                }
+                Some(Err(e)) => {
+                    self.decode_errors += 1;
+                    log::warn!("undecodable stack sample: {e}");
+                    continue;
+                }
+                None => {}
+            }
             match Event::decode(&item) {
                 Ok(ev) => f(ev),
                 Err(e) => {
@@ -332,7 +399,18 @@ impl Probe {
                 }
             }
         }
+        // Free the ids read: the map then only holds the stacks of one
+        // drain interval. A sample of the same stack submitted meanwhile
+        // finds its id gone at the next drain; that sample says so.
+        for (id, _) in read_ids {
+            let _ = self.stacks.remove(&id);
+        }
         n
+    }
+
+    /// Stack samples read by the drains since the last call.
+    pub fn take_stacks(&mut self) -> Vec<RawStack> {
+        std::mem::take(&mut self.stack_samples)
     }
 
     /// Run time and run count per attached program, from the kernel's

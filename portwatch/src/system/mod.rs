@@ -9,6 +9,7 @@ pub mod owners;
 pub mod procfs;
 pub mod runtime;
 pub mod sockdiag;
+pub mod symbols;
 
 use std::path::PathBuf;
 

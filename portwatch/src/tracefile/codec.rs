@@ -16,8 +16,9 @@ use crate::clock::WallClock;
 use crate::engine::hash::FxHashMap;
 use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use crate::input::{
-    Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, NetnsInfo,
-    SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
+    CallStack, Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks,
+    MAX_STACK_FRAMES, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable,
+    Sysctls, Workload,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -57,14 +58,14 @@ const W_NAMESPACE: u8 = 1 << 0;
 const W_POD: u8 = 1 << 1;
 const W_CONTAINER: u8 = 1 << 2;
 const W_KNOWN: u8 = 0b111;
-/// Skippable (format 1.5): `uv` syn_retrans of the Close record that
+/// Skippable (format 1.6): `uv` syn_retrans of the Close record that
 /// follows. Written only when non-zero (most connections retransmit no SYN).
 pub(crate) const TAG_SYN_RETRANS: u8 = 0x84;
-/// Skippable (format 1.5): the conntrack table of the Counters record, or
+/// Skippable (format 1.6): the conntrack table of the Counters record, or
 /// of the Netns record's counters, that follows. Written only when the
 /// kernel has nf_conntrack.
 pub(crate) const TAG_CONNTRACK: u8 = 0x85;
-/// Skippable (format 1.5): a namespace's interface networks
+/// Skippable (format 1.6): a namespace's interface networks
 /// ([`Input::Networks`]); absolute time, like TAG_NETNS.
 pub(crate) const TAG_NETWORKS: u8 = 0x86;
 /// Networks per record a reader accepts.
@@ -76,6 +77,11 @@ const CT_STATS: u8 = 1 << 1;
 /// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
 /// record's.
 pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
+/// Skippable (format 1.5): one symbolized connect() stack
+/// ([`Input::CallStack`]). Self-contained (absolute time, no dictionary
+/// references), so a reader that skips it loses nothing else. 0x90 leaves
+/// 0x83..0x8F to the records other work adds.
+pub(crate) const TAG_CALL_STACK: u8 = 0x90;
 // Netns record flags.
 const N_SYSCTLS: u8 = 1 << 0;
 const N_COUNTERS: u8 = 1 << 1;
@@ -231,6 +237,13 @@ impl Encoder {
                 }
             }
             Input::Sockets(t) => self.sockets(buf, t),
+            Input::CallStack(cs) => {
+                let mut body = Vec::new();
+                put_call_stack(&mut body, cs);
+                buf.push(TAG_CALL_STACK);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
             Input::Netns(n) => {
                 put_conntrack(buf, n.counters.as_ref().and_then(|c| c.conntrack.as_ref()));
                 let mut body = Vec::new();
@@ -643,6 +656,69 @@ fn read_sysctls(c: &mut Cursor) -> Result<Sysctls, Corruption> {
     Ok(sysctls)
 }
 
+/// The body of a call stack record.
+fn put_call_stack(buf: &mut Vec<u8>, cs: &CallStack) {
+    put_u64(buf, cs.ts_ns);
+    put_u64(buf, cs.task.pid.into());
+    put_u64(buf, cs.task.tid.into());
+    put_u64(buf, cs.task.cgroup_id);
+    put_str(buf, cs.task.comm.as_bytes());
+    put_str(buf, cs.task.thread.as_bytes());
+    put_u64(buf, cs.netns.into());
+    put_addr(buf, &cs.daddr);
+    put_u64(buf, cs.dport.into());
+    let frames = &cs.frames[..cs.frames.len().min(MAX_STACK_FRAMES)];
+    put_u64(buf, frames.len() as u64);
+    for f in frames {
+        put_str(buf, f.as_bytes());
+    }
+    match &cs.note {
+        None => buf.push(0),
+        Some(n) => {
+            buf.push(1);
+            put_str(buf, n.as_bytes());
+        }
+    }
+}
+
+fn read_call_stack(c: &mut Cursor) -> Result<CallStack, Corruption> {
+    let ts_ns = c.u64()?;
+    let pid = c.u32("pid")?;
+    let tid = c.u32("tid")?;
+    let cgroup_id = c.u64()?;
+    let comm = c.str(15, "comm")?;
+    let thread = c.str(15, "thread name")?;
+    let netns = c.u32("netns")?;
+    let daddr = c.addr()?;
+    let dport = c.u16("port")?;
+    let n = c.len(MAX_STACK_FRAMES, "stack frames")?;
+    let mut frames = Vec::with_capacity(n);
+    for _ in 0..n {
+        frames.push(c.str(MAX_STR_BYTES, "stack frame")?);
+    }
+    let note = match c.u8()? {
+        0 => None,
+        1 => Some(c.str(MAX_STR_BYTES, "stack note")?),
+        _ => return Err(Corruption::OutOfRange("stack note flag")),
+    };
+    // Fields a later minor version appends inside the length are ignored.
+    Ok(CallStack {
+        ts_ns,
+        task: Task {
+            pid,
+            tid,
+            comm: Comm::new(&comm),
+            thread: Comm::new(&thread),
+            cgroup_id,
+        },
+        netns,
+        daddr,
+        dport,
+        frames,
+        note,
+    })
+}
+
 /// The body of a netns record.
 fn put_workload(buf: &mut Vec<u8>, w: &Workload) {
     put_str(buf, w.id.as_bytes());
@@ -875,6 +951,11 @@ impl Decoder {
                 // Fields a later minor version appends are ignored.
                 self.probe_errors = ext.u64()?;
                 return Ok(None);
+            }
+            TAG_CALL_STACK => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::CallStack(read_call_stack(&mut inner)?)
             }
             TAG_NETNS => {
                 let n = c.len(usize::MAX, "skippable record")?;

@@ -504,9 +504,11 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
         Some(v) => {
             let w = usize::from(inner.width).max(8);
             let need = [&v.headline, &v.evidence, &format!("fix: {}", v.fix)]
-                .iter()
+                .into_iter()
+                .chain(&v.call_sites)
                 .map(|s| textwrap::wrap(s, w).len())
-                .sum::<usize>();
+                .sum::<usize>()
+                + usize::from(!v.call_sites.is_empty());
             (need as u16).min(inner.height.saturating_sub(3))
         }
         None => 1,
@@ -570,14 +572,24 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
     f.render_widget(chart, hist_area);
 
     let text = match &d.verdict {
-        Some(v) => vec![
-            Line::from(Span::styled(v.headline.clone(), t.alert())),
-            Line::from(v.evidence.clone()),
-            Line::from(vec![
-                Span::styled("fix: ", t.warn()),
-                Span::raw(v.fix.clone()),
-            ]),
-        ],
+        Some(v) => {
+            let mut l = vec![
+                Line::from(Span::styled(v.headline.clone(), t.alert())),
+                Line::from(v.evidence.clone()),
+                Line::from(vec![
+                    Span::styled("fix: ", t.warn()),
+                    Span::raw(v.fix.clone()),
+                ]),
+            ];
+            if !v.call_sites.is_empty() {
+                l.push(Line::from(Span::styled(
+                    "call sites (sampled connect() stacks, innermost first):",
+                    t.title(),
+                )));
+                l.extend(v.call_sites.iter().map(|c| Line::from(c.clone())));
+            }
+            l
+        }
         None => vec![Line::from(Span::styled(
             "no verdict: looks pooled or quiet",
             t.dim(),

@@ -463,6 +463,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                     headline: verdict_headline(v, false),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
+                    call_sites: call_site_lines(v),
                 });
             Some(Detail {
                 title: title(&s.service),
@@ -491,6 +492,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                     headline: verdict_headline(v, true),
                     evidence: v.evidence.clone(),
                     fix: v.fix.clone(),
+                    call_sites: call_site_lines(v),
                 });
             let from = d.laddr.map(|a| format!(" from {a}")).unwrap_or_default();
             let held = if d.budget > 0 {
@@ -533,6 +535,18 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
         }
         View::Failures => None,
     }
+}
+
+/// The verdict's call sites as the detail pane lists them, with notes.
+fn call_site_lines(v: &crate::engine::model::Verdict) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in &v.call_sites {
+        out.push(crate::render::call_site_line(c));
+        if let Some(n) = &c.note {
+            out.push(format!("       {}", crate::render::fmt::clean(n)));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -198,4 +198,7 @@ pub struct VerdictText {
     pub headline: String,
     pub evidence: String,
     pub fix: String,
+    /// Where the service opens these connections: one line per sampled
+    /// call site (`render::call_site_line`), most sampled first.
+    pub call_sites: Vec<String>,
 }

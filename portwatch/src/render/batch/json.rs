@@ -93,6 +93,7 @@ pub fn verdict_json(v: &Verdict) -> VerdictJson<'_> {
         failures_caused: v.failures_caused,
         evidence: &v.evidence,
         fix: &v.fix,
+        call_sites: &v.call_sites,
     }
 }
 
@@ -157,6 +158,10 @@ pub struct VerdictJson<'a> {
     pub failures_caused: Option<u64>,
     pub evidence: &'a str,
     pub fix: &'a str,
+    /// Where the service opens these connections (sampled connect()
+    /// stacks); absent while none was sampled.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub call_sites: &'a [crate::engine::callsites::CallSite],
 }
 
 /// The JSON object of one interval. `rows` caps each table (verdicts are

@@ -94,6 +94,7 @@ pub fn write_text(out: &mut impl Write, model: &Model, rows: usize) -> io::Resul
         }
         writeln!(out, "    evidence: {}", v.evidence)?;
         writeln!(out, "    fix: {}", v.fix)?;
+        crate::render::write_call_sites(out, &v.call_sites)?;
     }
     writeln!(out)?;
     writeln!(

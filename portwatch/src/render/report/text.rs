@@ -128,6 +128,7 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
         }
         writeln!(out, "    evidence: {}", clean(&p.evidence))?;
         writeln!(out, "    fix: {}", clean(&p.fix))?;
+        crate::render::write_call_sites(out, &p.call_sites)?;
     }
 
     writeln!(out)?;
