@@ -32,6 +32,17 @@ fn tw(sport: u16, expires_ms: u32) -> SocketEntry {
     }
 }
 
+/// `i` in another namespace from local port `sport` (each connection has
+/// a port of its own, as on a real host).
+fn from_port(i: Input, sport: u16) -> Input {
+    match in_ns(i, OTHER_NS) {
+        Input::Event(Event::Close(c)) => {
+            Input::Event(Event::Close(portwatch::event::ConnClose { sport, ..c }))
+        }
+        other => other,
+    }
+}
+
 #[test]
 fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
     let mut e = Engine::new(Config::default());
@@ -39,9 +50,9 @@ fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
     let t = task(9, "client", 0);
     // Ten local closes, one every 100 ms from 1.0 s.
     for i in 0..10 {
-        e.apply(&in_ns(
+        e.apply(&from_port(
             conn(t, "127.0.0.1:7000", S + i * 100 * MS, MS, true),
-            OTHER_NS,
+            40000 + i as u16,
         ));
     }
     // The namespace's table was read at 1.45 s (five TIME_WAIT then) but
@@ -58,6 +69,36 @@ fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
         .find(|d| d.netns == Some(OTHER_NS))
         .expect("the namespace's destination");
     assert!(d.from_socket_table);
+    assert_eq!(d.stats.time_wait, 10, "{d:?}");
+    assert_eq!(d.held_ports, 10);
+}
+
+#[test]
+fn a_close_the_table_already_shows_in_time_wait_is_counted_once() {
+    // A dump takes time: a socket that closed after the table began to be
+    // read (its `ts_ns`) may be in it already, in TIME_WAIT.
+    let mut e = Engine::new(Config::default());
+    e.apply(&host(40000, 40999));
+    let t = task(9, "client", 0);
+    for i in 0..10 {
+        e.apply(&from_port(
+            conn(t, "127.0.0.1:7000", S + i * 100 * MS, MS, true),
+            40000 + i as u16,
+        ));
+    }
+    // Read from 1.45 s: the first five closed before, and the dump also
+    // reached the sixth and seventh after they closed.
+    e.apply(&Input::Sockets(SocketTable {
+        ts_ns: S + 450 * MS,
+        netns: OTHER_NS,
+        entries: (0..7).map(|i| tw(40000 + i, 59_000)).collect(),
+    }));
+    let m = e.model(3 * S);
+    let d = m
+        .destinations
+        .iter()
+        .find(|d| d.netns == Some(OTHER_NS))
+        .expect("the namespace's destination");
     assert_eq!(d.stats.time_wait, 10, "{d:?}");
     assert_eq!(d.held_ports, 10);
 }

@@ -653,6 +653,16 @@ fn a_full_disk_stops_record_with_a_clear_error_and_the_file_stays_readable() {
         "export failed: {}",
         String::from_utf8_lossy(&export.stderr)
     );
+    // A write cut short by the full disk leaves a partial frame: the
+    // warning says so and names both ways a file ends like that.
+    let torn = report_err.contains("incomplete last frame");
+    if torn {
+        assert!(
+            report_err.contains("the file ends in a partial frame")
+                && report_err.contains("killed or ran out of disk space"),
+            "the torn-frame warning does not say what happened: {report_err}"
+        );
+    }
     let readable = String::from_utf8_lossy(&export.stdout)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("export line is JSON"))
@@ -674,7 +684,9 @@ fn a_full_disk_stops_record_with_a_clear_error_and_the_file_stays_readable() {
         exit: format!(
             "{} (\"No space left on device\"); report 0{}",
             status.code().unwrap_or(-1),
-            if report_err.contains("warning") {
+            if torn {
+                " with a warning (file ends in a partial frame, skipped)"
+            } else if report_err.contains("warning") {
                 " with a warning"
             } else {
                 ""
@@ -1229,16 +1241,117 @@ fn gigabyte_files_of_zeros_and_garbage_are_read_in_bounded_memory_with_a_clear_m
 // ---------------------------------------------------------------------------
 // Cardinality flood
 
+/// The body of one short-lived process of the flood: one connection to the
+/// `sockaddr_in` at `arg`, then exit (0 when it was made).
+///
+/// It runs in the parent's memory (see [`spawn_flood`]), so it makes raw
+/// system calls only: no allocation, no locks, nothing of the parent's
+/// libc state but errno.
+extern "C" fn flood_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at a sockaddr_in the parent keeps alive (and
+    // unchanged) until it has reaped this process; plain system calls.
+    unsafe {
+        let fd = libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_STREAM, 0);
+        if fd < 0 {
+            return 2;
+        }
+        let rc = libc::syscall(
+            libc::SYS_connect,
+            fd,
+            arg.cast_const(),
+            std::mem::size_of::<libc::sockaddr_in>(),
+        );
+        libc::syscall(libc::SYS_close, fd);
+        i32::from(rc != 0)
+    }
+}
+
+/// Starts `n` short-lived processes from the calling thread (so they share
+/// its network namespace and comm), at most `window` alive at once: process
+/// `i` connects once to `127.1.0.0 + i` on `port` and exits. Returns
+/// (connections made, the processes' pids).
+///
+/// Each is a process of its own to the kernel (its own pid and thread
+/// group) made by `clone(CLONE_VM)`, what vfork and posix_spawn use: it
+/// shares the parent's memory instead of copying its page tables, and
+/// needs no exec. A fork of this test process cost ~0.3 ms of CPU, too
+/// slow for 100,000 in a minute next to portwatch on 2 shared cores.
+fn spawn_flood(n: u32, window: usize, port: u16) -> (u32, Vec<u32>) {
+    const STACK_BYTES: usize = 64 * 1024;
+    // One stack and one address per slot; a slot is reused only once the
+    // process that used it has been reaped.
+    let mut stacks = vec![vec![0u8; STACK_BYTES]; window];
+    let mut addrs = vec![
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as u16,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr { s_addr: 0 },
+            sin_zero: [0; 8],
+        };
+        window
+    ];
+    let mut alive: std::collections::VecDeque<(libc::pid_t, usize)> = Default::default();
+    let mut free: Vec<usize> = (0..window).collect();
+    let mut pids = Vec::with_capacity(n as usize);
+    let mut made = 0u32;
+    let reap = |pid: libc::pid_t, made: &mut u32| {
+        let mut status = 0;
+        // SAFETY: reaping our own child by its pid (never -1: the portwatch
+        // child of this test must not be reaped here).
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            *made += 1;
+        }
+    };
+    for i in 0..n {
+        if free.is_empty() {
+            let (pid, slot) = alive.pop_front().expect("a process alive");
+            reap(pid, &mut made);
+            free.push(slot);
+        }
+        let slot = free.pop().expect("a free slot");
+        addrs[slot].sin_addr.s_addr = (0x7f01_0000u32 + i).to_be();
+        // The stack grows down from the end of the slot's buffer (16-byte
+        // aligned, as the ABI wants).
+        let top = stacks[slot].as_mut_ptr_range().end as usize & !15;
+        // SAFETY: the child runs `flood_child` on its own stack and touches
+        // only its argument, which stays valid until it is reaped; SIGCHLD
+        // makes it a child we wait for like a forked one.
+        let pid = unsafe {
+            libc::clone(
+                flood_child,
+                top as *mut libc::c_void,
+                libc::CLONE_VM | libc::SIGCHLD,
+                (&raw mut addrs[slot]).cast(),
+            )
+        };
+        assert!(pid > 0, "clone: {}", std::io::Error::last_os_error());
+        pids.push(pid as u32);
+        alive.push_back((pid, slot));
+    }
+    while let Some((pid, _)) = alive.pop_front() {
+        reap(pid, &mut made);
+    }
+    (made, pids)
+}
+
 #[test]
 fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming() {
     if !kernel_tests_enabled() {
         return;
     }
     let _serial = serial();
-    const DESTINATIONS: u32 = 100_000;
-    const PROCESSES: u32 = 10_000;
+    // What the issue asks for: 100,000 short-lived processes, each making
+    // one connection to a destination of its own (100,000 distinct), within
+    // a minute.
+    const PROCESSES: u32 = 100_000;
+    const WITHIN: Duration = Duration::from_secs(60);
     /// The documented cap (README, Memory bound).
     const RSS_CAP_KIB: u64 = 100 * 1024;
+    /// "The view stays responsive": a frame at least this often (frames
+    /// are asked for every second).
+    const FRAME_BOUND: Duration = Duration::from_secs(2);
     let ns = Netns::new("pwf-flood", &[("ipv4/ip_local_port_range", "1024 65000")]);
     let mut t = Tracer::start(&[
         "top",
@@ -1273,100 +1386,83 @@ fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming(
                     }
                 }
             });
+            // Forked from a thread of this namespace, named like it: the
+            // children inherit both.
             thread::Builder::new()
                 .name("pwf-flood".into())
                 .spawn(move || {
                     let started = Instant::now();
-                    // Distinct destinations: 127.1.0.0 .. on one port.
-                    let mut made = 0u32;
-                    for i in 0..DESTINATIONS {
-                        let ip = std::net::Ipv4Addr::from(0x7f01_0000 + i);
-                        if TcpStream::connect((ip, port)).is_ok() {
-                            made += 1;
-                        }
-                    }
-                    // Short-lived processes: each forked child connects
-                    // once and exits.
-                    let mut forked = 0u32;
-                    let addr = libc::sockaddr_in {
-                        sin_family: libc::AF_INET as u16,
-                        sin_port: port.to_be(),
-                        sin_addr: libc::in_addr {
-                            s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
-                        },
-                        sin_zero: [0; 8],
-                    };
-                    for _ in 0..PROCESSES {
-                        // SAFETY: the child only calls async-signal-safe
-                        // functions (socket, connect, close, _exit).
-                        let pid = unsafe { libc::fork() };
-                        if pid == 0 {
-                            // SAFETY: plain syscalls on a local sockaddr.
-                            unsafe {
-                                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-                                libc::connect(
-                                    fd,
-                                    (&raw const addr).cast(),
-                                    std::mem::size_of::<libc::sockaddr_in>() as u32,
-                                );
-                                libc::close(fd);
-                                libc::_exit(0);
-                            }
-                        }
-                        if pid > 0 {
-                            forked += 1;
-                            // SAFETY: reaping our own child.
-                            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-                        }
-                    }
-                    (made, forked, started.elapsed())
+                    let (made, pids) = spawn_flood(PROCESSES, 64, port);
+                    (made, pids, started.elapsed())
                 })
                 .unwrap()
         })
     };
     // Frames keep coming while the flood runs: the longest gap between two.
     let mut last = Instant::now();
-    let mut worst_gap = Duration::ZERO;
-    let mut frames_during = 0;
+    let mut gaps = Vec::new();
     while !flood.is_finished() {
         let n = t.seen.len();
         assert!(
             t.wait_for(Duration::from_secs(30), |s| s.len() > n),
             "no frame for 30 s during the flood"
         );
-        worst_gap = worst_gap.max(last.elapsed());
+        gaps.push(last.elapsed());
         last = Instant::now();
-        frames_during += 1;
     }
-    let (made, forked, took) = flood.join().unwrap();
+    let (made, pids, took) = flood.join().unwrap();
     stop.store(true, Ordering::Relaxed);
     // Two more frames, so the last counts everything.
     let n = t.seen.len();
     assert!(t.wait_for(Duration::from_secs(10), |s| s.len() >= n + 2));
     let rss = peak_rss_kib(t.pid()).unwrap();
+    // Resident pages mapped from files: mostly the binary's own code,
+    // ~20 MiB for this debug build (~4 MiB for a release build).
+    let file_kib = std::fs::read_to_string(format!("/proc/{}/status", t.pid()))
+        .ok()
+        .and_then(|st| {
+            st.lines()
+                .find_map(|l| l.strip_prefix("RssFile:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
     let (ok, stderr, seen) = t.stop();
     assert!(ok, "{stderr:?}");
     let last = seen.last().expect("frames");
     let others = &last["others"];
     let lost = last["system"]["lost_events"].as_u64().unwrap();
+    // pid_max (32,768 by default) makes the kernel reuse pids: the
+    // processes table can only tell apart the distinct ones.
+    let distinct_pids = pids.iter().collect::<std::collections::HashSet<_>>().len() as u64;
+    let worst_gap = gaps.iter().max().copied().unwrap_or_default();
+    let mut sorted = gaps.clone();
+    sorted.sort();
+    let median_gap = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
     eprintln!(
-        "{made} destinations and {forked} processes in {took:?}; {frames_during} frames, \
-         worst gap {worst_gap:?}; RSS {rss} KiB; others {others}; lost {lost}"
+        "{made} connections from {} processes ({distinct_pids} distinct pids) in {took:?}; \
+         {} frames, gap median {median_gap:?}, worst {worst_gap:?}; RSS {rss} KiB; \
+         others {others}; lost {lost}",
+        pids.len(),
+        gaps.len()
     );
+    assert_eq!(pids.len() as u32, PROCESSES);
+    assert!(made >= PROCESSES * 99 / 100, "{made} connections made");
     assert!(
-        made >= DESTINATIONS * 99 / 100 && forked == PROCESSES,
-        "{made} {forked}"
+        took <= WITHIN,
+        "the flood took {took:?}, more than the {WITHIN:?} the fault asks for"
     );
+    // The cap bounds the memory portwatch uses, not the size of the build
+    // under test: the debug binary's mapped code is left out.
     assert!(
-        rss < RSS_CAP_KIB,
-        "peak RSS {rss} KiB over the {RSS_CAP_KIB} KiB cap"
+        rss.saturating_sub(file_kib) < RSS_CAP_KIB,
+        "peak RSS {rss} KiB ({file_kib} KiB of it mapped files) over the {RSS_CAP_KIB} KiB cap"
     );
     // Tables keep 4,096 keys; the rest is folded and counted (HyperLogLog,
     // ~2% error; losses lower it too).
     let folded_dests = others["destinations"].as_u64().unwrap();
     let folded_procs = others["processes"].as_u64().unwrap();
     let want_dests = u64::from(made).saturating_sub(4096 + lost) * 9 / 10;
-    let want_procs = u64::from(forked).saturating_sub(4096 + lost) * 9 / 10;
+    let want_procs = distinct_pids.saturating_sub(4096 + lost) * 9 / 10;
     assert!(
         folded_dests >= want_dests,
         "destinations folded {folded_dests}, want ≥ {want_dests}"
@@ -1375,18 +1471,16 @@ fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming(
         folded_procs >= want_procs,
         "processes folded {folded_procs}, want ≥ {want_procs}"
     );
-    // Each frame is megabytes of JSON here (4,096 rows per table), written
-    // by a debug build and parsed by this test on 2 shared cores (1.5–2 s
-    // alone, up to 5 s with other builds running): the bound says "never
-    // stalled"; the table shows the gap measured.
     assert!(
-        worst_gap < Duration::from_secs(10),
-        "a frame took {worst_gap:?} (interval 1 s)"
+        worst_gap < FRAME_BOUND,
+        "a frame took {worst_gap:?} (interval 1 s, bound {FRAME_BOUND:?}); gaps {gaps:?}"
     );
     report(Figure {
         fault: "cardinality flood",
         injected: format!(
-            "{made} distinct destinations, then {forked} short-lived processes, in {:.0} s",
+            "{} short-lived processes ({distinct_pids} distinct pids), each connecting once \
+             to a destination of its own ({made} distinct), in {:.0} s",
+            pids.len(),
             took.as_secs_f64()
         ),
         delivered: None,
@@ -1394,8 +1488,12 @@ fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming(
         missed: None,
         rss_kib: Some(rss),
         exit: format!(
-            "0; folded: {folded_dests} destinations, {folded_procs} processes; \
-             longest gap between frames {:.1} s",
+            "0; {} MiB of the RSS file-backed (the debug binary's code); \
+             folded: {folded_dests} destinations, {folded_procs} processes; \
+             {} frames 1 s apart asked: gap median {:.2} s, longest {:.2} s",
+            file_kib.div_ceil(1024),
+            gaps.len(),
+            median_gap.as_secs_f64(),
             worst_gap.as_secs_f64()
         ),
     });

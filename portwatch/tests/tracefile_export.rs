@@ -100,6 +100,14 @@ fn the_command_exports_what_a_torn_trace_holds_and_warns() {
         stderr.contains("warning") && stderr.contains("incomplete last frame"),
         "{stderr}"
     );
+    // What happened, without guessing which: a kill and a full disk both
+    // leave a partial frame at the end.
+    assert!(
+        stderr.contains("the file ends in a partial frame")
+            && stderr.contains("killed or ran out of disk space")
+            && !stderr.contains("probably"),
+        "{stderr}"
+    );
     // One frame only, torn: nothing readable, but no failure.
     assert_eq!(out.stdout.len(), 0);
 }

@@ -11,7 +11,7 @@ use super::hist::{self, LogHist};
 use super::model::{CauseCount, ErrnoCount, Stats};
 use super::pids::RecentPids;
 use super::table::Activity;
-use super::window::SecondRing;
+use super::window::{RingView, SecondRing};
 
 /// Per-key accumulator.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -148,26 +148,31 @@ impl Acc {
     }
 
     pub(super) fn stats(&self, now: &Now) -> Stats {
-        let (s1, s10, s60) = now.rates(&self.new);
+        // One pass over each ring and histogram: a model computes this for
+        // every key of every table (4,096 each when full), every frame.
+        let new = self.new.view(now.sec);
+        let local_close = self.local_close.view(now.sec);
+        let (s1, s10, s60) = now.rates_in(&new);
         let closed = self.local_closes + self.peer_closes;
-        let (time_wait, exp) = tw_from_closes(&self.local_close, now.sec);
+        let (time_wait, exp) = tw_from_closes_in(&local_close, now.sec);
         let ms = |v: Option<u64>| v.map(|us| us as f64 / 1000.0);
         let errors_total = self.errors.iter().map(|(_, n)| n).sum();
+        let [l50, l90, l99] = self.lifetime.quantiles_us([0.50, 0.90, 0.99]);
+        let [h50, h99] = self.handshake.quantiles_us([0.50, 0.99]);
+        let [f50, f99] = self.failed_handshake.quantiles_us([0.50, 0.99]);
         Stats {
             new_total: self.new_total,
             new_per_s_1s: s1,
             new_per_s_10s: s10,
             new_per_s_60s: s60,
-            active_s_10s: self
-                .new
-                .active(now.sec.saturating_sub(10), now.sec.saturating_sub(1)),
-            lifetime_p50_ms: ms(self.lifetime.quantile_us(0.50)),
-            lifetime_p90_ms: ms(self.lifetime.quantile_us(0.90)),
-            lifetime_p99_ms: ms(self.lifetime.quantile_us(0.99)),
-            handshake_p50_ms: ms(self.handshake.quantile_us(0.50)),
-            handshake_p99_ms: ms(self.handshake.quantile_us(0.99)),
+            active_s_10s: new.active(now.sec.saturating_sub(10), now.sec.saturating_sub(1)),
+            lifetime_p50_ms: ms(l50),
+            lifetime_p90_ms: ms(l90),
+            lifetime_p99_ms: ms(l99),
+            handshake_p50_ms: ms(h50),
+            handshake_p99_ms: ms(h99),
             closed_locally_share: (closed > 0).then(|| self.local_closes as f64 / closed as f64),
-            local_close_per_s_10s: now.rate(&self.local_close, 10),
+            local_close_per_s_10s: now.rate_in(&local_close, 10),
             time_wait,
             tw_expiring_10s: exp[0],
             tw_expiring_30s: exp[1],
@@ -181,16 +186,14 @@ impl Acc {
                     count: self.causes[c.index()],
                 })
                 .collect(),
-            failed_handshake_p50_ms: ms(self.failed_handshake.quantile_us(0.50)),
-            failed_handshake_p99_ms: ms(self.failed_handshake.quantile_us(0.99)),
+            failed_handshake_p50_ms: ms(f50),
+            failed_handshake_p99_ms: ms(f99),
             syn_retransmits: self.syn_retrans,
             connect_errors_total: errors_total,
             port_exhaustion_total: self.port_exhaustion,
             local_closes_total: self.local_closes,
             lifetime_sum_s: self.lifetime_sum_us as f64 / 1e6,
-            new_series_60s: (now.sec.saturating_sub(60)..now.sec)
-                .map(|s| self.new.get(s))
-                .collect(),
+            new_series_60s: new.series(now.sec.saturating_sub(60), now.sec),
             lifetime_buckets: lifetime_decades(&self.lifetime),
             last_error_ns: self.last_error_ns,
         }
@@ -207,10 +210,13 @@ impl Acc {
 /// TIME_WAIT held now and expiring within 10/30/60 s, from local closes by
 /// second: a close in second `e` holds its port until second `e + 60`.
 pub(super) fn tw_from_closes(ring: &SecondRing, now_s: u64) -> (u64, [u64; 3]) {
+    tw_from_closes_in(&ring.view(now_s), now_s)
+}
+
+/// [`tw_from_closes`] on a view of the ring from `now_s`.
+pub(super) fn tw_from_closes_in(ring: &RingView, now_s: u64) -> (u64, [u64; 3]) {
     let first = (now_s + 1).saturating_sub(TIME_WAIT_S);
     let held = ring.sum(first, now_s);
-    // Expiring within x s: closed in `first..=now + x - 60` (none when that
-    // is before time 0, i.e. early in the observation).
     let exp = [10, 30, 60].map(|x: u64| {
         (now_s + x)
             .checked_sub(TIME_WAIT_S)
@@ -230,8 +236,8 @@ pub(super) fn lifetime_decades(h: &LogHist) -> Vec<(&'static str, u64)> {
     ];
     let mut out = Vec::with_capacity(limits.len() + 1);
     let mut below_prev = 0;
-    for (label, limit) in limits {
-        let below = h.count_below_us(limit);
+    let below = h.counts_below_us(limits.map(|(_, l)| l));
+    for ((label, _), below) in limits.into_iter().zip(below) {
         out.push((label, below - below_prev));
         below_prev = below;
     }
@@ -273,7 +279,17 @@ impl Now {
         ring.sum(self.sec.saturating_sub(w), self.sec.saturating_sub(1)) as f64 / span as f64
     }
 
-    pub(super) fn rates(&self, ring: &SecondRing) -> (f64, f64, f64) {
-        (self.rate(ring, 1), self.rate(ring, 10), self.rate(ring, 60))
+    /// [`Now::rate`] on a view of the ring from `self.sec`.
+    pub(super) fn rate_in(&self, ring: &RingView, w: u64) -> f64 {
+        let span = w.min(self.observed_s).max(1);
+        ring.sum(self.sec.saturating_sub(w), self.sec.saturating_sub(1)) as f64 / span as f64
+    }
+
+    pub(super) fn rates_in(&self, ring: &RingView) -> (f64, f64, f64) {
+        (
+            self.rate_in(ring, 1),
+            self.rate_in(ring, 10),
+            self.rate_in(ring, 60),
+        )
     }
 }

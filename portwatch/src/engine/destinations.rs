@@ -154,23 +154,52 @@ impl Engine {
         for (key, table) in fresh {
             self.destinations.entry(key).table = Some(table);
         }
-        // Closes applied before this table arrived but after it was read:
-        // what it says does not include them yet.
-        for &(end_ns, start_ns, key, local) in &self.recent_closes {
-            if key.0 != ns || end_ns <= t.ts_ns {
-                continue;
+        // Closes applied before this table arrived but after it began to
+        // be read: the table may or may not include them, depending on
+        // whether the dump reached the socket before or after it closed.
+        // Its own entry says which (by the socket's four-tuple): already
+        // in TIME_WAIT (counted, nothing to add), still open (counted as
+        // open: closed since), or absent (neither).
+        let late: Vec<_> = self
+            .recent_closes
+            .iter()
+            .filter(|c| c.2.0 == ns && c.0 > t.ts_ns)
+            .copied()
+            .collect();
+        let mut seen: FxHashMap<(IpAddr, u16, IpAddr, u16), bool> = FxHashMap::default();
+        if !late.is_empty() {
+            let wanted: FxHashSet<(IpAddr, u16, IpAddr, u16)> = late
+                .iter()
+                .map(|&(_, _, (_, saddr, daddr, dport), sport, _)| (saddr, sport, daddr, dport))
+                .collect();
+            for e in t.outbound() {
+                let k = (e.saddr, e.sport, e.daddr, e.dport);
+                if wanted.contains(&k) {
+                    seen.insert(k, e.state == SockState::TimeWait);
+                }
             }
-            if let Some(tb) = self
+        }
+        for (end_ns, _, key, sport, local) in late {
+            let Some(tb) = self
                 .destinations
                 .map
                 .get_mut(&key)
                 .and_then(|d| d.table.as_mut())
-            {
-                if start_ns <= tb.ts_ns {
+            else {
+                continue;
+            };
+            match seen.get(&(key.1, sport, key.2, key.3)) {
+                Some(true) => {}
+                Some(false) => {
                     tb.closed_open += 1;
+                    if local {
+                        tb.local_since.add(end_ns / NS_PER_S, 1);
+                    }
                 }
-                if local {
-                    tb.local_since.add(end_ns / NS_PER_S, 1);
+                None => {
+                    if local {
+                        tb.local_since.add(end_ns / NS_PER_S, 1);
+                    }
                 }
             }
         }

@@ -77,6 +77,57 @@ impl LogHist {
             .sum()
     }
 
+    /// Counts of the samples whose bucket lies wholly below each of
+    /// `limits_us` (ascending), as [`LogHist::count_below_us`] gives them
+    /// one by one, in one pass over the buckets.
+    pub fn counts_below_us<const N: usize>(&self, limits_us: [u64; N]) -> [u64; N] {
+        let mut out = [0u64; N];
+        let mut sum = 0u64;
+        let mut next = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            let v = value_of(i);
+            while next < N && v >= limits_us[next] {
+                out[next] = sum;
+                next += 1;
+            }
+            if next == N {
+                return out;
+            }
+            sum += u64::from(c);
+        }
+        for o in &mut out[next..] {
+            *o = sum;
+        }
+        out
+    }
+
+    /// The `qs`-quantiles (ascending), as [`LogHist::quantile_us`] gives
+    /// them one by one, in one pass over the buckets.
+    pub fn quantiles_us<const N: usize>(&self, qs: [f64; N]) -> [Option<u64>; N] {
+        let mut out = [None; N];
+        if self.total == 0 {
+            return out;
+        }
+        let ranks = qs.map(|q| ((q.clamp(0.0, 1.0) * self.total as f64).ceil() as u64).max(1));
+        let mut seen = 0u64;
+        let mut next = 0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            seen += u64::from(c);
+            while next < N && seen >= ranks[next] {
+                out[next] = Some(value_of(i));
+                next += 1;
+            }
+            if next == N {
+                return out;
+            }
+        }
+        let last = self.counts.len().checked_sub(1).map(value_of);
+        for o in &mut out[next..] {
+            *o = last;
+        }
+        out
+    }
+
     /// The q-quantile (0.0..=1.0), `None` when empty.
     pub fn quantile_us(&self, q: f64) -> Option<u64> {
         if self.total == 0 {
@@ -109,6 +160,30 @@ mod tests {
             let err = (r - v as f64).abs() / v as f64;
             assert!(err <= 0.13, "{v} -> {r} ({err})");
         }
+    }
+
+    #[test]
+    fn one_pass_answers_like_one_at_a_time() {
+        let mut h = LogHist::default();
+        assert_eq!(h.quantiles_us([0.5, 0.99]), [None, None]);
+        assert_eq!(h.counts_below_us([10, 1000]), [0, 0]);
+        let mut x = 7u64;
+        for _ in 0..5000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            h.record((x >> 40) % 20_000_000);
+        }
+        for v in [0, 3, 999, 1000, 1001, 50_000] {
+            h.record(v);
+        }
+        let qs = [0.0, 0.01, 0.5, 0.9, 0.99, 1.0];
+        assert_eq!(h.quantiles_us(qs), qs.map(|q| h.quantile_us(q)));
+        let limits = [1, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 1 << 50];
+        assert_eq!(
+            h.counts_below_us(limits),
+            limits.map(|l| h.count_below_us(l))
+        );
     }
 
     #[test]

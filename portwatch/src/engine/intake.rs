@@ -98,7 +98,7 @@ impl Engine {
         self.note_laddr(ns, c.saddr, c.daddr, c.dport);
         let last_table = self.last_table_of(ns);
         let key = (ns, c.saddr, c.daddr, c.dport);
-        self.note_recent_close(c.end_ns, c.start_ns, key, c.local_close);
+        self.note_recent_close(c.end_ns, c.start_ns, key, c.sport, c.local_close);
         let d = self.destinations.entry(key);
         Self::seed_table(d, last_table);
         d.acc.record_close(f);
@@ -150,7 +150,14 @@ impl Engine {
     /// Keeps the last [`RECENT_CLOSES_S`] seconds of outbound closes (at
     /// most [`MAX_RECENT_CLOSES`]).
     #[inline]
-    fn note_recent_close(&mut self, end_ns: u64, start_ns: u64, key: super::DestKey, local: bool) {
+    fn note_recent_close(
+        &mut self,
+        end_ns: u64,
+        start_ns: u64,
+        key: super::DestKey,
+        sport: u16,
+        local: bool,
+    ) {
         let r = &mut self.recent_closes;
         while r.len() >= MAX_RECENT_CLOSES
             || r.front()
@@ -158,7 +165,7 @@ impl Engine {
         {
             r.pop_front();
         }
-        r.push_back((end_ns, start_ns, key, local));
+        r.push_back((end_ns, start_ns, key, sport, local));
     }
 
     #[inline]

@@ -124,11 +124,12 @@ pub struct Engine {
     /// Live sockets of the last tables and who holds them (CLOSE_WAIT
     /// leaks).
     leaks: leaks::Leaks,
-    /// The last outbound closes (end, start, destination, closed locally),
+    /// The last outbound closes (end, start, destination, local port,
+    /// closed locally),
     /// for a socket table that arrives after events newer than itself (a
     /// namespace's is read on another thread): they are counted again on
     /// top of it, or its TIME_WAIT would miss them.
-    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, bool)>,
+    recent_closes: std::collections::VecDeque<(u64, u64, DestKey, u16, bool)>,
 }
 
 impl Activity for (Acc, Option<ServiceIdx>) {

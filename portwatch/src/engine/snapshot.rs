@@ -8,7 +8,7 @@ use crate::event::EADDRNOTAVAIL;
 use crate::input::KernelCounters;
 
 use super::Engine;
-use super::acc::Now;
+use super::acc::{Now, tw_from_closes};
 use super::destinations::{destination_row, port_budget};
 use super::hash::FxHashMap;
 use super::intern::ServiceIdx;
@@ -20,6 +20,25 @@ use super::verdict;
 impl Engine {
     /// The model at `now_ns` (normally the latest tick).
     pub fn model(&self, now_ns: u64) -> Model {
+        self.model_rows(now_ns, None)
+    }
+
+    /// The model for a view that shows only the first `rows` rows of each
+    /// table (`top --batch --rows`): the processes, services, pairs and
+    /// inbound listeners are cut to the `rows` busiest (plus every pair
+    /// and listener busy enough for a verdict or advice); everything else
+    /// (destinations, verdicts, advice, totals, "others") is the full
+    /// model's. Those first rows are the full model's first rows.
+    ///
+    /// Why: a row costs every window and histogram of its key, and a full
+    /// table is 4,096 keys. Under a flood of short-lived processes and
+    /// distinct destinations, building every row every frame was what kept
+    /// `top --batch` from printing a frame a second.
+    pub fn model_top(&self, now_ns: u64, rows: usize) -> Model {
+        self.model_rows(now_ns, Some(rows))
+    }
+
+    fn model_rows(&self, now_ns: u64, rows: Option<usize>) -> Model {
         let now_ns = now_ns.max(self.now_ns);
         let start = self.start_ns.unwrap_or(now_ns);
         let now = Now {
@@ -28,10 +47,17 @@ impl Engine {
         };
         let budget = self.host.as_ref().map(|h| port_budget(&h.sysctls));
 
-        let mut processes: Vec<ProcessRow> = self
-            .processes
-            .map
-            .iter()
+        // Busy enough to be a verdict's pair or an advice's listener.
+        let min_rate = self.config.verdict.min_new_per_s;
+        let processes = busiest(
+            self.processes.map.iter(),
+            rows,
+            |(acc, _)| (now.rate(&acc.new, 10), acc.new_total),
+            |(pid, comm)| (*pid, comm.to_string()),
+            |_| false,
+        );
+        let mut processes: Vec<ProcessRow> = processes
+            .into_iter()
             .map(|((pid, comm), (acc, svc))| ProcessRow {
                 pid: *pid,
                 comm: comm.to_string(),
@@ -42,7 +68,11 @@ impl Engine {
                 stats: acc.stats(&now),
             })
             .collect();
-        sort_rows(&mut processes, |r| &r.stats, |r| (r.pid, r.comm.clone()));
+        sort_rows(
+            &mut processes,
+            |r| &r.stats,
+            |a, b| (a.pid, &a.comm).cmp(&(b.pid, &b.comm)),
+        );
 
         // A service's namespace: the one of all its pairs, if one.
         let mut svc_netns: FxHashMap<ServiceIdx, Option<u32>> = FxHashMap::default();
@@ -56,10 +86,15 @@ impl Engine {
                 })
                 .or_insert(Some(ns));
         }
-        let mut services: Vec<ServiceRow> = self
-            .services
-            .map
-            .iter()
+        let services = busiest(
+            self.services.map.iter(),
+            rows,
+            |acc| (now.rate(&acc.new, 10), acc.new_total),
+            |&svc| self.names.name(svc).clone(),
+            |_| false,
+        );
+        let mut services: Vec<ServiceRow> = services
+            .into_iter()
             .map(|(&svc, acc)| {
                 let netns = svc_netns.get(&svc).copied().flatten().filter(|&n| n != 0);
                 ServiceRow {
@@ -71,7 +106,11 @@ impl Engine {
                 }
             })
             .collect();
-        sort_rows(&mut services, |r| &r.stats, |r| r.service.clone());
+        sort_rows(
+            &mut services,
+            |r| &r.stats,
+            |a, b| a.service.cmp(&b.service),
+        );
 
         let mut destinations: Vec<DestinationRow> = self
             .destinations
@@ -99,15 +138,27 @@ impl Engine {
         sort_rows(
             &mut destinations,
             |r| &r.stats,
-            |r| (r.daddr, r.dport, r.netns, r.laddr),
+            |a, b| (a.daddr, a.dport, a.netns, a.laddr).cmp(&(b.daddr, b.dport, b.netns, b.laddr)),
         );
         // Pressure matters most: a quiet destination can still be full.
         destinations.sort_by(|a, b| b.pressure.total_cmp(&a.pressure));
 
-        let mut pairs: Vec<PairRow> = self
-            .pairs
-            .map
-            .iter()
+        let pairs = busiest(
+            self.pairs.map.iter(),
+            rows,
+            |acc| (now.rate(&acc.new, 10), acc.new_total),
+            |&(svc, ns, daddr, dport)| {
+                (
+                    self.names.name(svc).clone(),
+                    daddr,
+                    dport,
+                    (ns != 0).then_some(ns),
+                )
+            },
+            |rate| rate >= min_rate,
+        );
+        let mut pairs: Vec<PairRow> = pairs
+            .into_iter()
             .map(|(&(svc, ns, daddr, dport), acc)| PairRow {
                 service: self.names.name(svc).clone(),
                 pids: acc.pids.to_vec(),
@@ -121,22 +172,36 @@ impl Engine {
         sort_rows(
             &mut pairs,
             |r| &r.stats,
-            |r| (r.service.clone(), r.daddr, r.dport, r.netns),
+            |a, b| {
+                (&a.service, a.daddr, a.dport, a.netns)
+                    .cmp(&(&b.service, b.daddr, b.dport, b.netns))
+            },
         );
 
-        cap_time_wait(&destinations, &mut pairs, &mut services, &mut processes);
+        let dest_tw = time_wait_by_destination(&destinations);
+        let svc_tw = self.service_time_wait(&dest_tw, &now);
+        cap_time_wait(&dest_tw, &svc_tw, &mut pairs, &mut services, &mut processes);
 
-        let mut inbound: Vec<InboundRow> = self
-            .inbound
-            .map
-            .iter()
+        let inbound = busiest(
+            self.inbound.map.iter(),
+            rows,
+            |acc| (now.rate(&acc.new, 10), acc.new_total),
+            |&(laddr, lport)| (laddr, lport),
+            |rate| rate >= min_rate,
+        );
+        let mut inbound: Vec<InboundRow> = inbound
+            .into_iter()
             .map(|(&(laddr, lport), acc)| InboundRow {
                 laddr,
                 lport,
                 stats: acc.stats(&now),
             })
             .collect();
-        sort_rows(&mut inbound, |r| &r.stats, |r| (r.laddr, r.lport));
+        sort_rows(
+            &mut inbound,
+            |r| &r.stats,
+            |a, b| (a.laddr, a.lport).cmp(&(b.laddr, b.lport)),
+        );
 
         // By key, so verdicts cost pairs + destinations, not their product
         // (16M comparisons per model with both tables full). Of the budgets
@@ -537,59 +602,134 @@ fn worst_conntrack(rows: &[NetnsRow]) -> Option<netns::ConntrackRow> {
         .cloned()
 }
 
-/// A pair, service or process cannot hold more TIME_WAIT than the
-/// destinations it connects to do (capped by their ports, corrected by the
-/// socket table): counts from closes overshoot when tcp_tw_reuse recycles
-/// ports or tcp_max_tw_buckets drops TIME_WAIT sockets.
-fn cap_time_wait(
+/// TIME_WAIT by destination (its local addresses summed): what a pair to
+/// it can hold at most.
+fn time_wait_by_destination(
     dests: &[DestinationRow],
-    pairs: &mut [PairRow],
-    services: &mut [ServiceRow],
-    processes: &mut [ProcessRow],
-) {
+) -> FxHashMap<(Option<u32>, IpAddr, u16), u64> {
     let mut dest_tw: FxHashMap<(Option<u32>, IpAddr, u16), u64> = FxHashMap::default();
     for d in dests {
         *dest_tw.entry((d.netns, d.daddr, d.dport)).or_default() += d.stats.time_wait;
     }
+    dest_tw
+}
+
+impl Engine {
+    /// Each service's TIME_WAIT as [`cap_time_wait`] leaves it: its own,
+    /// capped by the sum of its pairs' (each capped by its destination).
+    /// From every pair and service, not only the rows a model builds
+    /// ([`Engine::model_top`]): one window per key.
+    fn service_time_wait(
+        &self,
+        dest_tw: &FxHashMap<(Option<u32>, IpAddr, u16), u64>,
+        now: &Now,
+    ) -> FxHashMap<ServiceId, u64> {
+        let mut by_pairs: FxHashMap<ServiceIdx, u64> = FxHashMap::default();
+        for (&(svc, ns, daddr, dport), acc) in &self.pairs.map {
+            let tw = tw_from_closes(&acc.local_close, now.sec).0;
+            let tw = dest_tw
+                .get(&((ns != 0).then_some(ns), daddr, dport))
+                .map_or(tw, |&max| tw.min(max));
+            *by_pairs.entry(svc).or_default() += tw;
+        }
+        self.services
+            .map
+            .iter()
+            .map(|(&svc, acc)| {
+                let own = tw_from_closes(&acc.local_close, now.sec).0;
+                let tw = by_pairs.get(&svc).map_or(own, |&sum| own.min(sum));
+                (self.names.name(svc).clone(), tw)
+            })
+            .collect()
+    }
+}
+
+/// A pair, service or process cannot hold more TIME_WAIT than the
+/// destinations it connects to do (capped by their ports, corrected by the
+/// socket table): counts from closes overshoot when tcp_tw_reuse recycles
+/// ports or tcp_max_tw_buckets drops TIME_WAIT sockets. `dest_tw` is
+/// [`time_wait_by_destination`], `svc_tw` [`Engine::service_time_wait`].
+fn cap_time_wait(
+    dest_tw: &FxHashMap<(Option<u32>, IpAddr, u16), u64>,
+    svc_tw: &FxHashMap<ServiceId, u64>,
+    pairs: &mut [PairRow],
+    services: &mut [ServiceRow],
+    processes: &mut [ProcessRow],
+) {
     let cap = |s: &mut Stats, max: u64| {
         s.time_wait = s.time_wait.min(max);
         s.tw_expiring_10s = s.tw_expiring_10s.min(s.time_wait);
         s.tw_expiring_30s = s.tw_expiring_30s.min(s.time_wait);
         s.tw_expiring_60s = s.tw_expiring_60s.min(s.time_wait);
     };
-    let mut svc_tw: FxHashMap<ServiceId, u64> = FxHashMap::default();
     for p in pairs.iter_mut() {
-        let k = (p.netns, p.daddr, p.dport);
-        if let Some(&max) = dest_tw.get(&k) {
+        if let Some(&max) = dest_tw.get(&(p.netns, p.daddr, p.dport)) {
             cap(&mut p.stats, max);
         }
-        *svc_tw.entry(p.service.clone()).or_default() += p.stats.time_wait;
     }
     for s in services.iter_mut() {
         if let Some(&max) = svc_tw.get(&s.service) {
             cap(&mut s.stats, max);
         }
     }
-    let svc_capped: FxHashMap<&ServiceId, u64> = services
-        .iter()
-        .map(|s| (&s.service, s.stats.time_wait))
-        .collect();
     for p in processes.iter_mut() {
-        if let Some(&max) = svc_capped.get(&p.service) {
+        if let Some(&max) = svc_tw.get(&p.service) {
             cap(&mut p.stats, max);
         }
     }
 }
 
-/// Busiest first (10 s rate, then total), ties broken by key so the order
-/// is deterministic.
-fn sort_rows<R, K: Ord>(rows: &mut [R], stats: impl Fn(&R) -> &Stats, key: impl Fn(&R) -> K) {
+/// The entries of a table whose rows a model with `rows` rows per table
+/// builds: the `rows` first in [`sort_rows`]' order (ranked by `rank`,
+/// the 10 s rate and total of the key, then by `tie`, the key as its row
+/// sorts it), and every other one whose rate `also` keeps; all of them
+/// when `rows` is `None`. Ranking reads one 10 s window per key; the rows
+/// left out are never built.
+fn busiest<'a, K, V, T: Ord>(
+    entries: impl ExactSizeIterator<Item = (&'a K, &'a V)>,
+    rows: Option<usize>,
+    rank: impl Fn(&V) -> (f64, u64),
+    tie: impl Fn(&K) -> T,
+    also: impl Fn(f64) -> bool,
+) -> Vec<(&'a K, &'a V)> {
+    let Some(rows) = rows.filter(|&r| r < entries.len()) else {
+        return entries.collect();
+    };
+    let mut ranked: Vec<(f64, u64, &K, &V)> = entries
+        .map(|(k, v)| {
+            let (rate, total) = rank(v);
+            (rate, total, k, v)
+        })
+        .collect();
+    if rows > 0 {
+        ranked.select_nth_unstable_by(rows - 1, |a, b| {
+            b.0.total_cmp(&a.0)
+                .then(b.1.cmp(&a.1))
+                .then_with(|| tie(a.2).cmp(&tie(b.2)))
+        });
+    }
+    let (top, rest) = ranked.split_at(rows);
+    top.iter()
+        .chain(rest.iter().filter(|e| also(e.0)))
+        .map(|e| (e.2, e.3))
+        .collect()
+}
+
+/// Busiest first (10 s rate, then total), ties broken by key (`by_key`)
+/// so the order is deterministic. The key is compared in place, never
+/// cloned: under a flood of one-connection keys nearly every comparison
+/// is a tie.
+fn sort_rows<R>(
+    rows: &mut [R],
+    stats: impl Fn(&R) -> &Stats,
+    by_key: impl Fn(&R, &R) -> std::cmp::Ordering,
+) {
     rows.sort_by(|a, b| {
         let (sa, sb) = (stats(a), stats(b));
         sb.new_per_s_10s
             .total_cmp(&sa.new_per_s_10s)
             .then(sb.new_total.cmp(&sa.new_total))
-            .then_with(|| key(a).cmp(&key(b)))
+            .then_with(|| by_key(a, b))
     });
 }
 

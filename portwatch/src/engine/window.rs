@@ -75,6 +75,96 @@ impl SecondRing {
     pub fn is_empty(&self) -> bool {
         self.head_s.is_none()
     }
+
+    /// The ring as seen from second `to_s`: the 64 seconds up to it, with
+    /// prefix sums, so every window a model asks for is read in one pass
+    /// over the ring instead of one walk per window (a model reads ~8
+    /// windows per key, for every key of every table).
+    pub fn view(&self, to_s: u64) -> RingView {
+        let base_s = to_s.saturating_sub(SLOTS - 1);
+        let mut counts = [0u32; SLOTS as usize];
+        if let Some(head) = self.head_s {
+            // The seconds of the view the ring still holds (see `get`).
+            // Plain loops: debug builds (the tests') pay per iterator call.
+            let mut s = base_s.max(head.saturating_sub(SLOTS - 1));
+            let last = to_s.min(head);
+            while s <= last {
+                counts[(s - base_s) as usize] = self.slots[(s % SLOTS) as usize];
+                s += 1;
+            }
+        }
+        let mut prefix = [0u64; SLOTS as usize + 1];
+        let mut nonzero = [0u32; SLOTS as usize + 1];
+        let mut k = 0;
+        while k < SLOTS as usize {
+            prefix[k + 1] = prefix[k] + u64::from(counts[k]);
+            nonzero[k + 1] = nonzero[k] + u32::from(counts[k] > 0);
+            k += 1;
+        }
+        RingView {
+            base_s,
+            to_s,
+            counts,
+            prefix,
+            nonzero,
+        }
+    }
+}
+
+/// [`SecondRing::view`]: the same answers as the ring's `sum`, `active` and
+/// `get` for seconds up to `to_s` and no more than 63 before it.
+pub struct RingView {
+    base_s: u64,
+    to_s: u64,
+    /// `counts[k]`: the count of second `base_s + k`.
+    counts: [u32; SLOTS as usize],
+    /// `prefix[k]`: sum of the seconds `base_s..base_s + k`.
+    prefix: [u64; SLOTS as usize + 1],
+    /// `nonzero[k]`: seconds in `base_s..base_s + k` with a count.
+    nonzero: [u32; SLOTS as usize + 1],
+}
+
+impl RingView {
+    /// Prefix indices of `from_s..=to_s`, clamped to the view (a second
+    /// outside it counts 0, as it does in the ring seen from `to_s`).
+    fn span(&self, from_s: u64, to_s: u64) -> Option<(usize, usize)> {
+        let to_s = to_s.min(self.to_s);
+        let from_s = from_s.max(self.base_s);
+        (from_s <= to_s).then(|| {
+            (
+                (from_s - self.base_s) as usize,
+                (to_s - self.base_s) as usize + 1,
+            )
+        })
+    }
+
+    pub fn sum(&self, from_s: u64, to_s: u64) -> u64 {
+        self.span(from_s, to_s)
+            .map_or(0, |(a, b)| self.prefix[b] - self.prefix[a])
+    }
+
+    pub fn active(&self, from_s: u64, to_s: u64) -> u32 {
+        self.span(from_s, to_s)
+            .map_or(0, |(a, b)| self.nonzero[b] - self.nonzero[a])
+    }
+
+    pub fn get(&self, s: u64) -> u32 {
+        self.span(s, s).map_or(0, |(a, _)| self.counts[a])
+    }
+
+    /// Counts of the seconds `from_s..to_s` (exclusive), one per second.
+    pub fn series(&self, from_s: u64, to_s: u64) -> Vec<u32> {
+        let mut v = vec![0; to_s.saturating_sub(from_s) as usize];
+        if from_s >= to_s {
+            return v;
+        }
+        if let Some((a, b)) = self.span(from_s, to_s - 1) {
+            // Seconds before the view count 0: they lead the series.
+            let skip = (self.base_s.max(from_s) - from_s) as usize;
+            v[skip..skip + (b - a)].copy_from_slice(&self.counts[a..b]);
+        }
+        v
+    }
 }
 
 #[cfg(test)]
@@ -92,6 +182,31 @@ mod tests {
         assert_eq!(r.get(101), 2);
         r.add(50, 7); // too old: ignored
         assert_eq!(r.sum(101, 164), 3);
+    }
+
+    #[test]
+    fn a_view_answers_like_the_ring() {
+        let mut r = SecondRing::default();
+        for (s, n) in [(3u64, 2u32), (40, 1), (90, 5), (91, 0), (120, 7), (150, 3)] {
+            r.add(s, n);
+        }
+        for to in [0u64, 3, 60, 100, 150, 151, 200, 300] {
+            let v = r.view(to);
+            for from in to.saturating_sub(70)..=to {
+                for end in from..=to {
+                    // Within the 64 seconds the view keeps.
+                    if to - from < SLOTS {
+                        assert_eq!(v.sum(from, end), r.sum(from, end), "{to} {from} {end}");
+                        assert_eq!(v.active(from, end), r.active(from, end));
+                    }
+                }
+                assert_eq!(v.get(from), if to - from < SLOTS { r.get(from) } else { 0 });
+                if to - from < SLOTS {
+                    let want: Vec<u32> = (from..to).map(|s| r.get(s)).collect();
+                    assert_eq!(v.series(from, to), want, "{from}..{to}");
+                }
+            }
+        }
     }
 
     #[test]

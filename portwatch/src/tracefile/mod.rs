@@ -135,8 +135,9 @@ impl ReadError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadWarning {
     #[error(
-        "incomplete last frame at byte {offset} ({len_bytes} bytes) skipped: the recorder \
-         was probably killed; everything before it was read"
+        "incomplete last frame at byte {offset} ({len_bytes} bytes) skipped: the file ends \
+         in a partial frame (the recorder was killed or ran out of disk space while writing \
+         it); everything before it was read"
     )]
     TornTail { offset: u64, len_bytes: u64 },
     #[error(

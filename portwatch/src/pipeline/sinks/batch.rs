@@ -54,7 +54,8 @@ impl<W: Write> Sink for BatchSink<W> {
     fn on_wake(&mut self, (): (), ctl: &mut dyn Control) -> Result<Flow> {
         let now_ns = ctl.now_ns();
         ctl.tick(now_ns);
-        let model = ctl.engine().model(now_ns);
+        // Only the rows printed are built (every total is still whole).
+        let model = ctl.engine().model_top(now_ns, self.rows);
         let r = if self.json {
             batch::write_json(&mut self.out, &model, self.interval_s, self.rows)
         } else {
