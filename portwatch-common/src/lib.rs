@@ -15,6 +15,16 @@ pub const SOCKS_MAP: &str = "SOCKS";
 /// Name of the array of in-flight `connect()` calls (slot: thread id modulo
 /// `CONNECTS_SLOTS`).
 pub const CONNECTS_MAP: &str = "CONNECTS";
+/// Name of the hash of in-flight `bind()` calls (key: thread id).
+pub const BINDS_MAP: &str = "BINDS";
+/// Name of the LRU hash of sockets whose failed handshake was reported
+/// after their (non-blocking) connect() had returned (key: socket address).
+pub const FAILED_SOCKS_MAP: &str = "FAILED_SOCKS";
+/// Name of the one-slot array counting inbound entries of `SOCKS`.
+pub const SOCKS_INBOUND_MAP: &str = "SOCKS_INBOUND";
+/// Name of the global (u32) that caps inbound entries of `SOCKS`; userspace
+/// sets it to half the map's size before load.
+pub const SOCKS_INBOUND_MAX_GLOBAL: &str = "SOCKS_INBOUND_MAX";
 
 /// Ring buffer size in bytes. Userspace drains it every 10 ms; at 30,000
 /// connections/s that is ~300 records (~45 KiB). 4 MiB leaves room for a
@@ -38,9 +48,17 @@ pub const STACKS_MAX_ENTRIES: u32 = 1024;
 /// verifier then drops the sampling code as dead.
 pub const STACK_SAMPLE_GLOBAL: &str = "STACK_SAMPLE_EVERY";
 /// Slots of the array of threads inside `connect()` (indexed by
-/// `tid % CONNECTS_SLOTS`, 24 bytes each: 1.5 MiB). A power of two.
+/// `tid % CONNECTS_SLOTS`, 40 bytes each: 2.5 MiB). A power of two.
 pub const CONNECTS_SLOTS: u32 = 65_536;
 const _: () = assert!(CONNECTS_SLOTS.is_power_of_two());
+/// Threads inside `bind()` at once (bind is rare and quick).
+pub const BINDS_MAX_ENTRIES: u32 = 4_096;
+/// Sockets whose failure was reported while no connect() on them was in
+/// flight, remembered so that the application's next connect() on the same
+/// socket (which returns that same error) is not a second failure. An LRU:
+/// most such sockets are closed without another connect(), and an entry
+/// aged out costs at most one duplicate report.
+pub const FAILED_SOCKS_MAX_ENTRIES: u32 = 4_096;
 /// When this many bytes are waiting in the ring buffer the producer wakes the
 /// reader instead of leaving the data for the next timed drain.
 pub const WAKEUP_THRESHOLD_BYTES: u64 = (EVENTS_RING_BYTES as u64) / 8;
@@ -53,11 +71,14 @@ pub const WAKEUP_WINDOW_BYTES: u64 = 4096;
 
 /// `STATS` index: a ring buffer reservation failed; the event was lost.
 pub const STAT_RINGBUF_LOST: u32 = 0;
-/// `STATS` index: a socket could not be followed because `SOCKS` was full;
-/// that connection will never be reported.
+/// `STATS` index: a socket could not be followed because `SOCKS` was full
+/// (or, for an inbound socket, because inbound sockets already hold their
+/// share of it: half, so that a busy server never crowds out the outbound
+/// connections portwatch is about); that connection will never be reported.
 pub const STAT_SOCK_EVICTED: u32 = 1;
 /// `STATS` index: a connect() lost its `CONNECTS` slot to another thread's
 /// (their tids are equal modulo `CONNECTS_SLOTS`) and may go unreported.
+/// Also: `BINDS` was full and a bind() could not be followed.
 pub const STAT_CONNECT_MAP_FULL: u32 = 2;
 /// `STATS` index: a socket closed that was never seen opening (it predates
 /// portwatch, or was evicted). Not an error; shown for completeness.
@@ -76,6 +97,10 @@ pub const KIND_CLOSE: u32 = 1;
 /// `RawEvent::kind`: a `connect()` failed (or a port allocation failed
 /// outside any `connect()` syscall, e.g. io_uring).
 pub const KIND_CONNECT_ERROR: u32 = 2;
+/// `RawEvent::kind`: `bind()` failed on a TCP socket (EADDRINUSE: no free
+/// port in the range, or the port asked for is taken). `saddr`/`sport` are
+/// the address asked for; `daddr`/`dport` are unused.
+pub const KIND_BIND_ERROR: u32 = 3;
 
 /// The local side sent the first FIN (passed FIN_WAIT1) and the connection
 /// ended gracefully: a TIME_WAIT socket now holds the local port for 60 s.
@@ -108,6 +133,12 @@ pub const FLAG_HAS_BYTES: u32 = 1 << 6;
 /// For KIND_CONNECT_ERROR: a SYN_SENT state was seen during this connect()
 /// (the socket is TCP and got as far as choosing a route).
 pub const FLAG_SAW_SYN_SENT: u32 = 1 << 7;
+/// The socket's source port was chosen by `bind()` before `connect()` (it
+/// was already non-zero at CLOSE→SYN_SENT): the port is held against every
+/// destination, not one. On KIND_CONNECT_ERROR: connect() on such a socket
+/// failed because its 4-tuple was taken (the EADDRNOTAVAIL of two sockets
+/// bound to one port with SO_REUSEADDR, connecting to one destination).
+pub const FLAG_BOUND_PORT: u32 = 1 << 8;
 
 /// `AF_INET` as carried in `RawEvent::family`.
 pub const AF_INET: u16 = 2;
@@ -199,6 +230,14 @@ pub mod tp {
     pub const CONNECT_USERVADDR: usize = 24;
     /// `syscalls:sys_exit_connect`: `long ret`.
     pub const CONNECT_RET: usize = 16;
+    /// `syscalls:sys_enter_connect`: `int fd` (an 8-byte slot).
+    pub const CONNECT_FD: usize = 16;
+    /// `syscalls:sys_enter_bind`: `int fd` (an 8-byte slot).
+    pub const BIND_FD: usize = 16;
+    /// `syscalls:sys_enter_bind`: `struct sockaddr * umyaddr`.
+    pub const BIND_UMYADDR: usize = 24;
+    /// `syscalls:sys_exit_bind`: `long ret`.
+    pub const BIND_RET: usize = 16;
 
     /// (tracepoint, field name, offset, size) for the load-time check.
     pub const EXPECTED: &[(&str, &str, usize, usize)] = &[
@@ -219,9 +258,13 @@ pub mod tp {
             CONNECT_USERVADDR,
             8,
         ),
+        ("syscalls/sys_enter_connect", "fd", CONNECT_FD, 8),
         ("syscalls/sys_exit_connect", "ret", CONNECT_RET, 8),
         ("tcp/tcp_retransmit_skb", "skaddr", RETRANS_SKADDR, 8),
         ("tcp/tcp_retransmit_skb", "state", RETRANS_STATE, 4),
+        ("syscalls/sys_enter_bind", "fd", BIND_FD, 8),
+        ("syscalls/sys_enter_bind", "umyaddr", BIND_UMYADDR, 8),
+        ("syscalls/sys_exit_bind", "ret", BIND_RET, 8),
     ];
 }
 
@@ -251,6 +294,22 @@ pub struct Offsets {
     pub task_group_leader: u32,
     /// `task_struct.comm` (char[16]).
     pub task_comm: u32,
+    // The walk from a file descriptor to its socket (fd → file → socket →
+    // sock), taken only when connect() or bind() failed: is it TCP?
+    /// `task_struct.files` (pointer).
+    pub task_files: u32,
+    /// `files_struct.fdt` (pointer).
+    pub files_fdt: u32,
+    /// `fdtable.fd` (pointer to an array of `struct file *`).
+    pub fdtable_fd: u32,
+    /// `file.private_data` (a socket file's `struct socket *`).
+    pub file_private_data: u32,
+    /// `socket.type` (short: SOCK_STREAM, SOCK_DGRAM...).
+    pub socket_type: u32,
+    /// `socket.sk` (pointer).
+    pub socket_sk: u32,
+    /// `sock.sk_protocol` (u16 since Linux 5.6; a bitfield before, then unknown).
+    pub sock_protocol: u32,
 }
 
 /// Marks an offset that could not be resolved.
@@ -268,10 +327,17 @@ impl Offsets {
         nsproxy_net_ns: OFFSET_UNKNOWN,
         task_group_leader: OFFSET_UNKNOWN,
         task_comm: OFFSET_UNKNOWN,
+        task_files: OFFSET_UNKNOWN,
+        files_fdt: OFFSET_UNKNOWN,
+        fdtable_fd: OFFSET_UNKNOWN,
+        file_private_data: OFFSET_UNKNOWN,
+        socket_type: OFFSET_UNKNOWN,
+        socket_sk: OFFSET_UNKNOWN,
+        sock_protocol: OFFSET_UNKNOWN,
     };
 }
 
-const _: () = assert!(core::mem::size_of::<Offsets>() == 9 * 4);
+const _: () = assert!(core::mem::size_of::<Offsets>() == 16 * 4);
 
 /// Name of the global in the eBPF object that holds [`Offsets`].
 pub const OFFSETS_GLOBAL: &str = "OFFSETS";

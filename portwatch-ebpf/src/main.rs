@@ -14,8 +14,11 @@
 //!   socket still in SYN_SENT (into its `SOCKS` entry); it fires only on
 //!   retransmissions, off the path of ordinary connections.
 //! * `syscalls:sys_{enter,exit}_connect` remember each thread's destination
-//!   and emit `KIND_CONNECT_ERROR` when connect() fails, unless the failure
-//!   was already reported as a failed handshake.
+//!   and emit `KIND_CONNECT_ERROR` when connect() fails on a TCP socket,
+//!   unless the failure was already reported as a failed handshake.
+//! * `syscalls:sys_{enter,exit}_bind` emit `KIND_BIND_ERROR` when bind()
+//!   fails on a TCP socket (EADDRINUSE: a socket bound to port 0 takes its
+//!   port at bind(), so that is where such a client runs out of ports).
 //!
 //! Records go to one ring buffer without waking the reader (it drains on a
 //! 10 ms timer); a wake-up costs ~10 µs per event on small VMs, the record
@@ -41,13 +44,14 @@ use aya_ebpf::{
         bpf_probe_read_user,
     },
     macros::{map, tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{TracePointContext, tracing::StackIdContext},
 };
 use portwatch_common::{
-    AF_INET, AF_INET6, CONNECTS_SLOTS, EVENTS_RING_BYTES, FLAG_ESTABLISHED, FLAG_HAS_BYTES,
-    FLAG_HAS_TASK, FLAG_INBOUND, FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED,
-    FLAG_SAW_SYN_SENT, KIND_CLOSE, KIND_CONNECT_ERROR, KIND_CONNECT_STACK, OFFSET_UNKNOWN, Offsets,
+    AF_INET, AF_INET6, BINDS_MAX_ENTRIES, CONNECTS_SLOTS, EVENTS_RING_BYTES,
+    FAILED_SOCKS_MAX_ENTRIES, FLAG_BOUND_PORT, FLAG_ESTABLISHED, FLAG_HAS_BYTES, FLAG_HAS_TASK,
+    FLAG_INBOUND, FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED, FLAG_SAW_SYN_SENT,
+    KIND_BIND_ERROR, KIND_CLOSE, KIND_CONNECT_ERROR, KIND_CONNECT_STACK, OFFSET_UNKNOWN, Offsets,
     RawEvent, SOCKS_MAX_ENTRIES, STACKS_MAX_ENTRIES, STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS,
     STAT_RINGBUF_LOST, STAT_SOCK_EVICTED, STAT_UNTRACKED_CLOSE, STATS_LEN, WAKEUP_THRESHOLD_BYTES,
     WAKEUP_WINDOW_BYTES, tp,
@@ -68,6 +72,11 @@ const TCP_LISTEN: i32 = 10;
 const TCP_CLOSING: i32 = 11;
 
 const EADDRNOTAVAIL: u32 = 99;
+const EBADF: i64 = 9;
+const EFAULT: i64 = 14;
+const ENOTSOCK: i64 = 88;
+const ECONNABORTED: u32 = 103;
+const SOCK_STREAM: i16 = 1;
 const EINPROGRESS: i64 = 115;
 const EALREADY: i64 = 114;
 const EISCONN: i64 = 106;
@@ -103,6 +112,11 @@ struct SockInfo {
 /// `ConnectInfo::flags`: the failure was already reported by the socket
 /// tracepoint (failed handshake), so connect()'s exit must stay silent.
 const CONNECT_REPORTED: u32 = 1 << 31;
+/// `ConnectInfo::flags`: the socket went SYN_SENT→CLOSE inside this very
+/// connect() without a socket error: connect() itself failed after picking
+/// its route (a bound port whose 4-tuple is taken, no free port, no
+/// buffer). The close stays silent; connect()'s exit reports the real errno.
+const CONNECT_FAILED_IN_CALL: u32 = 1 << 30;
 
 /// A thread inside connect(). The destination is not read on entry: most
 /// connects succeed (and many are not TCP at all), so the sockaddr is read
@@ -114,17 +128,43 @@ struct ConnectInfo {
     start_ns: u64,
     /// User address of the `struct sockaddr` passed to connect().
     uaddr: u64,
-    /// `FLAG_PORT_EXHAUSTED`, `FLAG_SAW_SYN_SENT`, `CONNECT_REPORTED`.
+    /// The socket this connect() put in SYN_SENT (0 until then). A later
+    /// state change of another socket of the same thread (a non-blocking
+    /// event loop's earlier connect failing now) must not touch this entry.
+    sk: u64,
+    /// `FLAG_PORT_EXHAUSTED`, `FLAG_SAW_SYN_SENT`, `FLAG_BOUND_PORT`,
+    /// `CONNECT_REPORTED`, `CONNECT_FAILED_IN_CALL`.
     flags: u32,
+    /// The file descriptor, to find the socket when connect() fails.
+    fd: u32,
     /// The thread this slot belongs to; 0 when the slot is free (tid 0 is
     /// the idle task, which never calls connect()).
     tid: u32,
+    _pad: u32,
+}
+
+/// A thread inside bind(): read further only if bind() fails.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct BindInfo {
+    start_ns: u64,
+    /// User address of the `struct sockaddr` passed to bind().
+    uaddr: u64,
+    fd: u32,
+    _pad: u32,
 }
 
 /// Filled in by userspace from BTF before load (`EbpfLoader::set_global`).
 /// Lives in .rodata, so the verifier sees the values as constants.
 #[unsafe(no_mangle)]
 static OFFSETS: Offsets = Offsets::UNKNOWN;
+
+/// Inbound sockets may hold at most this many `SOCKS` entries (userspace
+/// sets half the map's size); the rest is reserved for outbound ones, which
+/// are what portwatch explains. 0 (the default) means no inbound socket is
+/// followed, so a loader that forgot it loses inbound rows, never outbound.
+#[unsafe(no_mangle)]
+static SOCKS_INBOUND_MAX: u32 = 0;
 
 /// One active open in this many captures its user stack (0: never).
 /// Written by userspace before load (`--stack-sample`); in .rodata, so with
@@ -150,6 +190,12 @@ static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STATS_LEN, 0);
 /// it is full the new socket is not followed, and that is counted.
 #[map]
 static SOCKS: HashMap<u64, SockInfo> = HashMap::with_max_entries(SOCKS_MAX_ENTRIES, 0);
+
+/// Inbound entries of `SOCKS` now (slot 0), kept with atomic adds: a
+/// global count, not per CPU, because a socket opens and closes on
+/// different CPUs.
+#[map]
+static SOCKS_INBOUND: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Threads inside connect(), one slot per `tid % CONNECTS_SLOTS`, the
 /// owner's tid kept in the slot. An array, not a hash keyed by tid: the
@@ -180,6 +226,16 @@ fn connect_slot(tid: u32) -> Option<&'static mut ConnectInfo> {
 fn connect_of(tid: u32) -> Option<&'static mut ConnectInfo> {
     connect_slot(tid).filter(|c| c.tid == tid)
 }
+
+/// Key: thread id.
+#[map]
+static BINDS: HashMap<u32, BindInfo> = HashMap::with_max_entries(BINDS_MAX_ENTRIES, 0);
+
+/// Key: socket address; value: the socket error its close reported. See
+/// `FAILED_SOCKS_MAX_ENTRIES`.
+#[map]
+static FAILED_SOCKS: LruHashMap<u64, u32> =
+    LruHashMap::with_max_entries(FAILED_SOCKS_MAX_ENTRIES, 0);
 
 #[inline(always)]
 fn offsets() -> Offsets {
@@ -258,6 +314,27 @@ fn process_comm(o: &Offsets, pid_tgid: u64, comm: &[u8; 16]) -> [u8; 16] {
     let task = unsafe { bpf_get_current_task() };
     let leader: u64 = read_kernel(task, o.task_group_leader).unwrap_or(0);
     read_kernel(leader, o.task_comm).unwrap_or([0; 16])
+}
+
+/// Whether file descriptor `fd` of the current task is a TCP socket (the
+/// walk `current->files->fdt->fd[fd]->private_data` to its `struct socket`,
+/// then `type` and `sk->sk_protocol`), and its `struct sock`. `None` when
+/// an offset is unknown (no BTF) or a read fails. Only called after a
+/// failed connect() or bind(), whose errno already says `fd` is a socket,
+/// so `private_data` is a `struct socket *`.
+fn tcp_sock_of_fd(o: &Offsets, fd: u32) -> Option<(bool, u64)> {
+    // SAFETY: returns the current task pointer; only dereferenced through
+    // bpf_probe_read_kernel.
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read_kernel(task, o.task_files)?;
+    let fdt: u64 = read_kernel(files, o.files_fdt)?;
+    let fds: u64 = read_kernel(fdt, o.fdtable_fd)?;
+    let file: u64 = read_kernel(fds, fd.checked_mul(8)?)?;
+    let socket: u64 = read_kernel(file, o.file_private_data)?;
+    let ty: i16 = read_kernel(socket, o.socket_type)?;
+    let sk: u64 = read_kernel(socket, o.socket_sk)?;
+    let proto: u16 = read_kernel(sk, o.sock_protocol)?;
+    Some((ty == SOCK_STREAM && proto == IPPROTO_TCP, sk))
 }
 
 fn task_netns(o: &Offsets) -> u32 {
@@ -345,7 +422,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Result<(), i32> {
     let old: i32 = read_ctx(ctx, tp::OLDSTATE)?;
     let sk: u64 = read_ctx(ctx, tp::SKADDR)?;
     match new {
-        TCP_SYN_SENT => on_active_open(ctx, sk),
+        TCP_SYN_SENT => on_active_open(ctx, sk, read_ctx::<u16>(ctx, tp::SPORT)?),
         TCP_SYN_RECV if old == TCP_LISTEN => on_passive_open(sk),
         TCP_ESTABLISHED => {
             if let Some(info) = SOCKS.get_ptr_mut(sk) {
@@ -377,7 +454,7 @@ fn insert_sock(sk: u64, info: &SockInfo) {
     }
 }
 
-fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
+fn on_active_open(ctx: &TracePointContext, sk: u64, sport: u16) -> Result<(), i32> {
     let o = offsets();
     let pid_tgid = bpf_get_current_pid_tgid();
     let tid = pid_tgid as u32;
@@ -390,7 +467,11 @@ fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
         pid: (pid_tgid >> 32) as u32,
         tid,
         netns: sock_netns(sk, &o),
-        flags: FLAG_HAS_TASK,
+        // tcp_v4/v6_connect() set SYN_SENT before they pick a source port:
+        // one already there was chosen by bind() (to port 0 without
+        // IP_BIND_ADDRESS_NO_PORT, or to a fixed port), and it is held
+        // against every destination, not only this one.
+        flags: FLAG_HAS_TASK | if sport != 0 { FLAG_BOUND_PORT } else { 0 },
         syn_retrans: 0,
         _pad: 0,
         pcomm: process_comm(&o, pid_tgid, &comm),
@@ -399,6 +480,7 @@ fn on_active_open(ctx: &TracePointContext, sk: u64) -> Result<(), i32> {
     insert_sock(sk, &info);
     if let Some(c) = connect_of(tid) {
         c.flags |= FLAG_SAW_SYN_SENT;
+        c.sk = sk;
     }
     // SAFETY: a plain static in .rodata, rewritten by userspace before load.
     let every = unsafe { core::ptr::read_volatile(&raw const STACK_SAMPLE_EVERY) };
@@ -442,6 +524,20 @@ fn sample_stack(ctx: &TracePointContext, info: &SockInfo) -> Result<(), i32> {
 
 fn on_passive_open(sk: u64) -> Result<(), i32> {
     let o = offsets();
+    let Some(count) = SOCKS_INBOUND.get_ptr_mut(0) else {
+        return Err(-1);
+    };
+    // SAFETY: SOCKS_INBOUND_MAX is a plain static rewritten by userspace
+    // before load; read_volatile keeps the default from being folded in.
+    let max = unsafe { core::ptr::read_volatile(&raw const SOCKS_INBOUND_MAX) };
+    // Check, then add: concurrent opens on other CPUs may overshoot the
+    // share by a few entries (one per CPU at most), never fill the map. A
+    // fetch-and-add would be exact but needs Linux 5.12.
+    // SAFETY: pointer from a successful array lookup.
+    if unsafe { core::ptr::read_volatile(count) } >= u64::from(max) {
+        bump(STAT_SOCK_EVICTED);
+        return Ok(());
+    }
     // Softirq context: the current task is unrelated, so no task fields.
     let info = SockInfo {
         start_ns: bpf_ktime_now(),
@@ -456,8 +552,23 @@ fn on_passive_open(sk: u64) -> Result<(), i32> {
         comm: [0; 16],
         pcomm: [0; 16],
     };
-    insert_sock(sk, &info);
+    if SOCKS.insert(sk, &info, BPF_ANY as u64).is_err() {
+        bump(STAT_SOCK_EVICTED);
+    } else {
+        // SAFETY: pointer from a successful array lookup; an atomic add
+        // whose result is unused compiles to BPF_ATOMIC_ADD without fetch.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, 1) };
+    }
     Ok(())
+}
+
+/// An inbound entry of `SOCKS` was removed.
+#[inline(always)]
+fn inbound_gone() {
+    if let Some(count) = SOCKS_INBOUND.get_ptr_mut(0) {
+        // SAFETY: as in on_passive_open; adding 2^64-1 subtracts one.
+        unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, u64::MAX) };
+    }
 }
 
 fn read_addrs(ctx: &TracePointContext, ev: &mut RawEvent) -> Result<(), i32> {
@@ -485,6 +596,9 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
     // the entry is removed.
     let info = unsafe { *p };
     let _ = SOCKS.remove(sk);
+    if info.flags & FLAG_INBOUND != 0 {
+        inbound_gone();
+    }
     let o = offsets();
     let now = bpf_ktime_now();
     // Who closed first shows in the state CLOSE comes from, so the FIN_WAIT1
@@ -525,32 +639,56 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
     read_addrs(ctx, &mut ev)?;
     let established = info.flags & FLAG_ESTABLISHED != 0;
 
-    // tcp_v4/v6_connect() set SYN_SENT before picking the source port; if
-    // inet_hash_connect() finds no free port they go straight back to CLOSE,
-    // still in the caller's context, with sport 0. That is port exhaustion.
-    if old == TCP_SYN_SENT && !established && ev.sport == 0 {
-        let tid = bpf_get_current_pid_tgid() as u32;
-        if let Some(c) = connect_of(tid) {
-            // connect()'s exit reports it, with errno, marked as exhaustion.
-            c.flags |= FLAG_PORT_EXHAUSTED;
+    if !established {
+        let err: i32 = read_kernel(sk, o.sock_sk_err).unwrap_or(0);
+        // tcp_v4/v6_connect() set SYN_SENT before picking the source port;
+        // if that fails they go straight back to CLOSE, still inside the
+        // caller's connect(), with no socket error: no free port (sport
+        // still 0: exhaustion) or, for a port bound before, its 4-tuple
+        // taken (EADDRNOTAVAIL too). connect()'s exit reports it once,
+        // with its real errno.
+        if old == TCP_SYN_SENT && err == 0 && info.flags & FLAG_HAS_TASK != 0 {
+            let tid = bpf_get_current_pid_tgid() as u32;
+            if tid == info.tid
+                && let Some(c) = connect_of(tid)
+                && c.sk == sk
+            {
+                let f = if ev.sport == 0 {
+                    FLAG_PORT_EXHAUSTED
+                } else {
+                    info.flags & FLAG_BOUND_PORT
+                };
+                c.flags |= CONNECT_FAILED_IN_CALL | f;
+                return Ok(());
+            }
+        }
+        if old == TCP_SYN_SENT && ev.sport == 0 {
+            // No free port outside any connect() (io_uring, in-kernel
+            // users): report it here.
+            ev.kind = KIND_CONNECT_ERROR;
+            ev.flags = FLAG_PORT_EXHAUSTED | FLAG_SAW_SYN_SENT | (info.flags & FLAG_HAS_TASK);
+            ev.errno = EADDRNOTAVAIL;
+            emit(&ev);
             return Ok(());
         }
-        // Not inside connect() (io_uring, in-kernel users): report it here.
-        ev.kind = KIND_CONNECT_ERROR;
-        ev.flags = FLAG_PORT_EXHAUSTED | FLAG_SAW_SYN_SENT | (info.flags & FLAG_HAS_TASK);
-        ev.errno = EADDRNOTAVAIL;
-        emit(&ev);
-        return Ok(());
-    }
-
-    if !established {
         // Failed handshake (refused, reset, timed out): sk_err says which.
-        let err: i32 = read_kernel(sk, o.sock_sk_err).unwrap_or(0);
         ev.errno = err.unsigned_abs();
         if info.flags & FLAG_HAS_TASK != 0 {
-            if let Some(c) = connect_of(info.tid) {
-                // A blocking connect() is still waiting: this is its one report.
+            if let Some(c) = connect_of(info.tid)
+                && c.sk == sk
+            {
+                // A connect() on this socket is still running: this is its
+                // one report. (The thread may be inside a connect() on
+                // another socket, a non-blocking event loop's: that one is
+                // not touched.)
                 c.flags |= CONNECT_REPORTED;
+            }
+            // The application's next connect() on this socket returns this
+            // error again (a non-blocking connect() has returned, or is
+            // about to return EINPROGRESS): that is not a second failure.
+            // A blocking connect() that returns the error itself removes it.
+            if err != 0 {
+                let _ = FAILED_SOCKS.insert(sk, &ev.errno, BPF_ANY as u64);
             }
         }
     } else if let Some((acked, received)) = sock_bytes(sk, &o) {
@@ -607,8 +745,11 @@ fn try_sys_enter_connect(ctx: &TracePointContext) -> Result<(), i32> {
     *c = ConnectInfo {
         start_ns: bpf_ktime_now(),
         uaddr: read_ctx(ctx, tp::CONNECT_USERVADDR)?,
+        sk: 0,
         flags: 0,
+        fd: read_ctx::<u64>(ctx, tp::CONNECT_FD)? as u32,
         tid,
+        _pad: 0,
     };
     Ok(())
 }
@@ -645,7 +786,35 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
     let info = *c;
     c.tid = 0;
     if info.flags & CONNECT_REPORTED != 0 {
+        // This call returned the error its socket's close reported: no
+        // later connect() will return it again.
+        let _ = FAILED_SOCKS.remove(&info.sk);
         return Ok(());
+    }
+    if ret == -EBADF || ret == -ENOTSOCK {
+        return Ok(());
+    }
+    let o = offsets();
+    let errno = (-ret) as u32;
+    // Without a SYN_SENT in this call the socket may not be TCP at all (a
+    // resolver's UDP socket, getaddrinfo's probes): look at its type. A
+    // TCP socket may be one whose failure its close already reported: the
+    // application's connect() after a failed non-blocking one returns that
+    // error again (or ECONNABORTED once SO_ERROR has read it).
+    if info.flags & FLAG_SAW_SYN_SENT == 0
+        && let Some((tcp, sk)) = tcp_sock_of_fd(&o, info.fd)
+    {
+        if !tcp {
+            return Ok(());
+        }
+        // SAFETY: the value is copied out at once; a concurrent delete of
+        // this LRU entry can at worst give a stale errno, which is compared.
+        if let Some(&reported) = unsafe { FAILED_SOCKS.get(&sk) }
+            && (reported == errno || errno == ECONNABORTED)
+        {
+            let _ = FAILED_SOCKS.remove(&sk);
+            return Ok(());
+        }
     }
     // sockaddr_in and sockaddr_in6 start alike: family (2 bytes), port
     // (network order), then the IPv4 address or the IPv6 flowinfo. One read
@@ -664,11 +833,12 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
         // Unix, netlink, ...: not portwatch's business.
         _ => return Ok(()),
     }
-    let o = offsets();
-    let errno = (-ret) as u32;
     let mut flags = FLAG_HAS_TASK | (info.flags & FLAG_SAW_SYN_SENT);
     if errno == EADDRNOTAVAIL && info.flags & FLAG_PORT_EXHAUSTED != 0 {
         flags |= FLAG_PORT_EXHAUSTED;
+    }
+    if info.flags & CONNECT_FAILED_IN_CALL != 0 {
+        flags |= info.flags & FLAG_BOUND_PORT;
     }
     let comm = bpf_get_current_comm().unwrap_or([0; 16]);
     let ev = RawEvent {
@@ -685,6 +855,90 @@ fn try_sys_exit_connect(ctx: &TracePointContext) -> Result<(), i32> {
         family,
         dport: u16::from_be_bytes([head[2], head[3]]),
         daddr,
+        pcomm: process_comm(&o, pid_tgid, &comm),
+        comm,
+        ..RawEvent::default()
+    };
+    emit(&ev);
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sys_enter_bind(ctx: TracePointContext) -> u32 {
+    count_error(try_sys_enter_bind(&ctx))
+}
+
+/// Remembers the thread's bind(). bind() is rare (not per connection for
+/// most clients), so this is off the hot path; the socket's type is looked
+/// at only if bind() fails.
+fn try_sys_enter_bind(ctx: &TracePointContext) -> Result<(), i32> {
+    let info = BindInfo {
+        start_ns: bpf_ktime_now(),
+        uaddr: read_ctx(ctx, tp::BIND_UMYADDR)?,
+        fd: read_ctx::<u64>(ctx, tp::BIND_FD)? as u32,
+        _pad: 0,
+    };
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if BINDS.insert(tid, &info, BPF_ANY as u64).is_err() {
+        bump(STAT_CONNECT_MAP_FULL);
+    }
+    Ok(())
+}
+
+#[tracepoint]
+pub fn sys_exit_bind(ctx: TracePointContext) -> u32 {
+    count_error(try_sys_exit_bind(&ctx))
+}
+
+fn try_sys_exit_bind(ctx: &TracePointContext) -> Result<(), i32> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let ret: i64 = read_ctx(ctx, tp::BIND_RET)?;
+    if ret >= 0 || ret == -EBADF || ret == -ENOTSOCK || ret == -EFAULT {
+        let _ = BINDS.remove(tid);
+        return Ok(());
+    }
+    let Some(p) = BINDS.get_ptr(tid) else {
+        return Ok(());
+    };
+    // SAFETY: map value pointer from a successful lookup; copied before removal.
+    let info = unsafe { *p };
+    let _ = BINDS.remove(tid);
+    let o = offsets();
+    // Only TCP sockets' ports are portwatch's business; without BTF the
+    // type is unknown and nothing is reported (UDP binds fail too).
+    match tcp_sock_of_fd(&o, info.fd) {
+        Some((true, _)) => {}
+        _ => return Ok(()),
+    }
+    // As in connect(): family, port, then the IPv4 address; IPv6 at 8.
+    // SAFETY: bpf_probe_read_user copes with any user address.
+    let head: [u8; 8] = unsafe { bpf_probe_read_user(info.uaddr as *const [u8; 8])? };
+    let family = u16::from_ne_bytes([head[0], head[1]]);
+    let mut saddr = [0u8; 16];
+    match family {
+        AF_INET => saddr[..4].copy_from_slice(&head[4..8]),
+        AF_INET6 => {
+            // SAFETY: as above.
+            saddr = unsafe { bpf_probe_read_user((info.uaddr + 8) as *const [u8; 16])? };
+        }
+        _ => return Ok(()),
+    }
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let ev = RawEvent {
+        kind: KIND_BIND_ERROR,
+        flags: FLAG_HAS_TASK,
+        start_ns: info.start_ns,
+        end_ns: bpf_ktime_now(),
+        // SAFETY: no arguments; reads the current task's cgroup.
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        netns: task_netns(&o),
+        pid: (pid_tgid >> 32) as u32,
+        tid,
+        errno: (-ret) as u32,
+        family,
+        sport: u16::from_be_bytes([head[2], head[3]]),
+        saddr,
         pcomm: process_comm(&o, pid_tgid, &comm),
         comm,
         ..RawEvent::default()

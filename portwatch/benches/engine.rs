@@ -69,6 +69,7 @@ fn stream(
             established: true,
             errno: None,
             syn_retrans: 0,
+            bound_port: false,
         })));
     }
     v

@@ -70,6 +70,7 @@ fn main() {
             established: true,
             errno: None,
             syn_retrans: 0,
+            bound_port: false,
         })));
     }
     let model = e.model(1_000_000_000 + u64::from(DESTINATIONS) * 10_000);

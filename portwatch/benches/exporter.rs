@@ -55,6 +55,7 @@ fn conn(pid: u32, comm: &str, daddr: IpAddr, end_ns: u64) -> Input {
         established: true,
         errno: None,
         syn_retrans: 0,
+        bound_port: false,
     }))
 }
 

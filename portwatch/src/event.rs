@@ -7,9 +7,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use portwatch_common::{
-    AF_INET, AF_INET6, FLAG_ESTABLISHED, FLAG_HAS_BYTES, FLAG_HAS_TASK, FLAG_INBOUND,
-    FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED, FLAG_SAW_SYN_SENT, KIND_CLOSE,
-    KIND_CONNECT_ERROR, KIND_CONNECT_STACK, RAW_EVENT_SIZE, RawEvent,
+    AF_INET, AF_INET6, FLAG_BOUND_PORT, FLAG_ESTABLISHED, FLAG_HAS_BYTES, FLAG_HAS_TASK,
+    FLAG_INBOUND, FLAG_LOCAL_CLOSE, FLAG_PEER_CLOSE, FLAG_PORT_EXHAUSTED, FLAG_SAW_SYN_SENT,
+    KIND_BIND_ERROR, KIND_CLOSE, KIND_CONNECT_ERROR, KIND_CONNECT_STACK, RAW_EVENT_SIZE, RawEvent,
 };
 
 /// EADDRNOTAVAIL: the errno that port exhaustion produces.
@@ -121,6 +121,10 @@ pub struct ConnClose {
     /// Outbound: SYNs the kernel retransmitted before the handshake ended
     /// (answered, refused or given up). 0 for inbound connections.
     pub syn_retrans: u32,
+    /// Outbound: the source port was chosen by bind() before connect(), so
+    /// it was held against every destination, not only this one (and so is
+    /// its TIME_WAIT).
+    pub bound_port: bool,
 }
 
 impl ConnClose {
@@ -165,6 +169,10 @@ pub enum FailCause {
     PortExhaustion,
     /// EADDRNOTAVAIL for another reason (source address, route).
     AddressUnavailable,
+    /// EADDRNOTAVAIL from connect() on a socket whose port was bound before:
+    /// that port is already connected to this destination (two sockets
+    /// bound to one port with SO_REUSEADDR).
+    PortInUse,
     /// The peer answered the SYN with an RST (ECONNREFUSED).
     Refused,
     /// The kernel gave up after its SYN retries (ETIMEDOUT).
@@ -179,9 +187,10 @@ pub enum FailCause {
 }
 
 impl FailCause {
-    pub const ALL: [FailCause; 8] = [
+    pub const ALL: [FailCause; 9] = [
         FailCause::PortExhaustion,
         FailCause::AddressUnavailable,
+        FailCause::PortInUse,
         FailCause::Refused,
         FailCause::TimedOut,
         FailCause::Aborted,
@@ -194,6 +203,7 @@ impl FailCause {
         match self {
             FailCause::PortExhaustion => "port_exhaustion",
             FailCause::AddressUnavailable => "address_unavailable",
+            FailCause::PortInUse => "port_in_use",
             FailCause::Refused => "refused",
             FailCause::TimedOut => "timed_out",
             FailCause::Aborted => "aborted",
@@ -234,6 +244,9 @@ pub enum Cause {
     PortExhaustion,
     /// EADDRNOTAVAIL for another reason (source address not assigned, route).
     AddressUnavailable,
+    /// EADDRNOTAVAIL on a socket bound to its port before connect(): the
+    /// 4-tuple is taken (another socket on that port is connected there).
+    PortInUse,
     /// Any other errno; see `errno`.
     Other,
 }
@@ -243,6 +256,7 @@ impl Cause {
         match self {
             Cause::PortExhaustion => "port_exhaustion",
             Cause::AddressUnavailable => "address_unavailable",
+            Cause::PortInUse => "port_in_use",
             Cause::Other => "other",
         }
     }
@@ -272,15 +286,39 @@ impl ConnectError {
         match self.cause {
             Cause::PortExhaustion => FailCause::PortExhaustion,
             Cause::AddressUnavailable => FailCause::AddressUnavailable,
+            Cause::PortInUse => FailCause::PortInUse,
             Cause::Other => FailCause::of_handshake_errno(self.errno),
         }
     }
+}
+
+/// EADDRINUSE: what bind() returns when no port of the range is free (a
+/// bind to port 0) or the port asked for is taken.
+pub const EADDRINUSE: i32 = 98;
+
+/// A failed bind() on a TCP socket. A client that binds before connecting
+/// (to port 0, without `IP_BIND_ADDRESS_NO_PORT`) takes a port from the
+/// whole range at bind(): when the range is used up, this is where it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindError {
+    /// CLOCK_MONOTONIC ns when bind() returned.
+    pub ts_ns: u64,
+    /// bind() duration.
+    pub duration_ns: u64,
+    pub task: Option<Task>,
+    pub netns: u32,
+    /// The address and port asked for (port 0: any free port).
+    pub saddr: IpAddr,
+    pub sport: u16,
+    /// Positive errno (EADDRINUSE, EACCES, EADDRNOTAVAIL...).
+    pub errno: i32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
     Close(ConnClose),
     ConnectError(ConnectError),
+    BindError(BindError),
 }
 
 impl Event {
@@ -289,6 +327,7 @@ impl Event {
         match self {
             Event::Close(c) => c.end_ns,
             Event::ConnectError(e) => e.ts_ns,
+            Event::BindError(b) => b.ts_ns,
         }
     }
 
@@ -296,6 +335,7 @@ impl Event {
         match self {
             Event::Close(c) => c.task.as_ref(),
             Event::ConnectError(e) => e.task.as_ref(),
+            Event::BindError(b) => b.task.as_ref(),
         }
     }
 
@@ -304,6 +344,7 @@ impl Event {
         match self {
             Event::Close(c) => c.netns,
             Event::ConnectError(e) => e.netns,
+            Event::BindError(b) => b.netns,
         }
     }
 
@@ -419,6 +460,7 @@ impl TryFrom<&RawEvent> for Event {
                     established,
                     errno: (!established && errno != 0).then_some(errno),
                     syn_retrans: raw.syn_retrans.into(),
+                    bound_port: has(FLAG_BOUND_PORT),
                 }))
             }
             KIND_CONNECT_ERROR => Ok(Event::ConnectError(ConnectError {
@@ -431,12 +473,23 @@ impl TryFrom<&RawEvent> for Event {
                 errno,
                 cause: if has(FLAG_PORT_EXHAUSTED) {
                     Cause::PortExhaustion
+                } else if errno == EADDRNOTAVAIL && has(FLAG_BOUND_PORT) {
+                    Cause::PortInUse
                 } else if errno == EADDRNOTAVAIL {
                     Cause::AddressUnavailable
                 } else {
                     Cause::Other
                 },
                 saw_syn_sent: has(FLAG_SAW_SYN_SENT),
+            })),
+            KIND_BIND_ERROR => Ok(Event::BindError(BindError {
+                ts_ns: raw.end_ns,
+                duration_ns: raw.end_ns.saturating_sub(raw.start_ns),
+                task,
+                netns: raw.netns,
+                saddr: addr(raw.family, &raw.saddr)?,
+                sport: raw.sport,
+                errno,
             })),
             k => Err(DecodeError::Kind(k)),
         }
@@ -640,6 +693,34 @@ mod tests {
             panic!("not a connect error");
         };
         assert_eq!(e.cause, Cause::Other);
+    }
+
+    #[test]
+    fn bound_ports_and_bind_errors() {
+        let mut r = raw_close_v4();
+        r.flags |= FLAG_BOUND_PORT;
+        let Event::Close(c) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a close");
+        };
+        assert!(c.bound_port);
+        r.kind = KIND_CONNECT_ERROR;
+        r.errno = 99;
+        r.flags = FLAG_HAS_TASK | FLAG_BOUND_PORT;
+        let Event::ConnectError(e) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a connect error");
+        };
+        assert_eq!(e.cause, Cause::PortInUse);
+        assert_eq!(e.failure(), FailCause::PortInUse);
+        r.kind = KIND_BIND_ERROR;
+        r.errno = 98;
+        r.sport = 0;
+        r.flags = FLAG_HAS_TASK;
+        let Event::BindError(b) = Event::decode(&bytes_of(&r)).unwrap() else {
+            panic!("not a bind error");
+        };
+        assert_eq!(b.errno, EADDRINUSE);
+        assert_eq!(b.saddr, "127.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!((b.sport, b.task.unwrap().pid), (0, 42));
     }
 
     #[test]

@@ -147,6 +147,17 @@ impl Filter {
         let (daddr, dport, netns) = match ev {
             Event::Close(c) => (c.daddr, c.dport, c.netns),
             Event::ConnectError(e) => (e.daddr, e.dport, e.netns),
+            // A failed bind() has no destination: it passes only filters
+            // that ask for none.
+            Event::BindError(b) => {
+                return self.daddr.is_none()
+                    && self.dport.is_none()
+                    && self.pid.is_none_or(|p| task.is_some_and(|t| t.pid == p))
+                    && self
+                        .comm
+                        .is_none_or(|c| task.is_some_and(|t| t.comm == c || t.thread == c))
+                    && (self.netns.is_none() || (b.netns != 0 && self.netns_ok(b.netns)));
+            }
         };
         self.pid.is_none_or(|p| task.is_some_and(|t| t.pid == p))
             && self

@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::clock::WallClock;
 use crate::errno;
-use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event};
+use crate::event::{BindError, Cause, Comm, ConnClose, ConnectError, Direction, Event};
 
 /// A value written into the JSON as a string through its `Display`,
 /// straight into the output: no `String` per field and event (`trace
@@ -101,7 +101,7 @@ impl Rfc3339Micros {
 /// `String`, failures are rare).
 #[derive(Serialize, Debug, PartialEq)]
 pub struct JsonEvent<'a> {
-    /// "close" or "connect_error".
+    /// "close", "connect_error" or "bind_error".
     pub event: &'static str,
     /// RFC 3339, UTC, microseconds.
     pub time: Shown<Rfc3339Micros>,
@@ -121,10 +121,13 @@ pub struct JsonEvent<'a> {
     pub netns_name: Option<&'a str>,
     /// "ipv4" or "ipv6".
     pub family: &'static str,
+    /// The local address (for a bind_error: the one asked for).
     pub saddr: Option<Shown<IpAddr>>,
+    /// The local port (for a bind_error: the one asked for, 0 for any).
     pub sport: Option<u16>,
-    pub daddr: Shown<IpAddr>,
-    pub dport: u16,
+    /// Null for a bind_error.
+    pub daddr: Option<Shown<IpAddr>>,
+    pub dport: Option<u16>,
     /// "out" or "in".
     pub direction: &'static str,
     pub lifetime_us: Option<u64>,
@@ -138,11 +141,16 @@ pub struct JsonEvent<'a> {
     /// "port_exhaustion", "address_unavailable", "refused", "timed_out",
     /// "aborted" (the application closed a connecting socket before any
     /// answer; `lifetime_us` is how long it waited), "reset",
-    /// "unreachable", "other"; null for connections that worked.
+    /// "unreachable", "other", "port_in_use" (connect() on a socket bound
+    /// to its port before: that 4-tuple is taken); null for connections
+    /// that worked and for a bind_error.
     pub cause: Option<&'static str>,
     /// Outbound closes: SYNs the kernel retransmitted before the handshake
     /// ended (answered or not). Null for inbound closes and connect errors.
     pub syn_retransmits: Option<u32>,
+    /// The source port was chosen by bind() before connect(): held against
+    /// every destination. Null for inbound connections and bind errors.
+    pub bound_port: Option<bool>,
 }
 
 fn family(a: &IpAddr) -> &'static str {
@@ -273,9 +281,12 @@ impl<'a> JsonEvent<'a> {
         key(out, "sport");
         opt_num(out, self.sport);
         key(out, "daddr");
-        addr(out, &self.daddr.0);
+        match &self.daddr {
+            Some(Shown(a)) => addr(out, a),
+            None => null(out),
+        }
         key(out, "dport");
-        num(out, self.dport);
+        opt_num(out, self.dport);
         key(out, "direction");
         plain(out, self.direction);
         key(out, "lifetime_us");
@@ -302,6 +313,8 @@ impl<'a> JsonEvent<'a> {
         }
         key(out, "syn_retransmits");
         opt_num(out, self.syn_retransmits);
+        key(out, "bound_port");
+        opt_bool(out, self.bound_port);
         out.push(b'}');
     }
 
@@ -311,11 +324,43 @@ impl<'a> JsonEvent<'a> {
         let mut j = match ev {
             Event::Close(c) => Self::close(c, clock),
             Event::ConnectError(e) => Self::connect_error(e, clock),
+            Event::BindError(b) => Self::bind_error(b, clock),
         };
         if j.netns.is_some() {
             j.netns_name = netns_name;
         }
         j
+    }
+
+    fn bind_error(b: &BindError, clock: &WallClock) -> JsonEvent<'a> {
+        JsonEvent {
+            event: "bind_error",
+            time: Shown(Rfc3339Micros(clock.utc(b.ts_ns))),
+            ts_ns: b.ts_ns,
+            pid: b.task.map(|t| t.pid),
+            tid: b.task.map(|t| t.tid),
+            comm: b.task.map(|t| Shown(t.comm)),
+            thread: b.task.map(|t| Shown(t.thread)),
+            cgroup_id: b.task.map(|t| t.cgroup_id),
+            netns: (b.netns != 0).then_some(b.netns),
+            netns_name: None,
+            family: family(&b.saddr),
+            saddr: Some(Shown(b.saddr)),
+            sport: Some(b.sport),
+            daddr: None,
+            dport: None,
+            direction: "out",
+            lifetime_us: None,
+            handshake_us: None,
+            bytes_sent: None,
+            bytes_received: None,
+            local_close: None,
+            established: None,
+            errno: Some(errno::name(b.errno)),
+            cause: None,
+            syn_retransmits: None,
+            bound_port: None,
+        }
     }
 
     fn close(c: &ConnClose, clock: &WallClock) -> JsonEvent<'a> {
@@ -333,8 +378,8 @@ impl<'a> JsonEvent<'a> {
             family: family(&c.daddr),
             saddr: Some(Shown(c.saddr)),
             sport: Some(c.sport),
-            daddr: Shown(c.daddr),
-            dport: c.dport,
+            daddr: Some(Shown(c.daddr)),
+            dport: Some(c.dport),
             direction: c.direction.as_str(),
             lifetime_us: Some(c.lifetime_ns() / 1000),
             handshake_us: c.handshake_ns.map(|h| h / 1000),
@@ -345,6 +390,7 @@ impl<'a> JsonEvent<'a> {
             errno: c.errno.map(errno::name),
             cause: c.failure().map(|f| f.as_str()),
             syn_retransmits: (c.direction == Direction::Outbound).then_some(c.syn_retrans),
+            bound_port: (c.direction == Direction::Outbound).then_some(c.bound_port),
         }
     }
 
@@ -363,8 +409,8 @@ impl<'a> JsonEvent<'a> {
             family: family(&e.daddr),
             saddr: None,
             sport: None,
-            daddr: Shown(e.daddr),
-            dport: e.dport,
+            daddr: Some(Shown(e.daddr)),
+            dport: Some(e.dport),
             direction: "out",
             lifetime_us: None,
             handshake_us: None,
@@ -375,6 +421,7 @@ impl<'a> JsonEvent<'a> {
             errno: Some(errno::name(e.errno)),
             cause: Some(e.failure().as_str()),
             syn_retransmits: None,
+            bound_port: Some(e.cause == Cause::PortInUse),
         }
     }
 }
@@ -412,6 +459,7 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
                     c.lifetime_ns() as f64 / 1e6
                 ),
                 (None, None) if !c.established => "not established".to_string(),
+                (None, None) if c.bound_port => "ok (port bound before connect)".to_string(),
                 (None, None) => "ok".to_string(),
             };
             if c.syn_retrans > 0 {
@@ -433,6 +481,10 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
                 Cause::AddressUnavailable => {
                     format!("{} (address/route, not ports)", errno::name(e.errno))
                 }
+                Cause::PortInUse => format!(
+                    "{} (port bound before connect() already connected there)",
+                    errno::name(e.errno)
+                ),
                 Cause::Other => format!("{} (connect failed)", errno::name(e.errno)),
             };
             writeln!(
@@ -445,6 +497,21 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
                 "-",
             )
         }
+        Event::BindError(b) => writeln!(
+            w,
+            "{time:<12} {pid:<7} {comm:<15} {:<3} {:<28} {:<28} {:>8} {:<7} {} (bind failed{})",
+            "out",
+            endpoint(&b.saddr, b.sport),
+            "-",
+            "-",
+            "-",
+            errno::name(b.errno),
+            if b.errno == crate::event::EADDRINUSE && b.sport == 0 {
+                ": no free port in the range"
+            } else {
+                ""
+            },
+        ),
     }
 }
 
@@ -571,6 +638,7 @@ mod tests {
             established: true,
             errno: None,
             syn_retrans: 0,
+            bound_port: false,
         })
     }
 

@@ -20,6 +20,8 @@ const CHECKS: &[&str] = &[
     "tracepoint syscalls:sys_enter_connect",
     "tracepoint syscalls:sys_exit_connect",
     "tracepoint tcp:tcp_retransmit_skb",
+    "tracepoint syscalls:sys_enter_bind",
+    "tracepoint syscalls:sys_exit_bind",
     "BTF",
     "load and attach",
     "events",

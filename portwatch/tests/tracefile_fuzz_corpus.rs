@@ -60,6 +60,7 @@ fn varied_trace() -> Vec<u8> {
             established: false,
             errno: Some(104),
             syn_retrans: 0,
+            bound_port: false,
         })),
         Input::Event(Event::ConnectError(ConnectError {
             ts_ns: 30,

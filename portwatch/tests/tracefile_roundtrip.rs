@@ -59,6 +59,7 @@ fn close(saddr: IpAddr, daddr: IpAddr, task: Option<Task>) -> ConnClose {
         established: true,
         errno: None,
         syn_retrans: 0,
+        bound_port: false,
     }
 }
 
@@ -129,6 +130,39 @@ fn every_variant() -> Vec<Input> {
             errno: -3,
             cause: Cause::Other,
             saw_syn_sent: true,
+        })),
+        Input::Event(Event::Close(ConnClose {
+            bound_port: true,
+            ..close(v4(127, 0, 0, 1), v4(127, 0, 0, 2), Some(task("binder")))
+        })),
+        Input::Event(Event::ConnectError(ConnectError {
+            ts_ns: 5_200_000_000,
+            duration_ns: 3_000,
+            task: Some(task("binder")),
+            netns: 0,
+            daddr: v4(127, 0, 0, 2),
+            dport: 81,
+            errno: 99,
+            cause: Cause::PortInUse,
+            saw_syn_sent: true,
+        })),
+        Input::Event(Event::BindError(portwatch::event::BindError {
+            ts_ns: 5_300_000_000,
+            duration_ns: 2_000,
+            task: Some(task_in_thread("binder", "worker-1")),
+            netns: 4026531840,
+            saddr: v6,
+            sport: 0,
+            errno: 98,
+        })),
+        Input::Event(Event::BindError(portwatch::event::BindError {
+            ts_ns: 5_300_000_001,
+            duration_ns: 0,
+            task: None,
+            netns: 0,
+            saddr: v4(127, 0, 0, 1),
+            sport: 5555,
+            errno: 13,
         })),
         Input::Tick {
             now_ns: 6_000_000_000,
@@ -389,7 +423,7 @@ fn the_writer_counts_what_it_wrote() {
         w.append(i).unwrap();
     }
     assert_eq!(w.inputs(), inputs.len() as u64);
-    assert_eq!(w.events(), 6);
+    assert_eq!(w.events(), 10);
     let pending = w.pending_bytes() as u64;
     assert!(pending > 0);
     w.flush().unwrap();
@@ -506,6 +540,7 @@ fn arb_close() -> impl Strategy<Value = ConnClose> {
                 errno,
                 // Mostly 0 (no record written), sometimes any count.
                 syn_retrans: if syn_retrans % 4 == 0 { syn_retrans } else { 0 },
+                bound_port: false,
             },
         )
 }
@@ -802,7 +837,10 @@ fn namespace_readings_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 6);
+    assert_eq!(
+        Reader::new(&bytes[..]).unwrap().minor_version(),
+        portwatch::tracefile::MINOR_VERSION
+    );
 }
 
 /// Runtime names (format 1.4) between events: read back as written, and
@@ -897,6 +935,7 @@ fn call_stacks_round_trip_between_events() {
             established: true,
             errno: None,
             syn_retrans: 0,
+            bound_port: false,
         }))
     };
     let stack = |ts_ns: u64, daddr: IpAddr, frames: &[&str], note: Option<&str>| {
@@ -939,5 +978,8 @@ fn call_stacks_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 6);
+    assert_eq!(
+        Reader::new(&bytes[..]).unwrap().minor_version(),
+        portwatch::tracefile::MINOR_VERSION
+    );
 }

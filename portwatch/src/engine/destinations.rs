@@ -38,6 +38,10 @@ pub(crate) struct DestAcc {
     pub(super) table: Option<DestTable>,
     /// Second of the last EADDRNOTAVAIL connecting to it (pins it in top).
     pub(super) last_eaddrnotavail_s: Option<u64>,
+    /// Local closes of connections whose port was bound before connect(),
+    /// by second: the part of its TIME_WAIT that other destinations of the
+    /// namespace are charged for too.
+    pub(super) bound_local: SecondRing,
 }
 
 impl Activity for DestAcc {
@@ -265,12 +269,19 @@ pub(super) fn tw_reuse_delay_ms(
     applies.then(|| s.tcp_tw_reuse_delay_ms.unwrap_or(1000).max(1) as u64)
 }
 
+/// `bound_in_ns`: TIME_WAIT of bound-port connections in the namespace,
+/// all destinations together (this one's included).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one row from one accumulator and the namespace's facts, each a plain value"
+)]
 pub(super) fn destination_row(
     daddr: IpAddr,
     dport: u16,
     d: &DestAcc,
     now: &Now,
     budget: Option<u64>,
+    bound_in_ns: u64,
     reuse_delay_ms: Option<u64>,
     max_tw_buckets: Option<u64>,
 ) -> DestinationRow {
@@ -289,6 +300,8 @@ pub(super) fn destination_row(
         None => (0, false),
     };
     let close_wait = d.table.as_ref().map_or(0, |t| t.close_wait);
+    let bound_here = tw_from_closes(&d.bound_local, now.sec).0;
+    let bound_elsewhere = bound_in_ns.saturating_sub(bound_here);
     let budget = budget.unwrap_or(0);
     // A destination cannot hold more TIME_WAIT than its ports: counts from
     // closes overshoot when tcp_tw_reuse recycles ports or
@@ -305,7 +318,13 @@ pub(super) fn destination_row(
         stats.tw_expiring_30s = stats.tw_expiring_30s.min(stats.time_wait);
         stats.tw_expiring_60s = stats.tw_expiring_60s.min(stats.time_wait);
     }
-    let held = open + stats.time_wait;
+    // Bound ports of other destinations: never more than the range's rest.
+    let bound_elsewhere = if budget > 0 {
+        bound_elsewhere.min(budget.saturating_sub(open + stats.time_wait))
+    } else {
+        bound_elsewhere
+    };
+    let held = open + stats.time_wait + bound_elsewhere;
     // TIME_WAIT ports a connect can take over (tcp_tw_reuse): those older
     // than the reuse delay. They are held, but they do not run the
     // destination out of ports.
@@ -323,7 +342,7 @@ pub(super) fn destination_row(
     let r = stats.local_close_per_s_10s;
     let tw_hold_s = reuse_s.unwrap_or(TIME_WAIT_S);
     let steady = r * tw_hold_s as f64;
-    let exceeds = budget > 0 && steady + open as f64 > budget as f64;
+    let exceeds = budget > 0 && steady + (open + bound_elsewhere) as f64 > budget as f64;
     // Held ports grow at r and shrink as current TIME_WAIT expires (spread
     // over the next minute); when that net growth is positive the free
     // ports last (budget - held) / growth seconds. Rough by design.
@@ -373,6 +392,7 @@ pub(super) fn destination_row(
         close_wait,
         held_by: None,
         from_socket_table: from_table,
+        bound_elsewhere,
         budget,
         pressure,
         forecast: Forecast {

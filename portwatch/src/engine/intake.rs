@@ -4,7 +4,7 @@
 
 use crate::clock::NS_PER_S;
 use crate::event::{
-    ConnClose, ConnectError, Direction, EADDRNOTAVAIL, canonical_addr, is_canonical,
+    BindError, ConnClose, ConnectError, Direction, EADDRNOTAVAIL, canonical_addr, is_canonical,
 };
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -39,7 +39,8 @@ impl Engine {
                 + self.services.age_out(cutoff)
                 + self.destinations.age_out(cutoff)
                 + self.pairs.age_out(cutoff)
-                + self.inbound.age_out(cutoff);
+                + self.inbound.age_out(cutoff)
+                + self.bound.age_out(cutoff);
             // Namespaces go with their last activity (events or readings);
             // they are not rows, so not counted as aged-out keys.
             self.namespaces.table.age_out(cutoff);
@@ -96,12 +97,22 @@ impl Engine {
         self.pair_entry(svc, ns, c.daddr, c.dport).record_close(f);
         self.note_netns(ns, c.end_ns, svc);
         self.note_laddr(ns, c.saddr, c.daddr, c.dport);
+        if c.bound_port
+            && let Some(t) = &c.task
+        {
+            let b = self.bound.entry((ns, t.pid, t.comm));
+            b.service = Some(svc);
+            b.record_close(c);
+        }
         let last_table = self.last_table_of(ns);
         let key = (ns, c.saddr, c.daddr, c.dport);
         self.note_recent_close(c.end_ns, c.start_ns, key, c.sport, c.local_close);
         let d = self.destinations.entry(key);
         Self::seed_table(d, last_table);
         d.acc.record_close(f);
+        if c.bound_port && c.local_close {
+            d.bound_local.add(c.end_ns / NS_PER_S, 1);
+        }
         if let Some(t) = &mut d.table {
             // Open at the table's time (started before it, closed after it).
             if c.start_ns <= t.ts_ns && c.end_ns > t.ts_ns {
@@ -145,6 +156,21 @@ impl Engine {
         if e.errno == EADDRNOTAVAIL {
             d.last_eaddrnotavail_s = Some(e.ts_ns / NS_PER_S);
         }
+    }
+
+    /// A failed bind(): counted per process with the ports it binds, not
+    /// as a connect failure (no connect() was made).
+    pub(super) fn on_bind_error(&mut self, b: &BindError) {
+        self.bind_errors_total += 1;
+        let ns = self.ns_key(b.netns);
+        let Some(t) = &b.task else {
+            return;
+        };
+        let svc = self.service_idx(Some(t));
+        self.note_netns(ns, b.ts_ns, svc);
+        let e = self.bound.entry((ns, t.pid, t.comm));
+        e.service = Some(svc);
+        e.record_bind_error(b);
     }
 
     /// Keeps the last [`RECENT_CLOSES_S`] seconds of outbound closes (at

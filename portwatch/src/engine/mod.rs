@@ -15,6 +15,7 @@
 //! file keeps [`Engine`] and [`Engine::apply`].
 
 mod acc;
+mod bound;
 pub mod callsites;
 mod config;
 mod destinations;
@@ -99,6 +100,10 @@ pub struct Engine {
     last_laddr: FxHashMap<(u32, IpAddr, u16), IpAddr>,
     pairs: Table<PairKey, Acc>,
     inbound: Table<(IpAddr, u16), Acc>,
+    /// Processes binding client sockets before connect() (see `bound`).
+    bound: Table<bound::BoundKey, bound::BoundAcc>,
+    /// Failed bind() calls on TCP sockets.
+    bind_errors_total: u64,
     /// All outbound connections, for the system rates.
     sys: Acc,
     /// Failures (connect errors and failed handshakes) by second.
@@ -161,6 +166,8 @@ impl Engine {
             last_laddr: FxHashMap::default(),
             pairs: Table::new(n),
             inbound: Table::new(n),
+            bound: Table::new(n),
+            bind_errors_total: 0,
             sys: Acc::default(),
             sys_errors: SecondRing::default(),
             sys_errors_by_errno: FxHashMap::default(),
@@ -200,6 +207,10 @@ impl Engine {
             Input::Event(Event::ConnectError(e)) => {
                 self.events += 1;
                 self.on_connect_error(e);
+            }
+            Input::Event(Event::BindError(b)) => {
+                self.events += 1;
+                self.on_bind_error(b);
             }
             Input::Tick { .. } => {}
             Input::Cgroup { id, path } => self.on_cgroup(*id, path.as_deref()),
@@ -265,6 +276,7 @@ mod tests {
             established: true,
             errno: None,
             syn_retrans: 0,
+            bound_port: false,
         }))
     }
 

@@ -215,6 +215,11 @@ pub struct DestinationRow {
     /// its namespace's sysctls; 0 when they are unknown (`null` in JSON).
     #[serde(serialize_with = "zero_as_null")]
     pub budget: u64,
+    /// Of `held_ports`: TIME_WAIT of connections to other destinations
+    /// of the namespace whose port was bound before connect(). The kernel
+    /// keeps such a port from every connect(), so it takes from this
+    /// destination's budget too.
+    pub bound_elsewhere: u64,
     /// (held_ports - time_wait_reusable) / budget: the share of the ports
     /// a connect cannot take.
     pub pressure: f64,
@@ -318,6 +323,9 @@ pub struct Verdict {
     /// the process holds, the ports (live sockets) it holds, how long its
     /// oldest CLOSE_WAIT has been seen, and the connects that failed with
     /// EADDRNOTAVAIL (no free port) to destinations whose ports it holds.
+    /// `binds_before_connect` sets `held_ports` (its bound TIME_WAIT, held
+    /// against every destination) and `failures_caused` (other services'
+    /// port-exhaustion failures in its namespace).
     pub close_wait: Option<u64>,
     pub held_ports: Option<u64>,
     pub held_for_s: Option<f64>,
@@ -329,6 +337,30 @@ pub struct Verdict {
     /// of the samples. Absent (empty) while no stack was sampled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub call_sites: Vec<super::callsites::CallSite>,
+}
+
+/// A process that binds its client sockets to a port before connect():
+/// each such port is held against every destination of its namespace.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BoundRow {
+    pub service: ServiceId,
+    pub pid: u32,
+    pub comm: String,
+    pub netns: Option<u32>,
+    pub netns_name: Option<String>,
+    /// Connections seen whose port was bound before connect().
+    pub bound_connections_total: u64,
+    /// Their TIME_WAIT sockets now: ports no connect() of the namespace
+    /// can use, whatever its destination.
+    pub time_wait: u64,
+    /// The destination it connected to last.
+    pub daddr: Option<IpAddr>,
+    pub dport: Option<u16>,
+    /// Failed bind() calls (EADDRINUSE: the range is used up).
+    pub bind_errors: Vec<ErrnoCount>,
+    pub bind_errors_total: u64,
+    /// The address and port the last failed bind() asked for.
+    pub last_bind_addr: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -449,6 +481,9 @@ pub struct Model {
     pub destinations: Vec<DestinationRow>,
     pub pairs: Vec<PairRow>,
     pub inbound: Vec<InboundRow>,
+    /// Processes that bind() client sockets before connect(), or whose
+    /// bind() failed; most ports held first.
+    pub bound: Vec<BoundRow>,
     pub verdicts: Vec<Verdict>,
     /// Network namespaces seen (the host's first), each with its own
     /// sysctls and counters as read inside it.

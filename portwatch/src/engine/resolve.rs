@@ -124,7 +124,8 @@ impl Engine {
         let processes = self.processes.map.values().filter_map(|(_, s)| *s);
         let services = self.services.map.keys().copied();
         let pairs = self.pairs.map.keys().map(|k| k.0);
-        for i in processes.chain(services).chain(pairs) {
+        let bound = self.bound.map.values().filter_map(|b| b.service);
+        for i in processes.chain(services).chain(pairs).chain(bound) {
             live[i as usize] = true;
         }
         if self.names.retain(&live) {

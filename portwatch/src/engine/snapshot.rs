@@ -112,11 +112,18 @@ impl Engine {
             |a, b| a.service.cmp(&b.service),
         );
 
+        // TIME_WAIT of bound-port connections per namespace: charged to
+        // every destination there (see `bound`).
+        let mut bound_tw: FxHashMap<u32, u64> = FxHashMap::default();
+        for (&(ns, _, _), b) in &self.bound.map {
+            *bound_tw.entry(ns).or_default() += b.time_wait(&now);
+        }
         let mut destinations: Vec<DestinationRow> = self
             .destinations
             .map
             .iter()
             .map(|(&(ns, laddr, daddr, dport), d)| {
+                let bound = bound_tw.get(&ns).copied().unwrap_or(0);
                 let reuse = super::destinations::tw_reuse_delay_ms(
                     self.sysctls_of(ns),
                     daddr,
@@ -126,8 +133,16 @@ impl Engine {
                     .sysctls_of(ns)
                     .and_then(|s| s.tcp_max_tw_buckets)
                     .and_then(|m| u64::try_from(m).ok());
-                let mut row =
-                    destination_row(daddr, dport, d, &now, self.budget_of(ns), reuse, max_tw);
+                let mut row = destination_row(
+                    daddr,
+                    dport,
+                    d,
+                    &now,
+                    self.budget_of(ns),
+                    bound,
+                    reuse,
+                    max_tw,
+                );
                 self.judge_nat(&mut row, ns);
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
@@ -212,6 +227,39 @@ impl Engine {
                 .entry((d.netns.unwrap_or(0), d.daddr, d.dport))
                 .or_insert(d);
         }
+        let mut bound: Vec<BoundRow> = self
+            .bound
+            .map
+            .iter()
+            .map(|(&(ns, pid, comm), b)| {
+                let netns = (ns != 0).then_some(ns);
+                BoundRow {
+                    service: b.service.map_or_else(
+                        || ServiceId::new(ServiceKind::Comm, comm.to_string()),
+                        |i| self.names.name(i).clone(),
+                    ),
+                    pid,
+                    comm: comm.to_string(),
+                    netns,
+                    netns_name: netns.map(|n| self.netns_name(n)),
+                    bound_connections_total: b.connections,
+                    time_wait: b.time_wait(&now),
+                    daddr: b.last_dest.map(|d| d.0),
+                    dport: b.last_dest.map(|d| d.1),
+                    bind_errors: super::acc::errno_counts(&b.bind_errors),
+                    bind_errors_total: b.bind_errors.iter().map(|(_, n)| n).sum(),
+                    last_bind_addr: b
+                        .last_bind
+                        .map(|(a, p)| crate::render::fmt::addr_port(a, p)),
+                }
+            })
+            .collect();
+        bound.sort_by(|a, b| {
+            (b.time_wait, b.bind_errors_total, b.bound_connections_total)
+                .cmp(&(a.time_wait, a.bind_errors_total, a.bound_connections_total))
+                .then_with(|| (a.pid, &a.comm).cmp(&(b.pid, &b.comm)))
+        });
+
         let verdicts: Vec<Verdict> = pairs
             .iter()
             .filter(|p| {
@@ -244,6 +292,22 @@ impl Engine {
             .collect();
         let mut verdicts = verdicts;
         self.attribute_holdings(now_ns, &mut destinations, &mut verdicts);
+        for b in &bound {
+            let ns = b.netns.unwrap_or(0);
+            let victims = super::bound::victims(&pairs, b.netns, b);
+            let pair = pairs.iter().find(|p| {
+                p.service == b.service
+                    && p.netns == b.netns
+                    && Some(p.daddr) == b.daddr
+                    && Some(p.dport) == b.dport
+            });
+            verdicts.extend(super::bound::verdict(
+                b,
+                pair,
+                (&victims.0, victims.1),
+                self.budget_of(ns),
+            ));
+        }
         let namespaces = self.namespace_rows();
         // The header sums every namespace's sockstat.
         let sum = |f: fn(&NetnsRow) -> Option<u64>| {
@@ -335,6 +399,23 @@ impl Engine {
             &inbound,
             &self.config.verdict,
         );
+        for v in verdicts
+            .iter()
+            .filter(|v| v.verdict == "binds_before_connect")
+        {
+            system.advice.push(Advice {
+                level: "warning",
+                key: "bind_address_no_port",
+                text: format!(
+                    "{} (pid {}) binds client sockets before connect(), holding {} ports                      against every destination: set IP_BIND_ADDRESS_NO_PORT before bind(),                      or do not bind()",
+                    v.service,
+                    v.pids.first().copied().unwrap_or(0),
+                    v.time_wait
+                ),
+                netns: v.netns,
+                netns_name: v.netns_name.clone(),
+            });
+        }
         // Most important first: the header has room for one (and a count).
         system.advice.sort_by_key(|a| match a.level {
             "warning" => 0,
@@ -352,6 +433,7 @@ impl Engine {
             destinations,
             pairs,
             inbound,
+            bound,
             verdicts,
             namespaces,
             others,

@@ -109,7 +109,7 @@ pub struct ConntrackPeak {
     pub at_ns: u64,
 }
 
-/// A verdict (`lacks_pooling`, `leaks_sockets`) over the whole trace.
+/// A verdict (`lacks_pooling`, `leaks_sockets`, `binds_before_connect`) over the whole trace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VerdictSummary {
     /// As the engine gave it at its peak.

@@ -260,6 +260,10 @@ pub fn failure_causes_text(causes: &[CauseCount]) -> String {
                 "{} EADDRNOTAVAIL for an unassigned source address or a route, not ports",
                 c.count
             ),
+            FailCause::PortInUse => format!(
+                "{} EADDRNOTAVAIL: the port bound before connect() is already connected there",
+                c.count
+            ),
             other => format!("{} {}", c.count, other.as_str()),
         })
         .collect();

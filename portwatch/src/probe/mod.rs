@@ -13,8 +13,9 @@ use aya::maps::{MapData, PerCpuArray, RingBuf, StackTraceMap};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use portwatch_common::{
-    EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, STACK_SAMPLE_GLOBAL, STACKS_MAP,
-    STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS, STAT_RINGBUF_LOST, STAT_SOCK_EVICTED, STATS_MAP, tp,
+    EVENTS_MAP, OFFSET_UNKNOWN, OFFSETS_GLOBAL, Offsets, SOCKS_INBOUND_MAX_GLOBAL,
+    STACK_SAMPLE_GLOBAL, STACKS_MAP, STAT_CONNECT_MAP_FULL, STAT_PROBE_ERRORS, STAT_RINGBUF_LOST,
+    STAT_SOCK_EVICTED, STATS_MAP, tp,
 };
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::io::Interest;
@@ -77,7 +78,7 @@ fn preflight_into(findings: &mut Vec<Finding>) -> Result<()> {
 pub use checks::parse_kernel_version;
 
 /// How many kernel offsets [`resolve_offsets`] looks up.
-pub const OFFSETS_WANTED: usize = 9;
+pub const OFFSETS_WANTED: usize = 16;
 
 fn resolved(o: &Offsets) -> usize {
     [
@@ -90,6 +91,13 @@ fn resolved(o: &Offsets) -> usize {
         o.nsproxy_net_ns,
         o.task_group_leader,
         o.task_comm,
+        o.task_files,
+        o.files_fdt,
+        o.fdtable_fd,
+        o.file_private_data,
+        o.socket_type,
+        o.socket_sk,
+        o.sock_protocol,
     ]
     .iter()
     .filter(|&&v| v != OFFSET_UNKNOWN)
@@ -143,6 +151,13 @@ pub fn resolve_offsets() -> (Offsets, Vec<String>) {
     o.nsproxy_net_ns = get("nsproxy", "net_ns");
     o.task_group_leader = get("task_struct", "group_leader");
     o.task_comm = get("task_struct", "comm");
+    o.task_files = get("task_struct", "files");
+    o.files_fdt = get("files_struct", "fdt");
+    o.fdtable_fd = get("fdtable", "fd");
+    o.file_private_data = get("file", "private_data");
+    o.socket_type = get("socket", "type");
+    o.socket_sk = get("socket", "sk");
+    o.sock_protocol = get("sock", "sk_protocol");
     (o, warnings)
 }
 
@@ -208,7 +223,12 @@ impl Probe {
             }
         };
         if checks::simulated("no-syscall-tracepoints") {
-            for tp in ["syscalls/sys_enter_connect", "syscalls/sys_exit_connect"] {
+            for tp in [
+                "syscalls/sys_enter_connect",
+                "syscalls/sys_exit_connect",
+                "syscalls/sys_enter_bind",
+                "syscalls/sys_exit_bind",
+            ] {
                 if !missing.iter().any(|m| m == tp) {
                     missing.push(tp.to_string());
                 }
@@ -237,7 +257,7 @@ impl Probe {
         }
         if !syscalls_ok {
             warnings.push(format!(
-                "tracepoints {} are missing (CONFIG_FTRACE_SYSCALLS): failed connect() calls \
+                "tracepoints {} are missing (CONFIG_FTRACE_SYSCALLS): failed connect() and bind() calls \
                  are reported only when they are port exhaustion or failed handshakes",
                 missing
                     .iter()
@@ -255,9 +275,15 @@ impl Probe {
             loader.override_global(OFFSETS_GLOBAL, &offsets, true);
             let every = STACK_SAMPLE_EVERY.load(Ordering::Relaxed);
             loader.override_global(STACK_SAMPLE_GLOBAL, &every, true);
-            if let Some(n) = test_sock_map_entries() {
-                loader.map_max_entries(portwatch_common::SOCKS_MAP, n);
+            let socks_entries =
+                test_sock_map_entries().unwrap_or(portwatch_common::SOCKS_MAX_ENTRIES);
+            if socks_entries != portwatch_common::SOCKS_MAX_ENTRIES {
+                loader.map_max_entries(portwatch_common::SOCKS_MAP, socks_entries);
             }
+            // Inbound sockets get half the socket map; the other half is
+            // kept for outbound ones (a busy server must not crowd them out).
+            let inbound_max: u32 = socks_entries / 2;
+            loader.override_global(SOCKS_INBOUND_MAX_GLOBAL, &inbound_max, true);
             let mut ebpf = loader
                 .load(EBPF_OBJECT)
                 .context("loading the eBPF object into the kernel")?;
@@ -286,6 +312,8 @@ impl Probe {
             if syscalls_ok {
                 attach("sys_enter_connect", "syscalls", "sys_enter_connect")?;
                 attach("sys_exit_connect", "syscalls", "sys_exit_connect")?;
+                attach("sys_enter_bind", "syscalls", "sys_enter_bind")?;
+                attach("sys_exit_bind", "syscalls", "sys_exit_bind")?;
             }
             if retrans_ok {
                 attach("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb")?;

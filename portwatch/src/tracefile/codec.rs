@@ -14,7 +14,9 @@ use super::Corruption;
 use super::varint::{Cursor, put_addr, put_i64, put_str, put_u64};
 use crate::clock::WallClock;
 use crate::engine::hash::FxHashMap;
-use crate::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
+use crate::event::{
+    BindError, Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task,
+};
 use crate::input::{
     CallStack, Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks,
     MAX_STACK_FRAMES, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable,
@@ -58,21 +60,30 @@ const W_NAMESPACE: u8 = 1 << 0;
 const W_POD: u8 = 1 << 1;
 const W_CONTAINER: u8 = 1 << 2;
 const W_KNOWN: u8 = 0b111;
-/// Skippable (format 1.6): `uv` syn_retrans of the Close record that
+/// Skippable (format 1.7): `uv` syn_retrans of the Close record that
 /// follows. Written only when non-zero (most connections retransmit no SYN).
-pub(crate) const TAG_SYN_RETRANS: u8 = 0x84;
-/// Skippable (format 1.6): the conntrack table of the Counters record, or
+pub(crate) const TAG_SYN_RETRANS: u8 = 0x8A;
+/// Skippable (format 1.7): the conntrack table of the Counters record, or
 /// of the Netns record's counters, that follows. Written only when the
 /// kernel has nf_conntrack.
-pub(crate) const TAG_CONNTRACK: u8 = 0x85;
-/// Skippable (format 1.6): a namespace's interface networks
+pub(crate) const TAG_CONNTRACK: u8 = 0x8B;
+/// Skippable (format 1.7): a namespace's interface networks
 /// ([`Input::Networks`]); absolute time, like TAG_NETNS.
-pub(crate) const TAG_NETWORKS: u8 = 0x86;
+pub(crate) const TAG_NETWORKS: u8 = 0x8C;
 /// Networks per record a reader accepts.
 const MAX_NETWORKS: usize = 65_536;
 // Conntrack record presence bits.
 const CT_MAX: u8 = 1 << 0;
 const CT_STATS: u8 = 1 << 1;
+/// Skippable (format 1.6), empty: the close or connect-error record that
+/// follows is of a socket whose port was bound before connect(). An older
+/// reader skips it and sees a plain close, or an `address_unavailable`
+/// connect error instead of `port_in_use`.
+pub(crate) const TAG_BOUND_PORT: u8 = 0x84;
+/// Skippable (format 1.6): a failed bind() ([`Event::BindError`]), self-
+/// contained (absolute time, inline task) so an older reader loses nothing
+/// else by skipping it.
+pub(crate) const TAG_BIND_ERROR: u8 = 0x85;
 /// Skippable (format 1.3): who holds the sockets of the latest socket
 /// tables ([`Input::SocketOwners`]). Its time is absolute, like the netns
 /// record's.
@@ -220,6 +231,13 @@ impl Encoder {
         match input {
             Input::Event(Event::Close(c)) => self.close(buf, c),
             Input::Event(Event::ConnectError(e)) => self.connect_error(buf, e),
+            Input::Event(Event::BindError(b)) => {
+                let mut body = Vec::new();
+                put_bind_error(&mut body, b);
+                buf.push(TAG_BIND_ERROR);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
             Input::Host(h) => self.host(buf, h),
             Input::Tick { now_ns } => {
                 buf.push(TAG_TICK);
@@ -351,6 +369,9 @@ impl Encoder {
             put_u64(buf, ext.len() as u64);
             buf.extend_from_slice(&ext);
         }
+        if c.bound_port {
+            buf.extend_from_slice(&[TAG_BOUND_PORT, 0]);
+        }
         buf.push(TAG_CLOSE);
         buf.push(flags);
         self.ts(buf, c.end_ns);
@@ -389,9 +410,13 @@ impl Encoder {
         };
         let cause = match e.cause {
             Cause::PortExhaustion => 0,
-            Cause::AddressUnavailable => 1,
+            // Written as address_unavailable after a bound-port marker.
+            Cause::AddressUnavailable | Cause::PortInUse => 1,
             Cause::Other => 2,
         };
+        if e.cause == Cause::PortInUse {
+            buf.extend_from_slice(&[TAG_BOUND_PORT, 0]);
+        }
         let mut flags = cause << E_CAUSE_SHIFT;
         if task.is_some() {
             flags |= E_TASK;
@@ -563,6 +588,67 @@ fn put_netns(buf: &mut Vec<u8>, n: &NetnsInfo) {
     if let Some(e) = &n.error {
         put_str(buf, e.as_bytes());
     }
+}
+
+/// The body of a TAG_BIND_ERROR record: `uv` ts_ns (absolute), `uv`
+/// duration_ns, `uv` netns, addr, `uv` sport, `iv` errno, `u8` has_task,
+/// [`uv` pid, `uv` tid, `uv` cgroup_id, `str` comm, `str` thread].
+fn put_bind_error(buf: &mut Vec<u8>, b: &BindError) {
+    put_u64(buf, b.ts_ns);
+    put_u64(buf, b.duration_ns);
+    put_u64(buf, b.netns.into());
+    put_addr(buf, &b.saddr);
+    put_u64(buf, b.sport.into());
+    put_i64(buf, b.errno.into());
+    match &b.task {
+        None => buf.push(0),
+        Some(t) => {
+            buf.push(1);
+            put_u64(buf, t.pid.into());
+            put_u64(buf, t.tid.into());
+            put_u64(buf, t.cgroup_id);
+            put_str(buf, t.comm.as_bytes());
+            put_str(buf, t.thread.as_bytes());
+        }
+    }
+}
+
+fn read_bind_error(c: &mut Cursor) -> Result<BindError, Corruption> {
+    let ts_ns = c.u64()?;
+    let duration_ns = c.u64()?;
+    let netns = c.u32("netns")?;
+    let saddr = c.addr()?;
+    let sport = c.u16("port")?;
+    let errno = c.i32("errno")?;
+    let task = match c.u8()? {
+        0 => None,
+        1 => {
+            let pid = c.u32("pid")?;
+            let tid = c.u32("tid")?;
+            let cgroup_id = c.u64()?;
+            let n = c.len(16, "comm")?;
+            let comm = read_comm(c, n)?;
+            let n = c.len(16, "thread name")?;
+            let thread = read_comm(c, n)?;
+            Some(Task {
+                pid,
+                tid,
+                comm,
+                thread,
+                cgroup_id,
+            })
+        }
+        _ => return Err(Corruption::OutOfRange("bind-error task presence")),
+    };
+    Ok(BindError {
+        ts_ns,
+        duration_ns,
+        task,
+        netns,
+        saddr,
+        sport,
+        errno,
+    })
 }
 
 /// The body of a socket-owners record.
@@ -817,6 +903,8 @@ pub(crate) struct Decoder {
     syn_retrans: u32,
     /// From a TAG_CONNTRACK record, for the Counters or Netns record after it.
     conntrack: Option<Conntrack>,
+    /// From a TAG_BOUND_PORT record, for the close or connect error after it.
+    bound_port: bool,
 }
 
 impl Decoder {
@@ -829,6 +917,7 @@ impl Decoder {
         self.kernel_missed = 0;
         self.syn_retrans = 0;
         self.conntrack = None;
+        self.bound_port = false;
     }
 
     fn ts(&mut self, c: &mut Cursor) -> Result<u64, Corruption> {
@@ -998,6 +1087,17 @@ impl Decoder {
                 self.syn_retrans = ext.u32("syn_retrans")?;
                 return Ok(None);
             }
+            TAG_BOUND_PORT => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                c.bytes(n)?;
+                self.bound_port = true;
+                return Ok(None);
+            }
+            TAG_BIND_ERROR => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                Input::Event(Event::BindError(read_bind_error(&mut inner)?))
+            }
             TAG_WORKLOAD => {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let mut inner = Cursor::new(c.bytes(n)?);
@@ -1087,6 +1187,7 @@ impl Decoder {
             established: has(C_ESTABLISHED),
             errno,
             syn_retrans: std::mem::take(&mut self.syn_retrans),
+            bound_port: std::mem::take(&mut self.bound_port),
         })
     }
 
@@ -1095,8 +1196,10 @@ impl Decoder {
         if flags & !E_KNOWN != 0 {
             return Err(Corruption::OutOfRange("connect-error flags"));
         }
+        let bound = std::mem::take(&mut self.bound_port);
         let cause = match (flags >> E_CAUSE_SHIFT) & 0b11 {
             0 => Cause::PortExhaustion,
+            1 if bound => Cause::PortInUse,
             1 => Cause::AddressUnavailable,
             2 => Cause::Other,
             _ => return Err(Corruption::OutOfRange("connect-error cause")),

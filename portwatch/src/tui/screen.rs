@@ -318,13 +318,21 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
             .map(|t| t[..8].to_string())
             .unwrap_or_else(|| "-".into());
         for e in &p.stats.connect_errors {
-            // EADDRNOTAVAIL is two causes; the model counts the kernel's
-            // port-exhaustion ones apart.
+            // EADDRNOTAVAIL is three causes; the model counts the kernel's
+            // port-exhaustion ones and bound ports' taken 4-tuples apart.
             let parts = if e.errno == crate::event::EADDRNOTAVAIL {
                 let exhausted = p.stats.port_exhaustion_total.min(e.count);
+                let in_use = p
+                    .stats
+                    .connect_errors_by_cause
+                    .iter()
+                    .find(|c| c.cause == FailCause::PortInUse)
+                    .map_or(0, |c| c.count)
+                    .min(e.count - exhausted);
                 vec![
                     (FailCause::PortExhaustion, exhausted),
-                    (FailCause::AddressUnavailable, e.count - exhausted),
+                    (FailCause::PortInUse, in_use),
+                    (FailCause::AddressUnavailable, e.count - exhausted - in_use),
                 ]
             } else {
                 vec![(FailCause::of_handshake_errno(e.errno), e.count)]
@@ -388,6 +396,9 @@ fn verdict_headline(v: &crate::engine::model::Verdict, by_service: bool) -> Stri
             v.pids.first().copied().unwrap_or(0),
             v.close_wait.unwrap_or(0)
         ),
+        "binds_before_connect" => {
+            "binds client sockets before connect(): holds ports of the whole range".to_string()
+        }
         _ => "lacks connection pooling".to_string(),
     };
     if by_service {

@@ -79,6 +79,7 @@ pub fn conn(t: Task, dst: &str, start_ns: u64, life_ns: u64, local_close: bool) 
         established: true,
         errno: None,
         syn_retrans: 0,
+        bound_port: false,
     }))
 }
 
@@ -102,6 +103,7 @@ pub fn inbound(local: &str, start_ns: u64, life_ns: u64) -> Input {
         established: true,
         errno: None,
         syn_retrans: 0,
+        bound_port: false,
     }))
 }
 

@@ -8,7 +8,8 @@ use serde::Serialize;
 use crate::engine::netns::{ConntrackRow, NetnsRow};
 use crate::engine::service::ServiceId;
 use crate::engine::{
-    Advice, CauseCount, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats, Verdict,
+    Advice, BoundRow, CauseCount, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats,
+    Verdict,
 };
 
 #[derive(Serialize, Debug, PartialEq)]
@@ -23,6 +24,9 @@ pub struct BatchJson<'a> {
     pub destinations: &'a [DestinationRow],
     pub pairs: Vec<PairJson<'a>>,
     pub inbound: &'a [InboundRow],
+    /// Processes that bind() client sockets before connect() (ports held
+    /// against every destination), or whose bind() failed.
+    pub bound: &'a [BoundRow],
     pub verdicts: Vec<VerdictJson<'a>>,
     /// Every network namespace seen, the host's first.
     pub namespaces: &'a [NetnsRow],
@@ -234,6 +238,7 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             })
             .collect(),
         inbound: &model.inbound[..rows.min(model.inbound.len())],
+        bound: &model.bound[..rows.min(model.bound.len())],
         verdicts: model.verdicts.iter().map(verdict_json).collect(),
         namespaces: &model.namespaces,
         others: &model.others,

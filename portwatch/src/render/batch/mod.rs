@@ -25,8 +25,9 @@
 //!     count}]`, EADDRNOTAVAIL first (errno 0, named "aborted": handshakes
 //!     the application gave up on, with no errno); `connect_errors_by_cause`:
 //!     `[{cause, count}]`, cause one of "port_exhaustion",
-//!     "address_unavailable", "refused", "timed_out", "aborted", "reset",
-//!     "unreachable", "other".
+//!     "address_unavailable", "port_in_use" (connect() of a socket bound to
+//!     its port before: that 4-tuple is taken), "refused", "timed_out",
+//!     "aborted", "reset", "unreachable", "other".
 //!   - `syn_retransmits`: SYNs the kernel retransmitted for outbound
 //!     connections that closed since start (`tcp:tcp_retransmit_skb` on a
 //!     SYN_SENT socket; 0 when the tracepoint is missing).
@@ -38,8 +39,11 @@
 //! - `processes`: `[{pid, comm, service, …stats}]`.
 //! - `destinations` (outbound, by remote address and port): `[{daddr,
 //!   dport, …stats, closer, held_ports, open_ports, from_socket_table,
-//!   budget, pressure, forecast_time_wait, forecast_exceeds_budget,
-//!   exhaustion_in_s}]`. `closer`: who sends the first FIN ("local": the
+//!   bound_elsewhere, budget, pressure, forecast_time_wait,
+//!   forecast_exceeds_budget, exhaustion_in_s}]`. `bound_elsewhere`: the
+//!   part of `held_ports` that is TIME_WAIT of connections to other
+//!   destinations whose port was bound before connect() (the kernel keeps
+//!   such a port from every connect() of the namespace). `closer`: who sends the first FIN ("local": the
 //!   TIME_WAIT is here; "peer", "mixed", "unknown"). `held_ports` =
 //!   ESTABLISHED + SYN_SENT + TIME_WAIT to it (socket table, adjusted by
 //!   events since; TIME_WAIT has no owner, so only destinations count the
@@ -50,10 +54,19 @@
 //!   dport, …stats}]`: what the verdict is decided on.
 //! - `inbound` (accepted by listeners here, by local address and port):
 //!   `[{laddr, lport, …stats}]`. Inbound churn is never a client verdict.
+//! - `bound`: processes that bind() client sockets before connect(), or
+//!   whose bind() failed: `[{service, pid, comm, netns, netns_name,
+//!   bound_connections_total, time_wait, daddr, dport, bind_errors,
+//!   bind_errors_total, last_bind_addr}]`; `time_wait`: their TIME_WAIT now,
+//!   ports held against every destination.
 //! - `verdicts`: `[{service: {name, kind, pids}, daddr, dport, verdict,
 //!   new_per_sec, lifetime_p50_ms, time_wait, budget_share,
 //!   closed_locally_share, connect_errors, evidence, fix}]`; `verdict` is
-//!   "lacks_pooling"; `budget_share` = this pair's TIME_WAIT / budget.
+//!   "lacks_pooling" or "binds_before_connect" (the process binds client
+//!   sockets before connect(); the evidence names the other services whose
+//!   connects fail for lack of ports); `budget_share` = this pair's
+//!   TIME_WAIT / budget (for binds_before_connect: its bound TIME_WAIT /
+//!   the range).
 //! - `others`: `{processes, services, destinations, pairs, inbound}`:
 //!   estimated distinct keys folded away because a table was full.
 //!
