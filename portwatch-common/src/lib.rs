@@ -30,7 +30,7 @@ pub const SOCKS_INBOUND_MAX_GLOBAL: &str = "SOCKS_INBOUND_MAX";
 /// connections/s that is ~300 records (~45 KiB). 4 MiB leaves room for a
 /// ~250 ms stall of the reader at that rate before anything is lost.
 pub const EVENTS_RING_BYTES: u32 = 4 * 1024 * 1024;
-/// Sockets followed at once. Each entry is ~72 bytes of value; 65,536 covers
+/// Sockets followed at once. Each entry is ~80 bytes of value; 65,536 covers
 /// far more concurrently open outbound connections than a port range allows
 /// per destination, while staying a few MiB of kernel memory. A plain
 /// (preallocated) hash with an explicit delete at CLOSE: every TCP socket
@@ -178,7 +178,9 @@ pub struct RawEvent {
     pub family: u16,
     pub sport: u16,
     pub dport: u16,
-    pub _pad: u16,
+    /// KIND_CLOSE, outbound: SYNs the kernel retransmitted while the
+    /// socket was in SYN_SENT (`tcp:tcp_retransmit_skb`), saturating.
+    pub syn_retrans: u16,
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
     /// Name of the thread that connected.
@@ -220,6 +222,10 @@ pub mod tp {
     pub const SADDR_V6: usize = 40;
     /// `__u8 daddr_v6[16]`.
     pub const DADDR_V6: usize = 56;
+    /// `tcp:tcp_retransmit_skb`: `const void *skaddr`.
+    pub const RETRANS_SKADDR: usize = 16;
+    /// `tcp:tcp_retransmit_skb`: `int state` (the socket's TCP state).
+    pub const RETRANS_STATE: usize = 24;
     /// `syscalls:sys_enter_connect`: `struct sockaddr * uservaddr`.
     pub const CONNECT_USERVADDR: usize = 24;
     /// `syscalls:sys_exit_connect`: `long ret`.
@@ -254,6 +260,8 @@ pub mod tp {
         ),
         ("syscalls/sys_enter_connect", "fd", CONNECT_FD, 8),
         ("syscalls/sys_exit_connect", "ret", CONNECT_RET, 8),
+        ("tcp/tcp_retransmit_skb", "skaddr", RETRANS_SKADDR, 8),
+        ("tcp/tcp_retransmit_skb", "state", RETRANS_STATE, 4),
         ("syscalls/sys_enter_bind", "fd", BIND_FD, 8),
         ("syscalls/sys_enter_bind", "umyaddr", BIND_UMYADDR, 8),
         ("syscalls/sys_exit_bind", "ret", BIND_RET, 8),

@@ -10,6 +10,9 @@
 //!   and emits one `KIND_CLOSE` record at CLOSE. Only CLOSE→SYN_SENT runs in
 //!   the connecting task; later transitions run in softirq context, so task
 //!   attribution always comes from the map entry.
+//! * `tcp:tcp_retransmit_skb` counts the SYNs retransmitted for a followed
+//!   socket still in SYN_SENT (into its `SOCKS` entry); it fires only on
+//!   retransmissions, off the path of ordinary connections.
 //! * `syscalls:sys_{enter,exit}_connect` remember each thread's destination
 //!   and emit `KIND_CONNECT_ERROR` when connect() fails on a TCP socket,
 //!   unless the failure was already reported as a failed handshake.
@@ -99,6 +102,9 @@ struct SockInfo {
     netns: u32,
     /// `FLAG_*` gathered along the way.
     flags: u32,
+    /// SYNs retransmitted while in SYN_SENT.
+    syn_retrans: u32,
+    _pad: u32,
     comm: [u8; 16],
     pcomm: [u8; 16],
 }
@@ -466,6 +472,8 @@ fn on_active_open(ctx: &TracePointContext, sk: u64, sport: u16) -> Result<(), i3
         // IP_BIND_ADDRESS_NO_PORT, or to a fixed port), and it is held
         // against every destination, not only this one.
         flags: FLAG_HAS_TASK | if sport != 0 { FLAG_BOUND_PORT } else { 0 },
+        syn_retrans: 0,
+        _pad: 0,
         pcomm: process_comm(&o, pid_tgid, &comm),
         comm,
     };
@@ -539,6 +547,8 @@ fn on_passive_open(sk: u64) -> Result<(), i32> {
         tid: 0,
         netns: sock_netns(sk, &o),
         flags: FLAG_INBOUND,
+        syn_retrans: 0,
+        _pad: 0,
         comm: [0; 16],
         pcomm: [0; 16],
     };
@@ -621,6 +631,7 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
         netns: info.netns,
         pid: info.pid,
         tid: info.tid,
+        syn_retrans: info.syn_retrans.min(u16::MAX as u32) as u16,
         comm: info.comm,
         pcomm: info.pcomm,
         ..RawEvent::default()
@@ -686,6 +697,31 @@ fn on_close(ctx: &TracePointContext, sk: u64, old: i32) -> Result<(), i32> {
         ev.flags |= FLAG_HAS_BYTES;
     }
     emit(&ev);
+    Ok(())
+}
+
+#[tracepoint]
+pub fn tcp_retransmit_skb(ctx: TracePointContext) -> u32 {
+    count_error(try_tcp_retransmit_skb(&ctx))
+}
+
+/// A retransmission. Only a SYN_SENT socket's count is kept (the SYN is
+/// the only segment such a socket sends): one load decides, and data
+/// retransmissions of established connections leave at once. The count
+/// travels with the connection's close record, so a handshake that never
+/// finished says how many SYNs went unanswered. Fires also for a
+/// retransmission the kernel could not send (the `err` field of newer
+/// kernels): these are attempts.
+fn try_tcp_retransmit_skb(ctx: &TracePointContext) -> Result<(), i32> {
+    if read_ctx::<i32>(ctx, tp::RETRANS_STATE)? != TCP_SYN_SENT {
+        return Ok(());
+    }
+    let sk: u64 = read_ctx(ctx, tp::RETRANS_SKADDR)?;
+    if let Some(info) = SOCKS.get_ptr_mut(sk) {
+        // SAFETY: map value pointer from a successful lookup. Retransmits
+        // of one socket run under its lock, so no two bumps race.
+        unsafe { (*info).syn_retrans += 1 };
+    }
     Ok(())
 }
 

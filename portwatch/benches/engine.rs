@@ -68,6 +68,7 @@ fn stream(
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
             bound_port: false,
         })));
     }

@@ -69,6 +69,7 @@ fn main() {
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
             bound_port: false,
         })));
     }

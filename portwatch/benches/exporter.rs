@@ -54,6 +54,7 @@ fn conn(pid: u32, comm: &str, daddr: IpAddr, end_ns: u64) -> Input {
         peer_close: false,
         established: true,
         errno: None,
+        syn_retrans: 0,
         bound_port: false,
     }))
 }

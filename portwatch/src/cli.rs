@@ -285,12 +285,31 @@ pub struct VerdictArgs {
     /// Seconds out of the last 10 that must see new connections (else: a burst).
     #[arg(long, value_name = "SECS", default_value_t = 5)]
     pub min_active_s: u32,
+    /// Seconds a NAT gateway keeps a port after the connection closed: NAT port
+    /// demand = new/s * (mean lifetime + this), for destinations beyond the host's
+    /// own networks.
+    #[arg(long, value_name = "SECS", default_value_t = crate::engine::nat::DEFAULT_NAT_HOLD_S,
+          value_parser = non_negative)]
+    pub nat_hold_s: f64,
+    /// The NAT gateway's ports per public address and destination (AWS NAT
+    /// gateway: 55000; GCP Cloud NAT: --min-ports-per-vm, 64 by default); demand
+    /// at half of it draws advice.
+    #[arg(long, value_name = "PORTS", default_value_t = crate::engine::nat::DEFAULT_NAT_PORT_LIMIT,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub nat_port_limit: u64,
     /// leaks_sockets: CLOSE_WAIT sockets one process must hold (each for --leak-min-age-s).
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub leak_min_close_wait: u64,
     /// leaks_sockets: seconds a CLOSE_WAIT socket must be held to count as stuck.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub leak_min_age_s: u64,
+}
+
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds >= 0")),
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]

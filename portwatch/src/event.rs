@@ -118,6 +118,9 @@ pub struct ConnClose {
     pub established: bool,
     /// For failed handshakes: the socket error (ECONNREFUSED, ETIMEDOUT...).
     pub errno: Option<i32>,
+    /// Outbound: SYNs the kernel retransmitted before the handshake ended
+    /// (answered, refused or given up). 0 for inbound connections.
+    pub syn_retrans: u32,
     /// Outbound: the source port was chosen by bind() before connect(), so
     /// it was held against every destination, not only this one (and so is
     /// its TIME_WAIT).
@@ -456,6 +459,7 @@ impl TryFrom<&RawEvent> for Event {
                     peer_close: has(FLAG_PEER_CLOSE),
                     established,
                     errno: (!established && errno != 0).then_some(errno),
+                    syn_retrans: raw.syn_retrans.into(),
                     bound_port: has(FLAG_BOUND_PORT),
                 }))
             }

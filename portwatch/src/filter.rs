@@ -129,6 +129,7 @@ impl Filter {
             Input::Event(ev) => self.matches(ev),
             Input::Sockets(t) => ns_ok(t.netns),
             Input::Netns(n) => ns_ok(n.netns),
+            Input::Networks(n) => ns_ok(n.netns),
             Input::CallStack(c) => ns_ok(c.netns),
             _ => true,
         };

@@ -37,6 +37,10 @@ pub enum Input {
     /// could not be read. Its socket table comes as `Sockets` with its
     /// `netns`.
     Netns(NetnsInfo),
+    /// The networks of a namespace's interfaces (address and prefix): what
+    /// counts as this host's own network when judging whether a
+    /// destination sits behind a NAT gateway.
+    Networks(LocalNetworks),
     /// The symbolized user stack of a sampled active open (`--stack-sample`):
     /// where in its code a service opens connections to a destination.
     CallStack(CallStack),
@@ -63,6 +67,7 @@ impl Input {
             Input::Counters(c) => Some(c.ts_ns),
             Input::Losses { ts_ns, .. } => Some(*ts_ns),
             Input::Netns(n) => Some(n.ts_ns),
+            Input::Networks(n) => Some(n.ts_ns),
             // Symbolized off the intake path, so it arrives after later
             // events: it annotates, it does not advance time.
             Input::CallStack(_) => None,
@@ -250,6 +255,46 @@ pub struct KernelCounters {
     pub tw_recycled: u64,
     /// TcpExt `TCPTimeWaitOverflow` (tcp_max_tw_buckets hit).
     pub tw_overflow: u64,
+    /// The namespace's connection-tracking table; `None` when the kernel
+    /// has no nf_conntrack (module not loaded).
+    pub conntrack: Option<Conntrack>,
+}
+
+/// nf_conntrack's table as one namespace sees it. `nf_conntrack_count` and
+/// `/proc/net/stat/nf_conntrack` are per network namespace; the limit
+/// `nf_conntrack_max` is one for the whole host (each namespace's count is
+/// checked against it). Cumulative counters are summed over CPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Conntrack {
+    /// `net.netfilter.nf_conntrack_count`: entries now.
+    pub count: u64,
+    /// `net.netfilter.nf_conntrack_max`, if readable.
+    pub max: Option<u64>,
+    /// `/proc/net/stat/nf_conntrack` `insert_failed`, `drop`, `early_drop`
+    /// (`None` without CONFIG_NF_CONNTRACK_PROCFS).
+    pub stats: Option<ConntrackStats>,
+}
+
+/// Cumulative nf_conntrack failure counters (summed over CPUs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ConntrackStats {
+    /// An entry could not be inserted (a race, or a clash it could not resolve).
+    pub insert_failed: u64,
+    /// A packet was dropped because the table was full and no entry could
+    /// be evicted.
+    pub drop: u64,
+    /// An entry was evicted early to make room (the table was full).
+    pub early_drop: u64,
+}
+
+/// The interface networks of one namespace (`system::ifaddrs`).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct LocalNetworks {
+    pub ts_ns: u64,
+    /// The namespace (inode) they were read in.
+    pub netns: u32,
+    /// Interface address and prefix length, e.g. (10.0.1.5, 24).
+    pub nets: Vec<(IpAddr, u8)>,
 }
 
 /// One reading of one network namespace (see `system::netns`).

@@ -13,7 +13,7 @@ use crate::clock::{WallClock, monotonic_now_ns};
 // was ~4% of record's instructions); the keys are ids the kernel hands out
 // (netns inodes, cgroup ids), not chosen by peers.
 use crate::engine::hash::{FxHashMap, FxHashSet};
-use crate::input::Input;
+use crate::input::{Input, LocalNetworks};
 use crate::probe::Probe;
 use crate::system::netns::{self, TaskRef};
 use crate::system::runtime::{self, RuntimeDirs, WorkloadKeys, keys_from_cgroup};
@@ -385,6 +385,17 @@ impl LiveSource {
                 }
             }
         }
+        // The interface networks change rarely; read with the table, after
+        // it: the table is stamped `now`, and closes after that are counted
+        // again on top of it, so nothing may come between the two.
+        match crate::system::ifaddrs::read_networks() {
+            Ok(nets) => out.push(Input::Networks(LocalNetworks {
+                ts_ns: now,
+                netns: self.netns,
+                nets,
+            })),
+            Err(e) => log::debug!("interface networks not read: {e}"),
+        }
     }
 
     /// Asks the worker for the namespaces seen since the last request, and
@@ -398,6 +409,9 @@ impl LiveSource {
                 self.netns_seen.stale.insert(r.info.netns);
             }
             out.push(Input::Netns(r.info));
+            if let Some(n) = r.networks {
+                out.push(Input::Networks(n));
+            }
             if let Some(t) = r.sockets {
                 self.note_owner_wanted(&t);
                 out.push(Input::Sockets(t));

@@ -145,6 +145,9 @@ pub struct JsonEvent<'a> {
     /// to its port before: that 4-tuple is taken); null for connections
     /// that worked and for a bind_error.
     pub cause: Option<&'static str>,
+    /// Outbound closes: SYNs the kernel retransmitted before the handshake
+    /// ended (answered or not). Null for inbound closes and connect errors.
+    pub syn_retransmits: Option<u32>,
     /// The source port was chosen by bind() before connect(): held against
     /// every destination. Null for inbound connections and bind errors.
     pub bound_port: Option<bool>,
@@ -308,6 +311,8 @@ impl<'a> JsonEvent<'a> {
             Some(c) => plain(out, c),
             None => null(out),
         }
+        key(out, "syn_retransmits");
+        opt_num(out, self.syn_retransmits);
         key(out, "bound_port");
         opt_bool(out, self.bound_port);
         out.push(b'}');
@@ -353,6 +358,7 @@ impl<'a> JsonEvent<'a> {
             established: None,
             errno: Some(errno::name(b.errno)),
             cause: None,
+            syn_retransmits: None,
             bound_port: None,
         }
     }
@@ -383,6 +389,7 @@ impl<'a> JsonEvent<'a> {
             established: Some(c.established),
             errno: c.errno.map(errno::name),
             cause: c.failure().map(|f| f.as_str()),
+            syn_retransmits: (c.direction == Direction::Outbound).then_some(c.syn_retrans),
             bound_port: (c.direction == Direction::Outbound).then_some(c.bound_port),
         }
     }
@@ -413,6 +420,7 @@ impl<'a> JsonEvent<'a> {
             established: Some(false),
             errno: Some(errno::name(e.errno)),
             cause: Some(e.failure().as_str()),
+            syn_retransmits: None,
             bound_port: Some(e.cause == Cause::PortInUse),
         }
     }
@@ -444,7 +452,7 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
             } else {
                 "-"
             };
-            let result = match (c.errno, c.failure()) {
+            let mut result = match (c.errno, c.failure()) {
                 (Some(e), _) => format!("{} (handshake failed)", errno::name(e)),
                 (None, Some(_)) => format!(
                     "aborted after {:.0} ms (no answer to the SYN)",
@@ -454,6 +462,10 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
                 (None, None) if c.bound_port => "ok (port bound before connect)".to_string(),
                 (None, None) => "ok".to_string(),
             };
+            if c.syn_retrans > 0 {
+                let s = if c.syn_retrans == 1 { "" } else { "s" };
+                result.push_str(&format!(", {} SYN retransmit{s}", c.syn_retrans));
+            }
             writeln!(
                 w,
                 "{time:<12} {pid:<7} {comm:<15} {:<3} {:<28} {:<28} {:>8.3} {closed:<7} {result}",
@@ -572,6 +584,7 @@ mod tests {
                 task: Some(odd),
                 established: false,
                 errno: Some(111),
+                syn_retrans: 3,
                 saddr: "255.0.10.200".parse().unwrap(),
                 ..c
             }));
@@ -624,6 +637,7 @@ mod tests {
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
             bound_port: false,
         })
     }

@@ -35,6 +35,11 @@ fn scenario() -> Model {
         tw: 100,
         tw_recycled: 0,
         tw_overflow: 0,
+        conntrack: Some(portwatch::input::Conntrack {
+            count: 4000,
+            max: Some(262_144),
+            stats: Some(portwatch::input::ConntrackStats::default()),
+        }),
     }));
     let api = task(42, "api", 5);
     let mut v = churn(api, "10.0.0.1:80", 0, 20, 30, 3 * MS, true);
@@ -49,6 +54,15 @@ fn scenario() -> Model {
     ));
     v.extend((0..40).map(|i| inbound("10.0.0.5:8080", i * 500 * MS, 2 * MS)));
     v.push(connect_error(api, "10.0.0.1:80", 19 * S, 99));
+    // 10.0.0.0/24 is the host's own subnet: only 192.0.2.10 is beyond it.
+    v.push(networks(0, &[("127.0.0.1", 8), ("10.0.0.5", 24)]));
+    v.push(unanswered(
+        task(77, "worker", 6),
+        "192.0.2.10:443",
+        18 * S,
+        S,
+        1,
+    ));
     v.sort_by_key(|i| i.ts_ns());
     for i in &v {
         e.apply(i);
@@ -60,6 +74,11 @@ fn scenario() -> Model {
         tw: 160,
         tw_recycled: 0,
         tw_overflow: 0,
+        conntrack: Some(portwatch::input::Conntrack {
+            count: 4100,
+            max: Some(262_144),
+            stats: Some(portwatch::input::ConntrackStats::default()),
+        }),
     }));
     e.apply(&Input::Losses {
         ts_ns: 20 * S,

@@ -295,6 +295,7 @@ fn kernel_counters_become_rates_and_overflow_is_a_warning() {
             tw,
             tw_recycled: rec,
             tw_overflow: ovf,
+            conntrack: None,
         })
     };
     let m = run(

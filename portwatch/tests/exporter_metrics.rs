@@ -74,14 +74,28 @@ fn unpooled_and_pooled() -> Vec<Input> {
     v.push(connect_error(a, "10.0.3.7:5432", 15 * S, 99));
     v.push(connect_error(a, "10.0.3.7:5432", 16 * S, 99));
     v.push(connect_error(b, "10.0.4.1:443", 17 * S, 111));
-    v.push(Input::Counters(KernelCounters {
-        ts_ns: 18 * S,
-        tcp_inuse: 12,
-        tcp_tw: 900,
-        tw: 5,
-        tw_recycled: 7,
-        tw_overflow: 0,
-    }));
+    // 10.0.3.7 is in the host's own subnet; 10.0.4.1 is beyond it (NAT
+    // port demand), and one handshake to it went unanswered after one
+    // SYN retransmission.
+    v.push(networks(0, &[("127.0.0.1", 8), ("10.0.3.20", 24)]));
+    v.push(unanswered(b, "10.0.4.1:443", 16 * S, S, 1));
+    let conntrack = |failed: (u64, u64, u64)| {
+        let Input::Counters(c) = conntrack_counters(0, 950, 262_144, failed) else {
+            unreachable!()
+        };
+        c.conntrack
+    };
+    for (ts, failed) in [(17, (0, 0, 0)), (18, (1, 4, 2))] {
+        v.push(Input::Counters(KernelCounters {
+            ts_ns: ts * S,
+            tcp_inuse: 12,
+            tcp_tw: 900,
+            tw: 5,
+            tw_recycled: 7,
+            tw_overflow: 0,
+            conntrack: conntrack(failed),
+        }));
+    }
     v.push(Input::Losses {
         ts_ns: 18 * S,
         losses: Losses {
@@ -170,8 +184,33 @@ fn counters_carry_the_engine_totals_and_errors_their_cause() {
     );
     assert_eq!(all["portwatch_events_lost_total{reason=ringbuf_full}"], 3.0);
     assert_eq!(all["portwatch_time_wait_recycled_total{}"], 7.0);
-    // 1000 + 3 failures; the pooled connections are still open.
-    assert_eq!(all["portwatch_events_total{}"], 1003.0);
+    // 1000 + 3 failed connects + 1 unanswered handshake; the pooled
+    // connections are still open.
+    assert_eq!(all["portwatch_events_total{}"], 1004.0);
+    let payments = "service=payments,service_kind=comm,daddr=10.0.4.1,dport=443,netns_name=host";
+    assert_eq!(
+        all[&format!("portwatch_syn_retransmits_total{{{payments}}}")],
+        1.0
+    );
+    assert!(
+        !all.keys()
+            .any(|k| k.starts_with("portwatch_syn_retransmits_total{service=orders-api")),
+        "no sample for a pair without retransmissions"
+    );
+    assert_eq!(
+        all["portwatch_conntrack_failures_total{netns_name=host,kind=drop}"],
+        4.0
+    );
+    assert_eq!(all["portwatch_conntrack_entries{netns_name=host}"], 950.0);
+    // 0.1 new/s x (0 s: none established yet + 120 s hold).
+    assert_eq!(
+        all["portwatch_nat_port_demand{daddr=10.0.4.1,dport=443,netns_name=host}"],
+        12.0
+    );
+    assert!(
+        !all.contains_key("portwatch_nat_port_demand{daddr=10.0.3.7,dport=5432,netns_name=host}"),
+        "10.0.3.7 is in the host's own subnet"
+    );
 }
 
 /// Collects every counter's value after each model; none may go down.

@@ -19,6 +19,7 @@ const CHECKS: &[&str] = &[
     "tracepoint sock:inet_sock_set_state",
     "tracepoint syscalls:sys_enter_connect",
     "tracepoint syscalls:sys_exit_connect",
+    "tracepoint tcp:tcp_retransmit_skb",
     "tracepoint syscalls:sys_enter_bind",
     "tracepoint syscalls:sys_exit_bind",
     "BTF",

@@ -59,6 +59,7 @@ fn varied_trace() -> Vec<u8> {
             peer_close: true,
             established: false,
             errno: Some(104),
+            syn_retrans: 0,
             bound_port: false,
         })),
         Input::Event(Event::ConnectError(ConnectError {
@@ -98,6 +99,7 @@ fn varied_trace() -> Vec<u8> {
             tw: 3,
             tw_recycled: 4,
             tw_overflow: 5,
+            conntrack: None,
         }),
         Input::Losses {
             ts_ns: 60,

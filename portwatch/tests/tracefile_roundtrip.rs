@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use portwatch::clock::WallClock;
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task};
 use portwatch::input::{
-    CallStack, HostInfo, Input, KernelCounters, NetnsInfo, SockState, SocketEntry, SocketOwner,
-    SocketOwners, SocketTable, Sysctls, Workload,
+    CallStack, Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks,
+    NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
 };
 use portwatch::tracefile::{Compression, Reader, Writer, synthetic};
 use proptest::prelude::*;
@@ -58,6 +58,7 @@ fn close(saddr: IpAddr, daddr: IpAddr, task: Option<Task>) -> ConnClose {
         peer_close: false,
         established: true,
         errno: None,
+        syn_retrans: 0,
         bound_port: false,
     }
 }
@@ -77,6 +78,7 @@ fn every_variant() -> Vec<Input> {
     failed.local_close = false;
     failed.peer_close = true;
     failed.errno = Some(111);
+    failed.syn_retrans = 3;
     vec![
         Input::Host(HostInfo {
             hostname: "höst-ünicode".into(),
@@ -227,6 +229,20 @@ fn every_variant() -> Vec<Input> {
             tw: u64::MAX,
             tw_recycled: 0,
             tw_overflow: 3,
+            conntrack: Some(Conntrack {
+                count: 20,
+                max: None,
+                stats: None,
+            }),
+        }),
+        Input::Networks(LocalNetworks {
+            ts_ns: 6_000_000_003,
+            netns: 4026531840,
+            nets: vec![
+                (v4(10, 0, 1, 5), 24),
+                (v6, 64),
+                (IpAddr::V6(Ipv6Addr::LOCALHOST), 128),
+            ],
         }),
         Input::Losses {
             ts_ns: u64::MAX,
@@ -493,7 +509,7 @@ fn arb_close() -> impl Strategy<Value = ConnClose> {
         proptest::option::of(arb_task()),
         (any::<u32>(), any::<bool>(), arb_addr(), any::<u16>()),
         (arb_addr(), any::<u16>(), any::<Option<(u64, u64)>>()),
-        (any::<[bool; 3]>(), any::<Option<i32>>()),
+        (any::<[bool; 3]>(), any::<Option<i32>>(), any::<u32>()),
     )
         .prop_map(
             |(
@@ -501,7 +517,7 @@ fn arb_close() -> impl Strategy<Value = ConnClose> {
                 task,
                 (netns, inbound, saddr, sport),
                 (daddr, dport, bytes),
-                ([local_close, peer_close, established], errno),
+                ([local_close, peer_close, established], errno, syn_retrans),
             )| ConnClose {
                 start_ns,
                 end_ns,
@@ -522,6 +538,8 @@ fn arb_close() -> impl Strategy<Value = ConnClose> {
                 peer_close,
                 established,
                 errno,
+                // Mostly 0 (no record written), sometimes any count.
+                syn_retrans: if syn_retrans % 4 == 0 { syn_retrans } else { 0 },
                 bound_port: false,
             },
         )
@@ -639,11 +657,31 @@ fn arb_netns() -> impl Strategy<Value = NetnsInfo> {
                     tw: v[2],
                     tw_recycled: v[3],
                     tw_overflow: v[4],
+                    conntrack: None,
                 }),
                 error,
                 stale,
             },
         )
+}
+
+fn arb_conntrack() -> impl Strategy<Value = Option<Conntrack>> {
+    proptest::option::of(
+        (
+            any::<u64>(),
+            any::<Option<u64>>(),
+            any::<Option<(u64, u64, u64)>>(),
+        )
+            .prop_map(|(count, max, stats)| Conntrack {
+                count,
+                max,
+                stats: stats.map(|(insert_failed, drop, early_drop)| ConntrackStats {
+                    insert_failed,
+                    drop,
+                    early_drop,
+                }),
+            }),
+    )
 }
 
 fn arb_workload() -> impl Strategy<Value = Workload> {
@@ -675,9 +713,19 @@ fn arb_input() -> impl Strategy<Value = Input> {
             .prop_map(|(id, path)| Input::Cgroup { id, path }),
         1 => (any::<u64>(), any::<u32>(), proptest::collection::vec(arb_socket_entry(), 0..6))
             .prop_map(|(ts_ns, netns, entries)| Input::Sockets(SocketTable { ts_ns, netns, entries })),
-        1 => any::<[u64; 6]>().prop_map(|v| Input::Counters(KernelCounters {
+        1 => (any::<[u64; 6]>(), arb_conntrack()).prop_map(|(v, conntrack)| Input::Counters(KernelCounters {
             ts_ns: v[0], tcp_inuse: v[1], tcp_tw: v[2], tw: v[3], tw_recycled: v[4], tw_overflow: v[5],
+            conntrack,
         })),
+        1 => (any::<u64>(), any::<u32>(), proptest::collection::vec((arb_addr(), any::<u8>()), 0..5))
+            .prop_map(|(ts_ns, netns, nets)| Input::Networks(LocalNetworks {
+                ts_ns,
+                netns,
+                nets: nets
+                    .into_iter()
+                    .map(|(a, len)| (a, len % if a.is_ipv4() { 33 } else { 129 }))
+                    .collect(),
+            })),
         1 => any::<[u64; 7]>().prop_map(|v| Input::Losses {
             ts_ns: v[0],
             losses: Losses { ringbuf_lost: v[1], sock_evicted: v[2], connect_untracked: v[3], decode_errors: v[4], probe_errors: v[5], kernel_missed: v[6] },
@@ -752,6 +800,15 @@ fn namespace_readings_round_trip_between_events() {
             tw: 10,
             tw_recycled: 0,
             tw_overflow: 0,
+            conntrack: Some(Conntrack {
+                count: 20,
+                max: Some(262_144),
+                stats: Some(ConntrackStats {
+                    insert_failed: 1,
+                    drop: 2,
+                    early_drop: 3,
+                }),
+            }),
         }),
         error: None,
         stale: false,
@@ -780,7 +837,10 @@ fn namespace_readings_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 2);
+    assert_eq!(
+        Reader::new(&bytes[..]).unwrap().minor_version(),
+        portwatch::tracefile::MINOR_VERSION
+    );
 }
 
 /// Runtime names (format 1.4) between events: read back as written, and
@@ -874,6 +934,7 @@ fn call_stacks_round_trip_between_events() {
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
             bound_port: false,
         }))
     };
@@ -917,10 +978,10 @@ fn call_stacks_round_trip_between_events() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
-    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 7);
+    assert_eq!(Reader::new(&bytes[..]).unwrap().minor_version(), 8);
 }
 
-/// Format 1.7: the client runtime record (0x91) reads back as written, so
+/// Format 1.8: the client runtime record (0x91) reads back as written, so
 /// replay and report tailor the same fix as the live run did.
 #[test]
 fn client_runtimes_round_trip() {
@@ -947,4 +1008,8 @@ fn client_runtimes_round_trip() {
     ];
     let bytes = write_all(&inputs);
     assert_eq!(read_all(&bytes), inputs);
+    assert_eq!(
+        Reader::new(&bytes[..]).unwrap().minor_version(),
+        portwatch::tracefile::MINOR_VERSION
+    );
 }

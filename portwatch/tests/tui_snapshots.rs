@@ -50,6 +50,7 @@ fn header(eaddr: f64, lost: u64) -> Header {
         },
         advice_count: ADVICE.len(),
         lost_events: lost,
+        conntrack: None,
         advice: Some(ADVICE[0].1.into()),
         source: None,
         ns_note: None,
@@ -208,6 +209,11 @@ fn busy_screen() -> Screen {
             netns: None,
             peers_label: "Connects to".into(),
             peers: vec![("10.0.3.7:5432".into(), 452.0, 26890)],
+            facts: vec![
+                "Failed 12: aborted 9, timed_out 3".into(),
+                "SYN retransmits 31".into(),
+                "NAT port demand ~54240".into(),
+            ],
             rate_60s: (0..60).map(|i| 400 + (i % 7) * 10).collect(),
             lifetime_hist: vec![
                 ("<1ms".into(), 20),
@@ -312,6 +318,27 @@ fn header_highlights_eaddrnotavail_and_lost_events() {
         .expect("EADDRNOTAVAIL in header") as u16;
     assert_eq!(buf[(x, 2)].fg, ratatui::style::Color::Red);
     insta::assert_snapshot!(render(&a, &s, 80, 24));
+}
+
+#[test]
+fn header_shows_a_full_conntrack_table_in_red() {
+    let mut s = busy_screen();
+    s.header = header(0.0, 0);
+    s.header.conntrack = Some((
+        "conntrack 261900/262144 (99.9%), turned away 41.0/s in payments".into(),
+        true,
+    ));
+    let mut a = app(View::Services);
+    a.no_color = false;
+    let mut term = Terminal::new(TestBackend::new(140, 24)).unwrap();
+    term.draw(|f| draw(f, &a, &s)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let line: String = (0..140).map(|x| buf[(x, 1)].symbol().to_string()).collect();
+    let x = line
+        .find("conntrack 261900/262144")
+        .expect("conntrack in header") as u16;
+    assert_eq!(buf[(x, 1)].fg, ratatui::style::Color::Red);
+    insta::assert_snapshot!(render(&a, &s, 140, 24));
 }
 
 #[test]

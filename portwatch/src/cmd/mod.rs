@@ -33,6 +33,8 @@ pub(crate) fn engine_config(v: &crate::cli::VerdictArgs) -> crate::engine::Confi
             min_new_per_s: v.min_new_per_s,
             max_lifetime_p50_ms: v.max_lifetime_ms,
             min_active_s: v.min_active_s,
+            nat_hold_s: v.nat_hold_s,
+            nat_port_limit: v.nat_port_limit,
             leak_min_close_wait: v.leak_min_close_wait,
             leak_min_age_s: v.leak_min_age_s,
         },

@@ -36,9 +36,15 @@ pub(crate) struct Acc {
     /// How long failed handshakes waited before they ended (SYN_SENT to
     /// CLOSE), µs.
     pub(super) failed_handshake: LogHist,
+    /// SYNs retransmitted by outbound connections before their handshake
+    /// ended.
+    pub(super) syn_retrans: u64,
     pub(super) last_ns: u64,
     pub(super) pids: RecentPids,
     pub(super) last_error_ns: Option<u64>,
+    /// When the last handshake that got no answer (timed_out, aborted)
+    /// ended.
+    pub(super) last_unanswered_ns: Option<u64>,
 }
 
 impl Activity for Acc {
@@ -95,6 +101,7 @@ impl Acc {
         if let Some(b) = f.handshake_bucket {
             self.handshake.record_bucket(b);
         }
+        self.syn_retrans += u64::from(c.syn_retrans);
         if c.local_close {
             self.local_close.add(f.end_s, 1);
             self.local_closes += 1;
@@ -106,6 +113,9 @@ impl Acc {
             self.causes[cause.index()] += 1;
             self.failed_handshake.record_bucket(bucket);
             self.last_error_ns = self.last_error_ns.max(Some(c.end_ns));
+            if cause.is_unanswered() {
+                self.last_unanswered_ns = self.last_unanswered_ns.max(Some(c.end_ns));
+            }
         }
         self.last_ns = self.last_ns.max(c.end_ns);
         if let Some(t) = &c.task {
@@ -178,6 +188,7 @@ impl Acc {
                 .collect(),
             failed_handshake_p50_ms: ms(f50),
             failed_handshake_p99_ms: ms(f99),
+            syn_retransmits: self.syn_retrans,
             connect_errors_total: errors_total,
             port_exhaustion_total: self.port_exhaustion,
             local_closes_total: self.local_closes,

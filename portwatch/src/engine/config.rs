@@ -13,6 +13,12 @@ pub struct VerdictConfig {
     /// Seconds out of the last 10 with new connections: below this it is a
     /// burst, not a habit.
     pub min_active_s: u32,
+    /// Seconds a NAT gateway keeps a port after the connection closed
+    /// (NAT port demand, see `engine::nat`).
+    pub nat_hold_s: f64,
+    /// The gateway's ports per public address and destination: demand at
+    /// half of it is "high" (advice `nat_port_demand`).
+    pub nat_port_limit: u64,
     /// `leaks_sockets`: CLOSE_WAIT sockets one process must hold, each for
     /// at least `leak_min_age_s`.
     pub leak_min_close_wait: u64,
@@ -25,6 +31,8 @@ impl Default for VerdictConfig {
             min_new_per_s: 5.0,
             max_lifetime_p50_ms: 1000.0,
             min_active_s: 5,
+            nat_hold_s: super::nat::DEFAULT_NAT_HOLD_S,
+            nat_port_limit: super::nat::DEFAULT_NAT_PORT_LIMIT,
             leak_min_close_wait: 10,
             leak_min_age_s: 10,
         }

@@ -368,10 +368,18 @@ pub(super) fn destination_row(
     let eaddrnotavail_recently = d
         .last_eaddrnotavail_s
         .is_some_and(|s| s + RATE_WINDOW_S >= now.sec);
+    let unanswered_recently = d
+        .acc
+        .last_unanswered_ns
+        .is_some_and(|t| t / NS_PER_S + RATE_WINDOW_S >= now.sec);
     DestinationRow {
         netns: None,
         netns_name: None,
         laddr: None,
+        // Set by the snapshot, which knows the namespaces' networks.
+        beyond_local_networks: None,
+        nat_port_demand: None,
+        unanswered_recently,
         pinned: pressure >= PRESSURE_ALERT || eaddrnotavail_recently,
         eaddrnotavail_recently,
         daddr,

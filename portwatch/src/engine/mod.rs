@@ -26,6 +26,7 @@ mod intern;
 mod leaks;
 pub mod model;
 pub mod namer;
+pub mod nat;
 pub mod netns;
 mod pids;
 mod resolve;
@@ -120,6 +121,9 @@ pub struct Engine {
     aged_out: u64,
     /// Namespaces other than the host's: their sysctls, counters, names.
     namespaces: Namespaces,
+    /// Interface networks by namespace (the host's own networks, see
+    /// [`nat`]); at most `max_keys` namespaces.
+    networks: FxHashMap<u32, Vec<(IpAddr, u8)>>,
     /// Sampled connect() stacks per pair (`Input::CallStack`).
     call_sites: callsites::CallSites,
     /// The runtime of connecting processes (`Input::Runtime`), by pid;
@@ -180,6 +184,7 @@ impl Engine {
             last_table_ns: None,
             aged_out: 0,
             namespaces: Namespaces::new(n),
+            networks: FxHashMap::default(),
             call_sites: Default::default(),
             runtimes: FxHashMap::default(),
             leaks: leaks::Leaks::default(),
@@ -225,6 +230,20 @@ impl Engine {
             Input::Netns(n) => {
                 if self.ns_key(n.netns) != self.host_netns() {
                     self.namespaces.on_reading(n);
+                }
+            }
+            Input::Networks(n) => {
+                let ns = self.ns_key(n.netns);
+                // Namespaces come and go: forget those no longer known
+                // before refusing a new one.
+                if self.networks.len() >= self.config.max_keys && !self.networks.contains_key(&ns) {
+                    let host = self.host_netns();
+                    let known = &self.namespaces;
+                    self.networks
+                        .retain(|&k, _| k == host || known.get(k).is_some());
+                }
+                if self.networks.len() < self.config.max_keys || self.networks.contains_key(&ns) {
+                    self.networks.insert(ns, n.nets.clone());
                 }
             }
             Input::CallStack(c) => self.on_call_stack(c),
@@ -275,6 +294,7 @@ mod tests {
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
             bound_port: false,
         }))
     }
@@ -343,6 +363,48 @@ mod tests {
             .collect();
         assert_eq!(causes, ["refused", "timed_out", "reset", "unreachable"]);
         assert_eq!(m.system.connect_errors_total, 4);
+    }
+
+    #[test]
+    fn syn_retransmissions_add_up_per_destination_and_host() {
+        let mut e = Engine::new(Config::default());
+        let with_retrans = |input: Input, n: u32| match input {
+            Input::Event(Event::Close(c)) => Input::Event(Event::Close(ConnClose {
+                syn_retrans: n,
+                ..c
+            })),
+            other => other,
+        };
+        e.apply(&with_retrans(
+            failed_handshake(Some(110), 3000, 4 * NS_PER_S),
+            1,
+        ));
+        e.apply(&with_retrans(failed_handshake(None, 1000, 4 * NS_PER_S), 2));
+        // An established connection whose first SYN went unanswered.
+        e.apply(&with_retrans(conn(7, "client", 5, 7502, 4 * NS_PER_S), 1));
+        e.apply(&conn(7, "client", 5, 7503, 4 * NS_PER_S));
+        let m = e.model(5 * NS_PER_S);
+        assert_eq!(dest_7502(&m).stats.syn_retransmits, 4);
+        let other = m.destinations.iter().find(|d| d.dport == 7503).unwrap();
+        assert_eq!(other.stats.syn_retransmits, 0);
+        assert_eq!(m.system.syn_retransmits, 4);
+        assert_eq!(m.processes[0].stats.syn_retransmits, 4);
+        let a = m
+            .system
+            .advice
+            .iter()
+            .find(|a| a.key == "handshakes_unanswered")
+            .expect("advice");
+        assert!(
+            a.text.contains("; 4 SYN retransmission(s); waited"),
+            "{}",
+            a.text
+        );
+        assert!(
+            !a.text.contains("  "),
+            "one space between words: {}",
+            a.text
+        );
     }
 
     #[test]

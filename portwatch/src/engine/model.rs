@@ -69,6 +69,12 @@ pub struct Stats {
     /// or the round trip of a refusal), in ms.
     pub failed_handshake_p50_ms: Option<f64>,
     pub failed_handshake_p99_ms: Option<f64>,
+    /// SYNs the kernel retransmitted (`tcp:tcp_retransmit_skb` in SYN_SENT)
+    /// for outbound connections that closed since the key appeared,
+    /// established or not: a SYN that needed a retransmission waited at
+    /// least 1 s for an answer (a drop on the path, a full backlog, a NAT
+    /// or conntrack table out of room).
+    pub syn_retransmits: u64,
     /// Of the EADDRNOTAVAIL failures, those the kernel saw as port
     /// exhaustion (the rest: address unavailable). For the exporter.
     #[serde(skip)]
@@ -217,6 +223,17 @@ pub struct DestinationRow {
     /// (held_ports - time_wait_reusable) / budget: the share of the ports
     /// a connect cannot take.
     pub pressure: f64,
+    /// Outside the host's own networks (see `engine::nat`): it may sit
+    /// behind a NAT gateway. `None` when its namespace's networks are
+    /// unknown.
+    pub beyond_local_networks: Option<bool>,
+    /// For a destination beyond them: gateway ports it needs in steady
+    /// state, new/s × (mean lifetime + `--nat-hold-s`).
+    pub nat_port_demand: Option<f64>,
+    /// An unanswered handshake (timed_out, aborted) to it within the last
+    /// [`RATE_WINDOW_S`].
+    #[serde(skip)]
+    pub unanswered_recently: bool,
     /// An EADDRNOTAVAIL connecting to it within the last [`RATE_WINDOW_S`].
     #[serde(skip)]
     pub eaddrnotavail_recently: bool,
@@ -422,6 +439,13 @@ pub struct SystemModel {
     pub connect_errors_total: u64,
     /// Failures by cause, as in [`Stats::connect_errors_by_cause`].
     pub connect_errors_by_cause: Vec<CauseCount>,
+    /// SYNs retransmitted by outbound connections (all services), as in
+    /// [`Stats::syn_retransmits`].
+    pub syn_retransmits: u64,
+    /// The connection-tracking table in the worst state among the
+    /// namespaces read (most entries turned away per second, then the
+    /// fullest; the host's on a tie); `None` without nf_conntrack.
+    pub conntrack: Option<super::netns::ConntrackRow>,
     /// Failures (as `connect_errors`) in the last wall-clock minutes that
     /// had any, as counted so far; older minutes are forgotten.
     #[serde(skip)]

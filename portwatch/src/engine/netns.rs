@@ -100,6 +100,108 @@ pub struct NetnsRow {
     /// The sysctls the budget and the advice depend on differ from the
     /// host's.
     pub differs_from_host: bool,
+    /// Its connection-tracking table; null when the kernel has no
+    /// nf_conntrack (or it was not read).
+    pub conntrack: Option<ConntrackRow>,
+}
+
+/// One namespace's nf_conntrack table: its entries against the host-wide
+/// limit, and the rates of its failure counters between the last two
+/// readings (`None` without `/proc/net/stat/nf_conntrack`, or before a
+/// second reading).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConntrackRow {
+    pub netns: u32,
+    pub netns_name: String,
+    /// The host's namespace.
+    pub host: bool,
+    /// `nf_conntrack_count`.
+    pub count: u64,
+    /// `nf_conntrack_max`.
+    pub max: Option<u64>,
+    /// count / max.
+    pub fill: Option<f64>,
+    pub insert_failed_per_s: Option<f64>,
+    pub drop_per_s: Option<f64>,
+    pub early_drop_per_s: Option<f64>,
+    /// The cumulative counters as last read (the exporter's).
+    #[serde(skip)]
+    pub stats: Option<crate::input::ConntrackStats>,
+}
+
+impl ConntrackRow {
+    /// Entries dropped or refused per second (drop + early_drop +
+    /// insert_failed): new connections the table turned away or made
+    /// room for by evicting others.
+    pub fn failures_per_s(&self) -> f64 {
+        [
+            self.insert_failed_per_s,
+            self.drop_per_s,
+            self.early_drop_per_s,
+        ]
+        .iter()
+        .flatten()
+        .sum()
+    }
+
+    /// [`Self::failures_per_s`], `None` before two readings of the
+    /// failure counters.
+    pub fn turned_away_per_s(&self) -> Option<f64> {
+        self.insert_failed_per_s
+            .or(self.drop_per_s)
+            .or(self.early_drop_per_s)
+            .map(|_| self.failures_per_s())
+    }
+
+    /// Full (at least `verdict::CONNTRACK_FULL` of the limit) or turning
+    /// entries away: what draws the `conntrack_full` advice.
+    pub fn alarming(&self) -> bool {
+        self.fill
+            .is_some_and(|f| f >= super::verdict::CONNTRACK_FULL)
+            || self.failures_per_s() > 0.0
+    }
+
+    /// This row as one line of text ("conntrack 20/262144 (0.0%), ...",
+    /// with the namespace's name when it is not the host's).
+    pub fn text(&self) -> String {
+        let mut s = crate::render::fmt::conntrack(self.count, self.max, self.turned_away_per_s());
+        if !self.host {
+            s.push_str(&format!(" in {}", self.netns_name));
+        }
+        s
+    }
+
+    /// From a namespace's last two counter readings.
+    pub(crate) fn of(
+        netns: u32,
+        netns_name: String,
+        host: bool,
+        prev: Option<KernelCounters>,
+        cur: Option<KernelCounters>,
+    ) -> Option<ConntrackRow> {
+        let ct = cur?.conntrack?;
+        let rate = |f: fn(&crate::input::ConntrackStats) -> u64| -> Option<f64> {
+            let a = prev?.conntrack?.stats?;
+            let b = ct.stats?;
+            let dt_s = cur?.ts_ns.checked_sub(prev?.ts_ns).filter(|&d| d > 0)? as f64 / 1e9;
+            Some(f(&b).saturating_sub(f(&a)) as f64 / dt_s)
+        };
+        Some(ConntrackRow {
+            netns,
+            netns_name,
+            host,
+            count: ct.count,
+            max: ct.max,
+            fill: ct
+                .max
+                .filter(|&m| m > 0)
+                .map(|m| ct.count as f64 / m as f64),
+            insert_failed_per_s: rate(|s| s.insert_failed),
+            drop_per_s: rate(|s| s.drop),
+            early_drop_per_s: rate(|s| s.early_drop),
+            stats: ct.stats,
+        })
+    }
 }
 
 /// Rate of a cumulative counter between two readings.
@@ -272,6 +374,7 @@ pub(crate) fn advice_by_namespace(
     let host_sys = SystemModel {
         connect_errors: merged_errors(host_dests.iter().copied()),
         connect_errors_by_cause: merged_causes(host_dests.iter().copied()),
+        conntrack: host.and_then(|h| h.conntrack.clone()),
         ..sys.clone()
     };
     let host_verdicts = || {
@@ -324,6 +427,7 @@ pub(crate) fn advice_by_namespace(
             tw_overflow_per_s: n.tw_overflow_per_s,
             connect_errors: merged_errors(ds.iter().copied()),
             connect_errors_by_cause: merged_causes(ds.iter().copied()),
+            conntrack: n.conntrack.clone(),
             ..SystemModel::default()
         };
         v.extend(leak_advice(mine()));

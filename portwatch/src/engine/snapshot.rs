@@ -143,6 +143,7 @@ impl Engine {
                     reuse,
                     max_tw,
                 );
+                self.judge_nat(&mut row, ns);
                 row.netns = (ns != 0).then_some(ns);
                 row.netns_name = row.netns.map(|n| self.netns_name(n));
                 row.laddr = (!laddr.is_unspecified()).then_some(laddr);
@@ -357,6 +358,8 @@ impl Engine {
             connect_errors: sys_stats.connect_errors.clone(),
             connect_errors_total: sys_stats.connect_errors_total,
             connect_errors_by_cause: sys_stats.connect_errors_by_cause.clone(),
+            syn_retransmits: sys_stats.syn_retransmits,
+            conntrack: worst_conntrack(&namespaces),
             failure_minutes: self
                 .failure_minutes
                 .iter()
@@ -570,6 +573,34 @@ impl Engine {
         self.sysctls_of(ns).map(port_budget)
     }
 
+    /// Whether the destination lies beyond its namespace's and the host's
+    /// own networks and, if so, the NAT gateway ports it needs.
+    fn judge_nat(&self, row: &mut DestinationRow, ns: u32) {
+        let host = self.host_netns();
+        let own = self.networks.get(&ns);
+        let host_nets = (ns != host).then(|| self.networks.get(&host)).flatten();
+        let nets = own.into_iter().chain(host_nets).flatten();
+        row.beyond_local_networks = if own.is_some() {
+            super::nat::beyond_local_networks(row.daddr, nets)
+        } else {
+            None
+        };
+        if row.beyond_local_networks == Some(true) {
+            let s = &row.stats;
+            let established: u64 = s.lifetime_buckets.iter().map(|(_, n)| n).sum();
+            let mean_lifetime_s = if established > 0 {
+                s.lifetime_sum_s / established as f64
+            } else {
+                0.0
+            };
+            row.nat_port_demand = Some(super::nat::port_demand(
+                s.new_per_s_10s,
+                mean_lifetime_s,
+                self.config.verdict.nat_hold_s,
+            ));
+        }
+    }
+
     /// Every namespace known, the host's first, then by inode.
     fn namespace_rows(&self) -> Vec<NetnsRow> {
         let host = self.host_netns();
@@ -600,6 +631,13 @@ impl Engine {
                         (Some(a), Some(b)) => netns::advice_sysctls_differ(a, b),
                         _ => false,
                     },
+                conntrack: netns::ConntrackRow::of(
+                    ns,
+                    self.netns_name(ns),
+                    ns == host,
+                    counters.0,
+                    counters.1,
+                ),
             }
         };
         let mut rows = Vec::new();
@@ -628,6 +666,23 @@ impl Engine {
         // A counter going backwards means a reset (e.g. namespace change).
         Some(f(&b).saturating_sub(f(&a)) as f64 / dt_s)
     }
+}
+
+/// The conntrack table in the worst state among the namespaces: the most
+/// entries turned away per second, then the fullest; the host's on a tie.
+fn worst_conntrack(rows: &[NetnsRow]) -> Option<netns::ConntrackRow> {
+    rows.iter()
+        .filter_map(|r| r.conntrack.as_ref())
+        .fold(None, |best: Option<&netns::ConntrackRow>, c| match best {
+            Some(b)
+                if (b.failures_per_s(), b.fill.unwrap_or(0.0))
+                    >= (c.failures_per_s(), c.fill.unwrap_or(0.0)) =>
+            {
+                Some(b)
+            }
+            _ => Some(c),
+        })
+        .cloned()
 }
 
 /// TIME_WAIT by destination (its local addresses summed): what a pair to

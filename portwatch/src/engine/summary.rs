@@ -67,6 +67,8 @@ pub struct DestinationSummary {
     pub daddr: IpAddr,
     pub dport: u16,
     new_total: Total,
+    errors_total: Total,
+    syn_retransmits: Total,
     pub peak_new_per_s: f64,
     pub peak_held_ports: u64,
     pub peak_time_wait: u64,
@@ -74,12 +76,37 @@ pub struct DestinationSummary {
     pub peak_pressure: f64,
     pub peak_pressure_ns: u64,
     pub closer: Closer,
+    /// Highest NAT gateway port demand seen (destinations beyond the
+    /// host's own networks only).
+    pub peak_nat_port_demand: Option<f64>,
 }
 
 impl DestinationSummary {
     pub fn new_total(&self) -> u64 {
         self.new_total.get()
     }
+
+    /// Failed connects and handshakes to it.
+    pub fn connect_errors(&self) -> u64 {
+        self.errors_total.get()
+    }
+
+    /// SYNs retransmitted to it.
+    pub fn syn_retransmits(&self) -> u64 {
+        self.syn_retransmits.get()
+    }
+}
+
+/// The conntrack table at its worst moment of the trace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConntrackPeak {
+    pub netns_name: String,
+    pub count: u64,
+    pub max: Option<u64>,
+    pub fill: Option<f64>,
+    /// drop + early_drop + insert_failed per second.
+    pub turned_away_per_s: f64,
+    pub at_ns: u64,
 }
 
 /// A verdict (`lacks_pooling`, `leaks_sockets`, `binds_before_connect`) over the whole trace.
@@ -120,6 +147,11 @@ pub struct Summary {
     pub failures: Vec<ErrnoCount>,
     /// Minutes with failures, in order.
     pub failure_minutes: Vec<MinuteFailures>,
+    /// SYNs retransmitted (all outbound connections).
+    pub syn_retransmits: u64,
+    /// The conntrack table at its worst: most entries turned away per
+    /// second, then the fullest (`None` without nf_conntrack).
+    pub conntrack_peak: Option<ConntrackPeak>,
     pub verdicts: Vec<VerdictSummary>,
     pub losses: Losses,
 }
@@ -158,6 +190,25 @@ impl Summarizer {
         if sys.new_per_s_10s > self.s.peak_10s.0 {
             self.s.peak_10s = (sys.new_per_s_10s, now);
         }
+        if let Some(c) = &sys.conntrack {
+            let key = |p: &ConntrackPeak| (p.turned_away_per_s, p.fill.unwrap_or(0.0));
+            let cand = ConntrackPeak {
+                netns_name: c.netns_name.clone(),
+                count: c.count,
+                max: c.max,
+                fill: c.fill,
+                turned_away_per_s: c.failures_per_s(),
+                at_ns: now,
+            };
+            if self
+                .s
+                .conntrack_peak
+                .as_ref()
+                .is_none_or(|p| key(&cand) > key(p))
+            {
+                self.s.conntrack_peak = Some(cand);
+            }
+        }
         for s in &m.services {
             let e = self
                 .services
@@ -189,6 +240,8 @@ impl Summarizer {
                     daddr: d.daddr,
                     dport: d.dport,
                     new_total: Total::default(),
+                    errors_total: Total::default(),
+                    syn_retransmits: Total::default(),
                     peak_new_per_s: 0.0,
                     peak_held_ports: 0,
                     peak_time_wait: 0,
@@ -196,11 +249,17 @@ impl Summarizer {
                     peak_pressure: 0.0,
                     peak_pressure_ns: now,
                     closer: d.closer,
+                    peak_nat_port_demand: None,
                 });
+            if let Some(n) = d.nat_port_demand {
+                e.peak_nat_port_demand = Some(e.peak_nat_port_demand.map_or(n, |p| p.max(n)));
+            }
             if e.netns_name != d.netns_name {
                 e.netns_name.clone_from(&d.netns_name);
             }
             e.new_total.see(d.stats.new_total);
+            e.errors_total.see(d.stats.connect_errors_total);
+            e.syn_retransmits.see(d.stats.syn_retransmits);
             e.peak_new_per_s = e.peak_new_per_s.max(d.stats.new_per_s_10s);
             e.peak_held_ports = e.peak_held_ports.max(d.held_ports);
             e.peak_time_wait = e.peak_time_wait.max(d.stats.time_wait);
@@ -273,6 +332,7 @@ impl Summarizer {
         self.s.outbound = sys.outbound_total;
         self.s.inbound = sys.inbound_total;
         self.s.failures.clone_from(&sys.connect_errors);
+        self.s.syn_retransmits = sys.syn_retransmits;
         self.s.losses = sys.losses;
         let mut services: Vec<ServiceSummary> = self.services.into_values().collect();
         services.sort_by(|a, b| {

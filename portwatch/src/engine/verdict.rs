@@ -13,6 +13,7 @@ use super::VerdictConfig;
 use super::model::{
     Advice, CauseCount, ClientRuntime, DestinationRow, InboundRow, PairRow, SystemModel, Verdict,
 };
+use super::nat::NAT_DEMAND_HIGH;
 use super::service::ServiceId;
 use crate::event::FailCause;
 use crate::input::Sysctls;
@@ -384,6 +385,9 @@ fn cause_count(causes: &[CauseCount], cause: FailCause) -> u64 {
         .map_or(0, |c| c.count)
 }
 
+/// Share of `nf_conntrack_max` at which the table counts as full.
+pub const CONNTRACK_FULL: f64 = 0.9;
+
 /// System-wide advice from the sysctls and what was observed. Only says
 /// what is true on Linux: tcp_tw_reuse needs timestamps on both ends and
 /// only helps the connecting side; tcp_fin_timeout does not shorten
@@ -587,14 +591,92 @@ pub fn advice(
             "warning",
             "handshakes_unanswered",
             format!(
-                "{unanswered} connection(s) to {} never got an answer to their SYN ({};                  waited {} ms at the median): not port exhaustion on this host. A firewall                  dropping SYNs, a full listen backlog at the server, or a NAT gateway or                  conntrack table out of room; if the last, pooling connections is the fix",
+                "{unanswered} connection(s) to {} never got an answer to their SYN ({}{}; \
+                 waited {} ms at the median): not port exhaustion on this host. A firewall \
+                 dropping SYNs, a full listen backlog at the server, or a NAT gateway or \
+                 conntrack table out of room; if the last, pooling connections is the fix",
                 addr_port(d.daddr, d.dport),
                 by.join(", "),
+                match d.stats.syn_retransmits {
+                    0 => String::new(),
+                    n => format!("; {n} SYN retransmission(s)"),
+                },
                 d.stats
                     .failed_handshake_p50_ms
                     .map_or("?".into(), |m| format!("{m:.0}")),
             ),
         );
+    }
+    let unanswered_recently = dests.iter().any(|d| d.unanswered_recently);
+    if let Some(ct) = &sys.conntrack {
+        let turned_away = ct.failures_per_s();
+        if ct.alarming() {
+            let rate = |r: Option<f64>| r.map_or("?".into(), |r| format!("{r:.1}"));
+            push(
+                "warning",
+                "conntrack_full",
+                format!(
+                    "the connection-tracking table holds {} of {} entries{}; {turned_away:.1}/s turned away \
+                     (drop {}, early_drop {}, insert_failed {}): {}. Fewer, longer-lived \
+                     connections (pooling) need fewer entries; raising \
+                     net.netfilter.nf_conntrack_max only buys room",
+                    ct.count,
+                    ct.max.map_or("?".into(), |m| m.to_string()),
+                    ct.fill.map_or(String::new(), |f| format!(" ({})", pct(f))),
+                    rate(ct.drop_per_s),
+                    rate(ct.early_drop_per_s),
+                    rate(ct.insert_failed_per_s),
+                    if unanswered_recently {
+                        "handshakes here go unanswered at the same time, so the likely cause \
+                         of those timeouts is conntrack exhaustion"
+                    } else {
+                        "a full table drops the first packet of new connections, which \
+                         clients see as SYNs without an answer"
+                    },
+                ),
+            );
+        }
+    }
+    for d in dests {
+        let Some(demand) = d.nat_port_demand else {
+            continue;
+        };
+        let limit = cfg.nat_port_limit.max(1) as f64;
+        if demand < NAT_DEMAND_HIGH * limit {
+            continue;
+        }
+        let figures = format!(
+            "~{demand:.0} NAT gateway ports ({:.1} new/s × (lifetime + {:.0} s hold)), {} of \
+             the gateway's {} per public address and destination (--nat-port-limit)",
+            d.stats.new_per_s_10s,
+            cfg.nat_hold_s,
+            pct(demand / limit),
+            cfg.nat_port_limit,
+        );
+        if d.unanswered_recently {
+            push(
+                "warning",
+                "nat_exhaustion_likely",
+                format!(
+                    "connections to {} time out or are abandoned while they need {figures}: \
+                     the likely cause is NAT port (or conntrack) exhaustion off this host. \
+                     Pool connections to it: a reused connection needs no new gateway port; \
+                     more NAT addresses or a shorter gateway hold only buy time",
+                    addr_port(d.daddr, d.dport),
+                ),
+            );
+        } else {
+            push(
+                "suggestion",
+                "nat_port_demand",
+                format!(
+                    "connections to {} need {figures}; if they leave through a NAT gateway, \
+                     pool them before its ports run out (failures would show as timeouts, not \
+                     EADDRNOTAVAIL)",
+                    addr_port(d.daddr, d.dport),
+                ),
+            );
+        }
     }
     if sys.lost_events > 0 {
         push(

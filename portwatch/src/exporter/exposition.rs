@@ -16,12 +16,13 @@ use super::series::{DestLabels, LIFETIME_BUCKETS_S, Series, ServiceLabels};
 use crate::engine::model::Model;
 use crate::probe::ProgramStats;
 
+/// Conntrack tables of namespaces other than the host's exposed at most.
+const MAX_CONNTRACK_NETNS: usize = 32;
+
 /// Host readings the engine does not model, read by the exporter at each
 /// publication.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct HostExtras {
-    /// `nf_conntrack_count` and `nf_conntrack_max`, where conntrack is loaded.
-    pub conntrack: Option<(u64, u64)>,
     /// Per-program eBPF statistics, when `kernel.bpf_stats_enabled` is 1.
     pub programs: Option<Vec<ProgramStats>>,
 }
@@ -154,6 +155,17 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         }
     }
     let f = b.family(
+        "portwatch_syn_retransmits",
+        None,
+        Counter,
+        "SYNs the kernel retransmitted for this service's connections to this destination (each one waited at least 1 s unanswered: drops on the path, a full backlog, NAT or conntrack out of room); a sample appears once there was one.",
+    );
+    f.extend(
+        pairs()
+            .filter(|(_, _, p)| p.syn_retransmits > 0)
+            .map(|(s, d, p)| sample(pair_labels(s, d), Value::Counter(p.syn_retransmits))),
+    );
+    let f = b.family(
         "portwatch_connections_closed_locally",
         None,
         Counter,
@@ -285,6 +297,16 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         g.exhaustion_forecast_s
             .map(|s| sample(dest_labels(&g.labels), Value::Gauge(s)))
     }));
+    let f = b.family(
+        "portwatch_nat_port_demand",
+        None,
+        Gauge,
+        "NAT gateway ports this destination needs in steady state: new connections/s x (mean lifetime + --nat-hold-s); only for destinations beyond the host's own networks. Compare with the gateway's limit per public address and destination (AWS NAT gateway 55000).",
+    );
+    f.extend(series.destinations.iter().filter_map(|g| {
+        g.nat_port_demand
+            .map(|n| sample(dest_labels(&g.labels), Value::Gauge(n)))
+    }));
 
     // Host.
     let sys = &model.system;
@@ -345,28 +367,65 @@ pub fn families(series: &Series, model: &Model, extras: &HostExtras) -> Vec<Fami
         "Ports of the ephemeral range not reserved (ip_local_reserved_ports): the budget per destination.",
     );
     f.extend(sys.budget.map(|n| sample(vec![], Value::Gauge(n as f64))));
+    // Conntrack tables: the host's, and other namespaces' that are in use
+    // (a pod's namespace usually tracks nothing: its traffic is tracked in
+    // the host's), at most MAX_CONNTRACK_NETNS of them.
+    let tables: Vec<_> = model
+        .namespaces
+        .iter()
+        .filter_map(|n| n.conntrack.as_ref())
+        .filter(|c| {
+            c.host
+                || c.count > 0
+                || c.stats
+                    .is_some_and(|s| s.drop + s.early_drop + s.insert_failed > 0)
+        })
+        .take(MAX_CONNTRACK_NETNS)
+        .collect();
+    let netns_label =
+        |c: &crate::engine::netns::ConntrackRow| vec![("netns_name", c.netns_name.clone())];
     let f = b.family(
         "portwatch_conntrack_entries",
         None,
         Gauge,
-        "Connection tracking entries (nf_conntrack_count), where conntrack is loaded.",
+        "Connection tracking entries (nf_conntrack_count) per network namespace (`host` for portwatch's own), where conntrack is loaded.",
     );
     f.extend(
-        extras
-            .conntrack
-            .map(|(n, _)| sample(vec![], Value::Gauge(n as f64))),
+        tables
+            .iter()
+            .map(|c| sample(netns_label(c), Value::Gauge(c.count as f64))),
     );
     let f = b.family(
         "portwatch_conntrack_entries_limit",
         None,
         Gauge,
-        "Connection tracking table size (nf_conntrack_max), where conntrack is loaded.",
+        "Connection tracking limit per namespace (nf_conntrack_max, one value for the whole host), where conntrack is loaded.",
     );
     f.extend(
-        extras
-            .conntrack
-            .map(|(_, m)| sample(vec![], Value::Gauge(m as f64))),
+        tables
+            .iter()
+            .find_map(|c| c.max)
+            .map(|m| sample(vec![], Value::Gauge(m as f64))),
     );
+    let f = b.family(
+        "portwatch_conntrack_failures",
+        None,
+        Counter,
+        "Connection tracking entries turned away per namespace, by kind (/proc/net/stat/nf_conntrack summed over CPUs): drop (table full, nothing evictable: the packet was dropped), early_drop (an entry evicted to make room), insert_failed.",
+    );
+    for c in &tables {
+        if let Some(st) = c.stats {
+            for (kind, n) in [
+                ("drop", st.drop),
+                ("early_drop", st.early_drop),
+                ("insert_failed", st.insert_failed),
+            ] {
+                let mut l = netns_label(c);
+                l.push(("kind", kind.into()));
+                f.push(sample(l, Value::Counter(n)));
+            }
+        }
+    }
 
     // portwatch itself.
     let f = b.family(

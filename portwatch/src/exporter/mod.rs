@@ -30,15 +30,3 @@ pub fn render(
         encode(fams, Format::Prometheus),
     )
 }
-
-/// `nf_conntrack_count` and `nf_conntrack_max`, when conntrack is loaded.
-pub fn read_conntrack() -> Option<(u64, u64)> {
-    let read = |name: &str| -> Option<u64> {
-        std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-    };
-    Some((read("nf_conntrack_count")?, read("nf_conntrack_max")?))
-}

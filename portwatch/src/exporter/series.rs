@@ -133,6 +133,8 @@ pub struct PairSeries {
     pub opened: u64,
     pub closed_locally: u64,
     pub errors: BTreeMap<ErrorKey, u64>,
+    /// SYNs retransmitted (its sample appears once there was one).
+    pub syn_retransmits: u64,
     /// Gauges, set from the latest model.
     pub time_wait: u64,
     pub lacks_pooling: bool,
@@ -162,6 +164,7 @@ struct PairTotals {
     opened: u64,
     closed_locally: u64,
     errors: Vec<(ErrorKey, u64)>,
+    syn_retransmits: u64,
     seen: u64,
 }
 
@@ -180,6 +183,8 @@ pub struct DestGauges {
     pub port_budget: u64,
     pub pressure: f64,
     pub exhaustion_forecast_s: Option<f64>,
+    /// NAT gateway ports needed (the highest under one label).
+    pub nat_port_demand: Option<f64>,
 }
 
 /// A service's pair: (netns, remote address, remote port).
@@ -359,6 +364,7 @@ impl Series {
             opened: row.stats.new_total,
             closed_locally: row.stats.local_closes_total,
             errors: errors_of(&row.stats),
+            syn_retransmits: row.stats.syn_retransmits,
             seen: self.generation,
         };
         let per_service = match self.pair_prev.get_mut(&row.service) {
@@ -370,6 +376,7 @@ impl Series {
         let totals = &per_service[&key];
         let opened = increase(totals.opened, prev.opened);
         let closed_locally = increase(totals.closed_locally, prev.closed_locally);
+        let syn_retransmits = increase(totals.syn_retransmits, prev.syn_retransmits);
         let errors: Vec<(ErrorKey, u64)> = totals
             .errors
             .iter()
@@ -385,6 +392,7 @@ impl Series {
             .collect();
         let active = opened > 0
             || closed_locally > 0
+            || syn_retransmits > 0
             || !errors.is_empty()
             || row.stats.time_wait > 0
             || flagged;
@@ -428,6 +436,7 @@ impl Series {
         });
         p.opened += opened;
         p.closed_locally += closed_locally;
+        p.syn_retransmits += syn_retransmits;
         for (k, d) in errors {
             *p.errors.entry(k).or_default() += d;
         }
@@ -475,8 +484,10 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
                 port_budget: d.budget,
                 pressure: 0.0,
                 exhaustion_forecast_s: None,
+                nat_port_demand: None,
             });
             o.ports_held = o.ports_held.max(d.held_ports);
+            o.nat_port_demand = max_opt(o.nat_port_demand, d.nat_port_demand);
             o.pressure = o.pressure.max(d.pressure);
             o.exhaustion_forecast_s =
                 min_forecast(o.exhaustion_forecast_s, d.forecast.exhaustion_in_s);
@@ -489,6 +500,7 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
             port_budget: d.budget,
             pressure: d.pressure,
             exhaustion_forecast_s: d.forecast.exhaustion_in_s,
+            nat_port_demand: d.nat_port_demand,
         };
         let pos = match out.iter().position(|o| o.labels == labels) {
             Some(i) => Some(i),
@@ -497,6 +509,7 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
                     ports_held: 0,
                     pressure: 0.0,
                     exhaustion_forecast_s: None,
+                    nat_port_demand: None,
                     ..g.clone()
                 });
                 Some(out.len() - 1)
@@ -511,6 +524,7 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
                 port_budget: g.port_budget,
                 pressure: 0.0,
                 exhaustion_forecast_s: None,
+                nat_port_demand: None,
             }),
         };
         // Several destinations under one label (ephemeral ports, ~other):
@@ -519,9 +533,18 @@ fn dest_gauges(model: &Model, max: usize) -> Vec<DestGauges> {
         into.pressure = into.pressure.max(g.pressure);
         into.exhaustion_forecast_s =
             min_forecast(into.exhaustion_forecast_s, g.exhaustion_forecast_s);
+        into.nat_port_demand = max_opt(into.nat_port_demand, g.nat_port_demand);
     }
     out.extend(other);
     out
+}
+
+/// The larger of two figures, either possibly absent.
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// The sooner of two forecasts (absent: no exhaustion foreseen).

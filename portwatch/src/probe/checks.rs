@@ -160,6 +160,12 @@ pub fn tracepoint(name: &str, present: bool) -> Finding {
     let check = format!("tracepoint {}", name.replace('/', ":"));
     match (present, name.starts_with("sock/")) {
         (true, _) => Finding::ok(check, "present, record layout as compiled"),
+        (false, _) if name.starts_with("tcp/") => Finding::degraded(
+            check,
+            "missing",
+            "use a kernel with the tcp tracepoints (Linux 4.16+)",
+            &["SYN retransmission counts"],
+        ),
         (false, true) => Finding::fatal(
             check,
             "the kernel has no tracepoint sock:inet_sock_set_state (needs Linux 4.16+ with \

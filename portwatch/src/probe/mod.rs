@@ -247,12 +247,24 @@ impl Probe {
         }
         let (offsets, mut warnings) = resolve_offsets();
         findings.push(checks::btf(resolved(&offsets), OFFSETS_WANTED, &warnings));
-        let syscalls_ok = missing.is_empty();
+        let syscalls_ok = !missing.iter().any(|m| m.starts_with("syscalls/"));
+        let retrans_ok = !missing.iter().any(|m| m.starts_with("tcp/"));
+        if !retrans_ok {
+            warnings.push(
+                "tracepoint tcp:tcp_retransmit_skb is missing: SYN retransmissions are not counted"
+                    .to_string(),
+            );
+        }
         if !syscalls_ok {
             warnings.push(format!(
                 "tracepoints {} are missing (CONFIG_FTRACE_SYSCALLS): failed connect() and bind() calls \
                  are reported only when they are port exhaustion or failed handshakes",
-                missing.join(", ")
+                missing
+                    .iter()
+                    .filter(|m| m.starts_with("syscalls/"))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
 
@@ -302,6 +314,9 @@ impl Probe {
                 attach("sys_exit_connect", "syscalls", "sys_exit_connect")?;
                 attach("sys_enter_bind", "syscalls", "sys_enter_bind")?;
                 attach("sys_exit_bind", "syscalls", "sys_exit_bind")?;
+            }
+            if retrans_ok {
+                attach("tcp_retransmit_skb", "tcp", "tcp_retransmit_skb")?;
             }
             Ok((ebpf, logger))
         })();

@@ -57,6 +57,23 @@ pub fn ms_short(v: f64) -> String {
 }
 
 /// A share as a whole percentage: 0.25 → "25%".
+/// A conntrack table: "conntrack 20/262144 (0.0%), turned away 0.0/s"
+/// (entries, the limit, and drop + early_drop + insert_failed per second
+/// when known).
+pub fn conntrack(count: u64, max: Option<u64>, turned_away_per_s: Option<f64>) -> String {
+    let mut s = format!("conntrack {count}");
+    if let Some(m) = max {
+        s.push_str(&format!("/{m}"));
+        if m > 0 {
+            s.push_str(&format!(" ({})", pct(count as f64 / m as f64)));
+        }
+    }
+    if let Some(r) = turned_away_per_s {
+        s.push_str(&format!(", turned away {r:.1}/s"));
+    }
+    s
+}
+
 pub fn pct(x: f64) -> String {
     format!("{:.0}%", x * 100.0)
 }

@@ -3,6 +3,7 @@
 //! parsing is split from reading so it is tested on fixture strings.
 
 pub mod cgroup;
+pub mod ifaddrs;
 pub mod langrt;
 pub mod netns;
 pub mod owners;

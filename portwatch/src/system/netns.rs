@@ -19,7 +19,7 @@ use std::sync::mpsc;
 
 use super::{procfs, read_to_string, sockdiag};
 use crate::clock::monotonic_now_ns;
-use crate::input::{NetnsInfo, SocketTable};
+use crate::input::{LocalNetworks, NetnsInfo, SocketTable};
 
 /// A task seen in a namespace: (pid, tid). Threads can sit in a namespace
 /// their process is not in, so the thread's own link is the one read.
@@ -29,6 +29,8 @@ pub type TaskRef = (u32, u32);
 #[derive(Debug)]
 pub struct Reading {
     pub info: NetnsInfo,
+    /// Its interface networks, when they could be read.
+    pub networks: Option<LocalNetworks>,
     /// The namespace's own socket table, when it could be read.
     pub sockets: Option<SocketTable>,
 }
@@ -78,7 +80,7 @@ fn read_inside(netns: u32, ts_ns: u64) -> Reading {
     let sysctls = procfs::read_sysctls(Path::new("/proc/sys/net/ipv4"))
         .map_err(|e| errors.push(e.to_string()))
         .ok();
-    let counters = read_to_string("/proc/thread-self/net/sockstat")
+    let mut counters = read_to_string("/proc/thread-self/net/sockstat")
         .and_then(|s| {
             let n = read_to_string("/proc/thread-self/net/netstat")?;
             procfs::counters_from(&s, &n, ts_ns)
@@ -88,7 +90,21 @@ fn read_inside(netns: u32, ts_ns: u64) -> Reading {
     let sockets = sockdiag::read_socket_table(ts_ns, netns)
         .map_err(|e| errors.push(format!("socket table: {e}")))
         .ok();
+    // Read after the socket table: the table is stamped with `ts_ns`, and
+    // closes after that are counted again on top of it, so nothing may
+    // widen the gap between the stamp and the dump.
+    if let Some(c) = counters.as_mut() {
+        c.conntrack = procfs::read_conntrack(
+            Path::new("/proc/sys/net/netfilter"),
+            "/proc/thread-self/net",
+        );
+    }
+    let networks = super::ifaddrs::read_networks()
+        .map(|nets| LocalNetworks { ts_ns, netns, nets })
+        .map_err(|e| errors.push(format!("interface addresses: {e}")))
+        .ok();
     Reading {
+        networks,
         info: NetnsInfo {
             ts_ns,
             netns,
@@ -113,6 +129,7 @@ fn read_netns(netns: u32, tasks: &[TaskRef], home: &File) -> Reading {
             error: Some(error),
             stale,
         },
+        networks: None,
         sockets: None,
     };
     let ns = match open_ns(netns, tasks) {

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::{CollectError, read_to_string};
 use crate::clock::WallClock;
-use crate::input::{HostInfo, KernelCounters, Sysctls};
+use crate::input::{Conntrack, ConntrackStats, HostInfo, KernelCounters, Sysctls};
 
 fn parse_err(what: &str, detail: impl Into<String>) -> CollectError {
     CollectError::Parse {
@@ -133,15 +133,59 @@ pub fn counters_from(
         tw: get("TW"),
         tw_recycled: get("TWRecycled"),
         tw_overflow: get("TCPTimeWaitOverflow"),
+        conntrack: None,
     })
 }
 
 pub fn read_counters(ts_ns: u64) -> Result<KernelCounters, CollectError> {
-    counters_from(
+    let mut c = counters_from(
         &read_to_string("/proc/net/sockstat")?,
         &read_to_string("/proc/net/netstat")?,
         ts_ns,
-    )
+    )?;
+    c.conntrack = read_conntrack(Path::new("/proc/sys/net/netfilter"), "/proc/net");
+    Ok(c)
+}
+
+/// `/proc/net/stat/nf_conntrack`: a header line of names, then one line of
+/// hexadecimal values per CPU. Sums `insert_failed`, `drop` and
+/// `early_drop` over the CPUs; `None` when a column is missing or a value
+/// does not parse.
+pub fn parse_conntrack_stat(text: &str) -> Option<ConntrackStats> {
+    let mut lines = text.lines();
+    let names: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let col = |name: &str| names.iter().position(|n| *n == name);
+    let (i, d, e) = (col("insert_failed")?, col("drop")?, col("early_drop")?);
+    let mut out = ConntrackStats::default();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let v: Vec<&str> = line.split_whitespace().collect();
+        let hex = |k: usize| u64::from_str_radix(v.get(k)?, 16).ok();
+        out.insert_failed += hex(i)?;
+        out.drop += hex(d)?;
+        out.early_drop += hex(e)?;
+    }
+    Some(out)
+}
+
+/// The conntrack table of the namespace the calling thread is in:
+/// `sysctl_dir` is `/proc/sys/net/netfilter`, `net_dir` the namespace's
+/// `/proc/.../net`. `None` when nf_conntrack is not loaded (no
+/// `nf_conntrack_count`): that is no error.
+pub fn read_conntrack(sysctl_dir: &Path, net_dir: &str) -> Option<Conntrack> {
+    let num = |name: &str| -> Option<u64> {
+        std::fs::read_to_string(sysctl_dir.join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some(Conntrack {
+        count: num("nf_conntrack_count")?,
+        max: num("nf_conntrack_max"),
+        stats: std::fs::read_to_string(format!("{net_dir}/stat/nf_conntrack"))
+            .ok()
+            .and_then(|t| parse_conntrack_stat(&t)),
+    })
 }
 
 /// Inode of a namespace link target such as `net:[4026531840]`.
@@ -172,4 +216,53 @@ pub fn read_host(clock: WallClock) -> Result<HostInfo, CollectError> {
         netns: netns_inode(),
         sysctls: read_sysctls(Path::new("/proc/sys/net/ipv4"))?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// As read on Linux 6.18 (two CPUs), with made-up failures.
+    const STAT: &str = "entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart
+00000014  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 0000000a 00000002 00000010 00000000  00000000 00000000 00000000 00000000
+00000014  00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000000 00000001 00000000 00000001 00000000  00000000 00000000 00000000 00000000
+";
+
+    #[test]
+    fn conntrack_stat_sums_hex_columns_over_cpus() {
+        assert_eq!(
+            parse_conntrack_stat(STAT),
+            Some(ConntrackStats {
+                insert_failed: 11,
+                drop: 2,
+                early_drop: 17,
+            })
+        );
+    }
+
+    #[test]
+    fn conntrack_stat_without_the_columns_is_none() {
+        assert_eq!(
+            parse_conntrack_stat("entries searched\n00000001 00000002\n"),
+            None
+        );
+        assert_eq!(parse_conntrack_stat(""), None);
+    }
+
+    #[test]
+    fn no_conntrack_module_is_none_not_an_error() {
+        let dir = std::env::temp_dir().join(format!("pw-no-ct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert_eq!(read_conntrack(&dir, dir.to_str().unwrap()), None);
+        std::fs::write(dir.join("nf_conntrack_count"), "7\n").unwrap();
+        assert_eq!(
+            read_conntrack(&dir, dir.to_str().unwrap()),
+            Some(Conntrack {
+                count: 7,
+                max: None,
+                stats: None
+            })
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -18,8 +18,9 @@ use crate::event::{
     BindError, Cause, Comm, ConnClose, ConnectError, Direction, Event, Losses, Task,
 };
 use crate::input::{
-    CallStack, HostInfo, Input, KernelCounters, MAX_STACK_FRAMES, NetnsInfo, SockState,
-    SocketEntry, SocketOwner, SocketOwners, SocketTable, Sysctls, Workload,
+    CallStack, Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks,
+    MAX_STACK_FRAMES, NetnsInfo, SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable,
+    Sysctls, Workload,
 };
 
 // Record tags. 0 is never used so that a zero-filled region is an error.
@@ -59,6 +60,21 @@ const W_NAMESPACE: u8 = 1 << 0;
 const W_POD: u8 = 1 << 1;
 const W_CONTAINER: u8 = 1 << 2;
 const W_KNOWN: u8 = 0b111;
+/// Skippable (format 1.7): `uv` syn_retrans of the Close record that
+/// follows. Written only when non-zero (most connections retransmit no SYN).
+pub(crate) const TAG_SYN_RETRANS: u8 = 0x8A;
+/// Skippable (format 1.7): the conntrack table of the Counters record, or
+/// of the Netns record's counters, that follows. Written only when the
+/// kernel has nf_conntrack.
+pub(crate) const TAG_CONNTRACK: u8 = 0x8B;
+/// Skippable (format 1.7): a namespace's interface networks
+/// ([`Input::Networks`]); absolute time, like TAG_NETNS.
+pub(crate) const TAG_NETWORKS: u8 = 0x8C;
+/// Networks per record a reader accepts.
+const MAX_NETWORKS: usize = 65_536;
+// Conntrack record presence bits.
+const CT_MAX: u8 = 1 << 0;
+const CT_STATS: u8 = 1 << 1;
 /// Skippable (format 1.6), empty: the close or connect-error record that
 /// follows is of a socket whose port was bound before connect(). An older
 /// reader skips it and sees a plain close, or an `address_unavailable`
@@ -77,7 +93,7 @@ pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
 /// references), so a reader that skips it loses nothing else. 0x90 leaves
 /// 0x83..0x8F to the records other work adds.
 pub(crate) const TAG_CALL_STACK: u8 = 0x90;
-/// Format 1.7: the runtime a connecting process runs on
+/// Format 1.8: the runtime a connecting process runs on
 /// ([`Input::Runtime`]): pid, exe, name, evidence. No time of its own.
 pub(crate) const TAG_RUNTIME: u8 = 0x91;
 // Netns record flags.
@@ -250,9 +266,23 @@ impl Encoder {
                 buf.extend_from_slice(&body);
             }
             Input::Netns(n) => {
+                put_conntrack(buf, n.counters.as_ref().and_then(|c| c.conntrack.as_ref()));
                 let mut body = Vec::new();
                 put_netns(&mut body, n);
                 buf.push(TAG_NETNS);
+                put_u64(buf, body.len() as u64);
+                buf.extend_from_slice(&body);
+            }
+            Input::Networks(n) => {
+                let mut body = Vec::with_capacity(16 + n.nets.len() * 8);
+                put_u64(&mut body, n.ts_ns);
+                put_u64(&mut body, n.netns.into());
+                put_u64(&mut body, n.nets.len() as u64);
+                for (a, len) in &n.nets {
+                    put_addr(&mut body, a);
+                    body.push(*len);
+                }
+                buf.push(TAG_NETWORKS);
                 put_u64(buf, body.len() as u64);
                 buf.extend_from_slice(&body);
             }
@@ -281,6 +311,7 @@ impl Encoder {
                 buf.extend_from_slice(&body);
             }
             Input::Counters(k) => {
+                put_conntrack(buf, k.conntrack.as_ref());
                 buf.push(TAG_COUNTERS);
                 self.ts(buf, k.ts_ns);
                 for v in [k.tcp_inuse, k.tcp_tw, k.tw, k.tw_recycled, k.tw_overflow] {
@@ -344,6 +375,13 @@ impl Encoder {
         set(C_HANDSHAKE, c.handshake_ns.is_some());
         set(C_BYTES, c.bytes.is_some());
         set(C_ERRNO, c.errno.is_some());
+        if c.syn_retrans != 0 {
+            let mut ext = Vec::with_capacity(5);
+            put_u64(&mut ext, c.syn_retrans.into());
+            buf.push(TAG_SYN_RETRANS);
+            put_u64(buf, ext.len() as u64);
+            buf.extend_from_slice(&ext);
+        }
         if c.bound_port {
             buf.extend_from_slice(&[TAG_BOUND_PORT, 0]);
         }
@@ -488,6 +526,55 @@ fn put_sysctls(buf: &mut Vec<u8>, s: &Sysctls) {
 }
 
 /// The body of a netns record (after its tag and length).
+/// A TAG_CONNTRACK record for the counters that follow, if they have one.
+fn put_conntrack(buf: &mut Vec<u8>, ct: Option<&Conntrack>) {
+    let Some(ct) = ct else { return };
+    let mut body = Vec::with_capacity(16);
+    put_u64(&mut body, ct.count);
+    let mut flags = 0;
+    if ct.max.is_some() {
+        flags |= CT_MAX;
+    }
+    if ct.stats.is_some() {
+        flags |= CT_STATS;
+    }
+    body.push(flags);
+    if let Some(m) = ct.max {
+        put_u64(&mut body, m);
+    }
+    if let Some(st) = &ct.stats {
+        for v in [st.insert_failed, st.drop, st.early_drop] {
+            put_u64(&mut body, v);
+        }
+    }
+    buf.push(TAG_CONNTRACK);
+    put_u64(buf, body.len() as u64);
+    buf.extend_from_slice(&body);
+}
+
+fn read_conntrack(c: &mut Cursor) -> Result<Conntrack, Corruption> {
+    let count = c.u64()?;
+    let flags = c.u8()?;
+    if flags & !(CT_MAX | CT_STATS) != 0 {
+        return Err(Corruption::OutOfRange("conntrack flags"));
+    }
+    let max = if flags & CT_MAX != 0 {
+        Some(c.u64()?)
+    } else {
+        None
+    };
+    let stats = if flags & CT_STATS != 0 {
+        Some(ConntrackStats {
+            insert_failed: c.u64()?,
+            drop: c.u64()?,
+            early_drop: c.u64()?,
+        })
+    } else {
+        None
+    };
+    Ok(Conntrack { count, max, stats })
+}
+
 fn put_netns(buf: &mut Vec<u8>, n: &NetnsInfo) {
     put_u64(buf, n.ts_ns);
     put_u64(buf, n.netns.into());
@@ -791,6 +878,7 @@ fn read_netns(c: &mut Cursor) -> Result<NetnsInfo, Corruption> {
             tw: c.u64()?,
             tw_recycled: c.u64()?,
             tw_overflow: c.u64()?,
+            conntrack: None,
         })
     } else {
         None
@@ -824,6 +912,10 @@ pub(crate) struct Decoder {
     dests: Vec<DestSlot>,
     /// From a TAG_KERNEL_MISSED record, for the Losses record after it.
     kernel_missed: u64,
+    /// From a TAG_SYN_RETRANS record, for the Close record after it.
+    syn_retrans: u32,
+    /// From a TAG_CONNTRACK record, for the Counters or Netns record after it.
+    conntrack: Option<Conntrack>,
     /// From a TAG_BOUND_PORT record, for the close or connect error after it.
     bound_port: bool,
 }
@@ -836,6 +928,8 @@ impl Decoder {
         self.tasks.clear();
         self.dests.clear();
         self.kernel_missed = 0;
+        self.syn_retrans = 0;
+        self.conntrack = None;
         self.bound_port = false;
     }
 
@@ -897,6 +991,7 @@ impl Decoder {
                 tw: c.u64()?,
                 tw_recycled: c.u64()?,
                 tw_overflow: c.u64()?,
+                conntrack: self.conntrack.take(),
             }),
             TAG_LOSSES => Input::Losses {
                 ts_ns: self.ts(c)?,
@@ -978,7 +1073,43 @@ impl Decoder {
             TAG_NETNS => {
                 let n = c.len(usize::MAX, "skippable record")?;
                 let mut inner = Cursor::new(c.bytes(n)?);
-                Input::Netns(read_netns(&mut inner)?)
+                let mut info = read_netns(&mut inner)?;
+                let ct = self.conntrack.take();
+                if let Some(k) = info.counters.as_mut() {
+                    k.conntrack = ct;
+                }
+                Input::Netns(info)
+            }
+            TAG_NETWORKS => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                let ts_ns = inner.u64()?;
+                let netns = inner.u32("netns")?;
+                let count = inner.len(MAX_NETWORKS, "networks")?;
+                let mut nets = Vec::with_capacity(count.min(1024));
+                for _ in 0..count {
+                    let a = inner.addr()?;
+                    let len = inner.u8()?;
+                    let max = if a.is_ipv4() { 32 } else { 128 };
+                    if len > max {
+                        return Err(Corruption::OutOfRange("network prefix length"));
+                    }
+                    nets.push((a, len));
+                }
+                Input::Networks(LocalNetworks { ts_ns, netns, nets })
+            }
+            TAG_CONNTRACK => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                // Fields a later minor version appends are ignored.
+                self.conntrack = Some(read_conntrack(&mut inner)?);
+                return Ok(None);
+            }
+            TAG_SYN_RETRANS => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut ext = Cursor::new(c.bytes(n)?);
+                self.syn_retrans = ext.u32("syn_retrans")?;
+                return Ok(None);
             }
             TAG_BOUND_PORT => {
                 let n = c.len(usize::MAX, "skippable record")?;
@@ -1079,6 +1210,7 @@ impl Decoder {
             peer_close: has(C_PEER_CLOSE),
             established: has(C_ESTABLISHED),
             errno,
+            syn_retrans: std::mem::take(&mut self.syn_retrans),
             bound_port: std::mem::take(&mut self.bound_port),
         })
     }

@@ -88,6 +88,7 @@ pub fn churn(events: usize, rate_per_s: u64) -> Vec<Input> {
             peer_close: false,
             established: true,
             errno: None,
+            syn_retrans: 0,
             bound_port: false,
         })));
     }

@@ -108,13 +108,22 @@ fn draw_header(f: &mut Frame, area: Rect, app: &App, s: &Screen, t: &Theme) {
     // (each namespace has its own: line 5, the detail pane); TIME_WAIT and
     // open sum them all.
     let whose = if h.ns_note.is_some() { "host " } else { "" };
-    let l2 = vec![
+    let mut l2 = vec![
         Span::raw(format!(
             "{whose}ports {}-{} budget {}/dest  TIME_WAIT {}  open {}  ",
             h.port_range.0, h.port_range.1, h.budget, h.time_wait, h.open_ports,
         )),
         Span::styled(format!("lost {}", h.lost_events), lost_style),
     ];
+    if let Some((text, alarming)) = &h.conntrack {
+        let style = if *alarming {
+            t.alert()
+        } else {
+            Style::default()
+        };
+        l2.push(Span::raw("  "));
+        l2.push(Span::styled(text.clone(), style));
+    }
     // One window for the whole line, said once; failure rates with one
     // decimal (counts over 10 s, so exact) and their parts, which add up.
     let mut l3 = vec![Span::raw(format!(
@@ -537,6 +546,9 @@ fn draw_detail(f: &mut Frame, area: Rect, d: &Detail, t: &Theme) {
             "{peer:<22} {:>6}/s TW {tw}",
             rate(*new)
         )));
+    }
+    for fact in &d.facts {
+        lines.push(Line::from(Span::styled(fact.clone(), t.warn())));
     }
     f.render_widget(Paragraph::new(lines), peers);
 

@@ -251,6 +251,7 @@ pub fn build(m: &Model, app: &App, source: Option<String>) -> Screen {
             .collect(),
         advice_count: sys.advice.len(),
         lost_events: sys.lost_events,
+        conntrack: sys.conntrack.as_ref().map(|c| (c.text(), c.alarming())),
         // The engine orders advice most important first. Its namespace
         // prefix (a pod's UID is 40 characters) shortened: one line has room.
         advice: sys.advice.first().map(|a| {
@@ -414,6 +415,24 @@ fn hist(s: &Stats) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Failures by cause and SYN retransmissions of a key, a line each; none
+/// when there were neither.
+fn failure_facts(s: &Stats) -> Vec<String> {
+    if s.connect_errors_total == 0 && s.syn_retransmits == 0 {
+        return Vec::new();
+    }
+    let causes: Vec<String> = s
+        .connect_errors_by_cause
+        .iter()
+        .map(|c| format!("{} {}", c.cause.as_str(), c.count))
+        .collect();
+    let mut line = format!("Failed {}", s.connect_errors_total);
+    if !causes.is_empty() {
+        line.push_str(&format!(": {}", causes.join(", ")));
+    }
+    vec![line, format!("SYN retransmits {}", s.syn_retransmits)]
+}
+
 /// The detail pane's namespace line, when several namespaces were seen.
 fn detail_ns(namespaces: &[NsInfo], names: &[&str]) -> Option<String> {
     if !namespaces.iter().any(|n| !n.host) {
@@ -463,6 +482,7 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                 netns: detail_ns(namespaces, &service_namespaces(m, s)),
                 peers_label: "Connects to".into(),
                 peers,
+                facts: failure_facts(&s.stats),
                 rate_60s: series(&s.stats),
                 lifetime_hist: hist(&s.stats),
                 verdict,
@@ -512,6 +532,13 @@ fn detail(m: &Model, namespaces: &[NsInfo], view: View, key: &str) -> Option<Det
                         )
                     })
                     .collect(),
+                facts: {
+                    let mut f = failure_facts(&d.stats);
+                    if let Some(n) = d.nat_port_demand {
+                        f.push(format!("NAT port demand ~{n:.0}"));
+                    }
+                    f
+                },
                 rate_60s: series(&d.stats),
                 lifetime_hist: hist(&d.stats),
                 verdict,

@@ -85,6 +85,10 @@ pub struct Header {
     /// How many advice items there are (the pane shows them all).
     pub advice_count: usize,
     pub lost_events: u64,
+    /// The conntrack table in the worst state ("conntrack 20/262144
+    /// (0.0%), turned away 0.0/s [in NAME]") and whether it is full or
+    /// turning entries away; `None` without nf_conntrack.
+    pub conntrack: Option<(String, bool)>,
     /// The most important line of system advice.
     pub advice: Option<String>,
     /// "replay 00:01:23 / 00:05:00" etc., shown instead of the observed
@@ -178,6 +182,9 @@ pub struct Detail {
     /// (peer, new/s, TIME_WAIT).
     pub peers_label: String,
     pub peers: Vec<(String, f64, u64)>,
+    /// Lines under the peers: failed handshakes and SYN retransmissions,
+    /// NAT port demand (each a figure of the model, formatted).
+    pub facts: Vec<String>,
     /// New connections per second over the last 60 s, oldest first.
     pub rate_60s: Vec<u64>,
     /// Lifetime histogram: (bucket label, count).

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use portwatch::clock::WallClock;
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Task};
-use portwatch::input::{HostInfo, Input, Sysctls};
+use portwatch::input::{
+    Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, Sysctls,
+};
 
 pub const S: u64 = 1_000_000_000;
 pub const MS: u64 = 1_000_000;
@@ -76,6 +78,7 @@ pub fn conn(t: Task, dst: &str, start_ns: u64, life_ns: u64, local_close: bool) 
         peer_close: !local_close,
         established: true,
         errno: None,
+        syn_retrans: 0,
         bound_port: false,
     }))
 }
@@ -99,6 +102,7 @@ pub fn inbound(local: &str, start_ns: u64, life_ns: u64) -> Input {
         peer_close: true,
         established: true,
         errno: None,
+        syn_retrans: 0,
         bound_port: false,
     }))
 }
@@ -149,4 +153,49 @@ pub fn churn(
     }
     v.sort_by_key(|i| i.ts_ns());
     v
+}
+
+/// The host namespace's interface networks, e.g. `[("10.0.0.5", 24)]`.
+pub fn networks(ts_ns: u64, nets: &[(&str, u8)]) -> Input {
+    Input::Networks(LocalNetworks {
+        ts_ns,
+        netns: 4026531840,
+        nets: nets
+            .iter()
+            .map(|(a, len)| (a.parse().unwrap(), *len))
+            .collect(),
+    })
+}
+
+/// Kernel counters with a conntrack table of `count` of `max` entries and
+/// cumulative (insert_failed, drop, early_drop).
+pub fn conntrack_counters(ts_ns: u64, count: u64, max: u64, failed: (u64, u64, u64)) -> Input {
+    Input::Counters(KernelCounters {
+        ts_ns,
+        conntrack: Some(Conntrack {
+            count,
+            max: Some(max),
+            stats: Some(ConntrackStats {
+                insert_failed: failed.0,
+                drop: failed.1,
+                early_drop: failed.2,
+            }),
+        }),
+        ..KernelCounters::default()
+    })
+}
+
+/// An outbound handshake to `dst` that got no answer: given up by the
+/// application after `wait_ns` (`aborted`), `syn_retrans` SYNs retransmitted.
+pub fn unanswered(t: Task, dst: &str, start_ns: u64, wait_ns: u64, syn_retrans: u32) -> Input {
+    let Input::Event(Event::Close(c)) = conn(t, dst, start_ns, wait_ns, false) else {
+        unreachable!()
+    };
+    Input::Event(Event::Close(ConnClose {
+        handshake_ns: None,
+        peer_close: false,
+        established: false,
+        syn_retrans,
+        ..c
+    }))
 }

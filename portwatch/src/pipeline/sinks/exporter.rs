@@ -46,10 +46,7 @@ impl ExporterSink {
     }
 
     fn publish(&mut self, model: &Model, programs: Option<Vec<ProgramStats>>) {
-        let extras = HostExtras {
-            conntrack: crate::exporter::read_conntrack(),
-            programs,
-        };
+        let extras = HostExtras { programs };
         let (om, prom) = crate::exporter::render(&mut self.series, model, &extras);
         self.tx.send_replace(Some(Arc::new(Published {
             openmetrics: Bytes::from(om),

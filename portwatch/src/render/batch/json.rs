@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::engine::netns::NetnsRow;
+use crate::engine::netns::{ConntrackRow, NetnsRow};
 use crate::engine::service::ServiceId;
 use crate::engine::{
     Advice, BoundRow, CauseCount, DestinationRow, ErrnoCount, InboundRow, Model, Others, Stats,
@@ -51,6 +51,8 @@ pub struct SystemJson<'a> {
     pub connect_errors_per_sec: f64,
     pub connect_errors_by_errno: &'a [ErrnoCount],
     pub connect_errors_by_cause: &'a [CauseCount],
+    pub syn_retransmits: u64,
+    pub conntrack: Option<&'a ConntrackRow>,
     pub lost_events: u64,
     pub close_wait: u64,
     pub close_wait_unattributed: u64,
@@ -198,6 +200,8 @@ pub fn json(model: &Model, interval_s: f64, rows: usize) -> BatchJson<'_> {
             connect_errors_per_sec: sys.connect_errors_per_s_10s,
             connect_errors_by_errno: &sys.connect_errors,
             connect_errors_by_cause: &sys.connect_errors_by_cause,
+            syn_retransmits: sys.syn_retransmits,
+            conntrack: sys.conntrack.as_ref(),
             lost_events: sys.lost_events,
             close_wait: sys.close_wait,
             close_wait_unattributed: sys.close_wait_unattributed,

@@ -28,6 +28,9 @@
 //!     "address_unavailable", "port_in_use" (connect() of a socket bound to
 //!     its port before: that 4-tuple is taken), "refused", "timed_out",
 //!     "aborted", "reset", "unreachable", "other".
+//!   - `syn_retransmits`: SYNs the kernel retransmitted for outbound
+//!     connections that closed since start (`tcp:tcp_retransmit_skb` on a
+//!     SYN_SENT socket; 0 when the tracepoint is missing).
 //!   - `lost_events`: events lost in the kernel or undecodable (cumulative).
 //!   - `advice`: `[{level, key, text}]`, level "warning", "suggestion" or "note".
 //! - `services`: `[{name, kind, pids, …stats}]`; `kind` is "systemd",
@@ -74,7 +77,9 @@
 //! `tw_expiring_30s`, `tw_expiring_60s`, `connect_errors` (count),
 //! `connect_errors_by_errno`, `connect_errors_by_cause`,
 //! `failed_handshake_p50_ms`, `failed_handshake_p99_ms` (how long failed
-//! handshakes waited before failing).
+//! handshakes waited before failing), `syn_retransmits` (SYNs retransmitted
+//! by the outbound connections that closed: each one means a SYN waited at
+//! least a second unanswered).
 
 mod json;
 mod text;

@@ -50,7 +50,15 @@ pub fn write_text(out: &mut impl Write, model: &Model, rows: usize) -> io::Resul
             .iter()
             .map(|c| format!("{} {}", c.cause.as_str(), c.count))
             .collect();
-        writeln!(out, "failures by cause: {}", causes.join(", "))?;
+        writeln!(
+            out,
+            "failures by cause: {}  SYN retransmits {}",
+            causes.join(", "),
+            sys.syn_retransmits
+        )?;
+    }
+    if let Some(ct) = &sys.conntrack {
+        writeln!(out, "{}", ct.text())?;
     }
     if let (Some(tw), Some(rec), Some(ovf)) =
         (sys.tw_per_s, sys.tw_recycled_per_s, sys.tw_overflow_per_s)
@@ -147,6 +155,20 @@ pub fn write_text(out: &mut impl Write, model: &Model, rows: usize) -> io::Resul
             forecast,
             if d.from_socket_table { "" } else { " *" }
         )?;
+    }
+    // Destinations beyond the host's own networks: the NAT gateway ports
+    // they need (compare with the gateway's limit).
+    let nat: Vec<String> = model
+        .destinations
+        .iter()
+        .take(rows)
+        .filter_map(|d| {
+            d.nat_port_demand
+                .map(|n| format!("{} ~{n:.0}", addr_port(d.daddr, d.dport)))
+        })
+        .collect();
+    if !nat.is_empty() {
+        writeln!(out, "  NAT port demand: {}", nat.join(", "))?;
     }
     more(
         out,

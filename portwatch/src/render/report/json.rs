@@ -20,10 +20,21 @@ struct ReportJson<'a> {
     services: Vec<ServiceSummaryJson<'a>>,
     destinations: Vec<DestinationSummaryJson<'a>>,
     failures: FailuresJson<'a>,
+    conntrack: Option<ConntrackJson<'a>>,
     verdicts: Vec<VerdictSummaryJson<'a>>,
     lost_events: LostJson,
     warnings: &'a [String],
     complete: bool,
+}
+
+#[derive(Serialize)]
+struct ConntrackJson<'a> {
+    netns_name: &'a str,
+    count: u64,
+    max: Option<u64>,
+    fill: Option<f64>,
+    turned_away_per_sec: f64,
+    at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -82,11 +93,15 @@ struct DestinationSummaryJson<'a> {
     peak_pressure: f64,
     peak_pressure_at: Option<String>,
     closer: Closer,
+    connect_errors: u64,
+    syn_retransmits: u64,
+    peak_nat_port_demand: Option<f64>,
 }
 
 #[derive(Serialize)]
 struct FailuresJson<'a> {
     total: u64,
+    syn_retransmits: u64,
     by_errno: &'a [ErrnoCount],
     minutes: Vec<MinuteJson>,
 }
@@ -179,10 +194,22 @@ fn json(r: &Report, rows: usize) -> ReportJson<'_> {
                     .then(|| at(d.peak_pressure_ns))
                     .flatten(),
                 closer: d.closer,
+                connect_errors: d.connect_errors(),
+                syn_retransmits: d.syn_retransmits(),
+                peak_nat_port_demand: d.peak_nat_port_demand,
             })
             .collect(),
+        conntrack: r.conntrack_peak.as_ref().map(|c| ConntrackJson {
+            netns_name: &c.netns_name,
+            count: c.count,
+            max: c.max,
+            fill: c.fill,
+            turned_away_per_sec: c.turned_away_per_s,
+            at: at(c.at_ns),
+        }),
         failures: FailuresJson {
             total: r.failures.iter().map(|c| c.count).sum(),
+            syn_retransmits: r.syn_retransmits,
             by_errno: &r.failures,
             minutes: r
                 .failure_minutes

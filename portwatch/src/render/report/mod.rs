@@ -19,10 +19,17 @@
 //!   peak_new_per_sec, lifetime_p50_ms, closed_locally_share, connect_errors}]`.
 //! - `destinations` (by peak pressure, descending): `[{daddr, dport,
 //!   new_total, peak_new_per_sec, peak_held_ports, peak_time_wait, budget,
-//!   peak_pressure, peak_pressure_at, closer}]`; `peak_pressure` = held ports /
-//!   budget at its highest: the peak share of the port budget.
-//! - `failures`: `{total, by_errno: [{errno, name, count}], minutes: [{minute,
+//!   peak_pressure, peak_pressure_at, closer, connect_errors, syn_retransmits}]`;
+//!   `peak_pressure` = held ports / budget at its highest: the peak share of
+//!   the port budget; `connect_errors`: failed connects and handshakes to it;
+//!   `syn_retransmits`: SYNs the kernel retransmitted to it;
+//!   `peak_nat_port_demand`: the highest NAT gateway port demand (null for
+//!   destinations in the host's own networks, or when unknown).
+//! - `failures`: `{total, syn_retransmits, by_errno: [{errno, name, count}], minutes: [{minute,
 //!   total, by_errno}]}`, EADDRNOTAVAIL first; only minutes with failures.
+//! - `conntrack`: the conntrack table at its worst (most entries turned
+//!   away per second, then the fullest): `{netns_name, count, max, fill,
+//!   turned_away_per_sec, at}`; null without nf_conntrack.
 //! - `verdicts`: every pair flagged at least once: the fields of `top --batch
 //!   --json` verdicts at the pair's peak (most TIME_WAIT, then highest rate),
 //!   plus `peak_at`, `first_seen`, `last_seen` and `flagged_s` (seconds of

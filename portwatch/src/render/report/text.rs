@@ -160,7 +160,7 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
     writeln!(out, "DESTINATIONS BY PORT PRESSURE")?;
     writeln!(
         out,
-        "  {:<34} {:<20} {:>9} {:>10} {:>9} {:>8} {:>7} {:>10} {:>8}  CLOSER",
+        "  {:<34} {:<20} {:>9} {:>10} {:>9} {:>8} {:>7} {:>10} {:>8} {:>7} {:>7}  CLOSER",
         "DESTINATION",
         "NETNS",
         "CONNS",
@@ -169,12 +169,14 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
         "PEAK_TW",
         "BUDGET",
         "PEAK_SHARE",
-        "AT"
+        "AT",
+        "FAILED",
+        "SYN_RTX"
     )?;
     for d in r.destinations.iter().take(rows) {
         writeln!(
             out,
-            "  {:<34} {:<20} {:>9} {:>10.1} {:>9} {:>8} {:>7} {:>9.1}% {:>8}  {}",
+            "  {:<34} {:<20} {:>9} {:>10.1} {:>9} {:>8} {:>7} {:>9.1}% {:>8} {:>7} {:>7}  {}",
             addr_port(d.daddr, d.dport),
             clean(d.netns_name.as_deref().unwrap_or("-")),
             d.new_total(),
@@ -188,6 +190,8 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
             } else {
                 "-".into()
             },
+            d.connect_errors(),
+            d.syn_retransmits(),
             format!("{:?}", d.closer).to_lowercase()
         )?;
     }
@@ -217,6 +221,34 @@ pub fn write_text(out: &mut impl Write, r: &Report, rows: usize) -> io::Result<(
             }
             writeln!(out, "{line}")?;
         }
+    }
+    if r.syn_retransmits > 0 {
+        writeln!(
+            out,
+            "  SYN retransmits: {} (SYNs that waited at least 1 s unanswered)",
+            r.syn_retransmits
+        )?;
+    }
+    if let Some(c) = &r.conntrack_peak {
+        writeln!(
+            out,
+            "  at its worst ({}, {}): {}",
+            c.netns_name,
+            r.hms(c.at_ns),
+            crate::render::fmt::conntrack(c.count, c.max, Some(c.turned_away_per_s))
+        )?;
+    }
+    let nat: Vec<String> = r
+        .destinations
+        .iter()
+        .filter_map(|d| {
+            d.peak_nat_port_demand
+                .map(|n| format!("{} ~{n:.0}", addr_port(d.daddr, d.dport)))
+        })
+        .take(rows)
+        .collect();
+    if !nat.is_empty() {
+        writeln!(out, "  NAT port demand at peak: {}", nat.join(", "))?;
     }
 
     writeln!(out)?;
