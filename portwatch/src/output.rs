@@ -13,7 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::clock::WallClock;
 use crate::errno;
-use crate::event::{BindError, Cause, Comm, ConnClose, ConnectError, Direction, Event};
+use crate::event::{BindError, Cause, Comm, ConnClose, ConnectError, Direction, Event, Task};
 
 /// A value written into the JSON as a string through its `Display`,
 /// straight into the output: no `String` per field and event (`trace
@@ -332,21 +332,30 @@ impl<'a> JsonEvent<'a> {
         j
     }
 
-    fn bind_error(b: &BindError, clock: &WallClock) -> JsonEvent<'a> {
+    /// The fields every event has (when, who, which namespace); the rest
+    /// empty, for each event kind to fill in.
+    fn base(
+        event: &'static str,
+        ts_ns: u64,
+        task: Option<Task>,
+        netns: u32,
+        family: &'static str,
+        clock: &WallClock,
+    ) -> JsonEvent<'a> {
         JsonEvent {
-            event: "bind_error",
-            time: Shown(Rfc3339Micros(clock.utc(b.ts_ns))),
-            ts_ns: b.ts_ns,
-            pid: b.task.map(|t| t.pid),
-            tid: b.task.map(|t| t.tid),
-            comm: b.task.map(|t| Shown(t.comm)),
-            thread: b.task.map(|t| Shown(t.thread)),
-            cgroup_id: b.task.map(|t| t.cgroup_id),
-            netns: (b.netns != 0).then_some(b.netns),
+            event,
+            time: Shown(Rfc3339Micros(clock.utc(ts_ns))),
+            ts_ns,
+            pid: task.map(|t| t.pid),
+            tid: task.map(|t| t.tid),
+            comm: task.map(|t| Shown(t.comm)),
+            thread: task.map(|t| Shown(t.thread)),
+            cgroup_id: task.map(|t| t.cgroup_id),
+            netns: (netns != 0).then_some(netns),
             netns_name: None,
-            family: family(&b.saddr),
-            saddr: Some(Shown(b.saddr)),
-            sport: Some(b.sport),
+            family,
+            saddr: None,
+            sport: None,
             daddr: None,
             dport: None,
             direction: "out",
@@ -356,26 +365,32 @@ impl<'a> JsonEvent<'a> {
             bytes_received: None,
             local_close: None,
             established: None,
-            errno: Some(errno::name(b.errno)),
+            errno: None,
             cause: None,
             syn_retransmits: None,
             bound_port: None,
         }
     }
 
-    fn close(c: &ConnClose, clock: &WallClock) -> JsonEvent<'a> {
+    fn bind_error(b: &BindError, clock: &WallClock) -> JsonEvent<'a> {
         JsonEvent {
-            event: "close",
-            time: Shown(Rfc3339Micros(clock.utc(c.end_ns))),
-            ts_ns: c.end_ns,
-            pid: c.task.map(|t| t.pid),
-            tid: c.task.map(|t| t.tid),
-            comm: c.task.map(|t| Shown(t.comm)),
-            thread: c.task.map(|t| Shown(t.thread)),
-            cgroup_id: c.task.map(|t| t.cgroup_id),
-            netns: (c.netns != 0).then_some(c.netns),
-            netns_name: None,
-            family: family(&c.daddr),
+            saddr: Some(Shown(b.saddr)),
+            sport: Some(b.sport),
+            errno: Some(errno::name(b.errno)),
+            ..Self::base(
+                "bind_error",
+                b.ts_ns,
+                b.task,
+                b.netns,
+                family(&b.saddr),
+                clock,
+            )
+        }
+    }
+
+    fn close(c: &ConnClose, clock: &WallClock) -> JsonEvent<'a> {
+        let out = c.direction == Direction::Outbound;
+        JsonEvent {
             saddr: Some(Shown(c.saddr)),
             sport: Some(c.sport),
             daddr: Some(Shown(c.daddr)),
@@ -389,39 +404,28 @@ impl<'a> JsonEvent<'a> {
             established: Some(c.established),
             errno: c.errno.map(errno::name),
             cause: c.failure().map(|f| f.as_str()),
-            syn_retransmits: (c.direction == Direction::Outbound).then_some(c.syn_retrans),
-            bound_port: (c.direction == Direction::Outbound).then_some(c.bound_port),
+            syn_retransmits: out.then_some(c.syn_retrans),
+            bound_port: out.then_some(c.bound_port),
+            ..Self::base("close", c.end_ns, c.task, c.netns, family(&c.daddr), clock)
         }
     }
 
     fn connect_error(e: &ConnectError, clock: &WallClock) -> JsonEvent<'a> {
         JsonEvent {
-            event: "connect_error",
-            time: Shown(Rfc3339Micros(clock.utc(e.ts_ns))),
-            ts_ns: e.ts_ns,
-            pid: e.task.map(|t| t.pid),
-            tid: e.task.map(|t| t.tid),
-            comm: e.task.map(|t| Shown(t.comm)),
-            thread: e.task.map(|t| Shown(t.thread)),
-            cgroup_id: e.task.map(|t| t.cgroup_id),
-            netns: (e.netns != 0).then_some(e.netns),
-            netns_name: None,
-            family: family(&e.daddr),
-            saddr: None,
-            sport: None,
             daddr: Some(Shown(e.daddr)),
             dport: Some(e.dport),
-            direction: "out",
-            lifetime_us: None,
-            handshake_us: None,
-            bytes_sent: None,
-            bytes_received: None,
-            local_close: None,
             established: Some(false),
             errno: Some(errno::name(e.errno)),
             cause: Some(e.failure().as_str()),
-            syn_retransmits: None,
             bound_port: Some(e.cause == Cause::PortInUse),
+            ..Self::base(
+                "connect_error",
+                e.ts_ns,
+                e.task,
+                e.netns,
+                family(&e.daddr),
+                clock,
+            )
         }
     }
 }
