@@ -4,6 +4,7 @@
 
 pub mod btf;
 pub mod checks;
+pub mod stackids;
 pub mod tracefs;
 
 use std::time::Duration;
@@ -180,6 +181,8 @@ pub struct Probe {
     decode_errors: u64,
     /// Sampled connect() user stacks (`STACKS`).
     stacks: StackTraceMap<MapData>,
+    /// Stack ids read from `stacks`, deleted once unused.
+    stack_ids: stackids::StackIds,
     stack_samples: Vec<RawStack>,
     /// fdinfo paths of the loaded programs, for their `recursion_misses`.
     prog_fdinfo: Vec<std::path::PathBuf>,
@@ -358,6 +361,7 @@ impl Probe {
             _ebpf: ebpf,
             decode_errors: 0,
             stacks,
+            stack_ids: Default::default(),
             stack_samples: Vec::new(),
             prog_fdinfo,
             warnings,
@@ -386,24 +390,20 @@ impl Probe {
         }
         let ring = self.ring.get_mut();
         let mut n = 0;
-        let mut read_ids: Vec<(u32, Result<Vec<u64>, String>)> = Vec::new();
         while let Some(item) = ring.next() {
             n += 1;
             match StackSample::decode(&item) {
                 Some(Ok(sample)) => {
                     let ips = match sample.stack_id {
-                        Ok(id) => match read_ids.iter().find(|(i, _)| *i == id) {
-                            Some((_, ips)) => ips.clone(),
-                            None => {
-                                let ips = self
-                                    .stacks
+                        Ok(id) => {
+                            let stacks = &self.stacks;
+                            self.stack_ids.ips(id, |id| {
+                                stacks
                                     .get(&id, 0)
                                     .map(|t| t.frames().iter().map(|f| f.ip).collect())
-                                    .map_err(|e| format!("stack {id} not readable: {e}"));
-                                read_ids.push((id, ips.clone()));
-                                ips
-                            }
-                        },
+                                    .map_err(|e| format!("stack {id} not readable: {e}"))
+                            })
+                        }
                         Err(e) => Err(format!(
                             "the kernel could not capture the stack (bpf_get_stackid: {})",
                             std::io::Error::from_raw_os_error(-e)
@@ -427,12 +427,15 @@ impl Probe {
                 }
             }
         }
-        // Free the ids read: the map then only holds the stacks of one
-        // drain interval. A sample of the same stack submitted meanwhile
-        // finds its id gone at the next drain; that sample says so.
-        for (id, _) in read_ids {
-            let _ = self.stacks.remove(&id);
-        }
+        // Ids stay while their stack keeps being sampled (no syscall per
+        // drain); unused ones are deleted (see `stackids`). A sample of a
+        // stack submitted just before its id was deleted finds it gone at
+        // the next drain; that sample says so.
+        let stacks = &mut self.stacks;
+        self.stack_ids
+            .end_drain(crate::clock::monotonic_now_ns(), |id| {
+                let _ = stacks.remove(&id);
+            });
         n
     }
 
