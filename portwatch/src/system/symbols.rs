@@ -10,12 +10,25 @@
 //! build, not by pid); on top of that a (pid, addresses) cache skips the
 //! `/proc/PID/maps` read for the stack a process repeats.
 //!
+//! Its cost is bounded in two ways, so that sampling stays cheap whatever
+//! the clients do. Samples go to the thread in batches at most every
+//! [`SEND_EVERY`] rather than at every 10 ms drain: waking a thread costs
+//! tens of µs of CPU on a small VM, more than naming a cached stack. And a
+//! process gets at most [`NEW_PER_PID_PER_S`] symbolizations of stacks not
+//! in the cache per second of samples: a client without frame pointers, or
+//! a JIT, can hand the kernel's walk a different chain at every call, and
+//! each would cost a `/proc/PID/maps` read and lookups in its binaries.
+//! Samples beyond the budget, or dropped because the thread was behind, are
+//! still counted: they arrive as call stacks without frames whose note says
+//! why, so the shares of the other call sites stay true.
+//!
 //! Hand-written only where blazesym has no notion: turning its symbols into
 //! one line per frame, and saying what is known for interpreters and JITs.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use blazesym::symbolize::{self, Symbolized, Symbolizer};
 
@@ -34,13 +47,25 @@ pub struct RawStack {
 const QUEUE_BATCHES: usize = 256;
 /// Symbolized stacks remembered per (pid, addresses); cleared when full.
 const CACHE_ENTRIES: usize = 4096;
+/// Samples wait in intake at most this long before the worker gets them
+/// (call sites are drawn every 0.5 s or more; one wake-up per batch).
+pub const SEND_EVERY: Duration = Duration::from_millis(250);
+/// ... or until this many wait.
+pub const SEND_AT: usize = 1024;
+/// New (uncached) stacks symbolized per process per second of samples.
+pub const NEW_PER_PID_PER_S: u32 = 16;
+/// Processes whose budget is tracked at once; cleared when full.
+const BUDGET_PIDS: usize = 4096;
 
 pub struct Worker {
     tx: Option<mpsc::SyncSender<Vec<RawStack>>>,
     rx: mpsc::Receiver<CallStack>,
     handle: Option<JoinHandle<()>>,
-    /// Samples dropped because the worker was behind.
-    pub dropped: u64,
+    /// Samples not yet handed to the thread, and when it last got some.
+    pending: Vec<RawStack>,
+    sent_at: Instant,
+    /// Samples the thread could not take (queue full), as frameless stacks.
+    behind: Vec<CallStack>,
 }
 
 impl Worker {
@@ -63,36 +88,80 @@ impl Worker {
             tx: Some(tx),
             rx,
             handle: Some(handle),
-            dropped: 0,
+            pending: Vec::new(),
+            sent_at: Instant::now(),
+            behind: Vec::new(),
         })
     }
 
-    /// Queues samples for symbolization; never blocks.
-    pub fn send(&mut self, batch: Vec<RawStack>) {
+    /// Queues samples for symbolization; never blocks. They reach the
+    /// thread in one batch per [`SEND_EVERY`] (or [`SEND_AT`] samples).
+    pub fn send(&mut self, mut batch: Vec<RawStack>) {
         if batch.is_empty() {
             return;
         }
-        let n = batch.len() as u64;
+        self.pending.append(&mut batch);
+        if self.pending.len() >= SEND_AT || self.sent_at.elapsed() >= SEND_EVERY {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        self.sent_at = Instant::now();
+        if self.pending.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.pending);
         if let Some(tx) = &self.tx
-            && tx.try_send(batch).is_err()
+            && let Err(mpsc::TrySendError::Full(batch) | mpsc::TrySendError::Disconnected(batch)) =
+                tx.try_send(batch)
         {
-            self.dropped += n;
+            let why = "not symbolized: the symbolizer thread was behind";
+            self.behind
+                .extend(batch.iter().map(|r| unnamed(r, Vec::new(), why.into())));
         }
     }
 
     /// The stacks symbolized so far; never blocks.
-    pub fn try_recv(&self) -> Vec<CallStack> {
-        self.rx.try_iter().collect()
+    pub fn try_recv(&mut self) -> Vec<CallStack> {
+        let mut out = std::mem::take(&mut self.behind);
+        out.extend(self.rx.try_iter());
+        out
     }
 
     /// Waits for everything queued (at the end of a run, so the last
     /// samples reach the recording).
     pub fn finish(&mut self) -> Vec<CallStack> {
+        if let Some(tx) = &self.tx
+            && !self.pending.is_empty()
+        {
+            // Blocking: the run is over and these are its last samples.
+            let batch = std::mem::take(&mut self.pending);
+            if let Err(mpsc::SendError(batch)) = tx.send(batch) {
+                let why = "not symbolized: the symbolizer thread stopped";
+                self.behind
+                    .extend(batch.iter().map(|r| unnamed(r, Vec::new(), why.into())));
+            }
+        }
         self.tx = None;
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
         self.try_recv()
+    }
+}
+
+/// A sample's call stack with the given frames and note.
+fn unnamed(raw: &RawStack, frames: Vec<String>, note: String) -> CallStack {
+    let s = &raw.sample;
+    CallStack {
+        ts_ns: s.ts_ns,
+        task: s.task,
+        netns: s.netns,
+        daddr: s.daddr,
+        dport: s.dport,
+        frames,
+        note: Some(note),
     }
 }
 
@@ -103,14 +172,41 @@ type Named = (Vec<String>, Option<String>);
 struct Names {
     symbolizer: Symbolizer,
     cache: HashMap<(u32, Vec<u64>), Named>,
+    /// Per pid: the second of sample time (`ts_ns / 1e9`) and the new
+    /// stacks symbolized in it.
+    budget: HashMap<u32, (u64, u32)>,
 }
 
 impl Names {
     fn new() -> Names {
+        // No separate debug files (`/usr/lib/debug`): glibc's alone (from
+        // libc6-dbg) cost ~45 ms of CPU and +15 MiB of memory to load on
+        // this project's VM, for names of libc's own frames; a binary's own
+        // symbols and DWARF still name the program's frames.
+        let no_dirs: &[&std::path::Path] = &[];
         Names {
-            symbolizer: Symbolizer::new(),
+            symbolizer: Symbolizer::builder().set_debug_dirs(Some(no_dirs)).build(),
             cache: HashMap::new(),
+            budget: HashMap::new(),
         }
+    }
+
+    /// Takes one new symbolization from `pid`'s budget for the second of
+    /// `ts_ns`; false when that second's budget is spent.
+    fn within_budget(&mut self, pid: u32, ts_ns: u64) -> bool {
+        let second = ts_ns / 1_000_000_000;
+        if self.budget.len() >= BUDGET_PIDS && !self.budget.contains_key(&pid) {
+            self.budget.clear();
+        }
+        let b = self.budget.entry(pid).or_insert((second, 0));
+        if b.0 != second {
+            *b = (second, 0);
+        }
+        if b.1 >= NEW_PER_PID_PER_S {
+            return false;
+        }
+        b.1 += 1;
+        true
     }
 
     fn call_stack(&mut self, raw: &RawStack) -> CallStack {
@@ -125,16 +221,24 @@ impl Names {
                     .take(MAX_STACK_FRAMES)
                     .collect();
                 let key = (s.task.pid, ips);
-                match self.cache.get(&key) {
-                    Some(v) => v.clone(),
-                    None => {
-                        let v = self.symbolize(s.task.pid, &key.1);
-                        if self.cache.len() >= CACHE_ENTRIES {
-                            self.cache.clear();
-                        }
-                        self.cache.insert(key, v.clone());
-                        v
+                if let Some(v) = self.cache.get(&key) {
+                    v.clone()
+                } else if !self.within_budget(s.task.pid, s.ts_ns) {
+                    (
+                        Vec::new(),
+                        Some(format!(
+                            "not symbolized: more than {NEW_PER_PID_PER_S} new stacks a second \
+                             from this process (a stack that differs at every call: code \
+                             without frame pointers?)"
+                        )),
+                    )
+                } else {
+                    let v = self.symbolize(s.task.pid, &key.1);
+                    if self.cache.len() >= CACHE_ENTRIES {
+                        self.cache.clear();
                     }
+                    self.cache.insert(key, v.clone());
+                    v
                 }
             }
         };
@@ -173,8 +277,8 @@ impl Names {
             }
         };
         let mut modules: Vec<String> = Vec::new();
-        let mut unknown = 0;
-        let frames = syms
+        let mut named = Vec::with_capacity(ips.len());
+        let mut frames: Vec<String> = syms
             .iter()
             .zip(ips)
             .map(|(sym, ip)| match sym {
@@ -192,16 +296,48 @@ impl Names {
                             None => file,
                         }
                     });
+                    named.push(true);
                     frame_text(&s.name, place.as_deref())
                 }
                 Symbolized::Unknown(_) => {
-                    unknown += 1;
+                    named.push(false);
                     format!("{ip:#x}")
                 }
             })
             .collect();
-        (frames, runtime_note(pid, &modules, unknown))
+        let left_out = trim_outer_unnamed(&mut frames, &named);
+        let unknown = named[..frames.len()].iter().filter(|n| !**n).count();
+        let note = runtime_note(pid, &modules, unknown);
+        let note = match (note, left_out) {
+            (note, 0) => note,
+            (note, n) => {
+                let trimmed = format!(
+                    "{n} outer frame(s) without symbols left out (a library's thread or \
+                     process start, or past the end of the frame-pointer chain)"
+                );
+                Some(match note {
+                    Some(note) => format!("{note}; {trimmed}"),
+                    None => trimmed,
+                })
+            }
+        };
+        (frames, note)
     }
+}
+
+/// Drops the unnamed frames past the outermost named one; returns how many.
+/// They are a library's thread or process start (`start_thread`,
+/// `__libc_start_call_main`: named only by separate debug files, not read)
+/// or what a frame-pointer walk read past the chain's end. As raw
+/// addresses they differ between processes (ASLR) and would split one call
+/// site into one per process. A stack with no named frame is kept whole.
+pub fn trim_outer_unnamed(frames: &mut Vec<String>, named: &[bool]) -> usize {
+    let Some(last) = named.iter().rposition(|n| *n) else {
+        return 0;
+    };
+    let n = frames.len().saturating_sub(last + 1);
+    frames.truncate(last + 1);
+    n
 }
 
 /// One frame as shown and folded: the function, and its file:line where
@@ -265,6 +401,23 @@ mod tests {
     }
 
     #[test]
+    fn unnamed_frames_past_the_outermost_named_one_are_left_out() {
+        let mut frames = vec![
+            "connect".into(),
+            "0x7f01".into(),
+            "main".into(),
+            "0x7f02".into(),
+        ];
+        let n = trim_outer_unnamed(&mut frames, &[true, false, true, false]);
+        assert_eq!(n, 1);
+        assert_eq!(frames, vec!["connect", "0x7f01", "main"]);
+        // Nothing named (JIT code without a perf map): kept as it is.
+        let mut frames = vec!["0x1".to_string(), "0x2".to_string()];
+        assert_eq!(trim_outer_unnamed(&mut frames, &[false, false]), 0);
+        assert_eq!(frames.len(), 2);
+    }
+
+    #[test]
     fn an_interpreter_is_named_by_its_mapped_library() {
         let n = runtime_note(1, &["/usr/lib/libpython3.11.so.1.0".into()], 0).unwrap();
         assert!(
@@ -280,12 +433,11 @@ mod tests {
         assert!(n.contains("/tmp/perf-999999999.map"), "{n}");
     }
 
-    #[test]
-    fn a_vanished_process_gives_raw_addresses_and_a_reason() {
-        let mut names = Names::new();
-        let raw = RawStack {
+    /// A sample of a process that does not exist, at `ts_ns`.
+    fn sample(ts_ns: u64, ips: Vec<u64>) -> RawStack {
+        RawStack {
             sample: StackSample {
-                ts_ns: 1,
+                ts_ns,
                 task: crate::event::Task {
                     pid: 999_999_999,
                     tid: 999_999_999,
@@ -298,8 +450,55 @@ mod tests {
                 dport: 80,
                 stack_id: Ok(1),
             },
-            ips: Ok(vec![0x401000, 0x402000, 0]),
-        };
+            ips: Ok(ips),
+        }
+    }
+
+    #[test]
+    fn a_process_gets_a_budget_of_new_stacks_per_second() {
+        let mut names = Names::new();
+        let second = 1_000_000_000;
+        let n = NEW_PER_PID_PER_S as u64;
+        // Stacks that differ at every call (as without frame pointers).
+        let named: Vec<CallStack> = (0..n + 3)
+            .map(|i| names.call_stack(&sample(5 * second + i, vec![0x401000 + i])))
+            .collect();
+        for cs in &named[..n as usize] {
+            assert_eq!(cs.frames.len(), 1, "{cs:?}");
+        }
+        for cs in &named[n as usize..] {
+            assert!(cs.frames.is_empty(), "{cs:?}");
+            let note = cs.note.as_deref().unwrap();
+            assert!(
+                note.starts_with("not symbolized: more than 16 new"),
+                "{note}"
+            );
+        }
+        // A stack already named costs no budget; the next second has one.
+        let again = names.call_stack(&sample(5 * second + n, vec![0x401000]));
+        assert_eq!(again.frames, vec!["0x401000"]);
+        let next = names.call_stack(&sample(6 * second, vec![0x409000]));
+        assert_eq!(next.frames, vec!["0x409000"]);
+    }
+
+    #[test]
+    fn the_worker_names_every_sample_it_was_sent() {
+        let mut w = Worker::spawn().unwrap();
+        let mut named = Vec::new();
+        // A full batch goes at once; the rest waits for `finish`.
+        for i in 0..SEND_AT as u64 + 5 {
+            w.send(vec![sample(i, vec![0x401000])]);
+            named.extend(w.try_recv());
+        }
+        named.extend(w.finish());
+        assert_eq!(named.len(), SEND_AT + 5);
+        assert!(named.iter().all(|cs| cs.frames == vec!["0x401000"]));
+    }
+
+    #[test]
+    fn a_vanished_process_gives_raw_addresses_and_a_reason() {
+        let mut names = Names::new();
+        let raw = sample(1, vec![0x401000, 0x402000, 0]);
         let cs = names.call_stack(&raw);
         assert_eq!(cs.frames, vec!["0x401000", "0x402000"]);
         let note = cs.note.unwrap();
