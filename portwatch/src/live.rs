@@ -36,7 +36,8 @@ const MAX_WORKLOADS_ASKED: usize = 65_536;
 /// read; more are shown from events alone (the engine counts them as
 /// folded). A busy Kubernetes node has hundreds of pods.
 pub const MAX_NETNS: usize = 4096;
-/// Tasks remembered per namespace to enter it through (the most recent).
+/// Tasks remembered per namespace to enter it through (the most recently
+/// first seen).
 const TASKS_PER_NETNS: usize = 4;
 
 /// The namespaces seen in events, and tasks to enter each through.
@@ -70,10 +71,12 @@ impl NetnsSeen {
             }
             None => return,
         };
-        if tasks.first() == Some(&task) {
+        // Any live task will do to enter the namespace: one already listed
+        // stays where it is (threads of one client take turns, and this
+        // runs for every event).
+        if tasks.contains(&task) {
             return;
         }
-        tasks.retain(|t| *t != task);
         tasks.insert(0, task);
         tasks.truncate(TASKS_PER_NETNS);
         // Read again at the next resync, not at once: short-lived tasks
@@ -282,7 +285,11 @@ pub struct LiveSource {
     langrt: Option<crate::system::langrt::Worker>,
     /// Outbound closes per process (pid, comm) until its runtime is asked
     /// for (at [`RUNTIME_AFTER`]); cleared when [`RUNTIME_PIDS`] is reached.
-    langrt_count: HashMap<(u32, crate::event::Comm), u32>,
+    langrt_count: FxHashMap<(u32, crate::event::Comm), u32>,
+    /// The last process counted that had already reached
+    /// [`RUNTIME_AFTER`]: a churning client's events come in runs, so most
+    /// events skip the map.
+    langrt_last_done: Option<(u32, crate::event::Comm)>,
     /// Per namespace, the inodes its latest socket table asks owners for.
     owner_wanted: HashMap<u32, Vec<u32>>,
     /// `owner_wanted` changed since the last lookup was asked for.
@@ -324,7 +331,8 @@ impl LiveSource {
             symbols: None,
             owners: None,
             langrt: None,
-            langrt_count: HashMap::new(),
+            langrt_count: FxHashMap::default(),
+            langrt_last_done: None,
             owner_wanted: HashMap::new(),
             owner_wanted_dirty: false,
             warnings,
@@ -522,14 +530,21 @@ impl LiveSource {
         let Some(w) = self.langrt.as_mut() else {
             return;
         };
+        if self.langrt_last_done == Some((pid, comm)) {
+            return;
+        }
         if self.langrt_count.len() >= RUNTIME_PIDS && !self.langrt_count.contains_key(&(pid, comm))
         {
             self.langrt_count.clear();
+            self.langrt_last_done = None;
         }
         let n = self.langrt_count.entry((pid, comm)).or_insert(0);
         *n = n.saturating_add(1);
         if *n == RUNTIME_AFTER {
             w.ask(pid);
+        }
+        if *n >= RUNTIME_AFTER {
+            self.langrt_last_done = Some((pid, comm));
         }
     }
 
