@@ -73,7 +73,8 @@ const MAX_WORKLOADS_ASKED: usize = 65_536;
 /// read; more are shown from events alone (the engine counts them as
 /// folded). A busy Kubernetes node has hundreds of pods.
 pub const MAX_NETNS: usize = 4096;
-/// Tasks remembered per namespace to enter it through (the most recent).
+/// Tasks remembered per namespace to enter it through (the most recently
+/// first seen).
 const TASKS_PER_NETNS: usize = 4;
 
 /// The namespaces seen in events, and tasks to enter each through.
@@ -107,10 +108,12 @@ impl NetnsSeen {
             }
             None => return,
         };
-        if tasks.first() == Some(&task) {
+        // Any live task will do to enter the namespace: one already listed
+        // stays where it is (threads of one client take turns, and this
+        // runs for every event).
+        if tasks.contains(&task) {
             return;
         }
-        tasks.retain(|t| *t != task);
         tasks.insert(0, task);
         tasks.truncate(TASKS_PER_NETNS);
         // Read again at the next resync, not at once: short-lived tasks
@@ -278,6 +281,47 @@ impl Workloads {
     }
 }
 
+/// Client runtimes (`system::langrt`): a process's runtime is asked for
+/// once it has opened [`RUNTIME_AFTER`] connections: a client that churns,
+/// the only kind a fix is written for; a process that connects a few times
+/// costs nothing.
+#[derive(Default)]
+struct Runtimes {
+    /// None: the worker could not start (a warning said so).
+    worker: Option<crate::system::langrt::Worker>,
+    /// Events per process (pid, comm) until its runtime is asked for;
+    /// cleared when [`RUNTIME_PIDS`] is reached. FxHash: this runs for
+    /// every drained event.
+    count: FxHashMap<(u32, crate::event::Comm), u32>,
+    /// The last process counted that had already reached
+    /// [`RUNTIME_AFTER`]: a churning client's events come in runs, so most
+    /// events skip the map.
+    last_done: Option<(u32, crate::event::Comm)>,
+}
+
+impl Runtimes {
+    fn count(&mut self, pid: u32, comm: crate::event::Comm) {
+        let Some(w) = self.worker.as_mut() else {
+            return;
+        };
+        if self.last_done == Some((pid, comm)) {
+            return;
+        }
+        if self.count.len() >= RUNTIME_PIDS && !self.count.contains_key(&(pid, comm)) {
+            self.count.clear();
+            self.last_done = None;
+        }
+        let n = self.count.entry((pid, comm)).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n == RUNTIME_AFTER {
+            w.ask(pid);
+        }
+        if *n >= RUNTIME_AFTER {
+            self.last_done = Some((pid, comm));
+        }
+    }
+}
+
 /// The host record: hostname, kernel, clock anchor, portwatch's namespace
 /// and its sysctls (what could be read; a warning says what could not).
 pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
@@ -326,12 +370,8 @@ pub struct LiveSource {
     symbols: Option<crate::system::symbols::Worker>,
     /// Looks up the processes holding sockets (None: could not start).
     owners: Option<owners::Resolver>,
-    /// Reads the runtime (Python, Go, ...) of churning clients off the
-    /// intake path (None: could not start).
-    langrt: Option<crate::system::langrt::Worker>,
-    /// Outbound closes per process (pid, comm) until its runtime is asked
-    /// for (at [`RUNTIME_AFTER`]); cleared when [`RUNTIME_PIDS`] is reached.
-    langrt_count: HashMap<(u32, crate::event::Comm), u32>,
+    /// Asks for the runtime (Python, Go, ...) of churning clients.
+    runtimes: Runtimes,
     /// Per namespace, the inodes its latest socket table asks owners for.
     owner_wanted: HashMap<u32, Vec<u32>>,
     /// `owner_wanted` changed since the last lookup was asked for.
@@ -341,9 +381,6 @@ pub struct LiveSource {
     /// The starting state read by `start`, handed over by the first
     /// `next_batch`.
     initial: Vec<Input>,
-    /// Events of one drain, kept between drains so that draining does not
-    /// allocate (one drain every 10 ms, hundreds of events each under churn).
-    drained: Vec<crate::event::Event>,
 }
 
 impl LiveSource {
@@ -375,13 +412,11 @@ impl LiveSource {
             netns_seen: NetnsSeen::default(),
             symbols: None,
             owners: None,
-            langrt: None,
-            langrt_count: HashMap::new(),
+            runtimes: Runtimes::default(),
             owner_wanted: HashMap::new(),
             owner_wanted_dirty: false,
             warnings,
             initial: Vec::new(),
-            drained: Vec::new(),
         };
         if crate::probe::stack_sample() != 0 {
             match crate::system::symbols::Worker::spawn() {
@@ -392,7 +427,7 @@ impl LiveSource {
             }
         }
         match crate::system::langrt::Worker::spawn("/proc".into()) {
-            Ok(w) => src.langrt = Some(w),
+            Ok(w) => src.runtimes.worker = Some(w),
             Err(e) => src.warnings.push(format!(
                 "client runtimes will not be read (generic fix texts): {e}"
             )),
@@ -584,25 +619,34 @@ impl LiveSource {
     }
 
     /// Pending events, each preceded by its cgroup's path the first time.
+    /// Decoded straight into `out` (no intermediate vector: an event is
+    /// ~200 bytes and was copied twice more on the way).
     fn drain_events(&mut self, out: &mut Vec<Input>) {
-        let mut events = std::mem::take(&mut self.drained);
-        self.probe.drain(|ev| events.push(ev));
-        out.reserve(events.len());
-        for ev in events.drain(..) {
+        let LiveSource {
+            probe,
+            cgroups,
+            workloads,
+            netns,
+            netns_seen,
+            runtimes,
+            ..
+        } = self;
+        probe.drain(|ev| {
             if let Some(t) = ev.task() {
                 let from = out.len();
-                self.cgroups.announce(t.cgroup_id, out);
-                self.workloads.ask_new(&out[from..]);
-                let ns = ev.netns();
-                if ns != 0 && ns != self.netns {
-                    self.netns_seen.note(ns, (t.pid, t.tid));
+                cgroups.announce(t.cgroup_id, out);
+                if out.len() > from {
+                    workloads.ask_new(&out[from..]);
                 }
-                self.count_for_runtime(t.pid, t.comm);
+                let ns = ev.netns();
+                if ns != 0 && ns != *netns {
+                    netns_seen.note(ns, (t.pid, t.tid));
+                }
+                runtimes.count(t.pid, t.comm);
             }
             out.push(Input::Event(ev));
-        }
-        self.drained = events;
-        if let Some(w) = self.langrt.as_ref() {
+        });
+        if let Some(w) = self.runtimes.worker.as_ref() {
             out.extend(w.try_recv().into_iter().map(Input::Runtime));
         }
         let stacks = self.probe.take_stacks();
@@ -610,24 +654,6 @@ impl LiveSource {
             w.send(stacks);
             let named = w.try_recv();
             self.push_stacks(named, out);
-        }
-    }
-
-    /// Asks for a process's runtime once it has opened [`RUNTIME_AFTER`]
-    /// connections: a client that churns, the only kind a fix is written
-    /// for; a process that connects a few times costs nothing.
-    fn count_for_runtime(&mut self, pid: u32, comm: crate::event::Comm) {
-        let Some(w) = self.langrt.as_mut() else {
-            return;
-        };
-        if self.langrt_count.len() >= RUNTIME_PIDS && !self.langrt_count.contains_key(&(pid, comm))
-        {
-            self.langrt_count.clear();
-        }
-        let n = self.langrt_count.entry((pid, comm)).or_insert(0);
-        *n = n.saturating_add(1);
-        if *n == RUNTIME_AFTER {
-            w.ask(pid);
         }
     }
 
@@ -674,7 +700,7 @@ impl LiveSource {
             let named = w.finish();
             self.push_stacks(named, out);
         }
-        if let Some(mut w) = self.langrt.take() {
+        if let Some(mut w) = self.runtimes.worker.take() {
             out.extend(w.finish().into_iter().map(Input::Runtime));
         }
         let now = monotonic_now_ns();
