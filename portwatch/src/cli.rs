@@ -110,7 +110,9 @@ pub struct ExporterArgs {
     /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
-    /// Seconds between re-reads of the socket table (corrects drift).
+    /// Seconds between re-reads of the socket table (corrects drift). At
+    /// least: a table is re-read no sooner than 500 times the CPU its last
+    /// reading took (the kernel walks every TCP socket of the host for it).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub resync: f64,
     #[command(flatten)]
@@ -222,7 +224,9 @@ pub struct TopArgs {
     /// With --record: overwrite FILE if it exists.
     #[arg(long, requires = "record")]
     pub force: bool,
-    /// Seconds between re-reads of the socket table (corrects drift).
+    /// Seconds between re-reads of the socket table (corrects drift). At
+    /// least: a table is re-read no sooner than 500 times the CPU its last
+    /// reading took (the kernel walks every TCP socket of the host for it).
     #[arg(long = "resync", value_name = "SECS", default_value_t = 5.0)]
     pub resync_s: f64,
     /// Capture the user-space stack of one active open in N (drawn at

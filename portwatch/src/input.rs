@@ -177,7 +177,10 @@ impl SocketTable {
     /// The sockets this host connected out from: those whose local port
     /// is not a listener's (accepted connections share the listener's).
     pub fn outbound(&self) -> impl Iterator<Item = &SocketEntry> {
-        let listen: std::collections::HashSet<(Option<IpAddr>, u16)> = self
+        // Walked for every entry of every table, a few times per table (a
+        // churning host's table is tens of thousands of TIME_WAIT sockets):
+        // FxHash, and no lookups at all in a namespace with no listener.
+        let listen: rustc_hash::FxHashSet<(Option<IpAddr>, u16)> = self
             .entries
             .iter()
             .filter(|e| e.state == SockState::Other(TCP_LISTEN))
@@ -185,8 +188,9 @@ impl SocketTable {
             .collect();
         self.entries.iter().filter(move |e| {
             e.state != SockState::Other(TCP_LISTEN)
-                && !listen.contains(&(None, e.sport))
-                && !listen.contains(&(Some(e.saddr), e.sport))
+                && (listen.is_empty()
+                    || (!listen.contains(&(None, e.sport))
+                        && !listen.contains(&(Some(e.saddr), e.sport))))
         })
     }
 
@@ -197,7 +201,7 @@ impl SocketTable {
     /// never makes portwatch walk /proc. At most [`MAX_OWNER_LOOKUPS`].
     pub fn owner_wanted(&self) -> Vec<&SocketEntry> {
         let out: Vec<&SocketEntry> = self.outbound().collect();
-        let leaky: std::collections::HashSet<(IpAddr, IpAddr, u16)> = out
+        let leaky: rustc_hash::FxHashSet<(IpAddr, IpAddr, u16)> = out
             .iter()
             .filter(|e| e.state.is_close_wait())
             .map(|e| (e.saddr, e.daddr, e.dport))

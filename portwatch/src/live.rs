@@ -23,6 +23,43 @@ use crate::system::{cgroup::CgroupResolver, owners, procfs, sockdiag};
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 /// How often the socket table is re-read to correct drift (default).
 pub const SOCKETS_EVERY: Duration = Duration::from_secs(5);
+/// A socket table is re-read no sooner than this many times the CPU its
+/// last reading took (the host's; all other namespaces' of one round
+/// together): each of the two reading threads spends at most 0.2% of a
+/// core on tables, however many namespaces and TIME_WAIT sockets the host
+/// holds. The kernel walks its whole established hash for each reading
+/// (~7.5 ms of CPU for the 262,144 empty buckets of a 24 GiB VM, ~90 ns
+/// more per socket of any namespace), so at a fixed cadence the cost per
+/// connection would grow with the close rate (see `system::sockdiag`).
+pub const TABLE_COST_FACTOR: u64 = 500;
+
+/// When a socket table (or a round of them) may be read again.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TableCadence {
+    /// When the last reading (round) began, monotonic ns; none yet: due.
+    pub last_start_ns: Option<u64>,
+    /// CPU it has taken so far.
+    pub last_cpu_ns: u64,
+}
+
+impl TableCadence {
+    /// The gap between two readings: `resync_ns`, or longer when the last
+    /// reading was costly ([`TABLE_COST_FACTOR`]).
+    pub fn gap_ns(&self, resync_ns: u64) -> u64 {
+        resync_ns.max(self.last_cpu_ns.saturating_mul(TABLE_COST_FACTOR))
+    }
+
+    pub fn due(&self, now_ns: u64, resync_ns: u64) -> bool {
+        self.last_start_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= self.gap_ns(resync_ns))
+    }
+
+    /// A reading (round) begins.
+    pub fn start(&mut self, now_ns: u64) {
+        self.last_start_ns = Some(now_ns);
+        self.last_cpu_ns = 0;
+    }
+}
 /// Unresolved cgroup ids are retried this often (a new container's
 /// directory may appear just after its first connection).
 const CGROUP_RETRY_EVERY: Duration = Duration::from_secs(5);
@@ -36,7 +73,8 @@ const MAX_WORKLOADS_ASKED: usize = 65_536;
 /// read; more are shown from events alone (the engine counts them as
 /// folded). A busy Kubernetes node has hundreds of pods.
 pub const MAX_NETNS: usize = 4096;
-/// Tasks remembered per namespace to enter it through (the most recent).
+/// Tasks remembered per namespace to enter it through (the most recently
+/// first seen).
 const TASKS_PER_NETNS: usize = 4;
 
 /// The namespaces seen in events, and tasks to enter each through.
@@ -70,10 +108,12 @@ impl NetnsSeen {
             }
             None => return,
         };
-        if tasks.first() == Some(&task) {
+        // Any live task will do to enter the namespace: one already listed
+        // stays where it is (threads of one client take turns, and this
+        // runs for every event).
+        if tasks.contains(&task) {
             return;
         }
-        tasks.retain(|t| *t != task);
         tasks.insert(0, task);
         tasks.truncate(TASKS_PER_NETNS);
         // Read again at the next resync, not at once: short-lived tasks
@@ -81,10 +121,14 @@ impl NetnsSeen {
         self.stale.remove(&netns);
     }
 
-    fn request(&self, ids: impl IntoIterator<Item = u32>) -> netns::Request {
-        ids.into_iter()
-            .filter_map(|n| self.tasks.get(&n).map(|t| (n, t.clone())))
-            .collect()
+    fn request(&self, ids: impl IntoIterator<Item = u32>, tables: bool) -> netns::Request {
+        netns::Request {
+            tables,
+            namespaces: ids
+                .into_iter()
+                .filter_map(|n| self.tasks.get(&n).map(|t| (n, t.clone())))
+                .collect(),
+        }
     }
 }
 
@@ -237,6 +281,47 @@ impl Workloads {
     }
 }
 
+/// Client runtimes (`system::langrt`): a process's runtime is asked for
+/// once it has opened [`RUNTIME_AFTER`] connections: a client that churns,
+/// the only kind a fix is written for; a process that connects a few times
+/// costs nothing.
+#[derive(Default)]
+struct Runtimes {
+    /// None: the worker could not start (a warning said so).
+    worker: Option<crate::system::langrt::Worker>,
+    /// Events per process (pid, comm) until its runtime is asked for;
+    /// cleared when [`RUNTIME_PIDS`] is reached. FxHash: this runs for
+    /// every drained event.
+    count: FxHashMap<(u32, crate::event::Comm), u32>,
+    /// The last process counted that had already reached
+    /// [`RUNTIME_AFTER`]: a churning client's events come in runs, so most
+    /// events skip the map.
+    last_done: Option<(u32, crate::event::Comm)>,
+}
+
+impl Runtimes {
+    fn count(&mut self, pid: u32, comm: crate::event::Comm) {
+        let Some(w) = self.worker.as_mut() else {
+            return;
+        };
+        if self.last_done == Some((pid, comm)) {
+            return;
+        }
+        if self.count.len() >= RUNTIME_PIDS && !self.count.contains_key(&(pid, comm)) {
+            self.count.clear();
+            self.last_done = None;
+        }
+        let n = self.count.entry((pid, comm)).or_insert(0);
+        *n = n.saturating_add(1);
+        if *n == RUNTIME_AFTER {
+            w.ask(pid);
+        }
+        if *n >= RUNTIME_AFTER {
+            self.last_done = Some((pid, comm));
+        }
+    }
+}
+
 /// The host record: hostname, kernel, clock anchor, portwatch's namespace
 /// and its sysctls (what could be read; a warning says what could not).
 pub(crate) fn host_input(warnings: &mut Vec<String>) -> Input {
@@ -267,8 +352,16 @@ pub struct LiveSource {
     workloads: Workloads,
     netns: u32,
     last_counters_ns: u64,
-    last_sockets_ns: u64,
+    /// Last resync: sysctls and counters of other namespaces, networks,
+    /// and the socket tables when their [`TableCadence`] allows.
+    last_resync_ns: u64,
     resync_ns: u64,
+    /// This namespace's table, read on the main thread.
+    host_tables: TableCadence,
+    /// Other namespaces' tables, read by the worker, one round at a time.
+    netns_tables: TableCadence,
+    /// Reuses its buffer between readings.
+    table_reader: sockdiag::Reader,
     /// Reads other namespaces from inside them (None: could not start).
     netns_worker: Option<netns::Worker>,
     netns_seen: NetnsSeen,
@@ -277,12 +370,8 @@ pub struct LiveSource {
     symbols: Option<crate::system::symbols::Worker>,
     /// Looks up the processes holding sockets (None: could not start).
     owners: Option<owners::Resolver>,
-    /// Reads the runtime (Python, Go, ...) of churning clients off the
-    /// intake path (None: could not start).
-    langrt: Option<crate::system::langrt::Worker>,
-    /// Outbound closes per process (pid, comm) until its runtime is asked
-    /// for (at [`RUNTIME_AFTER`]); cleared when [`RUNTIME_PIDS`] is reached.
-    langrt_count: HashMap<(u32, crate::event::Comm), u32>,
+    /// Asks for the runtime (Python, Go, ...) of churning clients.
+    runtimes: Runtimes,
     /// Per namespace, the inodes its latest socket table asks owners for.
     owner_wanted: HashMap<u32, Vec<u32>>,
     /// `owner_wanted` changed since the last lookup was asked for.
@@ -292,9 +381,6 @@ pub struct LiveSource {
     /// The starting state read by `start`, handed over by the first
     /// `next_batch`.
     initial: Vec<Input>,
-    /// Events of one drain, kept between drains so that draining does not
-    /// allocate (one drain every 10 ms, hundreds of events each under churn).
-    drained: Vec<crate::event::Event>,
 }
 
 impl LiveSource {
@@ -317,19 +403,20 @@ impl LiveSource {
             workloads,
             netns: procfs::netns_inode(),
             last_counters_ns: 0,
-            last_sockets_ns: 0,
+            last_resync_ns: 0,
             resync_ns: SOCKETS_EVERY.as_nanos() as u64,
+            host_tables: TableCadence::default(),
+            netns_tables: TableCadence::default(),
+            table_reader: sockdiag::Reader::new(),
             netns_worker: None,
             netns_seen: NetnsSeen::default(),
             symbols: None,
             owners: None,
-            langrt: None,
-            langrt_count: HashMap::new(),
+            runtimes: Runtimes::default(),
             owner_wanted: HashMap::new(),
             owner_wanted_dirty: false,
             warnings,
             initial: Vec::new(),
-            drained: Vec::new(),
         };
         if crate::probe::stack_sample() != 0 {
             match crate::system::symbols::Worker::spawn() {
@@ -340,7 +427,7 @@ impl LiveSource {
             }
         }
         match crate::system::langrt::Worker::spawn("/proc".into()) {
-            Ok(w) => src.langrt = Some(w),
+            Ok(w) => src.runtimes.worker = Some(w),
             Err(e) => src.warnings.push(format!(
                 "client runtimes will not be read (generic fix texts): {e}"
             )),
@@ -359,6 +446,8 @@ impl LiveSource {
             )),
         }
         let now = monotonic_now_ns();
+        src.last_resync_ns = now;
+        src.netns_tables.start(now);
         src.read_sockets(now, out);
         src.read_counters(now, out);
         src.initial = initial;
@@ -370,20 +459,11 @@ impl LiveSource {
         self.resync_ns = every.as_nanos() as u64;
     }
 
+    /// This namespace's socket table (when its cadence allows) and its
+    /// interface networks.
     fn read_sockets(&mut self, now: u64, out: &mut Vec<Input>) {
-        self.last_sockets_ns = now;
-        match sockdiag::read_socket_table(now, self.netns) {
-            Ok(t) => {
-                self.note_owner_wanted(&t);
-                out.push(Input::Sockets(t));
-            }
-            Err(e) => {
-                let w = format!("socket table (sock_diag) not read: {e}");
-                if !self.warnings.contains(&w) {
-                    log::warn!("{w}");
-                    self.warnings.push(w);
-                }
-            }
+        if self.host_tables.due(now, self.resync_ns) {
+            self.read_host_table(now, out);
         }
         // The interface networks change rarely; read with the table, after
         // it: the table is stamped `now`, and closes after that are counted
@@ -398,19 +478,62 @@ impl LiveSource {
         }
     }
 
-    /// Asks the worker for the namespaces seen since the last request, and
-    /// for all of them every resync; hands over the readings done.
-    fn read_namespaces(&mut self, resync: bool, out: &mut Vec<Input>) {
+    fn read_host_table(&mut self, now: u64, out: &mut Vec<Input>) {
+        self.host_tables.start(now);
+        match self
+            .table_reader
+            .read(now, self.netns, sockdiag::STATES_ALL)
+        {
+            Ok((t, cost)) => {
+                self.host_tables.last_cpu_ns = cost.cpu_ns;
+                log::debug!(
+                    "socket table of netns {}: {} sockets, {} datagrams, {:.2} ms ({:.2} ms CPU); next in {:.1} s",
+                    self.netns,
+                    cost.sockets,
+                    cost.datagrams,
+                    cost.took_ns as f64 / 1e6,
+                    cost.cpu_ns as f64 / 1e6,
+                    self.host_tables.gap_ns(self.resync_ns) as f64 / 1e9
+                );
+                self.note_owner_wanted(&t);
+                out.push(Input::Sockets(t));
+            }
+            Err(e) => {
+                let w = format!("socket table (sock_diag) not read: {e}");
+                if !self.warnings.contains(&w) {
+                    log::warn!("{w}");
+                    self.warnings.push(w);
+                }
+            }
+        }
+    }
+
+    /// Asks the worker for the namespaces seen since the last request
+    /// (tables included), and for all of them every resync (tables when
+    /// their cadence allows); hands over the readings done.
+    fn read_namespaces(&mut self, now: u64, resync: bool, out: &mut Vec<Input>) {
         let Some(readings) = self.netns_worker.as_mut().map(|w| w.try_recv()) else {
             return;
         };
         for r in readings {
+            let netns = r.info.netns;
             if r.info.stale {
                 self.netns_seen.stale.insert(r.info.netns);
             }
             out.push(Input::Netns(r.info));
             if let Some(n) = r.networks {
                 out.push(Input::Networks(n));
+            }
+            if let Some(c) = r.sockets_cost {
+                self.netns_tables.last_cpu_ns += c.cpu_ns;
+                log::debug!(
+                    "socket table of netns {}: {} sockets, {} datagrams, {:.2} ms ({:.2} ms CPU)",
+                    netns,
+                    c.sockets,
+                    c.datagrams,
+                    c.took_ns as f64 / 1e6,
+                    c.cpu_ns as f64 / 1e6
+                );
             }
             if let Some(t) = r.sockets {
                 self.note_owner_wanted(&t);
@@ -421,18 +544,28 @@ impl LiveSource {
             return;
         };
         let seen = &mut self.netns_seen;
+        // A namespace's first reading has its table: the engine starts
+        // its held ports from it.
         let new = std::mem::take(&mut seen.new);
-        w.request(seen.request(new));
+        w.request(seen.request(new, true));
         // A resync while the last one is still being read is skipped: the
         // worker never falls behind by more than one round.
         if resync && w.pending() == 0 {
+            let tables = self.netns_tables.due(now, self.resync_ns);
+            if tables {
+                log::debug!(
+                    "namespace tables: last round {:.2} ms CPU",
+                    self.netns_tables.last_cpu_ns as f64 / 1e6
+                );
+                self.netns_tables.start(now);
+            }
             let all: Vec<u32> = seen
                 .tasks
                 .keys()
                 .copied()
                 .filter(|n| !seen.stale.contains(n))
                 .collect();
-            w.request(seen.request(all));
+            w.request(seen.request(all, tables));
         }
     }
 
@@ -486,25 +619,34 @@ impl LiveSource {
     }
 
     /// Pending events, each preceded by its cgroup's path the first time.
+    /// Decoded straight into `out` (no intermediate vector: an event is
+    /// ~200 bytes and was copied twice more on the way).
     fn drain_events(&mut self, out: &mut Vec<Input>) {
-        let mut events = std::mem::take(&mut self.drained);
-        self.probe.drain(|ev| events.push(ev));
-        out.reserve(events.len());
-        for ev in events.drain(..) {
+        let LiveSource {
+            probe,
+            cgroups,
+            workloads,
+            netns,
+            netns_seen,
+            runtimes,
+            ..
+        } = self;
+        probe.drain(|ev| {
             if let Some(t) = ev.task() {
                 let from = out.len();
-                self.cgroups.announce(t.cgroup_id, out);
-                self.workloads.ask_new(&out[from..]);
-                let ns = ev.netns();
-                if ns != 0 && ns != self.netns {
-                    self.netns_seen.note(ns, (t.pid, t.tid));
+                cgroups.announce(t.cgroup_id, out);
+                if out.len() > from {
+                    workloads.ask_new(&out[from..]);
                 }
-                self.count_for_runtime(t.pid, t.comm);
+                let ns = ev.netns();
+                if ns != 0 && ns != *netns {
+                    netns_seen.note(ns, (t.pid, t.tid));
+                }
+                runtimes.count(t.pid, t.comm);
             }
             out.push(Input::Event(ev));
-        }
-        self.drained = events;
-        if let Some(w) = self.langrt.as_ref() {
+        });
+        if let Some(w) = self.runtimes.worker.as_ref() {
             out.extend(w.try_recv().into_iter().map(Input::Runtime));
         }
         let stacks = self.probe.take_stacks();
@@ -512,24 +654,6 @@ impl LiveSource {
             w.send(stacks);
             let named = w.try_recv();
             self.push_stacks(named, out);
-        }
-    }
-
-    /// Asks for a process's runtime once it has opened [`RUNTIME_AFTER`]
-    /// connections: a client that churns, the only kind a fix is written
-    /// for; a process that connects a few times costs nothing.
-    fn count_for_runtime(&mut self, pid: u32, comm: crate::event::Comm) {
-        let Some(w) = self.langrt.as_mut() else {
-            return;
-        };
-        if self.langrt_count.len() >= RUNTIME_PIDS && !self.langrt_count.contains_key(&(pid, comm))
-        {
-            self.langrt_count.clear();
-        }
-        let n = self.langrt_count.entry((pid, comm)).or_insert(0);
-        *n = n.saturating_add(1);
-        if *n == RUNTIME_AFTER {
-            w.ask(pid);
         }
     }
 
@@ -555,11 +679,12 @@ impl LiveSource {
         if now.saturating_sub(self.last_counters_ns) >= COUNTERS_EVERY.as_nanos() as u64 {
             self.read_counters(now, out);
         }
-        let resync = now.saturating_sub(self.last_sockets_ns) >= self.resync_ns;
+        let resync = now.saturating_sub(self.last_resync_ns) >= self.resync_ns;
         if resync {
+            self.last_resync_ns = now;
             self.read_sockets(now, out);
         }
-        self.read_namespaces(resync, out);
+        self.read_namespaces(now, resync, out);
         let from = out.len();
         self.read_owners(now, out);
         self.cgroups.retry(now, out);
@@ -575,7 +700,7 @@ impl LiveSource {
             let named = w.finish();
             self.push_stacks(named, out);
         }
-        if let Some(mut w) = self.langrt.take() {
+        if let Some(mut w) = self.runtimes.worker.take() {
             out.extend(w.finish().into_iter().map(Input::Runtime));
         }
         let now = monotonic_now_ns();
@@ -585,5 +710,42 @@ impl LiveSource {
             losses: self.probe.losses(),
         });
         out.push(Input::Tick { now_ns: now });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_cheap_table_is_read_every_resync() {
+        let mut c = TableCadence::default();
+        c.start(10 * S);
+        c.last_cpu_ns = 2_000_000; // 2 ms: 500× is 1 s, under the resync
+        assert_eq!(c.gap_ns(5 * S), 5 * S);
+        assert!(!c.due(14 * S, 5 * S));
+        assert!(c.due(15 * S, 5 * S));
+    }
+
+    #[test]
+    fn a_costly_table_waits_in_proportion_to_its_cost() {
+        let mut c = TableCadence::default();
+        c.start(10 * S);
+        c.last_cpu_ns = 40_000_000; // 40 ms of CPU: next no sooner than 20 s
+        assert_eq!(c.gap_ns(5 * S), 20 * S);
+        assert!(!c.due(29 * S, 5 * S));
+        assert!(c.due(30 * S, 5 * S));
+        // A round's cost is what its readings add up to; a new round
+        // starts from nothing.
+        c.start(30 * S);
+        assert_eq!(c.last_cpu_ns, 0);
+        assert!(c.due(35 * S, 5 * S));
+    }
+
+    #[test]
+    fn the_first_reading_is_always_due() {
+        assert!(TableCadence::default().due(1, 5 * S));
     }
 }

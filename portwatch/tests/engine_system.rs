@@ -5,7 +5,9 @@ use std::net::{TcpListener, TcpStream};
 
 use portwatch::input::SockState;
 use portwatch::system::procfs::*;
-use portwatch::system::sockdiag::{raw_expires_ms, read_socket_table};
+use portwatch::system::sockdiag::{
+    Reader, STATES_ALL, parse_entry, raw_expires_ms, read_socket_table,
+};
 
 #[test]
 fn parses_port_range_and_reserved_ports() {
@@ -83,6 +85,103 @@ fn reads_idiag_expires_at_its_fixed_offset() {
     msg[16 + 52..16 + 56].copy_from_slice(&41_500u32.to_ne_bytes());
     assert_eq!(raw_expires_ms(&msg), Some(41_500));
     assert_eq!(raw_expires_ms(&msg[..60]), None);
+}
+
+/// A `struct inet_diag_msg` as the kernel lays it out.
+fn diag_msg(family: u8, state: u8, src: &[u8], dst: &[u8], ports: (u16, u16)) -> Vec<u8> {
+    let mut m = vec![0u8; 72];
+    m[0] = family;
+    m[1] = state;
+    m[4..6].copy_from_slice(&ports.0.to_be_bytes());
+    m[6..8].copy_from_slice(&ports.1.to_be_bytes());
+    m[8..8 + src.len()].copy_from_slice(src);
+    m[24..24 + dst.len()].copy_from_slice(dst);
+    m[52..56].copy_from_slice(&41_500u32.to_ne_bytes());
+    m[64..68].copy_from_slice(&1000u32.to_ne_bytes());
+    m[68..72].copy_from_slice(&4242u32.to_ne_bytes());
+    m
+}
+
+#[test]
+fn parses_inet_diag_msg_of_both_families() {
+    let v4 = parse_entry(&diag_msg(
+        2,
+        6,
+        &[127, 0, 0, 1],
+        &[10, 0, 0, 7],
+        (40_000, 80),
+    ))
+    .unwrap();
+    assert_eq!(v4.state, SockState::TimeWait);
+    assert_eq!(v4.saddr.to_string(), "127.0.0.1");
+    assert_eq!(v4.daddr.to_string(), "10.0.0.7");
+    assert_eq!((v4.sport, v4.dport), (40_000, 80));
+    assert_eq!((v4.expires_ms, v4.uid, v4.inode), (41_500, 1000, 4242));
+    let one: std::net::Ipv6Addr = "2001:db8::1".parse().unwrap();
+    // An IPv4 peer of an IPv6 socket (v4-mapped) is counted as IPv4.
+    let mapped: std::net::Ipv6Addr = "::ffff:10.0.0.7".parse().unwrap();
+    let v6 = parse_entry(&diag_msg(
+        10,
+        1,
+        &one.octets(),
+        &mapped.octets(),
+        (443, 51_000),
+    ))
+    .unwrap();
+    assert_eq!(v6.state, SockState::Established);
+    assert_eq!(v6.saddr.to_string(), "2001:db8::1");
+    assert_eq!(v6.daddr.to_string(), "10.0.0.7");
+    assert_eq!(
+        parse_entry(&diag_msg(10, 10, &[], &[], (1, 0)))
+            .unwrap()
+            .state,
+        SockState::Other(10)
+    );
+    // Too short, or a family that is neither.
+    assert!(parse_entry(&diag_msg(2, 1, &[], &[], (1, 2))[..71]).is_none());
+    assert!(parse_entry(&diag_msg(1, 1, &[], &[], (1, 2))).is_none());
+}
+
+#[test]
+fn one_sock_diag_reading_has_both_families_and_only_the_states_asked() {
+    let l4 = TcpListener::bind("127.0.0.1:0").unwrap();
+    let l6 = TcpListener::bind("[::1]:0").unwrap();
+    let (p4, p6) = (
+        l4.local_addr().unwrap().port(),
+        l6.local_addr().unwrap().port(),
+    );
+    let _c4 = TcpStream::connect(("127.0.0.1", p4)).unwrap();
+    let _c6 = TcpStream::connect(("::1", p6)).unwrap();
+    let mut r = Reader::new();
+    let (t, cost) = r.read(7, 9, STATES_ALL).unwrap();
+    assert_eq!((t.ts_ns, t.netns), (7, 9));
+    assert_eq!(cost.sockets, t.entries.len());
+    assert!(cost.datagrams >= 1 && cost.bytes >= 72 * cost.sockets);
+    let has = |t: &portwatch::input::SocketTable, st: SockState, port: u16, v6: bool| {
+        t.entries
+            .iter()
+            .any(|e| e.state == st && e.dport == port && e.daddr.is_ipv6() == v6)
+    };
+    assert!(
+        has(&t, SockState::Established, p4, false),
+        "{:?}",
+        t.entries
+    );
+    assert!(has(&t, SockState::Established, p6, true), "{:?}", t.entries);
+    assert!(
+        t.entries
+            .iter()
+            .any(|e| e.state == SockState::Other(10) && e.sport == p6)
+    );
+    // The buffer is reused; a reading of ESTABLISHED only has no listener.
+    let (t, _) = r.read(8, 9, 1 << 1).unwrap();
+    assert!(has(&t, SockState::Established, p4, false));
+    assert!(has(&t, SockState::Established, p6, true));
+    assert!(
+        t.entries.iter().all(|e| e.state == SockState::Established),
+        "{:?}",
+        t.entries
+    );
 }
 
 #[test]

@@ -184,6 +184,35 @@ fn without_syscall_tracepoints_it_is_degraded_and_attaches_the_rest() {
 }
 
 #[test]
+fn an_optional_tracepoint_with_another_layout_degrades_instead_of_failing() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let out = doctor(&["--json"], Some("retransmit-layout-differs"));
+    assert_eq!(out.status.code(), Some(1), "degraded, not fatal");
+    let r = json(&out);
+    let c = check(&r, "tracepoint tcp:tcp_retransmit_skb");
+    assert_eq!(c["status"], "degraded", "{c}");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("record layout differs"),
+        "{c}"
+    );
+    assert!(
+        c["degrades"].to_string().contains("SYN retransmissions"),
+        "{c}"
+    );
+    let load = check(&r, "load and attach");
+    assert_eq!(load["status"], "ok", "{load}");
+    let detail = load["detail"].as_str().unwrap();
+    assert!(!detail.contains("tcp_retransmit_skb"), "{load}");
+    assert!(detail.contains("inet_sock_set_state"), "{load}");
+    assert_eq!(check(&r, "events")["status"], "ok");
+}
+
+#[test]
 fn without_privileges_it_cannot_run_and_says_why() {
     if !kernel_tests_enabled() {
         return;

@@ -835,6 +835,9 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
             }
         }
     }
+    if let (false, Some(f)) = (args.smoke, floor_cpu_ns.filter(|f| *f > 0.0)) {
+        print_targets(&variants, &sums, f, floor.map(cost));
+    }
     if !args.smoke {
         println!();
         println!(
@@ -865,4 +868,58 @@ pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
         bail!("bench smoke failed: {}", failed.join("; "));
     }
     Ok(())
+}
+
+/// The floor's BPF time per connection where issue 14 set its targets.
+const ISSUE_FLOOR_NS: f64 = 1_100.0;
+
+/// Issue 14's targets, checked against this run: BPF time ≤ 2× the floor,
+/// throughput cost ≤ 2× the floor's, and tracer CPU ≤ 0.6 µs (`trace
+/// --json` 1.5 µs) per connection where the floor costs 1.1 µs. This VM's
+/// speed moves by 3× from day to day, so the CPU targets are also scaled by
+/// the floor measured in the same run; both are printed.
+fn print_targets(variants: &[Variant], sums: &[Summary], floor_ns: f64, floor_cost: Option<f64>) {
+    let scale = floor_ns / ISSUE_FLOOR_NS;
+    let base = sums[0].med;
+    println!();
+    println!(
+        "Issue 14 targets; CPU targets scaled by this run's floor ({floor_ns:.0} ns of BPF \
+         per connection, {scale:.2}× the 1,100 ns where the issue set them):"
+    );
+    let mark = |ok: bool| if ok { "met" } else { "NOT met" };
+    for (v, s) in variants.iter().zip(sums) {
+        let Tool::Portwatch(args) = v.tool else {
+            continue;
+        };
+        let (Some(bpf), Some(cpu)) = (s.bpf_ns_per_conn, s.cpu_us_per_conn) else {
+            continue;
+        };
+        let cpu_target = if args.first() == Some(&"trace") {
+            1.5
+        } else {
+            0.6
+        };
+        let cost = 100.0 * (base - s.med) / base.max(1e-9);
+        let cost_part = match floor_cost.filter(|c| *c > 0.0) {
+            Some(fc) => format!(
+                "throughput cost {:.1}× the floor's (≤ 2: {})",
+                cost / fc,
+                mark(cost / fc <= 2.0)
+            ),
+            None => "throughput cost: the floor's is within noise of 0, no ratio".to_string(),
+        };
+        println!(
+            "  {:<26} BPF {:.2}× floor (≤ 2: {}); CPU {:.2} µs (≤ {:.2} scaled: {}; ≤ {} as \
+             written: {}); {}",
+            v.name,
+            bpf / floor_ns,
+            mark(bpf / floor_ns <= 2.0),
+            cpu,
+            cpu_target * scale,
+            mark(cpu <= cpu_target * scale),
+            cpu_target,
+            mark(cpu <= cpu_target),
+            cost_part
+        );
+    }
 }

@@ -376,14 +376,24 @@ fn cgroups(test_cgroup: Option<u64>) -> Finding {
 /// sock_diag, which gives the ports already held when portwatch starts.
 fn socket_table() -> Finding {
     const CHECK: &str = "sock_diag";
-    match sockdiag::read_socket_table(crate::clock::monotonic_now_ns(), procfs::netns_inode()) {
-        Ok(t) => Finding::ok(
-            CHECK,
-            format!(
-                "socket table read over netlink ({} TCP sockets)",
-                t.entries.len()
-            ),
-        ),
+    let now = crate::clock::monotonic_now_ns();
+    match sockdiag::Reader::new().read(now, procfs::netns_inode(), sockdiag::STATES_ALL) {
+        Ok((t, cost)) => {
+            let cadence = crate::live::TableCadence {
+                last_start_ns: Some(now),
+                last_cpu_ns: cost.cpu_ns,
+            };
+            let every_s = cadence.gap_ns(crate::live::SOCKETS_EVERY.as_nanos() as u64) as f64 / 1e9;
+            Finding::ok(
+                CHECK,
+                format!(
+                    "socket table read over netlink ({} TCP sockets, {:.1} ms of CPU; \
+                     re-read every {every_s:.0} s at the default --resync)",
+                    t.entries.len(),
+                    cost.cpu_ns as f64 / 1e6,
+                ),
+            )
+        }
         Err(e) => Finding::degraded(
             CHECK,
             e.to_string(),

@@ -128,7 +128,6 @@ pub struct ProbeSource {
     host: Option<Input>,
     cgroups: Cgroups,
     warnings: Vec<String>,
-    drained: Vec<crate::event::Event>,
 }
 
 impl ProbeSource {
@@ -141,21 +140,18 @@ impl ProbeSource {
             host,
             cgroups,
             warnings,
-            drained: Vec::new(),
         }
     }
 
     fn drain(&mut self, out: &mut Vec<Input>) {
-        let mut events = std::mem::take(&mut self.drained);
-        self.probe.drain(|ev| events.push(ev));
-        out.reserve(events.len());
-        for ev in events.drain(..) {
+        // Straight into `out`, as `LiveSource` does: no copy in between.
+        let cgroups = &mut self.cgroups;
+        self.probe.drain(|ev| {
             if let Some(t) = ev.task() {
-                self.cgroups.announce(t.cgroup_id, out);
+                cgroups.announce(t.cgroup_id, out);
             }
             out.push(Input::Event(ev));
-        }
-        self.drained = events;
+        });
         // `trace` loads the probe without sampling; drop any all the same.
         drop(self.probe.take_stacks());
     }

@@ -156,6 +156,27 @@ pub fn privileges(caps: u64) -> Finding {
 
 /// `sock:inet_sock_set_state` is the heart of portwatch; the connect()
 /// syscall tracepoints add every failed connect.
+/// What is lost without the optional tracepoint `name` (for warnings).
+pub fn what_it_gives(name: &str) -> &'static str {
+    if name.starts_with("tcp/") {
+        "SYN retransmissions are not counted"
+    } else {
+        "failed connect() and bind() calls are reported only when they are port exhaustion \
+         or failed handshakes"
+    }
+}
+
+/// An optional tracepoint exists but its record layout differs from the
+/// one compiled in: it is left unattached (`why` says which field).
+pub fn tracepoint_layout_differs(name: &str, why: &str) -> Finding {
+    Finding::degraded(
+        format!("tracepoint {}", name.replace('/', ":")),
+        format!("record layout differs from the one portwatch was built for: {why}"),
+        "report this kernel version to portwatch",
+        &[what_it_gives(name)],
+    )
+}
+
 pub fn tracepoint(name: &str, present: bool) -> Finding {
     let check = format!("tracepoint {}", name.replace('/', ":"));
     match (present, name.starts_with("sock/")) {

@@ -214,8 +214,8 @@ impl Probe {
                 return Err(e);
             }
         };
-        let mut missing = match tracefs::check_layouts(&tracefs, tp::EXPECTED) {
-            Ok(m) => m,
+        let layouts = match tracefs::check_layouts(&tracefs, tp::EXPECTED) {
+            Ok(l) => l,
             Err(e) => {
                 findings.push(Finding::fatal(
                     "tracepoint layouts",
@@ -225,6 +225,15 @@ impl Probe {
                 return Err(e);
             }
         };
+        let mut layouts = layouts;
+        if checks::simulated("retransmit-layout-differs") {
+            layouts.mismatched.push((
+                "tcp/tcp_retransmit_skb".to_string(),
+                "tcp/tcp_retransmit_skb.state: hidden by PORTWATCH_SIMULATE".to_string(),
+            ));
+        }
+        // A tracepoint whose layout differs is not attached, as if missing.
+        let mut missing: Vec<String> = layouts.unusable().map(str::to_string).collect();
         if checks::simulated("no-syscall-tracepoints") {
             for tp in [
                 "syscalls/sys_enter_connect",
@@ -240,6 +249,10 @@ impl Probe {
         let mut names: Vec<&str> = tp::EXPECTED.iter().map(|e| e.0).collect();
         names.dedup();
         for name in names {
+            if let Some((_, why)) = layouts.mismatched.iter().find(|(t, _)| t == name) {
+                findings.push(checks::tracepoint_layout_differs(name, why));
+                continue;
+            }
             findings.push(checks::tracepoint(name, !missing.iter().any(|m| m == name)));
         }
         if missing.iter().any(|m| m.starts_with("sock/")) {
@@ -249,25 +262,34 @@ impl Probe {
             );
         }
         let (offsets, mut warnings) = resolve_offsets();
+        for (tp, why) in &layouts.mismatched {
+            warnings.push(format!(
+                "tracepoint {} has a record layout portwatch was not built for ({why}): \
+                 not attached, so {}",
+                tp.replace('/', ":"),
+                checks::what_it_gives(tp)
+            ));
+        }
         findings.push(checks::btf(resolved(&offsets), OFFSETS_WANTED, &warnings));
         let syscalls_ok = !missing.iter().any(|m| m.starts_with("syscalls/"));
         let retrans_ok = !missing.iter().any(|m| m.starts_with("tcp/"));
-        if !retrans_ok {
+        let mismatched = |tp: &str| layouts.mismatched.iter().any(|(t, _)| t == tp);
+        if !retrans_ok && !mismatched("tcp/tcp_retransmit_skb") {
             warnings.push(
                 "tracepoint tcp:tcp_retransmit_skb is missing: SYN retransmissions are not counted"
                     .to_string(),
             );
         }
-        if !syscalls_ok {
+        let absent: Vec<&str> = missing
+            .iter()
+            .map(String::as_str)
+            .filter(|m| m.starts_with("syscalls/") && !mismatched(m))
+            .collect();
+        if !absent.is_empty() {
             warnings.push(format!(
                 "tracepoints {} are missing (CONFIG_FTRACE_SYSCALLS): failed connect() and bind() calls \
                  are reported only when they are port exhaustion or failed handshakes",
-                missing
-                    .iter()
-                    .filter(|m| m.starts_with("syscalls/"))
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                absent.join(", ")
             ));
         }
 

@@ -135,14 +135,37 @@ pub fn parse_format(text: &str) -> Vec<Field> {
     fields
 }
 
+/// What the live format files say about the tracepoints portwatch reads.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layouts {
+    /// Tracepoints that do not exist at all.
+    pub missing: Vec<String>,
+    /// Optional tracepoints (everything but `sock/`) whose record layout
+    /// differs from the one compiled in, with what differs: they are not
+    /// attached, as if missing, and the rest of portwatch works.
+    pub mismatched: Vec<(String, String)>,
+}
+
+impl Layouts {
+    /// Missing or mismatched: not to be attached.
+    pub fn unusable(&self) -> impl Iterator<Item = &str> {
+        self.missing
+            .iter()
+            .map(String::as_str)
+            .chain(self.mismatched.iter().map(|(tp, _)| tp.as_str()))
+    }
+}
+
 /// Checks `expected` (tracepoint, field, offset, size) against the live
-/// format files. Returns the tracepoints that do not exist at all.
-pub fn check_layouts(
-    tracefs: &Path,
-    expected: &[(&str, &str, usize, usize)],
-) -> Result<Vec<String>> {
-    let mut missing = Vec::new();
-    let mut mismatches = Vec::new();
+/// format files. A layout that differs on `sock/inet_sock_set_state`, the
+/// tracepoint portwatch is built on, is an error; on any other tracepoint
+/// it only makes that tracepoint unusable (listed in
+/// [`Layouts::mismatched`]): a kernel that reshuffled
+/// `tcp:tcp_retransmit_skb` costs the SYN retransmission counts, not the
+/// tool.
+pub fn check_layouts(tracefs: &Path, expected: &[(&str, &str, usize, usize)]) -> Result<Layouts> {
+    let mut out = Layouts::default();
+    let mut fatal = Vec::new();
     let mut current: Option<(&str, Vec<Field>)> = None;
     for &(tp, field, offset, size) in expected {
         if current.as_ref().map(|(t, _)| *t) != Some(tp) {
@@ -150,8 +173,8 @@ pub fn check_layouts(
             match std::fs::read_to_string(&path) {
                 Ok(text) => current = Some((tp, parse_format(&text))),
                 Err(_) => {
-                    if !missing.iter().any(|m| m == tp) {
-                        missing.push(tp.to_string());
+                    if !out.missing.iter().any(|m| m == tp) {
+                        out.missing.push(tp.to_string());
                     }
                     current = Some((tp, Vec::new()));
                     continue;
@@ -164,22 +187,30 @@ pub fn check_layouts(
         if fields.is_empty() {
             continue;
         }
-        match fields.iter().find(|f| f.name == field) {
-            Some(f) if f.offset == offset && f.size == size => {}
-            Some(f) => mismatches.push(format!(
+        let mismatch = match fields.iter().find(|f| f.name == field) {
+            Some(f) if f.offset == offset && f.size == size => continue,
+            Some(f) => format!(
                 "{tp}.{field}: kernel has offset {} size {}, portwatch expects offset {offset} size {size}",
                 f.offset, f.size
-            )),
-            None => mismatches.push(format!("{tp}.{field}: field missing in the kernel's format")),
+            ),
+            None => format!("{tp}.{field}: field missing in the kernel's format"),
+        };
+        if tp.starts_with("sock/") {
+            fatal.push(mismatch);
+        } else if let Some((_, d)) = out.mismatched.iter_mut().find(|(t, _)| t == tp) {
+            d.push_str("; ");
+            d.push_str(&mismatch);
+        } else {
+            out.mismatched.push((tp.to_string(), mismatch));
         }
     }
-    if !mismatches.is_empty() {
+    if !fatal.is_empty() {
         bail!(
             "this kernel's tracepoint layout differs from what portwatch was built for:\n  {}",
-            mismatches.join("\n  ")
+            fatal.join("\n  ")
         );
     }
-    Ok(missing)
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -226,11 +257,45 @@ print fmt: \"family=%s\"";
             ],
         )
         .unwrap();
-        assert_eq!(ok, vec!["syscalls/sys_enter_connect".to_string()]);
+        assert_eq!(ok.missing, vec!["syscalls/sys_enter_connect".to_string()]);
+        assert!(ok.mismatched.is_empty());
         let err = check_layouts(&dir, &[("sock/inet_sock_set_state", "oldstate", 20, 4)])
             .unwrap_err()
             .to_string();
         assert!(err.contains("oldstate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_optional_tracepoint_with_another_layout_is_unusable_not_fatal() {
+        let dir = std::env::temp_dir().join(format!("pw-tracefs-opt-{}", std::process::id()));
+        let sock = dir.join("events/sock/inet_sock_set_state");
+        let tcp = dir.join("events/tcp/tcp_retransmit_skb");
+        std::fs::create_dir_all(&sock).unwrap();
+        std::fs::create_dir_all(&tcp).unwrap();
+        std::fs::write(sock.join("format"), SAMPLE).unwrap();
+        // Same sample: `skaddr` at 8 (as expected below) but no `state`.
+        std::fs::write(tcp.join("format"), SAMPLE).unwrap();
+        let got = check_layouts(
+            &dir,
+            &[
+                ("sock/inet_sock_set_state", "oldstate", 16, 4),
+                ("tcp/tcp_retransmit_skb", "skaddr", 8, 8),
+                ("tcp/tcp_retransmit_skb", "state", 20, 4),
+                ("tcp/tcp_retransmit_skb", "oldstate", 24, 4),
+            ],
+        )
+        .unwrap();
+        assert!(got.missing.is_empty());
+        assert_eq!(got.mismatched.len(), 1, "{got:?}");
+        let (tp, why) = &got.mismatched[0];
+        assert_eq!(tp, "tcp/tcp_retransmit_skb");
+        assert!(why.contains("state: field missing"), "{why}");
+        assert!(why.contains("oldstate: kernel has offset 16"), "{why}");
+        assert_eq!(
+            got.unusable().collect::<Vec<_>>(),
+            vec!["tcp/tcp_retransmit_skb"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

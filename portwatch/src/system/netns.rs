@@ -31,8 +31,11 @@ pub struct Reading {
     pub info: NetnsInfo,
     /// Its interface networks, when they could be read.
     pub networks: Option<LocalNetworks>,
-    /// The namespace's own socket table, when it could be read.
+    /// The namespace's own socket table, when it was asked for and could
+    /// be read.
     pub sockets: Option<SocketTable>,
+    /// What reading the table cost (none when it was not read).
+    pub sockets_cost: Option<sockdiag::DumpCost>,
 }
 
 /// Why a namespace could not be entered. `Gone` is the ordinary end of a
@@ -75,7 +78,7 @@ fn enter(ns: &File) -> std::io::Result<()> {
 /// Reads everything about the namespace the calling thread is in now.
 /// `/proc/thread-self/net`, not `/proc/net`: the latter is the thread
 /// group leader's namespace.
-fn read_inside(netns: u32, ts_ns: u64) -> Reading {
+fn read_inside(netns: u32, ts_ns: u64, table: Option<&mut sockdiag::Reader>) -> Reading {
     let mut errors = Vec::new();
     let sysctls = procfs::read_sysctls(Path::new("/proc/sys/net/ipv4"))
         .map_err(|e| errors.push(e.to_string()))
@@ -87,9 +90,14 @@ fn read_inside(netns: u32, ts_ns: u64) -> Reading {
         })
         .map_err(|e| errors.push(e.to_string()))
         .ok();
-    let sockets = sockdiag::read_socket_table(ts_ns, netns)
-        .map_err(|e| errors.push(format!("socket table: {e}")))
-        .ok();
+    let (sockets, sockets_cost) = match table.map(|r| r.read(ts_ns, netns, sockdiag::STATES_ALL)) {
+        Some(Ok((t, cost))) => (Some(t), Some(cost)),
+        Some(Err(e)) => {
+            errors.push(format!("socket table: {e}"));
+            (None, None)
+        }
+        None => (None, None),
+    };
     // Read after the socket table: the table is stamped with `ts_ns`, and
     // closes after that are counted again on top of it, so nothing may
     // widen the gap between the stamp and the dump.
@@ -114,12 +122,19 @@ fn read_inside(netns: u32, ts_ns: u64) -> Reading {
             stale: false,
         },
         sockets,
+        sockets_cost,
     }
 }
 
-/// Reads namespace `netns` through one of `tasks`. Call only on a thread
-/// that is allowed to change namespace (the [`Worker`]'s).
-fn read_netns(netns: u32, tasks: &[TaskRef], home: &File) -> Reading {
+/// Reads namespace `netns` through one of `tasks`, its socket table only
+/// with a `table` reader. Call only on a thread that is allowed to change
+/// namespace (the [`Worker`]'s).
+fn read_netns(
+    netns: u32,
+    tasks: &[TaskRef],
+    home: &File,
+    table: Option<&mut sockdiag::Reader>,
+) -> Reading {
     let failed = |ts_ns, error: String, stale| Reading {
         info: NetnsInfo {
             ts_ns,
@@ -131,6 +146,7 @@ fn read_netns(netns: u32, tasks: &[TaskRef], home: &File) -> Reading {
         },
         networks: None,
         sockets: None,
+        sockets_cost: None,
     };
     let ns = match open_ns(netns, tasks) {
         Ok(f) => f,
@@ -150,7 +166,7 @@ fn read_netns(netns: u32, tasks: &[TaskRef], home: &File) -> Reading {
             false,
         );
     }
-    let reading = read_inside(netns, monotonic_now_ns());
+    let reading = read_inside(netns, monotonic_now_ns(), table);
     // Home again, so a failure to enter the next one does not leave this
     // thread reading the previous namespace's values under another name.
     if let Err(e) = enter(home) {
@@ -160,8 +176,13 @@ fn read_netns(netns: u32, tasks: &[TaskRef], home: &File) -> Reading {
 }
 
 /// One request to the worker: read these namespaces, each through one of
-/// its tasks.
-pub type Request = Vec<(u32, Vec<TaskRef>)>;
+/// its tasks; their socket tables too when `tables` (the tables are what
+/// costs: see `sockdiag`).
+#[derive(Debug, Default)]
+pub struct Request {
+    pub tables: bool,
+    pub namespaces: Vec<(u32, Vec<TaskRef>)>,
+}
 
 /// The thread that enters namespaces. Requests go in, readings come out;
 /// the caller polls [`Worker::try_recv`] and is never blocked by a slow
@@ -183,9 +204,14 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name("pw-netns".into())
             .spawn(move || {
+                let mut reader = sockdiag::Reader::new();
                 for req in req_rx {
-                    for (netns, tasks) in req {
-                        if out_tx.send(read_netns(netns, &tasks, &home)).is_err() {
+                    for (netns, tasks) in req.namespaces {
+                        let table = req.tables.then_some(&mut reader);
+                        if out_tx
+                            .send(read_netns(netns, &tasks, &home, table))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -201,10 +227,10 @@ impl Worker {
 
     /// Queues a request; readings come back in order.
     pub fn request(&mut self, req: Request) {
-        if req.is_empty() {
+        if req.namespaces.is_empty() {
             return;
         }
-        let n = req.len();
+        let n = req.namespaces.len();
         if let Some(tx) = &self.tx
             && tx.send(req).is_ok()
         {
@@ -242,7 +268,12 @@ mod tests {
     fn a_namespace_without_tasks_is_stale_not_an_error() {
         let home = File::open("/proc/thread-self/ns/net").expect("own ns");
         // No such pid: the kernel's pid_max is below 2^22.
-        let r = read_netns(4_026_531_840, &[(u32::MAX - 1, u32::MAX - 1)], &home);
+        let r = read_netns(
+            4_026_531_840,
+            &[(u32::MAX - 1, u32::MAX - 1)],
+            &home,
+            Some(&mut sockdiag::Reader::new()),
+        );
         assert!(r.info.stale);
         assert!(r.info.sysctls.is_none());
         assert!(r.sockets.is_none());
@@ -255,7 +286,7 @@ mod tests {
         let pid = std::process::id();
         // Our own task, asked for a namespace it is not in: never read
         // under that namespace's name.
-        let r = read_netns(1, &[(pid, pid)], &home);
+        let r = read_netns(1, &[(pid, pid)], &home, None);
         assert!(r.info.stale, "{:?}", r.info);
         assert!(r.info.sysctls.is_none());
     }
@@ -267,7 +298,10 @@ mod tests {
             .ino() as u32;
         let pid = std::process::id();
         let mut w = Worker::spawn().expect("worker");
-        w.request(vec![(own, vec![(pid, pid)])]);
+        w.request(Request {
+            tables: true,
+            namespaces: vec![(own, vec![(pid, pid)])],
+        });
         let start = std::time::Instant::now();
         let mut got = Vec::new();
         while got.is_empty() && start.elapsed() < std::time::Duration::from_secs(10) {

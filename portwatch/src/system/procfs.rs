@@ -91,9 +91,20 @@ pub fn parse_sockstat(text: &str) -> Result<(u64, u64), CollectError> {
 /// prefix; returns `Prefix.Name → value` for every counter.
 pub fn parse_netstat(text: &str) -> Result<HashMap<String, u64>, CollectError> {
     let mut out = HashMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else {
+    for_each_netstat(text, |prefix, name, v| {
+        out.insert(format!("{prefix}.{name}"), v);
+    })?;
+    Ok(out)
+}
+
+/// Calls `f(prefix, name, value)` for every counter of a netstat-style
+/// file, checking its shape as [`parse_netstat`] does, without building
+/// anything: read every second in every namespace, and a map of ~300
+/// formatted keys was ~0.5 M instructions a read.
+fn for_each_netstat(text: &str, mut f: impl FnMut(&str, &str, u64)) -> Result<(), CollectError> {
+    let mut lines = text.lines();
+    while let Some(names) = lines.next() {
+        let Some(values) = lines.next() else {
             return Err(parse_err("/proc/net/netstat", "odd number of lines"));
         };
         let (Some((p1, names)), Some((p2, values))) =
@@ -110,11 +121,11 @@ pub fn parse_netstat(text: &str) -> Result<HashMap<String, u64>, CollectError> {
         for (n, v) in names.split_whitespace().zip(values.split_whitespace()) {
             // Some counters are signed (e.g. Tcp MaxConn = -1); keep what parses.
             if let Ok(v) = v.parse::<u64>() {
-                out.insert(format!("{p1}.{n}"), v);
+                f(p1, n, v);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Builds [`KernelCounters`] from the two files' text.
@@ -124,15 +135,25 @@ pub fn counters_from(
     ts_ns: u64,
 ) -> Result<KernelCounters, CollectError> {
     let (inuse, tw) = parse_sockstat(sockstat)?;
-    let n = parse_netstat(netstat)?;
-    let get = |k: &str| n.get(&format!("TcpExt.{k}")).copied().unwrap_or(0);
+    let (mut tw_count, mut tw_recycled, mut tw_overflow) = (0, 0, 0);
+    for_each_netstat(netstat, |prefix, name, v| {
+        if prefix != "TcpExt" {
+            return;
+        }
+        match name {
+            "TW" => tw_count = v,
+            "TWRecycled" => tw_recycled = v,
+            "TCPTimeWaitOverflow" => tw_overflow = v,
+            _ => {}
+        }
+    })?;
     Ok(KernelCounters {
         ts_ns,
         tcp_inuse: inuse,
         tcp_tw: tw,
-        tw: get("TW"),
-        tw_recycled: get("TWRecycled"),
-        tw_overflow: get("TCPTimeWaitOverflow"),
+        tw: tw_count,
+        tw_recycled,
+        tw_overflow,
         conntrack: None,
     })
 }
