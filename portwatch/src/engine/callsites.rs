@@ -55,7 +55,12 @@ impl PairSites {
     pub(super) fn add(&mut self, frames: &[String], note: Option<&str>, ts_ns: u64) {
         self.total += 1;
         self.last_ns = self.last_ns.max(ts_ns);
-        if let Some(s) = self.stacks.iter_mut().find(|s| s.0 == frames) {
+        // Samples without frames are told apart by why they have none
+        // (refused by the kernel, over the symbolizer's budget, ...).
+        let same = |s: &(Vec<String>, Option<String>, u64)| {
+            s.0 == frames && (!frames.is_empty() || s.1.as_deref() == note)
+        };
+        if let Some(s) = self.stacks.iter_mut().find(|s| same(s)) {
             s.2 += 1;
         } else if self.stacks.len() < MAX_STACKS_PER_PAIR {
             self.stacks
@@ -170,6 +175,19 @@ mod tests {
         let top = p.top(1);
         assert_eq!(top[0].note.as_deref(), Some("process 7 exited"));
         assert_eq!(top[0].samples, 2);
+    }
+
+    #[test]
+    fn frameless_samples_are_kept_apart_by_their_note() {
+        let mut p = PairSites::default();
+        p.add(&[], Some("not symbolized: over budget"), 1);
+        p.add(&[], Some("not symbolized: over budget"), 2);
+        p.add(&[], Some("bpf_get_stackid: File exists"), 3);
+        let top = p.top(3);
+        assert_eq!(top.len(), 2);
+        assert_eq!(top[0].note.as_deref(), Some("not symbolized: over budget"));
+        assert_eq!(top[0].samples, 2);
+        assert_eq!(top[1].note.as_deref(), Some("bpf_get_stackid: File exists"));
     }
 
     #[test]

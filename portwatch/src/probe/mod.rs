@@ -423,7 +423,9 @@ impl Probe {
                                 stacks
                                     .get(&id, 0)
                                     .map(|t| t.frames().iter().map(|f| f.ip).collect())
-                                    .map_err(|e| format!("stack {id} not readable: {e}"))
+                                    // No id in the text: frameless samples are
+                                    // told apart by their note.
+                                    .map_err(|e| format!("stack not readable: {e}"))
                             })
                         }
                         Err(e) => Err(format!(
