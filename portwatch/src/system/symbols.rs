@@ -153,6 +153,11 @@ impl Worker {
 
 /// A sample's call stack with the given frames and note.
 fn unnamed(raw: &RawStack, frames: Vec<String>, note: String) -> CallStack {
+    call_stack(raw, frames, Some(note))
+}
+
+/// The call stack of a sample: who connected where, with these frames.
+fn call_stack(raw: &RawStack, frames: Vec<String>, note: Option<String>) -> CallStack {
     let s = &raw.sample;
     CallStack {
         ts_ns: s.ts_ns,
@@ -161,7 +166,7 @@ fn unnamed(raw: &RawStack, frames: Vec<String>, note: String) -> CallStack {
         daddr: s.daddr,
         dport: s.dport,
         frames,
-        note: Some(note),
+        note,
     }
 }
 
@@ -242,15 +247,7 @@ impl Names {
                 }
             }
         };
-        CallStack {
-            ts_ns: s.ts_ns,
-            task: s.task,
-            netns: s.netns,
-            daddr: s.daddr,
-            dport: s.dport,
-            frames,
-            note,
-        }
+        call_stack(raw, frames, note)
     }
 
     fn symbolize(&self, pid: u32, ips: &[u64]) -> Named {
