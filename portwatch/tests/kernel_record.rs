@@ -311,7 +311,7 @@ fn record_marks_the_tables_read_without_time_wait() {
     }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tables.pwtrace");
-    let mut rec = start_recorder_with(&path, &["--resync", "1"]);
+    let mut rec = start_recorder(&path);
     let host_netns = std::fs::metadata("/proc/self/ns/net").unwrap().ino() as u32;
     let host_tables = |inputs: &[Input]| -> Vec<portwatch::input::SocketTable> {
         inputs
@@ -322,8 +322,8 @@ fn record_marks_the_tables_read_without_time_wait() {
             })
             .collect()
     };
-    // A re-read comes no sooner than 500 times the CPU of the last one
-    // (a few seconds on a loaded VM): wait for one, bounded.
+    // A re-read comes after 5 s (`record` resyncs at the default), or 500
+    // times the CPU of the last one if more: wait for one, bounded.
     let start = Instant::now();
     let tables = loop {
         thread::sleep(Duration::from_secs(1));
