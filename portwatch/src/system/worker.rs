@@ -182,7 +182,10 @@ mod tests {
         assert!(w.send(1).is_ok());
         // The thread holds 1 (waiting at the gate) or the queue does; at
         // most one more fits, then requests are refused, not queued.
-        let back: Vec<u32> = (2..5).filter_map(|n| w.send(n).err()).map(|r| r.0).collect();
+        let back: Vec<u32> = (2..5)
+            .filter_map(|n| w.send(n).err())
+            .map(|r| r.0)
+            .collect();
         assert!(back.len() >= 2, "refused {back:?}");
         assert_eq!(back.last(), Some(&4), "the refused request comes back");
         for _ in 0..4 {
