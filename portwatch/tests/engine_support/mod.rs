@@ -4,9 +4,11 @@
 use std::net::IpAddr;
 
 use portwatch::clock::WallClock;
+use portwatch::engine::{Advice, Model};
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Task};
 use portwatch::input::{
-    Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, Sysctls,
+    Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, SockState,
+    SocketEntry, SocketOwner, SocketOwners, Sysctls,
 };
 
 pub const S: u64 = 1_000_000_000;
@@ -198,4 +200,71 @@ pub fn unanswered(t: Task, dst: &str, start_ns: u64, wait_ns: u64, syn_retrans: 
         syn_retrans,
         ..c
     }))
+}
+
+/// The model's advice with `key`; panics listing every piece of advice
+/// when there is none.
+pub fn advice_with_key<'m>(m: &'m Model, key: &str) -> &'m Advice {
+    m.system
+        .advice
+        .iter()
+        .find(|a| a.key == key)
+        .unwrap_or_else(|| panic!("no advice {key}: {:#?}", m.system.advice))
+}
+
+/// The fields every JSON verdict carries, in `top --batch` and `report` alike.
+pub const VERDICT_JSON_FIELDS: [&str; 9] = [
+    "daddr",
+    "dport",
+    "verdict",
+    "new_per_sec",
+    "lifetime_p50_ms",
+    "time_wait",
+    "budget_share",
+    "evidence",
+    "fix",
+];
+
+/// `n` CLOSE_WAIT sockets from `saddr`, local ports from 40000, to `dst`
+/// ("addr:port"), inodes from `first_inode`: what a socket-table read
+/// shows of a client that leaks its connections.
+pub fn close_wait_sockets(saddr: &str, dst: &str, n: u16, first_inode: u32) -> Vec<SocketEntry> {
+    let (daddr, dport) = split(dst);
+    (0..n)
+        .map(|i| SocketEntry {
+            state: SockState::Other(8),
+            saddr: saddr.parse().unwrap(),
+            sport: 40000 + i,
+            daddr,
+            dport,
+            expires_ms: 0,
+            uid: 0,
+            inode: first_inode + u32::from(i),
+        })
+        .collect()
+}
+
+/// The owners of `sockets`, all of them process `pid` named `comm` in
+/// cgroup `cgroup_id`, as read at `ts_ns`.
+pub fn all_owned_by(
+    ts_ns: u64,
+    sockets: &[SocketEntry],
+    pid: u32,
+    comm: &str,
+    cgroup_id: u64,
+) -> Input {
+    Input::SocketOwners(SocketOwners {
+        ts_ns,
+        owners: sockets
+            .iter()
+            .map(|x| SocketOwner {
+                inode: x.inode,
+                pid,
+                comm: Comm::new(comm),
+                cgroup_id,
+            })
+            .collect(),
+        not_found: 0,
+        failed: 0,
+    })
 }
