@@ -43,23 +43,11 @@ fn task_in_thread(comm: &str, thread: &str) -> Task {
 
 fn close(saddr: IpAddr, daddr: IpAddr, task: Option<Task>) -> ConnClose {
     ConnClose {
-        start_ns: 5_000_000_000,
-        end_ns: 5_002_500_000,
         handshake_ns: Some(45_000),
-        task,
-        netns: 4026532000,
-        direction: Direction::Outbound,
         saddr,
         sport: 40001,
-        daddr,
-        dport: 443,
         bytes: Some((517, 4096)),
-        local_close: true,
-        peer_close: false,
-        established: true,
-        errno: None,
-        syn_retrans: 0,
-        bound_port: false,
+        ..synthetic::closed_here(task, 4026532000, (daddr, 443), 5_000_000_000, 5_002_500_000)
     }
 }
 
@@ -918,24 +906,10 @@ fn call_stacks_round_trip_between_events() {
     let host = synthetic::host(1_000);
     let t = task("client");
     let close = |end_ns: u64| {
+        let to = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
         Input::Event(Event::Close(ConnClose {
-            start_ns: end_ns - 500,
-            end_ns,
             handshake_ns: Some(100),
-            task: Some(t),
-            netns: 7,
-            direction: Direction::Outbound,
-            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            sport: 40_000,
-            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            dport: 80,
-            bytes: None,
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..synthetic::closed_here(Some(t), 7, to, end_ns - 500, end_ns)
         }))
     };
     let stack = |ts_ns: u64, daddr: IpAddr, frames: &[&str], note: Option<&str>| {
