@@ -51,13 +51,7 @@ pub fn cgroup(id: u64, path: &str) -> Input {
 }
 
 pub fn task(pid: u32, comm: &str, cgroup_id: u64) -> Task {
-    Task {
-        pid,
-        tid: pid,
-        comm: Comm::new(comm),
-        thread: Comm::new(comm),
-        cgroup_id,
-    }
+    portwatch::tracefile::synthetic::main_thread(pid, comm, cgroup_id)
 }
 
 /// One outbound connection from `t` to `dst`, started at `start_ns`, living
