@@ -60,6 +60,7 @@ fn ten_closes_then_table_read_at_1_45_s(in_table: u16) -> Engine {
         ts_ns: S + 450 * MS,
         netns: OTHER_NS,
         entries: (0..in_table).map(|i| tw(40000 + i, 59_000)).collect(),
+        without_time_wait: false,
     }));
     e
 }

@@ -37,6 +37,7 @@ fn leaking() -> Model {
             ts_ns: s * S,
             netns: NS,
             entries: entries.clone(),
+            without_time_wait: false,
         }));
         if s == 2 {
             e.apply(&all_owned_by(2 * S + MS, &entries, 42, "leaky", 5));
