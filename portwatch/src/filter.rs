@@ -306,6 +306,7 @@ mod tests {
                 ts_ns: 1,
                 netns,
                 entries: vec![],
+                without_time_wait: false,
             })
         };
         assert!(f.matches_input(&table(9)));

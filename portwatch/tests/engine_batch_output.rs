@@ -27,6 +27,7 @@ fn scenario() -> Model {
             uid: 0,
             inode: 1,
         }],
+        without_time_wait: false,
     }));
     e.apply(&Input::Counters(KernelCounters {
         ts_ns: 0,

@@ -51,6 +51,7 @@ fn table(ts_ns: u64, entries: Vec<SocketEntry>) -> Input {
         ts_ns,
         netns: NS,
         entries,
+        without_time_wait: false,
     })
 }
 

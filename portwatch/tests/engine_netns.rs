@@ -188,6 +188,7 @@ fn a_namespace_socket_table_corrects_only_its_own_destinations() {
         ts_ns: 31 * S,
         netns: A,
         entries: (0..7).map(|i| tw(40_000 + i)).collect(),
+        without_time_wait: false,
     });
     let m = run(
         [host(32768, 60999), reading(A, 0, 40000, 40999, 0)]

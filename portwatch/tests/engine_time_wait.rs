@@ -61,6 +61,7 @@ fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
         ts_ns: S + 450 * MS,
         netns: OTHER_NS,
         entries: (0..5).map(|i| tw(40000 + i, 59_000)).collect(),
+        without_time_wait: false,
     }));
     let m = e.model(3 * S);
     let d = m
@@ -92,6 +93,7 @@ fn a_close_the_table_already_shows_in_time_wait_is_counted_once() {
         ts_ns: S + 450 * MS,
         netns: OTHER_NS,
         entries: (0..7).map(|i| tw(40000 + i, 59_000)).collect(),
+        without_time_wait: false,
     }));
     let m = e.model(3 * S);
     let d = m

@@ -485,6 +485,7 @@ fn a_leaking_service_has_its_close_wait_sockets_and_no_lacks_pooling() {
             ts_ns: t * S,
             netns: 4026531840,
             entries: entries.clone(),
+            without_time_wait: false,
         }));
     }
     inputs.push(Input::SocketOwners(SocketOwners {

@@ -297,3 +297,61 @@ fn a_recorder_killed_with_sigkill_leaves_a_readable_trace() {
         r.warnings
     );
 }
+
+/// Socket tables without TIME_WAIT (issue 14): the first table of the
+/// recording asks the kernel for every state, the re-reads after it (until
+/// 30 s have passed) for every state but TIME_WAIT, and the trace marks
+/// them so that replay keeps TIME_WAIT as live did. The host namespace's
+/// tables are the recorder's own readings; nothing here depends on what
+/// other traffic the host has.
+#[test]
+fn record_marks_the_tables_read_without_time_wait() {
+    if !kernel_tests_enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tables.pwtrace");
+    let mut rec = start_recorder(&path);
+    let host_netns = std::fs::metadata("/proc/self/ns/net").unwrap().ino() as u32;
+    let host_tables = |inputs: &[Input]| -> Vec<portwatch::input::SocketTable> {
+        inputs
+            .iter()
+            .filter_map(|i| match i {
+                Input::Sockets(t) if t.netns == host_netns || t.netns == 0 => Some(t.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    // A re-read comes after 5 s (`record` resyncs at the default), or 500
+    // times the CPU of the last one if more: wait for one, bounded.
+    let start = Instant::now();
+    let tables = loop {
+        thread::sleep(Duration::from_secs(1));
+        if let Ok(mut r) = Reader::open(&path) {
+            let inputs: Vec<Input> = r.by_ref().map_while(Result::ok).collect();
+            let t = host_tables(&inputs);
+            if t.len() >= 2 || start.elapsed() > Duration::from_secs(25) {
+                break t;
+            }
+        }
+    };
+    // SAFETY: kill with a valid pid of our own child and a valid signal.
+    assert_eq!(
+        unsafe { libc::kill(rec.child.id() as i32, libc::SIGINT) },
+        0
+    );
+    let st = wait_bounded(&mut rec.child, Duration::from_secs(20));
+    assert!(st.success(), "portwatch record: {st}");
+    assert!(tables.len() >= 2, "no re-read of the table within 25 s");
+    assert!(!tables[0].without_time_wait, "the first table is full");
+    for t in &tables[1..] {
+        assert!(t.without_time_wait, "a re-read within 30 s: {:?}", t.ts_ns);
+        assert!(
+            t.entries
+                .iter()
+                .all(|e| e.state != portwatch::input::SockState::TimeWait),
+            "{:?}",
+            t.entries
+        );
+    }
+}

@@ -63,6 +63,7 @@ fn leaking() -> Model {
             ts_ns: s * S,
             netns: NS,
             entries: entries.clone(),
+            without_time_wait: false,
         }));
         if s == 2 {
             e.apply(&Input::SocketOwners(SocketOwners {

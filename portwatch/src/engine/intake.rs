@@ -117,8 +117,8 @@ impl Engine {
             if c.start_ns <= t.ts_ns && c.end_ns > t.ts_ns {
                 t.closed_open += 1;
             }
-            // Not yet in the table: a new TIME_WAIT socket.
-            if c.local_close && c.end_ns > t.ts_ns {
+            // Not yet in the last full table: a new TIME_WAIT socket.
+            if c.local_close && c.end_ns > t.tw_ts_ns {
                 t.local_since.add(c.end_ns / NS_PER_S, 1);
             }
         }

@@ -93,6 +93,13 @@ pub(crate) const TAG_SOCKET_OWNERS: u8 = 0x88;
 /// references), so a reader that skips it loses nothing else. 0x90 leaves
 /// 0x83..0x8F to the records other work adds.
 pub(crate) const TAG_CALL_STACK: u8 = 0x90;
+/// Skippable (format 1.9): a socket table read without TIME_WAIT sockets
+/// (`SocketTable::without_time_wait`): `uv` ts_ns (absolute, like
+/// TAG_NETNS), then the fields of a TAG_SOCKETS record from its netns on,
+/// addresses referring to the frame's dictionary as there. A reader that
+/// skips it sees only the full tables, with TIME_WAIT kept from events
+/// between them: what the engine does with it anyway.
+pub(crate) const TAG_SOCKETS_NO_TW: u8 = 0x86;
 /// Format 1.8: the runtime a connecting process runs on
 /// ([`Input::Runtime`]): pid, exe, name, evidence. No time of its own.
 pub(crate) const TAG_RUNTIME: u8 = 0x91;
@@ -519,8 +526,22 @@ impl Encoder {
                 }
             }
         }
+        if t.without_time_wait {
+            let mut body = Vec::with_capacity(16 + t.entries.len() * 12);
+            put_u64(&mut body, t.ts_ns);
+            self.socket_entries(&mut body, t);
+            buf.push(TAG_SOCKETS_NO_TW);
+            put_u64(buf, body.len() as u64);
+            buf.extend_from_slice(&body);
+            return;
+        }
         buf.push(TAG_SOCKETS);
         self.ts(buf, t.ts_ns);
+        self.socket_entries(buf, t);
+    }
+
+    /// A table from its netns on (the same in both socket records).
+    fn socket_entries(&self, buf: &mut Vec<u8>, t: &SocketTable) {
         put_u64(buf, t.netns.into());
         put_u64(buf, t.entries.len() as u64);
         // At most ~50 bytes per socket: one reservation, not a growth of
@@ -1046,7 +1067,16 @@ impl Decoder {
                 };
                 Input::Cgroup { id, path }
             }
-            TAG_SOCKETS => Input::Sockets(self.sockets(c)?),
+            TAG_SOCKETS => {
+                let ts_ns = self.ts(c)?;
+                Input::Sockets(self.sockets(c, ts_ns, false)?)
+            }
+            TAG_SOCKETS_NO_TW => {
+                let n = c.len(usize::MAX, "skippable record")?;
+                let mut inner = Cursor::new(c.bytes(n)?);
+                let ts_ns = inner.u64()?;
+                Input::Sockets(self.sockets(&mut inner, ts_ns, true)?)
+            }
             TAG_COUNTERS => Input::Counters(KernelCounters {
                 ts_ns: self.ts(c)?,
                 tcp_inuse: c.u64()?,
@@ -1328,8 +1358,12 @@ impl Decoder {
         })
     }
 
-    fn sockets(&mut self, c: &mut Cursor) -> Result<SocketTable, Corruption> {
-        let ts_ns = self.ts(c)?;
+    fn sockets(
+        &mut self,
+        c: &mut Cursor,
+        ts_ns: u64,
+        without_time_wait: bool,
+    ) -> Result<SocketTable, Corruption> {
         let netns = c.u32("netns")?;
         let n = c.len(MAX_SOCKETS, "socket table")?;
         // An entry takes at least 9 bytes.
@@ -1372,6 +1406,7 @@ impl Decoder {
             ts_ns,
             netns,
             entries,
+            without_time_wait,
         })
     }
 }
