@@ -354,8 +354,14 @@ fn runs_and_alternations_of_tasks_destinations_and_addresses_round_trip() {
             })));
         }
         if i % 50 == 0 {
+            // Both socket records: with and without TIME_WAIT.
+            let without_time_wait = i % 100 == 50;
             let entry = |s, d| SocketEntry {
-                state: SockState::TimeWait,
+                state: if without_time_wait {
+                    SockState::Established
+                } else {
+                    SockState::TimeWait
+                },
                 saddr: s,
                 sport: 40_001,
                 daddr: d,
@@ -373,6 +379,7 @@ fn runs_and_alternations_of_tasks_destinations_and_addresses_round_trip() {
                     entry(v4(3), v4(3)),
                     entry(v4(1), v4(4 + (i / 50) as u8)),
                 ],
+                without_time_wait,
             }));
         }
     }
