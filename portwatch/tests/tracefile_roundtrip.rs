@@ -303,6 +303,87 @@ fn a_stream_spanning_many_frames_round_trips() {
 }
 
 #[test]
+fn runs_and_alternations_of_tasks_destinations_and_addresses_round_trip() {
+    // The encoder checks the entry it used last before its dictionaries:
+    // runs of one connection shape (hits), the two ends of a loopback
+    // connection in turn (the same destination from both sides), a second
+    // task and destination cutting in (misses), connect errors to a
+    // destination a close defined, a socket table repeating and then
+    // adding addresses, and frames ending in between (the memory must
+    // not outlive its frame).
+    let v4 = |d| IpAddr::V4(Ipv4Addr::new(10, 0, 0, d));
+    let mut inputs = every_variant()[..1].to_vec();
+    let (a, b) = (task("client"), task_in_thread("other", "worker"));
+    let mut port = 40_000u16;
+    for i in 0..400u64 {
+        let t = if i % 7 == 3 { b } else { a };
+        let server = if i % 11 == 5 { v4(9) } else { v4(2) };
+        let mut out = close(v4(1), server, Some(t));
+        port = port.wrapping_add(1 + (i % 3) as u16);
+        out.sport = port;
+        out.end_ns += i * 1_000;
+        let mut inb = out;
+        inb.direction = Direction::Inbound;
+        inb.task = None;
+        (inb.saddr, inb.sport, inb.daddr, inb.dport) = (server, 443, v4(1), port);
+        inputs.push(Input::Event(Event::Close(out)));
+        inputs.push(Input::Event(Event::Close(inb)));
+        if i % 13 == 0 {
+            inputs.push(Input::Event(Event::ConnectError(ConnectError {
+                ts_ns: out.end_ns,
+                duration_ns: 10,
+                task: Some(t),
+                netns: out.netns,
+                daddr: server,
+                dport: 443,
+                errno: 99,
+                cause: Cause::AddressUnavailable,
+                saw_syn_sent: false,
+            })));
+        }
+        if i % 50 == 0 {
+            // Both socket records: with and without TIME_WAIT.
+            let without_time_wait = i % 100 == 50;
+            let entry = |s, d| SocketEntry {
+                state: if without_time_wait {
+                    SockState::Established
+                } else {
+                    SockState::TimeWait
+                },
+                saddr: s,
+                sport: 40_001,
+                daddr: d,
+                dport: 443,
+                expires_ms: 100,
+                uid: 0,
+                inode: 0,
+            };
+            inputs.push(Input::Sockets(SocketTable {
+                ts_ns: out.end_ns,
+                netns: out.netns,
+                entries: vec![
+                    entry(v4(1), v4(2)),
+                    entry(v4(1), v4(2)),
+                    entry(v4(3), v4(3)),
+                    entry(v4(1), v4(4 + (i / 50) as u8)),
+                ],
+                without_time_wait,
+            }));
+        }
+    }
+    let mut w = Writer::new(Vec::new()).unwrap();
+    for (i, input) in inputs.iter().enumerate() {
+        w.append(input).unwrap();
+        if i % 89 == 0 {
+            w.flush().unwrap();
+        }
+    }
+    let bytes = w.finish().unwrap();
+    assert_eq!(read_all(&bytes), inputs);
+    assert_eq!(read_all(&write_all(&inputs)), inputs);
+}
+
+#[test]
 fn zstd_frames_round_trip_and_are_smaller() {
     let inputs = synthetic::churn(20_000, 5_000);
     let plain = write_all(&inputs);
