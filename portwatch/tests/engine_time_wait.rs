@@ -6,7 +6,7 @@ use engine_support::*;
 
 use portwatch::engine::{Config, DestinationRow, Engine, Model};
 use portwatch::event::Event;
-use portwatch::input::{Input, SockState, SocketEntry, SocketTable};
+use portwatch::input::{Input, SocketTable};
 
 const OTHER_NS: u32 = 4026532999;
 
@@ -16,19 +16,6 @@ fn in_ns(i: Input, ns: u32) -> Input {
             Input::Event(Event::Close(portwatch::event::ConnClose { netns: ns, ..c }))
         }
         other => other,
-    }
-}
-
-fn tw(sport: u16, expires_ms: u32) -> SocketEntry {
-    SocketEntry {
-        state: SockState::TimeWait,
-        saddr: "127.0.0.1".parse().unwrap(),
-        sport,
-        daddr: "127.0.0.1".parse().unwrap(),
-        dport: 7000,
-        expires_ms,
-        uid: 0,
-        inode: 0,
     }
 }
 
@@ -59,7 +46,9 @@ fn ten_closes_then_table_read_at_1_45_s(in_table: u16) -> Engine {
     e.apply(&Input::Sockets(SocketTable {
         ts_ns: S + 450 * MS,
         netns: OTHER_NS,
-        entries: (0..in_table).map(|i| tw(40000 + i, 59_000)).collect(),
+        entries: (0..in_table)
+            .map(|i| time_wait_to_7000(40000 + i, 59_000))
+            .collect(),
         without_time_wait: false,
     }));
     e

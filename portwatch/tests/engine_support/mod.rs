@@ -262,3 +262,23 @@ pub fn all_owned_by(
         failed: 0,
     })
 }
+
+/// A socket from 127.0.0.1:`sport` to 127.0.0.1:7000 in `state`, its timer
+/// due in `expires_ms`, inode 0: a row of a socket-table read.
+pub fn socket_to_7000(state: SockState, sport: u16, expires_ms: u32) -> SocketEntry {
+    SocketEntry {
+        state,
+        saddr: "127.0.0.1".parse().unwrap(),
+        sport,
+        daddr: "127.0.0.1".parse().unwrap(),
+        dport: 7000,
+        expires_ms,
+        uid: 0,
+        inode: 0,
+    }
+}
+
+/// [`socket_to_7000`] in TIME_WAIT, which ends in `expires_ms`.
+pub fn time_wait_to_7000(sport: u16, expires_ms: u32) -> SocketEntry {
+    socket_to_7000(SockState::TimeWait, sport, expires_ms)
+}
