@@ -26,6 +26,14 @@ fn read_all(bytes: &[u8]) -> Vec<Input> {
     inputs
 }
 
+/// Writes `inputs`, which must read back exactly; returns the written
+/// file's minor format version.
+fn round_trip_minor_version(inputs: &[Input]) -> u16 {
+    let bytes = write_all(inputs);
+    assert_eq!(read_all(&bytes), inputs);
+    Reader::new(&bytes[..]).unwrap().minor_version()
+}
+
 /// A single-threaded process: the thread has the process's name.
 fn task(comm: &str) -> Task {
     task_in_thread(comm, comm)
@@ -910,10 +918,8 @@ fn namespace_readings_round_trip_between_events() {
         Input::Netns(stale),
         Input::Tick { now_ns: 13_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
     assert_eq!(
-        Reader::new(&bytes[..]).unwrap().minor_version(),
+        round_trip_minor_version(&inputs),
         portwatch::tracefile::MINOR_VERSION
     );
 }
@@ -943,9 +949,7 @@ fn workload_names_round_trip_between_events() {
         Input::Workload(docker),
         Input::Tick { now_ns: 13_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 4);
+    assert!(round_trip_minor_version(&inputs) >= 4);
 }
 
 #[test]
@@ -980,9 +984,7 @@ fn socket_owners_round_trip_and_keep_the_time_chain() {
         }),
         Input::Tick { now_ns: 10_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 3);
+    assert!(round_trip_minor_version(&inputs) >= 3);
 }
 
 /// Symbolized connect() stacks (format 1.4, record 0x90): read back as
@@ -1037,9 +1039,7 @@ fn call_stacks_round_trip_between_events() {
         ),
         Input::Tick { now_ns: 7_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 5);
+    assert!(round_trip_minor_version(&inputs) >= 5);
 }
 
 /// Format 1.8: the client runtime record (0x91) reads back as written, so
@@ -1067,10 +1067,8 @@ fn client_runtimes_round_trip() {
         rt(44, "", "native", ""),
         Input::Tick { now_ns: 2_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
     assert_eq!(
-        Reader::new(&bytes[..]).unwrap().minor_version(),
+        round_trip_minor_version(&inputs),
         portwatch::tracefile::MINOR_VERSION
     );
 }
@@ -1129,7 +1127,5 @@ fn socket_tables_without_time_wait_round_trip_and_keep_the_time_chain() {
         }),
         Input::Event(Event::Close(close(v6, v6, None))),
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 9);
+    assert!(round_trip_minor_version(&inputs) >= 9);
 }
