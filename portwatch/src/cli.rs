@@ -112,7 +112,10 @@ pub struct ExporterArgs {
     pub duration: Option<f64>,
     /// Seconds between re-reads of the socket table (corrects drift). At
     /// least: a table is re-read no sooner than 500 times the CPU its last
-    /// reading took (the kernel walks every TCP socket of the host for it).
+    /// full reading took (the kernel walks every TCP socket of the host for
+    /// it). TIME_WAIT sockets are asked for on the first reading and then
+    /// every 30 s (sooner after lost events); between those, TIME_WAIT is
+    /// counted from the closes.
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     pub resync: f64,
     #[command(flatten)]
@@ -226,7 +229,10 @@ pub struct TopArgs {
     pub force: bool,
     /// Seconds between re-reads of the socket table (corrects drift). At
     /// least: a table is re-read no sooner than 500 times the CPU its last
-    /// reading took (the kernel walks every TCP socket of the host for it).
+    /// full reading took (the kernel walks every TCP socket of the host for
+    /// it). TIME_WAIT sockets are asked for on the first reading and then
+    /// every 30 s (sooner after lost events); between those, TIME_WAIT is
+    /// counted from the closes.
     #[arg(long = "resync", value_name = "SECS", default_value_t = 5.0)]
     pub resync_s: f64,
     /// Capture the user-space stack of one active open in N (drawn at

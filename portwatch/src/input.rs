@@ -171,6 +171,11 @@ pub struct SocketTable {
     /// Network namespace the table was read in (inode), 0 if unknown.
     pub netns: u32,
     pub entries: Vec<SocketEntry>,
+    /// The kernel was not asked for TIME_WAIT sockets (most readings under
+    /// churn, see `live::FULL_TABLE_EVERY`): the table says nothing about
+    /// them, and the engine keeps the TIME_WAIT it built from the last
+    /// full table and the closes since.
+    pub without_time_wait: bool,
 }
 
 impl SocketTable {

@@ -32,21 +32,49 @@ pub const SOCKETS_EVERY: Duration = Duration::from_secs(5);
 /// more per socket of any namespace), so at a fixed cadence the cost per
 /// connection would grow with the close rate (see `system::sockdiag`).
 pub const TABLE_COST_FACTOR: u64 = 500;
+/// A reading asks the kernel for TIME_WAIT sockets (a full table) at most
+/// this long after the last full one; the readings between ask for every
+/// other state. Every local close is an event, so the engine keeps
+/// TIME_WAIT from the last full table and the closes since; a full table
+/// corrects what events cannot know (TIME_WAIT of sockets closed before
+/// portwatch started, sockets tcp_tw_reuse recycled or tcp_max_tw_buckets
+/// never made, closes lost on the way). TIME_WAIT lasts 60 s, so such an
+/// error would age out by itself within a minute; half of that bounds it
+/// to 30 s while sparing the kernel the TIME_WAIT messages of most
+/// readings (~40% of a churning namespace's reading). The first reading of
+/// every namespace is full, and so is the next one after events were lost.
+pub const FULL_TABLE_EVERY: Duration = Duration::from_secs(30);
 
-/// When a socket table (or a round of them) may be read again.
+/// When a socket table (or a round of them) may be read again, and
+/// whether with TIME_WAIT.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TableCadence {
     /// When the last reading (round) began, monotonic ns; none yet: due.
     pub last_start_ns: Option<u64>,
     /// CPU it has taken so far.
     pub last_cpu_ns: u64,
+    /// The last reading (round) asked for TIME_WAIT.
+    pub last_full: bool,
+    /// When the last full reading (round) began; none yet: the next is.
+    pub last_full_ns: Option<u64>,
+    /// CPU of the last full reading (round) before the current one.
+    pub full_cpu_ns: u64,
+    /// Events lost (`Losses::total`) when the last full reading began.
+    pub lost_at_full: u64,
 }
 
 impl TableCadence {
     /// The gap between two readings: `resync_ns`, or longer when the last
-    /// reading was costly ([`TABLE_COST_FACTOR`]).
+    /// reading was costly ([`TABLE_COST_FACTOR`]). Costly as a full
+    /// reading is: readings without TIME_WAIT come no more often than
+    /// full ones would, so what they leave out is CPU saved.
     pub fn gap_ns(&self, resync_ns: u64) -> u64 {
-        resync_ns.max(self.last_cpu_ns.saturating_mul(TABLE_COST_FACTOR))
+        let cpu = if self.last_full {
+            self.last_cpu_ns
+        } else {
+            self.last_cpu_ns.max(self.full_cpu_ns)
+        };
+        resync_ns.max(cpu.saturating_mul(TABLE_COST_FACTOR))
     }
 
     pub fn due(&self, now_ns: u64, resync_ns: u64) -> bool {
@@ -54,10 +82,37 @@ impl TableCadence {
             .is_none_or(|t| now_ns.saturating_sub(t) >= self.gap_ns(resync_ns))
     }
 
-    /// A reading (round) begins.
-    pub fn start(&mut self, now_ns: u64) {
+    /// Whether the next reading asks for TIME_WAIT: the first one, one
+    /// [`FULL_TABLE_EVERY`] after the last full one, or one after events
+    /// were lost (`lost`: [`crate::event::Losses::total`] now).
+    pub fn full_due(&self, now_ns: u64, lost: u64) -> bool {
+        self.last_full_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= FULL_TABLE_EVERY.as_nanos() as u64)
+            || lost > self.lost_at_full
+    }
+
+    /// A reading (round) begins; `full`: with TIME_WAIT, `lost` events so
+    /// far.
+    pub fn start(&mut self, now_ns: u64, full: bool, lost: u64) {
+        if self.last_full {
+            self.full_cpu_ns = self.last_cpu_ns;
+        }
         self.last_start_ns = Some(now_ns);
         self.last_cpu_ns = 0;
+        self.last_full = full;
+        if full {
+            self.last_full_ns = Some(now_ns);
+            self.lost_at_full = lost;
+        }
+    }
+
+    /// The states a reading asks the kernel for.
+    pub fn states(full: bool) -> u32 {
+        if full {
+            sockdiag::STATES_ALL
+        } else {
+            sockdiag::STATES_WITHOUT_TIME_WAIT
+        }
     }
 }
 /// Unresolved cgroup ids are retried this often (a new container's
@@ -86,17 +141,24 @@ struct NetnsSeen {
     /// Those whose last reading found no task left: asked again only when
     /// a new task shows up in them.
     stale: FxHashSet<u32>,
+    /// The last (namespace, task) noted, which `tasks` lists: a client's
+    /// events come in runs, so most events skip the map.
+    last: Option<(u32, TaskRef)>,
 }
 
 impl NetnsSeen {
     /// Notes a task seen in `netns`.
     fn note(&mut self, netns: u32, task: TaskRef) {
+        if self.last == Some((netns, task)) {
+            return;
+        }
         if self.tasks.len() >= MAX_NETNS && !self.tasks.contains_key(&netns) {
             // Full: a namespace whose tasks are all gone makes room (its
             // last values stay with the engine).
             if let Some(&gone) = self.stale.iter().next() {
                 self.stale.remove(&gone);
                 self.tasks.remove(&gone);
+                self.last = None;
             }
         }
         let n = self.tasks.len();
@@ -111,6 +173,7 @@ impl NetnsSeen {
         // Any live task will do to enter the namespace: one already listed
         // stays where it is (threads of one client take turns, and this
         // runs for every event).
+        self.last = Some((netns, task));
         if tasks.contains(&task) {
             return;
         }
@@ -121,9 +184,10 @@ impl NetnsSeen {
         self.stale.remove(&netns);
     }
 
-    fn request(&self, ids: impl IntoIterator<Item = u32>, tables: bool) -> netns::Request {
+    /// `tables`: none, or with TIME_WAIT (`Some(true)`) or without.
+    fn request(&self, ids: impl IntoIterator<Item = u32>, tables: Option<bool>) -> netns::Request {
         netns::Request {
-            tables,
+            tables: tables.map(TableCadence::states),
             namespaces: ids
                 .into_iter()
                 .filter_map(|n| self.tasks.get(&n).map(|t| (n, t.clone())))
@@ -447,7 +511,7 @@ impl LiveSource {
         }
         let now = monotonic_now_ns();
         src.last_resync_ns = now;
-        src.netns_tables.start(now);
+        src.netns_tables.start(now, true, 0);
         src.read_sockets(now, out);
         src.read_counters(now, out);
         src.initial = initial;
@@ -479,16 +543,19 @@ impl LiveSource {
     }
 
     fn read_host_table(&mut self, now: u64, out: &mut Vec<Input>) {
-        self.host_tables.start(now);
+        let lost = self.probe.losses().total();
+        let full = self.host_tables.full_due(now, lost);
+        self.host_tables.start(now, full, lost);
         match self
             .table_reader
-            .read(now, self.netns, sockdiag::STATES_ALL)
+            .read(now, self.netns, TableCadence::states(full))
         {
             Ok((t, cost)) => {
                 self.host_tables.last_cpu_ns = cost.cpu_ns;
                 log::debug!(
-                    "socket table of netns {}: {} sockets, {} datagrams, {:.2} ms ({:.2} ms CPU); next in {:.1} s",
+                    "socket table of netns {}{}: {} sockets, {} datagrams, {:.2} ms ({:.2} ms CPU); next in {:.1} s",
                     self.netns,
+                    if full { "" } else { " without TIME_WAIT" },
                     cost.sockets,
                     cost.datagrams,
                     cost.took_ns as f64 / 1e6,
@@ -526,9 +593,11 @@ impl LiveSource {
             }
             if let Some(c) = r.sockets_cost {
                 self.netns_tables.last_cpu_ns += c.cpu_ns;
+                let partial = r.sockets.as_ref().is_some_and(|t| t.without_time_wait);
                 log::debug!(
-                    "socket table of netns {}: {} sockets, {} datagrams, {:.2} ms ({:.2} ms CPU)",
+                    "socket table of netns {}{}: {} sockets, {} datagrams, {:.2} ms ({:.2} ms CPU)",
                     netns,
+                    if partial { " without TIME_WAIT" } else { "" },
                     c.sockets,
                     c.datagrams,
                     c.took_ns as f64 / 1e6,
@@ -544,20 +613,28 @@ impl LiveSource {
             return;
         };
         let seen = &mut self.netns_seen;
-        // A namespace's first reading has its table: the engine starts
-        // its held ports from it.
+        // A namespace's first reading has its table, TIME_WAIT included:
+        // the engine starts its held ports from it.
         let new = std::mem::take(&mut seen.new);
-        w.request(seen.request(new, true));
+        w.request(seen.request(new, Some(true)));
         // A resync while the last one is still being read is skipped: the
         // worker never falls behind by more than one round.
         if resync && w.pending() == 0 {
             let tables = self.netns_tables.due(now, self.resync_ns);
+            let mut full = false;
             if tables {
+                let lost = self.probe.losses().total();
+                full = self.netns_tables.full_due(now, lost);
                 log::debug!(
-                    "namespace tables: last round {:.2} ms CPU",
-                    self.netns_tables.last_cpu_ns as f64 / 1e6
+                    "namespace tables: last round {:.2} ms CPU; this round {}",
+                    self.netns_tables.last_cpu_ns as f64 / 1e6,
+                    if full {
+                        "with TIME_WAIT"
+                    } else {
+                        "without TIME_WAIT"
+                    }
                 );
-                self.netns_tables.start(now);
+                self.netns_tables.start(now, full, lost);
             }
             let all: Vec<u32> = seen
                 .tasks
@@ -565,7 +642,7 @@ impl LiveSource {
                 .copied()
                 .filter(|n| !seen.stale.contains(n))
                 .collect();
-            w.request(seen.request(all, tables));
+            w.request(seen.request(all, tables.then_some(full)));
         }
     }
 
@@ -722,7 +799,7 @@ mod tests {
     #[test]
     fn a_cheap_table_is_read_every_resync() {
         let mut c = TableCadence::default();
-        c.start(10 * S);
+        c.start(10 * S, true, 0);
         c.last_cpu_ns = 2_000_000; // 2 ms: 500× is 1 s, under the resync
         assert_eq!(c.gap_ns(5 * S), 5 * S);
         assert!(!c.due(14 * S, 5 * S));
@@ -732,14 +809,14 @@ mod tests {
     #[test]
     fn a_costly_table_waits_in_proportion_to_its_cost() {
         let mut c = TableCadence::default();
-        c.start(10 * S);
+        c.start(10 * S, true, 0);
         c.last_cpu_ns = 40_000_000; // 40 ms of CPU: next no sooner than 20 s
         assert_eq!(c.gap_ns(5 * S), 20 * S);
         assert!(!c.due(29 * S, 5 * S));
         assert!(c.due(30 * S, 5 * S));
         // A round's cost is what its readings add up to; a new round
         // starts from nothing.
-        c.start(30 * S);
+        c.start(30 * S, true, 0);
         assert_eq!(c.last_cpu_ns, 0);
         assert!(c.due(35 * S, 5 * S));
     }
@@ -747,5 +824,46 @@ mod tests {
     #[test]
     fn the_first_reading_is_always_due() {
         assert!(TableCadence::default().due(1, 5 * S));
+        assert!(TableCadence::default().full_due(1, 0));
+    }
+
+    #[test]
+    fn time_wait_is_asked_for_every_full_table_period_and_after_losses() {
+        let full_every = FULL_TABLE_EVERY.as_nanos() as u64;
+        let mut c = TableCadence::default();
+        assert!(c.full_due(10 * S, 0));
+        c.start(10 * S, true, 0);
+        c.last_cpu_ns = 1_000_000;
+        assert!(!c.full_due(15 * S, 0));
+        c.start(15 * S, false, 0);
+        assert!(!c.full_due(10 * S + full_every - 1, 0));
+        assert!(c.full_due(10 * S + full_every, 0));
+        // Events lost since the last full reading: the next one is full.
+        assert!(c.full_due(20 * S, 3));
+        c.start(20 * S, true, 3);
+        assert!(!c.full_due(25 * S, 3));
+        assert_eq!(TableCadence::states(true), sockdiag::STATES_ALL);
+        assert_eq!(
+            TableCadence::states(false) & sockdiag::TIME_WAIT_BIT,
+            0,
+            "no TIME_WAIT"
+        );
+    }
+
+    #[test]
+    fn a_cheap_reading_without_time_wait_waits_as_long_as_a_full_one() {
+        let mut c = TableCadence::default();
+        c.start(0, true, 0);
+        c.last_cpu_ns = 20_000_000; // a full reading: 20 ms, gap 10 s
+        c.start(10 * S, false, 0);
+        c.last_cpu_ns = 12_000_000; // without TIME_WAIT: 12 ms
+        // Not 6 s: the CPU the partial reading saves stays saved.
+        assert_eq!(c.gap_ns(5 * S), 10 * S);
+        // The next full one sets the pace again.
+        c.start(20 * S, true, 0);
+        c.last_cpu_ns = 4_000_000;
+        c.start(25 * S, false, 0);
+        c.last_cpu_ns = 2_000_000;
+        assert_eq!(c.gap_ns(5 * S), 5 * S);
     }
 }

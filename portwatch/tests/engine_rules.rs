@@ -103,6 +103,7 @@ fn destinations_first_seen_after_a_socket_table_start_from_it() {
             ts_ns: S,
             netns: 0,
             entries: vec![],
+            without_time_wait: false,
         }),
         conn(t, "10.0.0.1:80", 2 * S, MS, true),
     ];
@@ -187,6 +188,7 @@ fn socket_table_seeds_held_ports_and_events_adjust_them() {
             ts_ns: 100 * S,
             netns: 0,
             entries,
+            without_time_wait: false,
         }),
         // The established one (started before the table) closes locally.
         conn(t, "10.0.0.1:80", 90 * S, 12 * S, true),
@@ -373,6 +375,7 @@ fn socket_tables_do_not_reset_destinations_used_from_other_namespaces() {
             ts_ns,
             netns: 4026531840,
             entries: vec![],
+            without_time_wait: false,
         })
     };
     let mut inputs = vec![host(32768, 60999), table(S)];

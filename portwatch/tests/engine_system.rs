@@ -6,7 +6,7 @@ use std::net::{TcpListener, TcpStream};
 use portwatch::input::SockState;
 use portwatch::system::procfs::*;
 use portwatch::system::sockdiag::{
-    Reader, STATES_ALL, parse_entry, raw_expires_ms, read_socket_table,
+    Reader, STATES_ALL, STATES_WITHOUT_TIME_WAIT, parse_entry, raw_expires_ms, read_socket_table,
 };
 
 #[test]
@@ -223,6 +223,23 @@ fn sock_diag_sees_a_listener_an_established_pair_and_time_wait() {
         t.entries
             .iter()
             .any(|e| e.state == SockState::Other(10) && e.sport == port)
+    );
+    assert!(!t.without_time_wait);
+    // Without the TIME_WAIT bit: the same open sockets, no TIME_WAIT, and
+    // the table says so (the engine then keeps what it knows of them).
+    let (p, _) = Reader::new().read(8, 0, STATES_WITHOUT_TIME_WAIT).unwrap();
+    assert!(p.without_time_wait);
+    assert!(
+        p.entries.iter().all(|e| e.state != SockState::TimeWait),
+        "{:?}",
+        p.entries
+    );
+    assert!(
+        p.entries
+            .iter()
+            .any(|e| e.state == SockState::Established && e.dport == port),
+        "{:?}",
+        p.entries
     );
     drop(open);
 }

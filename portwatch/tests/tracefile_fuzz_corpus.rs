@@ -91,6 +91,7 @@ fn varied_trace() -> Vec<u8> {
                 uid: 4,
                 inode: 5,
             }],
+            without_time_wait: false,
         }),
         Input::Counters(KernelCounters {
             ts_ns: 50,

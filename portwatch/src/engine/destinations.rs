@@ -17,7 +17,13 @@ use super::{Engine, TIME_WAIT_S};
 /// events have changed since.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct DestTable {
+    /// Time of the last table: what `open`, `close_wait` and
+    /// `closed_open` count from.
     pub(super) ts_ns: u64,
+    /// Time of the last table that had TIME_WAIT sockets (a full one):
+    /// what `tw_expiry` and `local_since` count from. Older than `ts_ns`
+    /// after a table read without them.
+    pub(super) tw_ts_ns: u64,
     /// Live sockets holding a port at `ts_ns`: ESTABLISHED, SYN_SENT,
     /// FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING.
     pub(super) open: u64,
@@ -26,9 +32,9 @@ pub(super) struct DestTable {
     /// Of those, closed since (connections that started before the table
     /// and closed after it).
     pub(super) closed_open: u64,
-    /// TIME_WAIT sockets of the table by the second they expire.
+    /// TIME_WAIT sockets of the last full table by the second they expire.
     pub(super) tw_expiry: SecondRing,
-    /// Local closes after the table, by second.
+    /// Local closes after the last full table (`tw_ts_ns`), by second.
     pub(super) local_since: SecondRing,
 }
 
@@ -58,6 +64,34 @@ impl Activity for DestAcc {
     }
 }
 
+impl DestTable {
+    /// What a table read at `ts_ns` says of a destination it does not
+    /// mention: nothing held.
+    fn at(ts_ns: u64) -> DestTable {
+        DestTable {
+            ts_ns,
+            tw_ts_ns: ts_ns,
+            ..DestTable::default()
+        }
+    }
+}
+
+/// `new`, a destination's table from a table read without TIME_WAIT, keeps
+/// the TIME_WAIT of `old` (from the last full table and the local closes
+/// since); what `new` counts from its own entries is the open sockets.
+fn keep_time_wait(new: &mut DestTable, old: Option<DestTable>) {
+    if let Some(old) = old {
+        new.tw_ts_ns = old.tw_ts_ns;
+        new.local_since = old.local_since;
+        // Expiries all past are dropped, as a full table would have: an
+        // empty ring lets an idle destination age out.
+        let s = new.ts_ns / NS_PER_S;
+        if old.tw_expiry.sum(s + 1, s + TIME_WAIT_S + 1) > 0 {
+            new.tw_expiry = old.tw_expiry;
+        }
+    }
+}
+
 impl Engine {
     /// A destination first seen after a socket table held nothing at the
     /// table's time: it starts from that (empty) truth, not from "unknown".
@@ -65,17 +99,17 @@ impl Engine {
         if d.table.is_none()
             && let Some(ts_ns) = last_table_ns
         {
-            d.table = Some(DestTable {
-                ts_ns,
-                ..DestTable::default()
-            });
+            d.table = Some(DestTable::at(ts_ns));
         }
     }
 
     /// Replaces what each destination's held ports are counted from.
     /// A table corrects the destinations of its own namespace only.
+    /// A table read without TIME_WAIT (`without_time_wait`) replaces only
+    /// the open sockets: each destination keeps the TIME_WAIT it had.
     pub(super) fn on_sockets(&mut self, t: &SocketTable) {
         let ns = self.ns_key(t.netns);
+        let partial = t.without_time_wait;
         if ns == self.host_netns() {
             self.last_table_ns = Some(t.ts_ns);
         } else {
@@ -127,10 +161,7 @@ impl Engine {
                         added += 1;
                         laddrs.push((e.saddr, e.daddr, e.dport));
                     }
-                    fresh.entry(key).or_insert_with(|| DestTable {
-                        ts_ns: t.ts_ns,
-                        ..DestTable::default()
-                    })
+                    fresh.entry(key).or_insert_with(|| DestTable::at(t.ts_ns))
                 }
             };
             match e.state {
@@ -149,21 +180,31 @@ impl Engine {
         }
         // Destinations of this namespace that the table does not mention
         // hold nothing at its time; other namespaces' are out of its sight.
-        for (_, d) in self.destinations.map.iter_mut().filter(|(k, _)| k.0 == ns) {
-            d.table = Some(DestTable {
-                ts_ns: t.ts_ns,
-                ..DestTable::default()
-            });
+        // A table without TIME_WAIT says nothing of it: they keep theirs.
+        for (key, d) in self.destinations.map.iter_mut().filter(|(k, _)| k.0 == ns) {
+            let mut new = fresh.remove(key).unwrap_or_else(|| DestTable::at(t.ts_ns));
+            if partial {
+                keep_time_wait(&mut new, d.table.take());
+            }
+            d.table = Some(new);
         }
+        // The rest are new rows (or folded into "others").
         for (key, table) in fresh {
-            self.destinations.entry(key).table = Some(table);
+            let d = self.destinations.entry(key);
+            let mut new = table;
+            if partial {
+                keep_time_wait(&mut new, d.table.take());
+            }
+            d.table = Some(new);
         }
         // Closes applied before this table arrived but after it began to
         // be read: the table may or may not include them, depending on
         // whether the dump reached the socket before or after it closed.
         // Its own entry says which (by the socket's four-tuple): already
         // in TIME_WAIT (counted, nothing to add), still open (counted as
-        // open: closed since), or absent (neither).
+        // open: closed since), or absent (neither). A destination whose
+        // TIME_WAIT was kept from before this table (one read without it)
+        // has its late local closes in `local_since` already.
         let late: Vec<_> = self
             .recent_closes
             .iter()
@@ -192,16 +233,17 @@ impl Engine {
             else {
                 continue;
             };
+            let tw_fresh = tb.tw_ts_ns == t.ts_ns;
             match seen.get(&(key.1, sport, key.2, key.3)) {
                 Some(true) => {}
                 Some(false) => {
                     tb.closed_open += 1;
-                    if local {
+                    if local && tw_fresh {
                         tb.local_since.add(end_ns / NS_PER_S, 1);
                     }
                 }
                 None => {
-                    if local {
+                    if local && tw_fresh {
                         tb.local_since.add(end_ns / NS_PER_S, 1);
                     }
                 }

@@ -98,6 +98,9 @@ pub struct Engine {
     destinations: Table<DestKey, DestAcc>,
     /// The local address last used to each (netns, daddr, dport).
     last_laddr: FxHashMap<(u32, IpAddr, u16), IpAddr>,
+    /// The last entry noted in `last_laddr` (which holds it: the map is
+    /// only changed by noting), so a run of closes costs no lookup.
+    laddr_noted: Option<((u32, IpAddr, u16), IpAddr)>,
     pairs: Table<PairKey, Acc>,
     inbound: Table<(IpAddr, u16), Acc>,
     /// Processes binding client sockets before connect() (see `bound`).
@@ -170,6 +173,7 @@ impl Engine {
             services: Table::new(n),
             destinations: Table::new(n),
             last_laddr: FxHashMap::default(),
+            laddr_noted: None,
             pairs: Table::new(n),
             inbound: Table::new(n),
             bound: Table::new(n),

@@ -77,7 +77,8 @@ fn enter(ns: &File) -> std::io::Result<()> {
 /// Reads everything about the namespace the calling thread is in now.
 /// `/proc/thread-self/net`, not `/proc/net`: the latter is the thread
 /// group leader's namespace.
-fn read_inside(netns: u32, ts_ns: u64, table: Option<&mut sockdiag::Reader>) -> Reading {
+/// `table`: a reader and the states to ask for (see `sockdiag`).
+fn read_inside(netns: u32, ts_ns: u64, table: Option<(&mut sockdiag::Reader, u32)>) -> Reading {
     let mut errors = Vec::new();
     let sysctls = procfs::read_sysctls(Path::new("/proc/sys/net/ipv4"))
         .map_err(|e| errors.push(e.to_string()))
@@ -89,7 +90,7 @@ fn read_inside(netns: u32, ts_ns: u64, table: Option<&mut sockdiag::Reader>) -> 
         })
         .map_err(|e| errors.push(e.to_string()))
         .ok();
-    let (sockets, sockets_cost) = match table.map(|r| r.read(ts_ns, netns, sockdiag::STATES_ALL)) {
+    let (sockets, sockets_cost) = match table.map(|(r, states)| r.read(ts_ns, netns, states)) {
         Some(Ok((t, cost))) => (Some(t), Some(cost)),
         Some(Err(e)) => {
             errors.push(format!("socket table: {e}"));
@@ -132,7 +133,7 @@ fn read_netns(
     netns: u32,
     tasks: &[TaskRef],
     home: &File,
-    table: Option<&mut sockdiag::Reader>,
+    table: Option<(&mut sockdiag::Reader, u32)>,
 ) -> Reading {
     let failed = |ts_ns, error: String, stale| Reading {
         info: NetnsInfo {
@@ -175,11 +176,11 @@ fn read_netns(
 }
 
 /// One request to the worker: read these namespaces, each through one of
-/// its tasks; their socket tables too when `tables` (the tables are what
-/// costs: see `sockdiag`).
+/// its tasks; their socket tables too when `tables` says which states to
+/// ask for (the tables are what costs: see `sockdiag`).
 #[derive(Debug, Default)]
 pub struct Request {
-    pub tables: bool,
+    pub tables: Option<u32>,
     pub namespaces: Vec<(u32, Vec<TaskRef>)>,
 }
 
@@ -200,7 +201,7 @@ impl Worker {
             let mut reader = sockdiag::Reader::new();
             move |req: Request, out: &worker::Answers<Reading>| {
                 for (netns, tasks) in req.namespaces {
-                    let table = req.tables.then_some(&mut reader);
+                    let table = req.tables.map(|states| (&mut reader, states));
                     out.send(read_netns(netns, &tasks, &home, table))?;
                 }
                 Ok(())
@@ -245,7 +246,7 @@ mod tests {
             4_026_531_840,
             &[(u32::MAX - 1, u32::MAX - 1)],
             &home,
-            Some(&mut sockdiag::Reader::new()),
+            Some((&mut sockdiag::Reader::new(), sockdiag::STATES_ALL)),
         );
         assert!(r.info.stale);
         assert!(r.info.sysctls.is_none());
@@ -272,7 +273,7 @@ mod tests {
         let pid = std::process::id();
         let mut w = Worker::spawn().expect("worker");
         w.request(Request {
-            tables: true,
+            tables: Some(sockdiag::STATES_WITHOUT_TIME_WAIT),
             namespaces: vec![(own, vec![(pid, pid)])],
         });
         let start = std::time::Instant::now();
@@ -289,6 +290,16 @@ mod tests {
         match &r.info.sysctls {
             Some(s) => assert!(s.port_range.0 <= s.port_range.1),
             None => assert!(r.info.error.is_some_and(|e| e.contains("setns"))),
+        }
+        // The states asked for reach the reader: a table without TIME_WAIT
+        // is marked so.
+        if let Some(t) = &r.sockets {
+            assert!(t.without_time_wait);
+            assert!(
+                t.entries
+                    .iter()
+                    .all(|e| e.state != crate::input::SockState::TimeWait)
+            );
         }
         assert_eq!(w.pending(), 0);
     }

@@ -30,7 +30,7 @@ pub const MAGIC: [u8; 8] = *b"\x89PWT\r\n\x1a\n";
 /// Major version: readers refuse a greater one. Additions that old readers
 /// can skip (records tagged 0x80 and up) bump [`MINOR_VERSION`] only.
 pub const MAJOR_VERSION: u16 = 1;
-pub const MINOR_VERSION: u16 = 8;
+pub const MINOR_VERSION: u16 = 9;
 /// Magic, major, minor, crc32 of the first 12 bytes.
 pub const HEADER_BYTES: usize = 16;
 /// Payload length, crc32, kind.
