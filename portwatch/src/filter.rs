@@ -109,6 +109,15 @@ impl Filter {
         }
     }
 
+    /// No criterion given: every input matches.
+    fn is_empty(&self) -> bool {
+        self.netns.is_none()
+            && self.pid.is_none()
+            && self.comm.is_none()
+            && self.dport.is_none()
+            && self.daddr.is_none()
+    }
+
     fn netns_ok(&self, netns: u32) -> bool {
         match &self.netns {
             None => true,
@@ -121,6 +130,11 @@ impl Filter {
     /// readings only with `--netns` naming that namespace (or none). A name
     /// is looked up as of this input: every input teaches the names.
     pub fn matches_input(&mut self, input: &Input) -> bool {
+        // No criterion (the usual run): everything passes, and there is
+        // nothing to look at (this runs for every input).
+        if self.is_empty() {
+            return true;
+        }
         if let Some(NetnsMatch::Name { namer, .. }) = &mut self.netns {
             namer.observe(input);
         }

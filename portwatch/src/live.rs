@@ -141,17 +141,24 @@ struct NetnsSeen {
     /// Those whose last reading found no task left: asked again only when
     /// a new task shows up in them.
     stale: FxHashSet<u32>,
+    /// The last (namespace, task) noted, which `tasks` lists: a client's
+    /// events come in runs, so most events skip the map.
+    last: Option<(u32, TaskRef)>,
 }
 
 impl NetnsSeen {
     /// Notes a task seen in `netns`.
     fn note(&mut self, netns: u32, task: TaskRef) {
+        if self.last == Some((netns, task)) {
+            return;
+        }
         if self.tasks.len() >= MAX_NETNS && !self.tasks.contains_key(&netns) {
             // Full: a namespace whose tasks are all gone makes room (its
             // last values stay with the engine).
             if let Some(&gone) = self.stale.iter().next() {
                 self.stale.remove(&gone);
                 self.tasks.remove(&gone);
+                self.last = None;
             }
         }
         let n = self.tasks.len();
@@ -166,6 +173,7 @@ impl NetnsSeen {
         // Any live task will do to enter the namespace: one already listed
         // stays where it is (threads of one client take turns, and this
         // runs for every event).
+        self.last = Some((netns, task));
         if tasks.contains(&task) {
             return;
         }

@@ -141,6 +141,36 @@ fn a_failed_connect_counts_against_the_budget_its_namespace_was_using() {
 }
 
 #[test]
+fn a_failed_connect_counts_against_the_local_address_used_last() {
+    // The engine skips its (destination -> local address) map when a close
+    // repeats the last one noted: switching addresses back and forth must
+    // still leave the one used last.
+    let t = task(10, "client", 0);
+    let err = in_ns(connect_error(t, "10.0.0.1:5432", 31 * S, 99), A, None);
+    for (last, other) in [("127.0.0.5", "127.0.0.6"), ("127.0.0.6", "127.0.0.5")] {
+        let closes = client(A, 10, None);
+        let n = closes.len();
+        let seq = closes.into_iter().enumerate().map(|(i, c)| {
+            let a = if i + 5 >= n || i % 3 == 0 {
+                last
+            } else {
+                other
+            };
+            in_ns(c, A, Some(a))
+        });
+        let m = run(
+            [host(32768, 60999)]
+                .into_iter()
+                .chain(seq)
+                .chain([err.clone()]),
+            32,
+        );
+        assert_eq!(dest(&m, A, Some(last)).stats.connect_errors_total, 1);
+        assert_eq!(dest(&m, A, Some(other)).stats.connect_errors_total, 0);
+    }
+}
+
+#[test]
 fn a_namespace_socket_table_corrects_only_its_own_destinations() {
     let tw = |sport| SocketEntry {
         state: SockState::TimeWait,

@@ -60,6 +60,7 @@ pub(super) struct CloseFacts<'a> {
     c: &'a ConnClose,
     start_s: u64,
     end_s: u64,
+    lifetime_us: u64,
     lifetime_bucket: Option<usize>,
     handshake_bucket: Option<usize>,
     /// Cause and errno (or `ERRNO_ABORTED`) of a handshake that failed,
@@ -69,19 +70,19 @@ pub(super) struct CloseFacts<'a> {
 
 impl<'a> CloseFacts<'a> {
     pub(super) fn new(c: &'a ConnClose) -> Self {
+        let lifetime_us = c.lifetime_ns() / 1000;
         CloseFacts {
             c,
             start_s: c.start_ns / NS_PER_S,
             end_s: c.end_ns / NS_PER_S,
-            lifetime_bucket: c
-                .established
-                .then(|| hist::bucket_of(c.lifetime_ns() / 1000)),
+            lifetime_us,
+            lifetime_bucket: c.established.then(|| hist::bucket_of(lifetime_us)),
             handshake_bucket: c.handshake_ns.map(|h| hist::bucket_of(h / 1000)),
             failure: c.failure().map(|f| {
                 (
                     f,
                     c.failure_errno().unwrap_or_default(),
-                    hist::bucket_of(c.lifetime_ns() / 1000),
+                    hist::bucket_of(lifetime_us),
                 )
             }),
         }
@@ -96,7 +97,7 @@ impl Acc {
         self.new_total += 1;
         if let Some(b) = f.lifetime_bucket {
             self.lifetime.record_bucket(b);
-            self.lifetime_sum_us += c.lifetime_ns() / 1000;
+            self.lifetime_sum_us += f.lifetime_us;
         }
         if let Some(b) = f.handshake_bucket {
             self.handshake.record_bucket(b);
@@ -143,6 +144,7 @@ impl Acc {
         }
     }
 
+    #[inline]
     pub(super) fn note_pid(&mut self, pid: u32) {
         self.pids.note(pid);
     }

@@ -95,7 +95,7 @@ impl Engine {
         }
         self.service_entry(svc).record_close(f);
         self.pair_entry(svc, ns, c.daddr, c.dport).record_close(f);
-        self.note_netns(ns, c.end_ns, svc);
+        let last_table = self.note_netns(ns, c.end_ns, svc);
         self.note_laddr(ns, c.saddr, c.daddr, c.dport);
         if c.bound_port
             && let Some(t) = &c.task
@@ -104,7 +104,6 @@ impl Engine {
             b.service = Some(svc);
             b.record_close(c);
         }
-        let last_table = self.last_table_of(ns);
         let key = (ns, c.saddr, c.daddr, c.dport);
         self.note_recent_close(c.end_ns, c.start_ns, key, c.sport, c.local_close);
         let d = self.destinations.entry(key);
@@ -141,7 +140,7 @@ impl Engine {
         }
         self.service_entry(svc).record_error(e);
         self.pair_entry(svc, ns, e.daddr, e.dport).record_error(e);
-        self.note_netns(ns, e.ts_ns, svc);
+        let last_table = self.note_netns(ns, e.ts_ns, svc);
         // A failed connect has no local address: it counts against the
         // budget its namespace's connections to there were using.
         let laddr = match self.last_laddr.get(&(ns, e.daddr, e.dport)) {
@@ -149,7 +148,6 @@ impl Engine {
             None if e.daddr.is_ipv4() => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             None => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
         };
-        let last_table = self.last_table_of(ns);
         let d = self.destinations.entry((ns, laddr, e.daddr, e.dport));
         Self::seed_table(d, last_table);
         d.acc.record_error(e);
@@ -167,7 +165,7 @@ impl Engine {
             return;
         };
         let svc = self.service_idx(Some(t));
-        self.note_netns(ns, b.ts_ns, svc);
+        let _ = self.note_netns(ns, b.ts_ns, svc);
         let e = self.bound.entry((ns, t.pid, t.comm));
         e.service = Some(svc);
         e.record_bind_error(b);
@@ -197,6 +195,12 @@ impl Engine {
     #[inline]
     pub(super) fn note_laddr(&mut self, ns: u32, laddr: IpAddr, daddr: IpAddr, dport: u16) {
         let key = (ns, daddr, dport);
+        // Closes come in runs to one destination from one address: the
+        // last one noted is checked before the map is hashed.
+        if self.laddr_noted == Some((key, laddr)) {
+            return;
+        }
+        self.laddr_noted = Some((key, laddr));
         if self.last_laddr.get(&key) == Some(&laddr) {
             return;
         }
@@ -217,11 +221,15 @@ impl Engine {
         if netns == 0 { self.host_netns() } else { netns }
     }
 
-    /// Notes a task of service `svc` seen in namespace `ns`.
+    /// Notes a task of service `svc` seen in namespace `ns`; returns when
+    /// that namespace's socket table was last read (see
+    /// [`Self::last_table_of`]), from the same lookup.
     #[inline]
-    fn note_netns(&mut self, ns: u32, ts_ns: u64, svc: ServiceIdx) {
+    fn note_netns(&mut self, ns: u32, ts_ns: u64, svc: ServiceIdx) -> Option<u64> {
         if ns != 0 && ns != self.host_netns() {
-            self.namespaces.note(ns, ts_ns, self.names.name(svc));
+            self.namespaces.note(ns, ts_ns, self.names.name(svc))
+        } else {
+            self.last_table_of(ns)
         }
     }
 

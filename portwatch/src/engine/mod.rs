@@ -98,6 +98,9 @@ pub struct Engine {
     destinations: Table<DestKey, DestAcc>,
     /// The local address last used to each (netns, daddr, dport).
     last_laddr: FxHashMap<(u32, IpAddr, u16), IpAddr>,
+    /// The last entry noted in `last_laddr` (which holds it: the map is
+    /// only changed by noting), so a run of closes costs no lookup.
+    laddr_noted: Option<((u32, IpAddr, u16), IpAddr)>,
     pairs: Table<PairKey, Acc>,
     inbound: Table<(IpAddr, u16), Acc>,
     /// Processes binding client sockets before connect() (see `bound`).
@@ -170,6 +173,7 @@ impl Engine {
             services: Table::new(n),
             destinations: Table::new(n),
             last_laddr: FxHashMap::default(),
+            laddr_noted: None,
             pairs: Table::new(n),
             inbound: Table::new(n),
             bound: Table::new(n),
@@ -269,33 +273,15 @@ mod tests {
     use super::*;
     use crate::clock::NS_PER_S;
     use crate::event::{ConnClose, Direction, Task};
+    use crate::tracefile::synthetic;
     use service::{ServiceId, ServiceKind};
 
     fn conn(pid: u32, comm: &str, cgroup_id: u64, dport: u16, end_ns: u64) -> Input {
+        let task = synthetic::main_thread(pid, comm, cgroup_id);
+        let daddr = ("10.0.0.1".parse().unwrap(), dport);
         Input::Event(Event::Close(ConnClose {
-            start_ns: end_ns - 1_000_000,
-            end_ns,
             handshake_ns: Some(50_000),
-            task: Some(Task {
-                pid,
-                tid: pid,
-                comm: Comm::new(comm),
-                thread: Comm::new(comm),
-                cgroup_id,
-            }),
-            netns: 1,
-            direction: Direction::Outbound,
-            saddr: "127.0.0.1".parse().unwrap(),
-            sport: 40000,
-            daddr: "10.0.0.1".parse().unwrap(),
-            dport,
-            bytes: None,
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..synthetic::closed_here(Some(task), 1, daddr, end_ns - 1_000_000, end_ns)
         }))
     }
 

@@ -229,13 +229,24 @@ impl Namespaces {
         }
     }
 
-    /// A task of service `owner` was seen in `netns` at `ts_ns`.
-    pub(crate) fn note(&mut self, netns: u32, ts_ns: u64, owner: &ServiceId) {
-        let n = self.table.entry(netns);
+    /// A task of service `owner` was seen in `netns` at `ts_ns`. Returns
+    /// when the namespace's socket table was last read (`None` for a
+    /// namespace folded into "others"): the event's caller needs both, and
+    /// this is the one lookup of the namespace per event.
+    pub(crate) fn note(&mut self, netns: u32, ts_ns: u64, owner: &ServiceId) -> Option<u64> {
+        let (n, last_table_ns) = match self.table.map.get_mut(&netns) {
+            Some(n) => {
+                let t = n.last_table_ns;
+                (n, t)
+            }
+            // New (never read yet) or folded: no table of its own.
+            None => (self.table.entry(netns), None),
+        };
         n.last_ns = n.last_ns.max(ts_ns);
         if owner_rank(owner) > n.owner.as_ref().map_or(0, owner_rank) {
             n.owner = Some(owner.clone());
         }
+        last_table_ns
     }
 
     /// A service renamed (its runtime's names came): the namespaces it

@@ -27,7 +27,14 @@ impl Default for SecondRing {
 }
 
 impl SecondRing {
+    #[inline]
     pub fn add(&mut self, sec: u64, n: u32) {
+        // Most adds are to the newest second: straight to its slot.
+        if self.head_s == Some(sec) {
+            let slot = &mut self.slots[(sec % SLOTS) as usize];
+            *slot = slot.saturating_add(n);
+            return;
+        }
         match self.head_s {
             None => self.head_s = Some(sec),
             Some(head) if sec > head => {

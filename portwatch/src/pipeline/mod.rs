@@ -301,25 +301,28 @@ impl Intake<'_> {
     }
 
     fn feed<K: Sink>(&mut self, inputs: &mut Vec<Input>, sink: &mut K) {
-        for i in inputs.drain(..) {
+        // By reference, then cleared: moving each ~250-byte input out of
+        // the vector was a copy per input that nothing needed.
+        for i in inputs.iter() {
             // The filter sees every input (a `--netns` name is learnt from
             // them all).
-            let keep = self.filter.matches_input(&i);
+            let keep = self.filter.matches_input(i);
             // The recording keeps everything; the filter is for the views
             // (unless the recording is the output: `record`).
             if let Some(r) = self.recorder.as_mut()
                 && (keep || !self.filter_recording)
             {
-                r.append(&i);
+                r.append(i);
             }
             if !keep {
                 continue;
             }
-            sink.on_input(self.engine, &i);
+            sink.on_input(self.engine, i);
             if K::ENGINE {
-                self.engine.apply(&i);
+                self.engine.apply(i);
             }
         }
+        inputs.clear();
     }
 }
 
