@@ -5,30 +5,14 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use portwatch::clock::WallClock;
 use portwatch::engine::{Config, Engine};
-use portwatch::event::{Comm, ConnClose, Direction, Event, Task};
-use portwatch::input::{HostInfo, Input, Sysctls};
+use portwatch::event::{ConnClose, Event};
+use portwatch::input::Input;
+use portwatch::tracefile::synthetic::{bare_host, closed_here, main_thread};
 
 const EVENTS: usize = 200_000;
 /// 30,000 connections/s, the loopback churn rate of this machine kind.
 const GAP_NS: u64 = 1_000_000_000 / 30_000;
-
-fn host() -> Input {
-    Input::Host(HostInfo {
-        hostname: "bench".into(),
-        kernel: "6.18".into(),
-        clock: WallClock {
-            mono_ns: 0,
-            unix_ns: 1_700_000_000_000_000_000,
-        },
-        netns: 1,
-        sysctls: Sysctls {
-            port_range: (32768, 60999),
-            ..Sysctls::default()
-        },
-    })
-}
 
 /// A stream in time order with a tick every 10 ms, like the live drain.
 fn stream(
@@ -36,7 +20,7 @@ fn stream(
     mut pid: impl FnMut(usize) -> u32,
 ) -> Vec<Input> {
     let mut v = Vec::with_capacity(EVENTS + EVENTS / 300 + 1);
-    v.push(host());
+    v.push(bare_host());
     let mut next_tick = 10_000_000;
     for i in 0..EVENTS {
         let end_ns = 1_000_000_000 + i as u64 * GAP_NS;
@@ -44,32 +28,12 @@ fn stream(
             v.push(Input::Tick { now_ns: end_ns });
             next_tick = end_ns + 10_000_000;
         }
-        let (daddr, dport) = dest(i);
-        let p = pid(i);
+        let task = main_thread(pid(i), "client", 1);
         v.push(Input::Event(Event::Close(ConnClose {
-            start_ns: end_ns - 300_000,
-            end_ns,
             handshake_ns: Some(40_000),
-            task: Some(Task {
-                pid: p,
-                tid: p,
-                comm: Comm::new("client"),
-                thread: Comm::new("client"),
-                cgroup_id: 1,
-            }),
-            netns: 1,
-            direction: Direction::Outbound,
-            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             sport: 40000 + (i % 20000) as u16,
-            daddr,
-            dport,
             bytes: Some((4, 4)),
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..closed_here(Some(task), 1, dest(i), end_ns - 300_000, end_ns)
         })));
     }
     v

@@ -5,10 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use portwatch::clock::WallClock;
 use portwatch::engine::{Config, Engine};
-use portwatch::event::{Comm, ConnClose, Direction, Event, Task};
-use portwatch::input::{HostInfo, Input, Sysctls};
+use portwatch::event::{ConnClose, Event};
+use portwatch::input::Input;
+use portwatch::tracefile::synthetic::{bare_host, closed_here, main_thread};
 
 const DESTINATIONS: u32 = 1_000_000;
 /// The cap documented in the README.
@@ -27,50 +27,18 @@ fn main() {
     // `cargo bench` passes --bench; nothing else to parse.
     let before = status_kib("VmRSS:");
     let mut e = Engine::new(Config::default());
-    e.apply(&Input::Host(HostInfo {
-        hostname: "bench".into(),
-        kernel: "6.18".into(),
-        clock: WallClock {
-            mono_ns: 0,
-            unix_ns: 1_700_000_000_000_000_000,
-        },
-        netns: 1,
-        sysctls: Sysctls {
-            port_range: (32768, 60999),
-            ..Sysctls::default()
-        },
-    }));
+    e.apply(&bare_host());
     let start = std::time::Instant::now();
     for n in 0..DESTINATIONS {
         let end_ns = 1_000_000_000 + u64::from(n) * 10_000; // 100k/s
         if n % 1000 == 0 {
             e.apply(&Input::Tick { now_ns: end_ns });
         }
-        let pid = 1000 + n % 50_000;
+        let task = main_thread(1000 + n % 50_000, "flood", u64::from(n % 100));
+        let daddr = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n));
         e.apply(&Input::Event(Event::Close(ConnClose {
-            start_ns: end_ns - 200_000,
-            end_ns,
             handshake_ns: Some(30_000),
-            task: Some(Task {
-                pid,
-                tid: pid,
-                comm: Comm::new("flood"),
-                thread: Comm::new("flood"),
-                cgroup_id: u64::from(n % 100),
-            }),
-            netns: 1,
-            direction: Direction::Outbound,
-            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            sport: 40000,
-            daddr: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | n)),
-            dport: 443,
-            bytes: None,
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..closed_here(Some(task), 1, (daddr, 443), end_ns - 200_000, end_ns)
         })));
     }
     let model = e.model(1_000_000_000 + u64::from(DESTINATIONS) * 10_000);

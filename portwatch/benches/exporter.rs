@@ -7,68 +7,29 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portwatch::clock::WallClock;
 use portwatch::engine::{Config, Engine, Model};
-use portwatch::event::{Comm, ConnClose, Direction, Event, Task};
+use portwatch::event::{ConnClose, Event};
 use portwatch::exporter::{HostExtras, Limits, Series, render};
-use portwatch::input::{HostInfo, Input, Sysctls};
+use portwatch::input::Input;
+use portwatch::tracefile::synthetic::{bare_host, closed_here, main_thread};
 
 const S: u64 = 1_000_000_000;
-
-fn host() -> Input {
-    Input::Host(HostInfo {
-        hostname: "bench".into(),
-        kernel: "6.18".into(),
-        clock: WallClock {
-            mono_ns: 0,
-            unix_ns: 1_700_000_000_000_000_000,
-        },
-        netns: 1,
-        sysctls: Sysctls {
-            port_range: (32768, 60999),
-            ..Sysctls::default()
-        },
-    })
-}
-
-fn conn(pid: u32, comm: &str, daddr: IpAddr, end_ns: u64) -> Input {
-    Input::Event(Event::Close(ConnClose {
-        start_ns: end_ns - 300_000,
-        end_ns,
-        handshake_ns: Some(40_000),
-        task: Some(Task {
-            pid,
-            tid: pid,
-            comm: Comm::new(comm),
-            thread: Comm::new(comm),
-            cgroup_id: 0,
-        }),
-        netns: 1,
-        direction: Direction::Outbound,
-        saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-        sport: 40000,
-        daddr,
-        dport: 443,
-        bytes: None,
-        local_close: true,
-        peer_close: false,
-        established: true,
-        errno: None,
-        syn_retrans: 0,
-        bound_port: false,
-    }))
-}
 
 /// `services` x `dests` pairs, each with connections every second for 5 s.
 fn model(services: u32, dests: u32) -> Model {
     let mut e = Engine::new(Config::default());
-    e.apply(&host());
+    e.apply(&bare_host());
     for s in 1..=5u64 {
         for svc in 0..services {
             for d in 0..dests {
                 let ip = IpAddr::V4(Ipv4Addr::new(10, 9, (svc & 255) as u8, d as u8));
                 let ns = s * S + u64::from(svc * dests + d) * 1000;
-                e.apply(&conn(svc + 1, &format!("svc{svc}"), ip, ns));
+                let task = main_thread(svc + 1, &format!("svc{svc}"), 0);
+                let close = ConnClose {
+                    handshake_ns: Some(40_000),
+                    ..closed_here(Some(task), 1, (ip, 443), ns - 300_000, ns)
+                };
+                e.apply(&Input::Event(Event::Close(close)));
             }
         }
     }

@@ -13,32 +13,16 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
-use portwatch::clock::WallClock;
 use portwatch::engine::{Config, Engine};
-use portwatch::event::{Comm, ConnClose, Direction, Event, Task};
-use portwatch::input::{HostInfo, Input, SockState, SocketEntry, SocketTable, Sysctls};
+use portwatch::event::{ConnClose, Event};
+use portwatch::input::{Input, SockState, SocketEntry, SocketTable};
+use portwatch::tracefile::synthetic::{bare_host, closed_here, main_thread};
 
 const NS: u32 = 4_026_532_500;
 const S: u64 = 1_000_000_000;
 const TIME_WAIT: u16 = 27_000;
 const TABLES: u64 = 20;
 const LO: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-
-fn host() -> Input {
-    Input::Host(HostInfo {
-        hostname: "bench".into(),
-        kernel: "6.18".into(),
-        clock: WallClock {
-            mono_ns: 0,
-            unix_ns: 1_700_000_000_000_000_000,
-        },
-        netns: 1,
-        sysctls: Sysctls {
-            port_range: (32768, 60999),
-            ..Sysctls::default()
-        },
-    })
-}
 
 fn sock(state: SockState, sport: u16, dport: u16) -> SocketEntry {
     SocketEntry {
@@ -81,30 +65,11 @@ fn table(ts_ns: u64, full: bool) -> Input {
 }
 
 fn close(end_ns: u64, sport: u16) -> Input {
+    let task = main_thread(100, "client", 1);
     Input::Event(Event::Close(ConnClose {
-        start_ns: end_ns - 300_000,
-        end_ns,
         handshake_ns: Some(40_000),
-        task: Some(Task {
-            pid: 100,
-            tid: 100,
-            comm: Comm::new("client"),
-            thread: Comm::new("client"),
-            cgroup_id: 1,
-        }),
-        netns: NS,
-        direction: Direction::Outbound,
-        saddr: LO,
         sport,
-        daddr: LO,
-        dport: 8080,
-        bytes: None,
-        local_close: true,
-        peer_close: false,
-        established: true,
-        errno: None,
-        syn_retrans: 0,
-        bound_port: false,
+        ..closed_here(Some(task), NS, (LO, 8080), end_ns - 300_000, end_ns)
     }))
 }
 
@@ -117,7 +82,7 @@ fn main() {
     };
     for full in kinds {
         let mut e = Engine::new(Config::default());
-        e.apply(&host());
+        e.apply(&bare_host());
         // The namespace's row exists (its events made it), and its first
         // table is full.
         e.apply(&close(S / 2, 60000));

@@ -7,10 +7,11 @@
 //! prints a notice and returns; under CI=true it fails instead.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+mod common;
+use common::assert_promtool_accepts;
 use portwatch::engine::Model;
 use portwatch::exporter::{HostExtras, Limits, Series, families};
 
@@ -213,29 +214,7 @@ fn exposition_passes_promtool_check_metrics() {
     )
     .expect("the exposition snapshot");
     let text = snap.splitn(3, "---\n").nth(2).expect("snapshot body");
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(text.as_bytes())
-        .expect("writing");
-    let out = child.wait_with_output().expect("promtool");
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && msg.trim().is_empty(),
-        "promtool check metrics:\n{msg}"
-    );
+    assert_promtool_accepts(promtool, text);
 }
 
 fn yaml(file: &str) -> serde_yaml::Value {

@@ -146,17 +146,7 @@ fn batch_json_has_the_stable_fields() {
         }
     }
     let verdict = &v["verdicts"][0];
-    for k in [
-        "daddr",
-        "dport",
-        "verdict",
-        "new_per_sec",
-        "lifetime_p50_ms",
-        "time_wait",
-        "budget_share",
-        "evidence",
-        "fix",
-    ] {
+    for k in VERDICT_JSON_FIELDS {
         assert!(verdict.get(k).is_some(), "missing verdicts[].{k}");
     }
     for k in ["name", "kind", "pids"] {

@@ -112,12 +112,7 @@ fn the_verdict_names_the_binder_and_points_the_victims_at_it() {
         v.evidence
     );
     assert!(v.fix.contains("IP_BIND_ADDRESS_NO_PORT"), "{}", v.fix);
-    let a = m
-        .system
-        .advice
-        .iter()
-        .find(|a| a.key == "bind_address_no_port")
-        .unwrap_or_else(|| panic!("{:#?}", m.system.advice));
+    let a = advice_with_key(&m, "bind_address_no_port");
     assert!(a.text.contains("pid 100"), "{}", a.text);
 }
 

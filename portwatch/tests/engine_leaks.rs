@@ -159,12 +159,7 @@ fn close_wait_held_by_one_process_is_a_leak_and_the_failures_point_at_it() {
     assert_eq!(held, 10);
     assert_eq!(m.system.close_wait, 10);
     assert_eq!(m.system.close_wait_unattributed, 0);
-    let a = m
-        .system
-        .advice
-        .iter()
-        .find(|a| a.key == "leaks_sockets")
-        .expect("advice");
+    let a = advice_with_key(&m, "leaks_sockets");
     assert!(a.text.contains("pid 42"), "{}", a.text);
     // A leak is not TIME_WAIT: no tw_reuse advice for it.
     assert!(

@@ -87,12 +87,7 @@ fn without_the_networks_nothing_is_judged() {
 #[test]
 fn high_demand_without_failures_is_a_suggestion() {
     let m = model_of(busy_client(true), 20, Config::default());
-    let a = m
-        .system
-        .advice
-        .iter()
-        .find(|a| a.key == "nat_port_demand")
-        .expect("advice");
+    let a = advice_with_key(&m, "nat_port_demand");
     assert_eq!(a.level, "suggestion");
     assert!(a.text.contains("203.0.113.9:443"), "{}", a.text);
     assert!(a.text.contains("~60100 NAT gateway ports"), "{}", a.text);
@@ -110,12 +105,7 @@ fn unanswered_handshakes_under_high_demand_name_nat_exhaustion_and_pooling() {
     let m = model_of(v, 20, Config::default());
     let keys = advice_keys(&m);
     assert!(!keys.contains(&"nat_port_demand"), "{keys:?}");
-    let a = m
-        .system
-        .advice
-        .iter()
-        .find(|a| a.key == "nat_exhaustion_likely")
-        .unwrap_or_else(|| panic!("{keys:?}"));
+    let a = advice_with_key(&m, "nat_exhaustion_likely");
     assert_eq!(a.level, "warning");
     assert!(a.text.contains("203.0.113.9:443"), "{}", a.text);
     assert!(a.text.contains("likely cause is NAT port"), "{}", a.text);
@@ -159,12 +149,7 @@ fn conntrack_counts_fill_and_rates_of_turned_away_entries() {
     assert_eq!(ct.drop_per_s, Some(30.0));
     assert_eq!(ct.early_drop_per_s, Some(4.0));
     assert_eq!(ct.netns_name, "host");
-    let a = m
-        .system
-        .advice
-        .iter()
-        .find(|a| a.key == "conntrack_full")
-        .expect("advice");
+    let a = advice_with_key(&m, "conntrack_full");
     assert!(a.text.contains("262000 of 262144 entries"), "{}", a.text);
     assert!(a.text.contains("35.0/s turned away"), "{}", a.text);
     let json = serde_json::to_value(portwatch::render::batch::json(&m, 1.0, 10)).unwrap();
@@ -180,12 +165,7 @@ fn a_full_conntrack_table_while_handshakes_go_unanswered_is_the_likely_cause() {
     v.push(conntrack_counters(20 * S, 262_144, 262_144, (0, 50, 0)));
     v.push(unanswered(t, LOCAL_DST, 19 * S, S / 2, 1));
     let m = model_of(v, 20, Config::default());
-    let a = m
-        .system
-        .advice
-        .iter()
-        .find(|a| a.key == "conntrack_full")
-        .expect("advice");
+    let a = advice_with_key(&m, "conntrack_full");
     assert_eq!(a.level, "warning");
     assert!(a.text.contains("likely cause"), "{}", a.text);
     assert!(a.text.contains("pooling"), "{}", a.text);

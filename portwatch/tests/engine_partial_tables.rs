@@ -15,27 +15,10 @@ const HOST_NS: u32 = 4026531840;
 const OTHER_NS: u32 = 4026532999;
 const DST: &str = "127.0.0.1:7000";
 
-fn entry(state: SockState, sport: u16, expires_ms: u32) -> SocketEntry {
-    SocketEntry {
-        state,
-        saddr: "127.0.0.1".parse().unwrap(),
-        sport,
-        daddr: "127.0.0.1".parse().unwrap(),
-        dport: 7000,
-        expires_ms,
-        uid: 0,
-        inode: 0,
-    }
-}
-
-fn tw(sport: u16, expires_ms: u32) -> SocketEntry {
-    entry(SockState::TimeWait, sport, expires_ms)
-}
-
 fn est(sport: u16) -> SocketEntry {
     SocketEntry {
         inode: 1000 + u32::from(sport),
-        ..entry(SockState::Established, sport, 0)
+        ..socket_to_7000(SockState::Established, sport, 0)
     }
 }
 
@@ -86,7 +69,7 @@ fn full_closes_then_table(without_time_wait: bool) -> Vec<Input> {
             S,
             HOST_NS,
             (0..5)
-                .map(|i| tw(40000 + i, 50_000))
+                .map(|i| time_wait_to_7000(40000 + i, 50_000))
                 .chain([est(41000)])
                 .collect(),
             false,
@@ -154,7 +137,7 @@ fn a_full_table_corrects_the_time_wait_kept_across_tables_without_it() {
         6 * S,
         HOST_NS,
         (0..3)
-            .map(|i| tw(40010 + i, 55_000))
+            .map(|i| time_wait_to_7000(40010 + i, 55_000))
             .chain([est(41000), est(41001)])
             .collect(),
         false,
@@ -184,7 +167,7 @@ fn late_table(without_time_wait: bool) -> Vec<Input> {
             S,
             OTHER_NS,
             (0..5)
-                .map(|i| tw(40000 + i, 59_000))
+                .map(|i| time_wait_to_7000(40000 + i, 59_000))
                 .chain((0..3).map(|i| est(40010 + i)))
                 .collect(),
             false,
@@ -210,10 +193,10 @@ fn late_table(without_time_wait: bool) -> Vec<Input> {
     }
     let mut entries = vec![est(40020), est(40021)];
     if !without_time_wait {
-        entries.extend((0..5).map(|i| tw(40000 + i, 57_000)));
-        entries.extend((0..3).map(|i| tw(40010 + i, 59_000)));
+        entries.extend((0..5).map(|i| time_wait_to_7000(40000 + i, 57_000)));
+        entries.extend((0..3).map(|i| time_wait_to_7000(40010 + i, 59_000)));
         // The dump reached this one after it closed.
-        entries.push(tw(40022, 60_000));
+        entries.push(time_wait_to_7000(40022, 60_000));
     }
     v.push(table(3 * S, OTHER_NS, entries, without_time_wait));
     v

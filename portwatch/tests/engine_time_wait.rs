@@ -4,9 +4,9 @@
 mod engine_support;
 use engine_support::*;
 
-use portwatch::engine::{Config, Engine};
+use portwatch::engine::{Config, DestinationRow, Engine, Model};
 use portwatch::event::Event;
-use portwatch::input::{Input, SockState, SocketEntry, SocketTable};
+use portwatch::input::{Input, SocketTable};
 
 const OTHER_NS: u32 = 4026532999;
 
@@ -16,19 +16,6 @@ fn in_ns(i: Input, ns: u32) -> Input {
             Input::Event(Event::Close(portwatch::event::ConnClose { netns: ns, ..c }))
         }
         other => other,
-    }
-}
-
-fn tw(sport: u16, expires_ms: u32) -> SocketEntry {
-    SocketEntry {
-        state: SockState::TimeWait,
-        saddr: "127.0.0.1".parse().unwrap(),
-        sport,
-        daddr: "127.0.0.1".parse().unwrap(),
-        dport: 7000,
-        expires_ms,
-        uid: 0,
-        inode: 0,
     }
 }
 
@@ -43,32 +30,45 @@ fn from_port(i: Input, sport: u16) -> Input {
     }
 }
 
-#[test]
-fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
+/// An engine that saw ten local closes in [`OTHER_NS`], one every 100 ms
+/// from 1.0 s (local ports 40000..40009), then that namespace's socket table
+/// read at 1.45 s with the first `in_table` of those ports in TIME_WAIT.
+fn ten_closes_then_table_read_at_1_45_s(in_table: u16) -> Engine {
     let mut e = Engine::new(Config::default());
     e.apply(&host(40000, 40999));
     let t = task(9, "client", 0);
-    // Ten local closes, one every 100 ms from 1.0 s.
     for i in 0..10 {
         e.apply(&from_port(
             conn(t, "127.0.0.1:7000", S + i * 100 * MS, MS, true),
             40000 + i as u16,
         ));
     }
-    // The namespace's table was read at 1.45 s (five TIME_WAIT then) but
-    // arrives now, after all ten closes.
     e.apply(&Input::Sockets(SocketTable {
         ts_ns: S + 450 * MS,
         netns: OTHER_NS,
-        entries: (0..5).map(|i| tw(40000 + i, 59_000)).collect(),
+        entries: (0..in_table)
+            .map(|i| time_wait_to_7000(40000 + i, 59_000))
+            .collect(),
         without_time_wait: false,
     }));
-    let m = e.model(3 * S);
-    let d = m
-        .destinations
+    e
+}
+
+/// The one destination of [`OTHER_NS`] in `m`.
+fn other_ns_destination(m: &Model) -> &DestinationRow {
+    m.destinations
         .iter()
         .find(|d| d.netns == Some(OTHER_NS))
-        .expect("the namespace's destination");
+        .expect("the namespace's destination")
+}
+
+#[test]
+fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
+    // The namespace's table was read at 1.45 s (five TIME_WAIT then) but
+    // arrives now, after all ten closes.
+    let e = ten_closes_then_table_read_at_1_45_s(5);
+    let m = e.model(3 * S);
+    let d = other_ns_destination(&m);
     assert!(d.from_socket_table);
     assert_eq!(d.stats.time_wait, 10, "{d:?}");
     assert_eq!(d.held_ports, 10);
@@ -78,29 +78,11 @@ fn a_namespace_table_that_arrives_after_newer_closes_still_counts_them() {
 fn a_close_the_table_already_shows_in_time_wait_is_counted_once() {
     // A dump takes time: a socket that closed after the table began to be
     // read (its `ts_ns`) may be in it already, in TIME_WAIT.
-    let mut e = Engine::new(Config::default());
-    e.apply(&host(40000, 40999));
-    let t = task(9, "client", 0);
-    for i in 0..10 {
-        e.apply(&from_port(
-            conn(t, "127.0.0.1:7000", S + i * 100 * MS, MS, true),
-            40000 + i as u16,
-        ));
-    }
     // Read from 1.45 s: the first five closed before, and the dump also
     // reached the sixth and seventh after they closed.
-    e.apply(&Input::Sockets(SocketTable {
-        ts_ns: S + 450 * MS,
-        netns: OTHER_NS,
-        entries: (0..7).map(|i| tw(40000 + i, 59_000)).collect(),
-        without_time_wait: false,
-    }));
+    let e = ten_closes_then_table_read_at_1_45_s(7);
     let m = e.model(3 * S);
-    let d = m
-        .destinations
-        .iter()
-        .find(|d| d.netns == Some(OTHER_NS))
-        .expect("the namespace's destination");
+    let d = other_ns_destination(&m);
     assert_eq!(d.stats.time_wait, 10, "{d:?}");
     assert_eq!(d.held_ports, 10);
 }

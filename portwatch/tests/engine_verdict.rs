@@ -201,14 +201,7 @@ fn advice_is_correct_about_reuse_fin_timeout_and_recycle() {
     })];
     inputs.extend(churn(t, DST, 0, 30, 20, 2 * MS, true));
     let m = model(&inputs, 30 * S, Config::default());
-    let text = |k: &str| {
-        m.system
-            .advice
-            .iter()
-            .find(|a| a.key == k)
-            .map(|a| a.text.clone())
-            .unwrap_or_else(|| panic!("no advice {k}: {:?}", m.system.advice))
-    };
+    let text = |k: &str| advice_with_key(&m, k).text.clone();
     let reuse = text("tw_reuse_off");
     assert!(
         reuse.contains("timestamps") && reuse.contains("connecting side"),

@@ -106,29 +106,31 @@ fn unpooled_and_pooled() -> Vec<Input> {
     v
 }
 
-#[test]
-fn exposition_snapshot() {
+/// An engine and a series (default limits) fed [`unpooled_and_pooled`]
+/// for 20 s.
+fn unpooled_and_pooled_for_20_s() -> (Engine, Series) {
     let mut e = Engine::new(Config::default());
     let mut s = Series::new(Limits::default());
     run(&mut e, &mut s, unpooled_and_pooled(), 20);
+    (e, s)
+}
+
+/// The exposition in `format` after [`unpooled_and_pooled_for_20_s`].
+fn exposition_of_unpooled_and_pooled(format: Format) -> String {
+    let (e, s) = unpooled_and_pooled_for_20_s();
     let model = e.model(e.now_ns());
-    let text = encode(
-        families(&s, &model, &HostExtras::default()),
-        Format::Prometheus,
-    );
+    encode(families(&s, &model, &HostExtras::default()), format)
+}
+
+#[test]
+fn exposition_snapshot() {
+    let text = exposition_of_unpooled_and_pooled(Format::Prometheus);
     insta::assert_snapshot!("exposition_prometheus_text", text);
 }
 
 #[test]
 fn openmetrics_text_ends_with_eof_and_names_units() {
-    let mut e = Engine::new(Config::default());
-    let mut s = Series::new(Limits::default());
-    run(&mut e, &mut s, unpooled_and_pooled(), 20);
-    let model = e.model(e.now_ns());
-    let text = encode(
-        families(&s, &model, &HostExtras::default()),
-        Format::OpenMetrics,
-    );
+    let text = exposition_of_unpooled_and_pooled(Format::OpenMetrics);
     assert!(text.ends_with("# EOF\n"), "{text}");
     assert!(text.contains("# UNIT portwatch_connection_lifetime_seconds seconds"));
     assert!(text.contains("portwatch_connections_opened_total{"));
@@ -136,9 +138,7 @@ fn openmetrics_text_ends_with_eof_and_names_units() {
 
 #[test]
 fn lacks_pooling_is_one_for_exactly_the_unpooled_pair() {
-    let mut e = Engine::new(Config::default());
-    let mut s = Series::new(Limits::default());
-    run(&mut e, &mut s, unpooled_and_pooled(), 20);
+    let (e, s) = unpooled_and_pooled_for_20_s();
     let all = samples(&s, &e);
     let flagged: Vec<&String> = all
         .iter()
@@ -157,9 +157,7 @@ fn lacks_pooling_is_one_for_exactly_the_unpooled_pair() {
 
 #[test]
 fn counters_carry_the_engine_totals_and_errors_their_cause() {
-    let mut e = Engine::new(Config::default());
-    let mut s = Series::new(Limits::default());
-    run(&mut e, &mut s, unpooled_and_pooled(), 20);
+    let (e, s) = unpooled_and_pooled_for_20_s();
     let all = samples(&s, &e);
     let pair =
         "service=orders-api.service,service_kind=systemd,daddr=10.0.3.7,dport=5432,netns_name=host";
@@ -460,22 +458,10 @@ fn one_service_in_two_namespaces_has_a_series_per_namespace() {
 
 #[test]
 fn a_leaking_service_has_its_close_wait_sockets_and_no_lacks_pooling() {
-    use portwatch::event::Comm;
-    use portwatch::input::{SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable};
+    use portwatch::input::SocketTable;
     let mut e = Engine::new(Config::default());
     let mut s = Series::new(Limits::default());
-    let entries: Vec<SocketEntry> = (0..12u16)
-        .map(|i| SocketEntry {
-            state: SockState::Other(8),
-            saddr: "10.0.0.2".parse().unwrap(),
-            sport: 40000 + i,
-            daddr: "10.0.3.7".parse().unwrap(),
-            dport: 5432,
-            expires_ms: 0,
-            uid: 0,
-            inode: 500 + u32::from(i),
-        })
-        .collect();
+    let entries = close_wait_sockets("10.0.0.2", "10.0.3.7:5432", 12, 500);
     let mut inputs = vec![
         host(40000, 40019),
         cgroup(3, "/system.slice/orders-api.service"),
@@ -488,20 +474,7 @@ fn a_leaking_service_has_its_close_wait_sockets_and_no_lacks_pooling() {
             without_time_wait: false,
         }));
     }
-    inputs.push(Input::SocketOwners(SocketOwners {
-        ts_ns: S + MS,
-        owners: entries
-            .iter()
-            .map(|x| SocketOwner {
-                inode: x.inode,
-                pid: 77,
-                comm: Comm::new("orders-api"),
-                cgroup_id: 3,
-            })
-            .collect(),
-        not_found: 0,
-        failed: 0,
-    }));
+    inputs.push(all_owned_by(S + MS, &entries, 77, "orders-api", 3));
     run(&mut e, &mut s, inputs, 20);
     let all = samples(&s, &e);
     let leaked: Vec<(&String, &f64)> = all

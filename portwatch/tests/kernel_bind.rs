@@ -25,7 +25,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::{Netns, Tracer, assert_no_loss, kernel_tests_enabled, of, start_server};
+use common::{
+    Netns, Tracer, connect_errno, kernel_tests_enabled, of, row_where, sockaddr_in_of, start_server,
+};
 
 const RANGE: &str = "40000 40019";
 const RANGE_SIZE: u64 = 20;
@@ -57,24 +59,6 @@ fn python(comm: &str, body: &str) -> Value {
     serde_json::from_str(last).unwrap_or_else(|e| panic!("{comm} printed {last:?}: {e}"))
 }
 
-fn top_args(netns: &str, iterations: usize) -> Vec<String> {
-    [
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--rows",
-        "50",
-        "--iterations",
-        &iterations.to_string(),
-        "--netns",
-        netns,
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
 #[test]
 fn a_service_binding_before_connect_is_named_as_the_holder_of_the_range() {
     if !kernel_tests_enabled() {
@@ -93,11 +77,7 @@ fn a_service_binding_before_connect_is_named_as_the_holder_of_the_range() {
         start_server("127.0.0.1:82");
     });
     let mut tracer = Tracer::start(&["trace", "--json", "--netns", &netns]);
-    let args = top_args(&netns, 6);
-    let mut top = Tracer::attach(ns.run(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        Tracer::spawn(&args)
-    }));
+    let top = ns.start_top_watching_it(6);
 
     // Service A: bind to 127.0.0.1:0, connect to :81, close first (each
     // port then sits in TIME_WAIT for 60 s), 20 times; then bind() finds
@@ -158,21 +138,15 @@ fn a_service_binding_before_connect_is_named_as_the_holder_of_the_range() {
     let (a_pid, b_pid) = (a["pid"].as_u64().unwrap(), b["pid"].as_u64().unwrap());
     let inode = ns.inode;
 
-    assert!(
-        tracer.wait_for(Duration::from_secs(20), |seen| {
-            of(seen, "bind_error", inode).count() >= 1
-                && of(seen, "connect_error", inode).count() >= n99
-                && of(seen, "close", inode)
-                    .filter(|v| v["direction"] == "out" && v["pid"] == a_pid)
-                    .count()
-                    >= 20
-        }),
-        "trace saw {:#?}",
-        tracer.seen
-    );
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
-    assert_no_loss(&stderr);
+    tracer.wait_until("trace", Duration::from_secs(20), |seen| {
+        of(seen, "bind_error", inode).count() >= 1
+            && of(seen, "connect_error", inode).count() >= n99
+            && of(seen, "close", inode)
+                .filter(|v| v["direction"] == "out" && v["pid"] == a_pid)
+                .count()
+                >= 20
+    });
+    let seen = tracer.stop_without_loss("trace");
     let binds: Vec<&Value> = of(&seen, "bind_error", inode).collect();
     assert_eq!(binds.len(), 1, "{binds:#?}");
     let bind = binds[0];
@@ -201,40 +175,21 @@ fn a_service_binding_before_connect_is_named_as_the_holder_of_the_range() {
         assert_eq!(f["dport"], 82, "{f}");
     }
 
-    assert!(
-        top.wait_for(Duration::from_secs(20), |s| s.len() >= 6),
-        "top printed {} snapshots",
-        top.seen.len()
-    );
-    let (ok, stderr, snaps) = top.stop();
-    assert!(ok, "top failed: {stderr:?}");
-    let last = snaps.last().expect("a snapshot");
+    let last = &top.last_of_snapshots(6);
     assert_eq!(last["system"]["lost_events"], 0, "{}", last["system"]);
     // A, the holder: its 20 ports count against the whole range.
-    let bound = last["bound"].as_array().expect("bound");
-    let holder = bound
-        .iter()
-        .find(|r| r["pid"] == a_pid)
-        .unwrap_or_else(|| panic!("pid {a_pid} not in bound: {bound:#?}"));
+    let holder = row_where(last, "bound", |r| r["pid"] == a_pid);
     assert_eq!(holder["comm"], "pwt-binder");
     assert_eq!(holder["bound_connections_total"], 20, "{holder}");
     assert_eq!(holder["time_wait"], RANGE_SIZE, "{holder}");
     assert_eq!(holder["bind_errors_total"], 1, "{holder}");
     // B's destination is full with ports it never held.
-    let dests = last["destinations"].as_array().expect("destinations");
-    let d82 = dests
-        .iter()
-        .find(|d| d["dport"] == 82)
-        .unwrap_or_else(|| panic!("no :82 in {dests:#?}"));
+    let d82 = row_where(last, "destinations", |d| d["dport"] == 82);
     let tw82 = d82["time_wait"].as_u64().unwrap() + d82["open_ports"].as_u64().unwrap();
     assert_eq!(d82["bound_elsewhere"], RANGE_SIZE - tw82, "{d82}");
     assert_eq!(d82["pressure"], 1.0, "{d82}");
     // The verdict names A and points B's failures at it.
-    let verdicts = last["verdicts"].as_array().expect("verdicts");
-    let v = verdicts
-        .iter()
-        .find(|v| v["verdict"] == "binds_before_connect")
-        .unwrap_or_else(|| panic!("no binds_before_connect in {verdicts:#?}"));
+    let v = row_where(last, "verdicts", |v| v["verdict"] == "binds_before_connect");
     assert_eq!(v["service"]["name"], "pwt-binder", "{v}");
     assert_eq!(v["service"]["pids"], serde_json::json!([a_pid]), "{v}");
     let evidence = v["evidence"].as_str().expect("evidence");
@@ -266,14 +221,6 @@ fn reuseaddr_connect(port: u16, to: SocketAddr) -> (i32, i32) {
     let SocketAddr::V4(to) = to else {
         panic!("IPv4 expected")
     };
-    let sin = |a: &SocketAddrV4| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: plain socket calls on a socket this function owns; the
     // sockaddr_in values are fully initialised and outlive the calls.
@@ -291,14 +238,14 @@ fn reuseaddr_connect(port: u16, to: SocketAddr) -> (i32, i32) {
             ),
             0
         );
-        let local = sin(&SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
+        let local = sockaddr_in_of(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
         assert_eq!(
             libc::bind(fd, (&raw const local).cast(), len),
             0,
             "bind: {}",
             std::io::Error::last_os_error()
         );
-        let remote = sin(&to);
+        let remote = sockaddr_in_of(to);
         if libc::connect(fd, (&raw const remote).cast(), len) == 0 {
             return (0, fd);
         }
@@ -327,22 +274,16 @@ fn a_taken_four_tuple_of_a_bound_port_is_one_eaddrnotavail_from_connect() {
     assert_eq!((first, second), (0, libc::EADDRNOTAVAIL));
     let inode = ns.inode;
     let port = server.port();
-    assert!(
-        tracer.wait_for(Duration::from_secs(20), |seen| {
-            of(seen, "connect_error", inode).count() >= 1
-                && of(seen, "close", inode)
-                    .filter(|v| v["direction"] == "out")
-                    .count()
-                    >= 1
-        }),
-        "trace saw {:#?}",
-        tracer.seen
-    );
+    tracer.wait_until("trace", Duration::from_secs(20), |seen| {
+        of(seen, "connect_error", inode).count() >= 1
+            && of(seen, "close", inode)
+                .filter(|v| v["direction"] == "out")
+                .count()
+                >= 1
+    });
     // A duplicate would have been emitted inside the second connect(),
     // before the first socket's close: waiting for that close is enough.
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
-    assert_no_loss(&stderr);
+    let seen = tracer.stop_without_loss("trace");
     let fails: Vec<&Value> = of(&seen, "connect_error", inode).collect();
     assert_eq!(fails.len(), 1, "{fails:#?}");
     let f = fails[0];
@@ -359,35 +300,6 @@ fn a_taken_four_tuple_of_a_bound_port_is_one_eaddrnotavail_from_connect() {
     assert_eq!(closes[0]["established"], true, "{}", closes[0]);
     assert_eq!(closes[0]["sport"], 5555, "{}", closes[0]);
     assert_eq!(closes[0]["bound_port"], true, "{}", closes[0]);
-}
-
-/// connect() on a fresh socket of `ty` to `ip`:`port`: its errno.
-fn connect_errno(ty: libc::c_int, ip: Ipv4Addr, port: u16) -> i32 {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: plain socket calls on a socket this function owns.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, ty, 0);
-        assert!(fd >= 0, "socket");
-        let r = libc::connect(
-            fd,
-            (&raw const sin).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        let errno = if r == 0 {
-            0
-        } else {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-        };
-        libc::close(fd);
-        errno
-    }
 }
 
 #[test]
@@ -418,28 +330,22 @@ fn udp_connect_failures_are_not_tcp_failures() {
     let mut tracer = Tracer::start(&["trace", "--json", "--netns", &netns]);
     let (udp, tcp) = ns.run(move || {
         let udp: Vec<i32> = (0..5)
-            .map(|_| connect_errno(libc::SOCK_DGRAM, unroutable, 53))
+            .map(|_| connect_errno(libc::SOCK_DGRAM, SocketAddrV4::new(unroutable, 53)))
             .collect();
         let tcp: Vec<i32> = (0..2)
-            .map(|_| connect_errno(libc::SOCK_STREAM, unroutable, 7))
+            .map(|_| connect_errno(libc::SOCK_STREAM, SocketAddrV4::new(unroutable, 7)))
             .collect();
         (udp, tcp)
     });
     assert_eq!(udp, vec![libc::EHOSTUNREACH; 5]);
     assert_eq!(tcp, vec![libc::EHOSTUNREACH; 2]);
     let inode = ns.inode;
-    assert!(
-        tracer.wait_for(Duration::from_secs(20), |seen| {
-            of(seen, "connect_error", inode).count() >= 2
-        }),
-        "trace saw {:#?}",
-        tracer.seen
-    );
+    tracer.wait_until("trace", Duration::from_secs(20), |seen| {
+        of(seen, "connect_error", inode).count() >= 2
+    });
     // The UDP connects came first: had they been reported, their records
     // would be ahead of the TCP ones in the ring buffer.
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
-    assert_no_loss(&stderr);
+    let seen = tracer.stop_without_loss("trace");
     let fails: Vec<&Value> = of(&seen, "connect_error", inode).collect();
     // The two TCP failures, and none of the five UDP ones.
     assert_eq!(fails.len(), 2, "{fails:#?}");
@@ -455,14 +361,7 @@ fn udp_connect_failures_are_not_tcp_failures() {
 /// waited for with poll(), then connect() again, as event loops do to
 /// learn the outcome. Returns both connect() errnos.
 fn nonblocking_connect_twice(port: u16) -> (i32, i32) {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(Ipv4Addr::LOCALHOST).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    let sin = sockaddr_in_of(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     // SAFETY: plain socket calls on a socket this function owns.
@@ -510,7 +409,10 @@ fn connect_again_after_a_failed_nonblocking_connect_is_not_a_second_failure() {
         // would have been seen too.
         (
             r,
-            connect_errno(libc::SOCK_STREAM, Ipv4Addr::LOCALHOST, port),
+            connect_errno(
+                libc::SOCK_STREAM,
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, port),
+            ),
         )
     });
     assert_eq!(marker, libc::ECONNREFUSED);
@@ -519,19 +421,13 @@ fn connect_again_after_a_failed_nonblocking_connect_is_not_a_second_failure() {
         assert_eq!(r.1, libc::ECONNREFUSED, "{results:?}");
     }
     let inode = ns.inode;
-    assert!(
-        tracer.wait_for(Duration::from_secs(20), |seen| {
-            of(seen, "close", inode)
-                .filter(|v| v["dport"] == port)
-                .count()
-                >= 4
-        }),
-        "trace saw {:#?}",
-        tracer.seen
-    );
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
-    assert_no_loss(&stderr);
+    tracer.wait_until("trace", Duration::from_secs(20), |seen| {
+        of(seen, "close", inode)
+            .filter(|v| v["dport"] == port)
+            .count()
+            >= 4
+    });
+    let seen = tracer.stop_without_loss("trace");
     let closes: Vec<&Value> = of(&seen, "close", inode)
         .filter(|v| v["dport"] == port)
         .collect();
@@ -608,8 +504,7 @@ fn inbound_sockets_cannot_crowd_outbound_ones_out_of_the_socket_map() {
             .filter(|v| v["dport"] == port)
             .count()
     );
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
+    let (stderr, seen) = tracer.stop_successfully("trace");
     let out: Vec<&Value> = of(&seen, "close", inode)
         .filter(|v| v["dport"] == port && v["direction"] == "out")
         .collect();

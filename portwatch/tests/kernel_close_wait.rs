@@ -21,7 +21,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::{Netns, Tracer, assert_no_loss, kernel_tests_enabled, of};
+use common::{Netns, Tracer, kernel_tests_enabled, of, top_batch_json_args};
 
 const ATTEMPTS: usize = 14;
 const RANGE: u64 = 10;
@@ -85,19 +85,14 @@ fn a_close_wait_leak_is_named_with_its_held_ports_and_its_failures() {
     );
     let netns = ns.inode;
     let server = ns.run(closing_server);
-    let mut top = Tracer::start(&[
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--resync",
-        "1",
+    let mut top = Tracer::start(&top_batch_json_args(&[
         "--rows",
         "50",
+        "--resync",
+        "1",
         "--netns",
         &netns.to_string(),
-    ]);
+    ]));
     let mut trace = Tracer::start(&["trace", "--json", "--netns", &netns.to_string()]);
     let port = server.port();
     let mut client = ns.run(move || leaking_client(port));
@@ -134,9 +129,7 @@ fn a_close_wait_leak_is_named_with_its_held_ports_and_its_failures() {
     trace.wait_for(Duration::from_secs(10), |seen| {
         failures_of(seen).len() >= ATTEMPTS - RANGE as usize
     });
-    let (trace_ok, trace_err, seen) = trace.stop();
-    assert!(trace_ok, "trace failed: {trace_err:?}");
-    assert_no_loss(&trace_err);
+    let seen = trace.stop_without_loss("trace");
     let f = failures_of(&seen);
     assert_eq!(f.len(), ATTEMPTS - RANGE as usize, "{f:#?}");
     for v in &f {

@@ -20,15 +20,16 @@
 //! real drops (engine tests cover them on synthetic readings); NAT port
 //! demand against a real gateway (no test traffic leaves loopback).
 
-use std::io::Write;
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-use common::{Netns, Tracer, client_exchange, kernel_tests_enabled, start_server};
+use common::{
+    Netns, Tracer, client_exchange, kernel_tests_enabled, nft_load, row_where, start_server,
+    top_batch_json_args,
+};
 
 const CONNECTIONS: u64 = 20;
 const ITERATIONS: usize = 12;
@@ -36,37 +37,17 @@ const ITERATIONS: usize = 12;
 /// Makes conntrack track the calling thread's namespace: a counter on new
 /// outgoing connections (the rule accepts everything).
 fn track_connections() {
-    let ruleset = "table inet pwct {\n  chain output {\n    type filter hook output priority 0;\n    \
-                   ct state new counter\n  }\n}\n";
-    let mut nft = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("nft (install nftables: cargo xtask setup)");
-    nft.stdin
-        .take()
-        .expect("stdin")
-        .write_all(ruleset.as_bytes())
-        .expect("write ruleset");
-    assert!(nft.wait().expect("nft").success(), "nft rejected {ruleset}");
+    nft_load(
+        "table inet pwct {\n  chain output {\n    type filter hook output priority 0;\n    \
+         ct state new counter\n  }\n}\n",
+    );
 }
 
 fn top_args(extra: &[&str]) -> Vec<String> {
-    let mut v: Vec<String> = [
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--iterations",
-        &ITERATIONS.to_string(),
-        "--resync",
-        "1",
-    ]
-    .map(String::from)
-    .to_vec();
-    v.extend(extra.iter().map(|s| s.to_string()));
-    v
+    let iterations = ITERATIONS.to_string();
+    let mut args = top_batch_json_args(&["--iterations", &iterations, "--resync", "1"]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
 }
 
 fn conntrack_of(snapshot: &Value, netns: u32) -> Option<&Value> {
@@ -99,14 +80,8 @@ fn a_namespaces_conntrack_table_is_read_in_it_and_loopback_is_no_nat() {
             .expect("a number");
         (addr, max)
     });
-    let inside_args = top_args(&[]);
-    let mut inside = Tracer::attach(ns.run(move || {
-        let a: Vec<&str> = inside_args.iter().map(String::as_str).collect();
-        Tracer::spawn(&a)
-    }));
-    let outside_args = top_args(&["--netns", &netns]);
-    let a: Vec<&str> = outside_args.iter().map(String::as_str).collect();
-    let mut outside = Tracer::start(&a);
+    let mut inside = ns.start_portwatch(&top_args(&[]));
+    let mut outside = Tracer::start(&top_args(&["--netns", &netns]));
 
     // Before any connection: tracked, and empty.
     assert!(
@@ -146,8 +121,7 @@ fn a_namespaces_conntrack_table_is_read_in_it_and_loopback_is_no_nat() {
         "outside: {:#?}",
         outside.seen.last().map(|v| &v["namespaces"])
     );
-    let (ok, stderr, seen) = inside.stop();
-    assert!(ok, "inside failed: {stderr:?}");
+    let (_, seen) = inside.stop_successfully("inside");
     let last = seen.last().expect("a snapshot");
     let ct = &last["system"]["conntrack"];
     assert_eq!(ct["count"], total, "{ct}");
@@ -156,12 +130,7 @@ fn a_namespaces_conntrack_table_is_read_in_it_and_loopback_is_no_nat() {
     for rate in ["drop_per_s", "early_drop_per_s", "insert_failed_per_s"] {
         assert_eq!(ct[rate], 0.0, "{rate}: {ct}");
     }
-    let dest = last["destinations"]
-        .as_array()
-        .expect("destinations")
-        .iter()
-        .find(|d| d["dport"] == server.port())
-        .unwrap_or_else(|| panic!("no destination :{} in {last}", server.port()));
+    let dest = row_where(last, "destinations", |d| d["dport"] == server.port());
     assert_eq!(dest["beyond_local_networks"], false, "{dest}");
     assert!(dest["nat_port_demand"].is_null(), "{dest}");
     let keys: Vec<&str> = last["system"]["advice"]
@@ -174,8 +143,7 @@ fn a_namespaces_conntrack_table_is_read_in_it_and_loopback_is_no_nat() {
         assert!(!keys.contains(&k), "{k} in {keys:?}");
     }
 
-    let (ok, stderr, seen) = outside.stop();
-    assert!(ok, "outside failed: {stderr:?}");
+    let (_, seen) = outside.stop_successfully("outside");
     let last = seen.last().expect("a snapshot");
     let ct = conntrack_of(last, inode).expect("the namespace's row");
     assert_eq!(ct["count"], total, "{ct}");
@@ -183,11 +151,8 @@ fn a_namespaces_conntrack_table_is_read_in_it_and_loopback_is_no_nat() {
     assert_eq!(ct["host"], false, "{ct}");
     assert_eq!(ct["drop_per_s"], 0.0, "{ct}");
     // Its destination is judged on the namespace's own networks (read in it).
-    let dest = last["destinations"]
-        .as_array()
-        .expect("destinations")
-        .iter()
-        .find(|d| d["netns"] == inode && d["dport"] == server.port())
-        .unwrap_or_else(|| panic!("no destination in {inode}: {last}"));
+    let dest = row_where(last, "destinations", |d| {
+        d["netns"] == inode && d["dport"] == server.port()
+    });
     assert_eq!(dest["beyond_local_networks"], false, "{dest}");
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 
 mod common;
-use common::{Netns, kernel_tests_enabled, portwatch_bin, start_server};
+use common::{Netns, assert_promtool_accepts, kernel_tests_enabled, portwatch_bin, start_server};
 
 /// How long the clients run before the queries (the rate window is 30 s).
 const RUN: Duration = Duration::from_secs(40);
@@ -285,26 +285,7 @@ fn prometheus_sees_exactly_the_unpooled_service_and_its_rate() {
         // promtool accepts a real scrape.
         let (status, text) = http_get(exporter, "/metrics").expect("a scrape");
         assert_eq!(status, 200);
-        let mut check = Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("promtool");
-        check
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(text.as_bytes())
-            .expect("piping the scrape");
-        let out = check.wait_with_output().expect("promtool");
-        let msg = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && msg.trim().is_empty(),
-            "promtool check metrics:\n{msg}"
-        );
+        assert_promtool_accepts("promtool", &text);
 
         drop(stalled);
         drop((unpooled, pooled));

@@ -31,6 +31,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// For a kernel fault test: `None` when kernel tests cannot run here (see
+/// [`kernel_tests_enabled`]: under CI that panics instead), else the turn
+/// of [`serial`] to hold while the test runs.
+fn kernel_fault_turn() -> Option<std::sync::MutexGuard<'static, ()>> {
+    kernel_tests_enabled().then(serial)
+}
+
 /// One row of the Reliability table.
 struct Figure<'a> {
     fault: &'a str,
@@ -201,10 +208,9 @@ impl NoTracefs {
 
 #[test]
 fn several_portwatch_started_at_once_without_tracefs_all_start_and_see_events() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     const STARTS: usize = 4;
     const CONNS: usize = 20;
     let host_before = tracefs_mounts();
@@ -232,12 +238,7 @@ fn several_portwatch_started_at_once_without_tracefs_all_start_and_see_events() 
         "a tracefs mount of the test's own namespace went away: {host_before:?} → {here:?}"
     );
 
-    net.run(|| {
-        let addr = start_server("127.0.0.1:0");
-        for _ in 0..CONNS {
-            client_exchange(addr, 1);
-        }
-    });
+    net.run(|| start_server_with_connections("127.0.0.1:0", CONNS));
     let mut worst = usize::MAX;
     let mut rss = 0;
     for t in &mut tracers {
@@ -256,8 +257,7 @@ fn several_portwatch_started_at_once_without_tracefs_all_start_and_see_events() 
     }
     let mut lost = 0;
     for t in tracers {
-        let (ok, stderr, _) = t.stop();
-        assert!(ok, "portwatch failed: {stderr:?}");
+        let (stderr, _) = t.stop_successfully("portwatch");
         lost += lost_in(summary_line(&stderr));
     }
     drop(ns);
@@ -428,10 +428,9 @@ const RING_RECORDS: u64 = 4 * 1024 * 1024 / 152;
 
 #[test]
 fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     let ns = Netns::new("pwf-starved", &[("ipv4/ip_local_port_range", "1024 65000")]);
     let inode = ns.inode;
     let netns = inode.to_string();
@@ -440,15 +439,7 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("starved.pwt");
     let recorder = Tracer::start(&["record", "-o", file.to_str().unwrap(), "--duration", "120"]);
-    let top = Tracer::start(&[
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--iterations",
-        "120",
-    ]);
+    let top = Tracer::start(&top_batch_json_args(&["--iterations", "120"]));
     let all = [tracer.pid(), recorder.pid(), top.pid()];
     let churn = Churn::start(&ns, 2);
     // A little churn delivered normally first.
@@ -483,8 +474,7 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
     // the server's (the server accepted it: it closed it).
     let expected_events = 2 * expected;
     let rss = peak_rss_kib(tracer.pid());
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "portwatch failed: {stderr:?}");
+    let (stderr, seen) = tracer.stop_successfully("portwatch");
     let delivered = of(&seen, "close", inode).count() as u64;
     let summary = summary_line(&stderr);
     let lost = lost_in(summary);
@@ -508,16 +498,14 @@ fn a_stopped_reader_loses_events_that_are_all_counted_and_shown() {
          tracepoint runs skipped by the kernel: {summary}"
     );
     // top --batch: the frames after the stall carry the loss.
-    let (ok, stderr, frames) = top.stop();
-    assert!(ok, "top --batch failed: {stderr:?}");
+    let (_, frames) = top.stop_successfully("top --batch");
     let top_lost = frames
         .last()
         .and_then(|f| f["system"]["lost_events"].as_u64())
         .expect("top --batch frames with lost_events");
     assert!(top_lost > 0, "top --batch shows no loss after the stall");
     // record: the file carries the loss, and report shows it.
-    let (ok, stderr, _) = recorder.stop();
-    assert!(ok, "record failed: {stderr:?}");
+    recorder.stop_successfully("record");
     let out = Command::new(env!("CARGO_BIN_EXE_portwatch"))
         .args(["report", "--json", file.to_str().unwrap()])
         .output()
@@ -560,10 +548,9 @@ const SMALL_FS: &str = "/run/portwatch-fault-small-fs";
 
 #[test]
 fn a_full_disk_stops_record_with_a_clear_error_and_the_file_stays_readable() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     // 512 KiB: filled within a few seconds of churn (~16 bytes a connection).
     let ns = NoTracefs::with(|| {
         std::fs::create_dir_all(SMALL_FS).map_err(|e| format!("mkdir {SMALL_FS}: {e}"))?;
@@ -722,10 +709,9 @@ fn assert_no_backtrace(stderr: &str) {
 
 #[test]
 fn without_privileges_the_missing_capability_is_named_and_with_only_bpf_and_perfmon_it_works() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     // An unprivileged user.
     let nobody = [
         "--reuid=65534",
@@ -768,12 +754,7 @@ fn without_privileges_the_missing_capability_is_named_and_with_only_bpf_and_perf
         .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
         .unwrap();
     assert_eq!(eff, (1 << 38) | (1 << 39), "CapEff of portwatch: {eff:x}");
-    net.run(|| {
-        let addr = start_server("127.0.0.1:0");
-        for _ in 0..5 {
-            client_exchange(addr, 1);
-        }
-    });
+    net.run(|| start_server_with_connections("127.0.0.1:0", 5));
     let inode = net.inode;
     let ok = t.wait_for(Duration::from_secs(20), |seen| {
         of(seen, "close", inode).count() >= 10
@@ -784,8 +765,7 @@ fn without_privileges_the_missing_capability_is_named_and_with_only_bpf_and_perf
         of(&t.seen, "close", inode).count()
     );
     let rss = peak_rss_kib(t.pid());
-    let (ok, stderr, seen) = t.stop();
-    assert!(ok, "{stderr:?}");
+    let (stderr, seen) = t.stop_successfully("portwatch");
     report(Figure {
         fault: "privileges",
         injected: "user nobody; root with CAP_BPF only; root with only CAP_BPF + CAP_PERFMON \
@@ -815,10 +795,9 @@ fn next_rand(state: &mut u64) -> u64 {
 
 #[test]
 fn record_killed_at_any_moment_leaves_a_file_readable_up_to_its_last_flushed_frame() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     const KILLS: usize = 10;
     /// Frames are flushed every second of trace time; what closed longer
     /// ago than this before the kill must be on disk.
@@ -951,10 +930,7 @@ fn mount(fstype: &str, target: &str) -> Result<(), String> {
 /// `ns` once `t` is tracing.
 fn traffic(ns: &Netns, conns: usize) -> (u16, u16) {
     ns.run(move || {
-        let addr = start_server("127.0.0.1:0");
-        for _ in 0..conns {
-            client_exchange(addr, 1);
-        }
+        let addr = start_server_with_connections("127.0.0.1:0", conns);
         // A port nobody listens on: the connect is refused.
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let refused = closed.local_addr().unwrap().port();
@@ -966,10 +942,9 @@ fn traffic(ns: &Netns, conns: usize) -> (u16, u16) {
 
 #[test]
 fn degraded_kernels_give_the_documented_warnings_and_null_fields() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     const CONNS: usize = 5;
 
     // 1. No kernel BTF: /sys/kernel/btf hidden under an empty tmpfs.
@@ -995,8 +970,7 @@ fn degraded_kernels_give_the_documented_warnings_and_null_fields() {
     );
     let rss = peak_rss_kib(t.pid());
     let warnings = std::mem::take(&mut t.startup);
-    let (ok, stderr, seen) = t.stop();
-    assert!(ok, "{stderr:?}");
+    let (_, seen) = t.stop_successfully("portwatch");
     assert!(
         warnings
             .iter()
@@ -1043,8 +1017,7 @@ fn degraded_kernels_give_the_documented_warnings_and_null_fields() {
         t.seen
     );
     let warnings = std::mem::take(&mut t.startup);
-    let (ok, stderr, seen) = t.stop();
-    assert!(ok, "{stderr:?}");
+    let (_, seen) = t.stop_successfully("portwatch");
     assert!(
         warnings
             .iter()
@@ -1336,12 +1309,26 @@ fn spawn_flood(n: u32, window: usize, port: u16) -> (u32, Vec<u32>) {
     (made, pids)
 }
 
+/// A TCP listener on `bind` (IPv4) with an accept queue of 4,096 (std's
+/// is 128): floods of connects are queued, not refused.
+fn listener_with_backlog_4096(bind: &str) -> std::net::TcpListener {
+    let sock = socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )
+    .unwrap();
+    let bind: SocketAddr = bind.parse().unwrap();
+    sock.bind(&bind.into()).unwrap();
+    sock.listen(4096).unwrap();
+    sock.into()
+}
+
 #[test]
 fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     // What the issue asks for: 100,000 short-lived processes, each making
     // one connection to a destination of its own (100,000 distinct), within
     // a minute.
@@ -1353,29 +1340,12 @@ fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming(
     /// are asked for every second).
     const FRAME_BOUND: Duration = Duration::from_secs(2);
     let ns = Netns::new("pwf-flood", &[("ipv4/ip_local_port_range", "1024 65000")]);
-    let mut t = Tracer::start(&[
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--iterations",
-        "600",
-    ]);
+    let mut t = Tracer::start(&top_batch_json_args(&["--iterations", "600"]));
     let stop = Arc::new(AtomicBool::new(false));
     let flood = {
         let stop = stop.clone();
         ns.run(move || {
-            let sock = socket2::Socket::new(
-                socket2::Domain::IPV4,
-                socket2::Type::STREAM,
-                Some(socket2::Protocol::TCP),
-            )
-            .unwrap();
-            let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
-            sock.bind(&any.into()).unwrap();
-            sock.listen(4096).unwrap();
-            let listener: std::net::TcpListener = sock.into();
+            let listener = listener_with_backlog_4096("0.0.0.0:0");
             let port = listener.local_addr().unwrap().port();
             let s = stop.clone();
             thread::spawn(move || {
@@ -1426,8 +1396,7 @@ fn a_flood_of_destinations_and_processes_keeps_memory_bounded_and_frames_coming(
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .unwrap_or(0);
-    let (ok, stderr, seen) = t.stop();
-    assert!(ok, "{stderr:?}");
+    let (_, seen) = t.stop_successfully("portwatch");
     let last = seen.last().expect("frames");
     let others = &last["others"];
     let lost = last["system"]["lost_events"].as_u64().unwrap();
@@ -1519,10 +1488,9 @@ fn count_after(summary: &str, label: &str) -> u64 {
 
 #[test]
 fn a_full_socket_map_counts_every_connection_it_cannot_follow() {
-    if !kernel_tests_enabled() {
+    let Some(_serial) = kernel_fault_turn() else {
         return;
-    }
-    let _serial = serial();
+    };
     /// The socket map sized down (test-only knob) …
     const MAP: u32 = 1024;
     /// … and more connections held open at once than it can follow (each
@@ -1540,16 +1508,7 @@ fn a_full_socket_map_counts_every_connection_it_cannot_follow() {
         .expect("spawn portwatch");
     let mut t = Tracer::attach(child);
     ns.run(|| {
-        let sock = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )
-        .unwrap();
-        let bind: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        sock.bind(&bind.into()).unwrap();
-        sock.listen(4096).unwrap();
-        let listener: std::net::TcpListener = sock.into();
+        let listener = listener_with_backlog_4096("127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         // All open at once, then all closed.
         let clients: Vec<TcpStream> = (0..CONNS)
@@ -1567,8 +1526,7 @@ fn a_full_socket_map_counts_every_connection_it_cannot_follow() {
         of(seen, "close", inode).count() as u64 >= expected
     });
     let rss = peak_rss_kib(t.pid());
-    let (ok, stderr, seen) = t.stop();
-    assert!(ok, "{stderr:?}");
+    let (stderr, seen) = t.stop_successfully("portwatch");
     let summary = summary_line(&stderr);
     let delivered = of(&seen, "close", inode).count() as u64;
     // The label has been "socket map evictions" (an LRU map) and is

@@ -11,40 +11,26 @@
 //! watch the namespace; both must name this process, each destination, each
 //! cause and the SYN retransmissions, and lose nothing.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-use common::{Netns, Tracer, assert_no_loss, kernel_tests_enabled, of};
+use common::{Netns, Tracer, connect_errno, kernel_tests_enabled, nft_load, of, row_where};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const TOP_ITERATIONS: usize = 7;
 
 /// Drops SYNs to `port` on every interface of the calling thread's
-/// namespace (only `lo` exists there). Multi-line ruleset: nft 1.0.6
-/// rejects the one-line form.
+/// namespace (only `lo` exists there).
 fn drop_syns_to(port: u16) {
-    let ruleset = format!(
+    nft_load(&format!(
         "table inet pwtest {{\n  chain input {{\n    type filter hook input priority 0;\n    \
          tcp dport {port} tcp flags syn drop\n  }}\n}}\n"
-    );
-    let mut nft = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("nft (install nftables: cargo xtask setup)");
-    nft.stdin
-        .take()
-        .expect("stdin")
-        .write_all(ruleset.as_bytes())
-        .expect("write ruleset");
-    assert!(nft.wait().expect("nft").success(), "nft rejected {ruleset}");
+    ));
 }
 
 /// A listener whose accept queue is full: backlog 0 and one connection
@@ -109,24 +95,7 @@ fn unanswered_syns_are_failures_named_by_cause_per_destination() {
         (addr, full_addr)
     });
     let mut tracer = Tracer::start(&["trace", "--json", "--netns", &netns]);
-    let top_args = [
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--rows",
-        "50",
-        "--iterations",
-        &TOP_ITERATIONS.to_string(),
-        "--netns",
-        &netns,
-    ]
-    .map(String::from);
-    let mut top = Tracer::attach(ns.run(move || {
-        let args: Vec<&str> = top_args.iter().map(String::as_str).collect();
-        Tracer::spawn(&args)
-    }));
+    let top = ns.start_top_watching_it(TOP_ITERATIONS);
 
     ns.run(move || {
         let a = abandon("pw-abort", dropped, 2);
@@ -149,19 +118,13 @@ fn unanswered_syns_are_failures_named_by_cause_per_destination() {
 
     let pid = std::process::id();
     let inode = ns.inode;
-    assert!(
-        tracer.wait_for(Duration::from_secs(20), |seen| {
-            of(seen, "close", inode)
-                .filter(|v| !v["cause"].is_null())
-                .count()
-                >= 6
-        }),
-        "trace saw {:?}",
-        tracer.seen
-    );
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
-    assert_no_loss(&stderr);
+    tracer.wait_until("trace", Duration::from_secs(20), |seen| {
+        of(seen, "close", inode)
+            .filter(|v| !v["cause"].is_null())
+            .count()
+            >= 6
+    });
+    let seen = tracer.stop_without_loss("trace");
     let failed: Vec<&Value> = of(&seen, "close", inode)
         .filter(|v| !v["cause"].is_null())
         .collect();
@@ -217,14 +180,7 @@ fn unanswered_syns_are_failures_named_by_cause_per_destination() {
             .sum()
     };
 
-    assert!(
-        top.wait_for(Duration::from_secs(20), |s| s.len() >= TOP_ITERATIONS),
-        "top printed {} snapshots",
-        top.seen.len()
-    );
-    let (ok, stderr, snaps) = top.stop();
-    assert!(ok, "top failed: {stderr:?}");
-    let last = snaps.last().expect("a snapshot");
+    let last = &top.last_of_snapshots(TOP_ITERATIONS);
     let sys = &last["system"];
     assert_eq!(sys["lost_events"], 0, "{sys}");
     assert_eq!(sys["connect_errors"], 6, "counted in the header: {sys}");
@@ -238,14 +194,7 @@ fn unanswered_syns_are_failures_named_by_cause_per_destination() {
         retransmits(dropped.port()) + retransmits(full.port()),
         "{sys}"
     );
-    let dest = |port: u16| {
-        last["destinations"]
-            .as_array()
-            .expect("destinations")
-            .iter()
-            .find(|d| d["dport"] == port)
-            .unwrap_or_else(|| panic!("no destination :{port} in {last}"))
-    };
+    let dest = |port: u16| row_where(last, "destinations", |d| d["dport"] == port);
     let d = dest(dropped.port());
     assert_eq!(
         causes(d),
@@ -267,11 +216,7 @@ fn unanswered_syns_are_failures_named_by_cause_per_destination() {
     assert!(n >= 1, "{d}");
     assert_eq!(n, retransmits(full.port()), "{d}");
     // The culprit: this process, with every failure.
-    let procs = last["processes"].as_array().expect("processes");
-    let p = procs
-        .iter()
-        .find(|p| p["pid"] == pid)
-        .unwrap_or_else(|| panic!("pid {pid} not in {procs:#?}"));
+    let p = row_where(last, "processes", |p| p["pid"] == pid);
     assert_eq!(p["connect_errors"], 6, "{p}");
     let advice = sys["advice"].as_array().expect("advice");
     for port in [dropped.port(), full.port()] {
@@ -293,32 +238,7 @@ fn interrupted_connect(addr: SocketAddr) -> i32 {
     let SocketAddr::V4(a) = addr else {
         panic!("IPv4 expected")
     };
-    // SAFETY: plain socket/connect/close on a socket this function owns;
-    // sockaddr_in is fully initialised.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-        assert!(fd >= 0, "socket");
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: a.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(a.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let r = libc::connect(
-            fd,
-            (&raw const sin).cast(),
-            size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        let errno = if r == 0 {
-            0
-        } else {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
-        };
-        libc::close(fd);
-        errno
-    }
+    connect_errno(libc::SOCK_STREAM, a)
 }
 
 #[test]
@@ -377,14 +297,10 @@ fn a_connect_interrupted_by_a_signal_is_not_a_failure_until_abandoned() {
             .cloned()
             .collect()
     };
-    assert!(
-        tracer.wait_for(Duration::from_secs(20), |seen| !mine(seen).is_empty()),
-        "trace saw {:?}",
-        tracer.seen
-    );
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
-    assert_no_loss(&stderr);
+    tracer.wait_until("trace", Duration::from_secs(20), |seen| {
+        !mine(seen).is_empty()
+    });
+    let seen = tracer.stop_without_loss("trace");
     let events = mine(&seen);
     assert_eq!(
         events.len(),

@@ -138,19 +138,14 @@ fn containers_and_pods_are_named_from_the_runtime_state() {
     let server = ns.run(|| start_server("127.0.0.1:0"));
     let inode = ns.inode.to_string();
     let root = fixture.path().to_string_lossy().to_string();
-    let mut top = Tracer::start(&[
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
+    let mut top = Tracer::start(&top_batch_json_args(&[
         "--rows",
         "500",
         "--netns",
         &inode,
         "--runtime-root",
         &root,
-    ]);
+    ]));
     let port = server.port();
     for leaf in [&docker, &pod] {
         let dir = leaf.clone();
@@ -162,8 +157,7 @@ fn containers_and_pods_are_named_from_the_runtime_state() {
             service(s, "web").is_some() && service(s, "checkout/api-7f9c").is_some()
         })
     });
-    let (ok, stderr, seen) = top.stop();
-    assert!(ok, "portwatch failed: {stderr:?}");
+    let (stderr, seen) = top.stop_successfully("portwatch");
     let last = seen.last().expect("a snapshot");
     assert!(named, "services not named in time: {}", last["services"]);
     let web = service(last, "web").expect("web");

@@ -14,7 +14,7 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Netns, client_exchange, kernel_tests_enabled, start_server};
+use common::{Netns, kernel_tests_enabled, start_server_with_connections};
 
 use portwatch::event::{Direction, Event};
 use portwatch::input::Input;
@@ -25,6 +25,23 @@ use portwatch::tracefile::{ReadWarning, Reader};
 struct Recorder {
     child: Child,
     stderr: BufReader<ChildStderr>,
+}
+
+impl Recorder {
+    /// SIGINT, then the recorder must exit successfully within 20 s;
+    /// returns what it wrote to stderr after it started recording.
+    fn interrupt(&mut self) -> String {
+        // SAFETY: kill with a valid pid of our own child and a valid signal.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) },
+            0
+        );
+        let st = wait_bounded(&mut self.child, Duration::from_secs(20));
+        let mut rest = String::new();
+        self.stderr.read_to_string(&mut rest).unwrap();
+        assert!(st.success(), "portwatch record: {st}\n{rest}");
+        rest
+    }
 }
 
 impl Drop for Recorder {
@@ -77,13 +94,7 @@ fn start_recorder_with(path: &Path, args: &[&str]) -> Recorder {
 /// the namespace inode.
 fn churn_in_private_netns(name: &str, n: usize) -> (u16, u32) {
     let ns = Netns::new(name, &[]);
-    let port = ns.run(move || {
-        let addr = start_server("127.0.0.1:0");
-        for _ in 0..n {
-            client_exchange(addr, 1);
-        }
-        addr.port()
-    });
+    let port = ns.run(move || start_server_with_connections("127.0.0.1:0", n).port());
     (port, ns.inode)
 }
 
@@ -146,15 +157,7 @@ fn record_captures_every_loopback_connection_and_stops_cleanly_on_sigint() {
     let mut rec = start_recorder(&path);
     let (port, netns) = churn_in_private_netns("pw-krec-int", N);
 
-    // SAFETY: kill with a valid pid of our own child and a valid signal.
-    assert_eq!(
-        unsafe { libc::kill(rec.child.id() as i32, libc::SIGINT) },
-        0
-    );
-    let st = wait_bounded(&mut rec.child, Duration::from_secs(20));
-    let mut rest = String::new();
-    rec.stderr.read_to_string(&mut rest).unwrap();
-    assert!(st.success(), "portwatch record: {st}\n{rest}");
+    let rest = rec.interrupt();
     assert!(rest.contains("stopped (SIGINT)"), "{rest}");
 
     let t = read_trace(&path);
@@ -214,25 +217,9 @@ fn record_with_netns_writes_only_that_namespaces_events() {
     let path = dir.path().join("netns.pwtrace");
     let selector = format!("netns:{}", a.inode);
     let mut rec = start_recorder_with(&path, &["--netns", &selector]);
-    let churn = |ns: &Netns| {
-        ns.run(move || {
-            let addr = start_server("127.0.0.1:0");
-            for _ in 0..N {
-                client_exchange(addr, 1);
-            }
-            addr.port()
-        })
-    };
+    let churn = |ns: &Netns| ns.run(move || start_server_with_connections("127.0.0.1:0", N).port());
     let (port_a, port_b) = (churn(&a), churn(&b));
-    // SAFETY: kill with a valid pid of our own child and a valid signal.
-    assert_eq!(
-        unsafe { libc::kill(rec.child.id() as i32, libc::SIGINT) },
-        0
-    );
-    let st = wait_bounded(&mut rec.child, Duration::from_secs(20));
-    let mut rest = String::new();
-    rec.stderr.read_to_string(&mut rest).unwrap();
-    assert!(st.success(), "portwatch record: {st}\n{rest}");
+    rec.interrupt();
 
     let t = read_trace(&path);
     assert_eq!(our_closes(&t.inputs, "pw-krec-a", port_a, a.inode), N);

@@ -93,9 +93,7 @@ fn record(path: &Path, secs: u64) -> (usize, u32) {
     let n = scenario(&ns, secs);
     // The last closes reach the ring buffer, then the next flush.
     thread::sleep(Duration::from_millis(1500));
-    let (ok, stderr, _) = rec.stop();
-    assert!(ok, "portwatch record failed: {stderr:?}");
-    common::assert_no_loss(&stderr);
+    rec.stop_without_loss("portwatch record");
     (n, ns.inode)
 }
 
@@ -178,9 +176,7 @@ fn regenerate_golden_trace() {
     ]);
     scenario(&ns, 15);
     thread::sleep(Duration::from_millis(1500));
-    let (ok, stderr, _) = rec.stop();
-    assert!(ok, "portwatch record failed: {stderr:?}");
-    common::assert_no_loss(&stderr);
+    rec.stop_without_loss("portwatch record");
 
     let out =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/golden/unpooled_pooled.pwtrace");

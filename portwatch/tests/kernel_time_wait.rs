@@ -8,71 +8,27 @@
 //! service TIME_WAIT counts come from the closes alone, so they show the
 //! difference whatever the socket table says.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::SocketAddr;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-use common::{Netns, Tracer, assert_no_loss, kernel_tests_enabled, of};
+use common::{
+    Netns, Tracer, kernel_tests_enabled, of, row_where, send_a_byte_and_close_first,
+    start_draining_server,
+};
 
 const CONNECTIONS: usize = 20;
 const TOP_ITERATIONS: usize = 4;
 
-/// Reads to EOF on each accepted connection, then closes: gracefully, or
-/// with SO_LINGER {1, 0} (an RST) when `linger0`.
-fn server(linger0: bool) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { break };
-            let mut rest = Vec::new();
-            let _ = s.read_to_end(&mut rest);
-            if linger0 {
-                let lg = libc::linger {
-                    l_onoff: 1,
-                    l_linger: 0,
-                };
-                // SAFETY: a valid socket fd and a linger struct of the size given.
-                let r = unsafe {
-                    libc::setsockopt(
-                        s.as_raw_fd(),
-                        libc::SOL_SOCKET,
-                        libc::SO_LINGER,
-                        (&raw const lg).cast(),
-                        size_of::<libc::linger>() as libc::socklen_t,
-                    )
-                };
-                assert_eq!(r, 0, "SO_LINGER");
-            }
-        }
-    });
-    addr
-}
-
-/// One request per connection; the client sends the first FIN and waits
-/// for the server's answer (FIN or RST).
+/// One request per connection, `CONNECTIONS` times; the client sends the
+/// first FIN and waits for the server's answer (FIN or RST).
 fn client(addr: SocketAddr) {
     for _ in 0..CONNECTIONS {
-        let mut c = TcpStream::connect(addr).expect("connect");
-        c.write_all(b"x").expect("send");
-        c.shutdown(std::net::Shutdown::Write).expect("shutdown");
-        let mut rest = Vec::new();
-        let _ = c.read_to_end(&mut rest);
+        send_a_byte_and_close_first(addr).expect("client");
     }
-}
-
-fn pair(snap: &Value, port: u16) -> &Value {
-    snap["pairs"]
-        .as_array()
-        .expect("pairs")
-        .iter()
-        .find(|p| p["dport"] == port)
-        .unwrap_or_else(|| panic!("no pair to :{port} in {snap}"))
 }
 
 #[test]
@@ -82,26 +38,14 @@ fn an_rst_ended_close_is_not_counted_as_time_wait() {
     }
     let ns = Netns::new("pwt-timewait", &[]);
     let netns = ns.inode.to_string();
-    let (graceful, reset) = ns.run(|| (server(false), server(true)));
+    let (graceful, reset) = ns.run(|| {
+        (
+            start_draining_server("127.0.0.1:0", false),
+            start_draining_server("127.0.0.1:0", true),
+        )
+    });
     let mut tracer = Tracer::start(&["trace", "--json", "--netns", &netns]);
-    let top_args = [
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--rows",
-        "50",
-        "--iterations",
-        &TOP_ITERATIONS.to_string(),
-        "--netns",
-        &netns,
-    ]
-    .map(String::from);
-    let mut top = Tracer::attach(ns.run(move || {
-        let args: Vec<&str> = top_args.iter().map(String::as_str).collect();
-        Tracer::spawn(&args)
-    }));
+    let top = ns.start_top_watching_it(TOP_ITERATIONS);
     ns.run(move || {
         let t = thread::Builder::new()
             .name("pw-closer".into())
@@ -120,17 +64,11 @@ fn an_rst_ended_close_is_not_counted_as_time_wait() {
             .cloned()
             .collect()
     };
-    assert!(
-        tracer.wait_for(Duration::from_secs(20), |seen| {
-            outbound(seen, graceful.port()).len() + outbound(seen, reset.port()).len()
-                >= 2 * CONNECTIONS
-        }),
-        "trace saw {:?}",
-        tracer.seen
-    );
-    let (ok, stderr, seen) = tracer.stop();
-    assert!(ok, "trace failed: {stderr:?}");
-    assert_no_loss(&stderr);
+    tracer.wait_until("trace", Duration::from_secs(20), |seen| {
+        outbound(seen, graceful.port()).len() + outbound(seen, reset.port()).len()
+            >= 2 * CONNECTIONS
+    });
+    let seen = tracer.stop_without_loss("trace");
     let pid = std::process::id();
     let g = outbound(&seen, graceful.port());
     let r = outbound(&seen, reset.port());
@@ -146,16 +84,10 @@ fn an_rst_ended_close_is_not_counted_as_time_wait() {
         "an RST-ended close was taken for a TIME_WAIT: {r:#?}"
     );
 
-    assert!(
-        top.wait_for(Duration::from_secs(20), |s| s.len() >= TOP_ITERATIONS),
-        "top printed {} snapshots",
-        top.seen.len()
-    );
-    let (ok, stderr, snaps) = top.stop();
-    assert!(ok, "top failed: {stderr:?}");
-    let last = snaps.last().expect("a snapshot");
+    let last = &top.last_of_snapshots(TOP_ITERATIONS);
     assert_eq!(last["system"]["lost_events"], 0);
-    let (pg, pr) = (pair(last, graceful.port()), pair(last, reset.port()));
+    let pair = |port: u16| row_where(last, "pairs", |p| p["dport"] == port);
+    let (pg, pr) = (pair(graceful.port()), pair(reset.port()));
     assert!(
         pg["service"]["pids"]
             .as_array()
@@ -166,11 +98,6 @@ fn an_rst_ended_close_is_not_counted_as_time_wait() {
     assert_eq!(pg["time_wait"], CONNECTIONS as u64, "{pg}");
     assert_eq!(pr["new_total"], CONNECTIONS as u64, "{pr}");
     assert_eq!(pr["time_wait"], 0, "RST-ended closes hold no port: {pr}");
-    let dest = last["destinations"]
-        .as_array()
-        .expect("destinations")
-        .iter()
-        .find(|d| d["dport"] == reset.port())
-        .unwrap_or_else(|| panic!("no destination :{} in {last}", reset.port()));
+    let dest = row_where(last, "destinations", |d| d["dport"] == reset.port());
     assert_eq!(dest["time_wait"], 0, "{dest}");
 }

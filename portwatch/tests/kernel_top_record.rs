@@ -31,13 +31,7 @@ fn top_batch_with_record_writes_every_connection_to_the_trace() {
         "--record",
         &file_arg,
     ]);
-    let server = ns.run(|| {
-        let addr = start_server("127.0.0.1:0");
-        for _ in 0..N {
-            client_exchange(addr, 1);
-        }
-        addr
-    });
+    let server = ns.run(|| start_server_with_connections("127.0.0.1:0", N as usize));
     // The view has counted them all once a snapshot shows N to the server.
     let counted = tracer.wait_for(Duration::from_secs(20), |seen| {
         seen.iter().any(|s| {

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,23 +40,12 @@ fn top_shows_the_unpooled_client_first_with_the_badge_and_q_restores_the_shell()
     let ns = Netns::new(comm, &[]);
     // Only the test's namespace counts: other traffic on the host (other
     // suites) must not outrank the test's client.
-    let cmd = format!(
-        "{} top -d 0.5 --netns {}; echo PW-EXITED $?; sleep 60",
-        env!("CARGO_BIN_EXE_portwatch"),
-        ns.inode
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
+    let _cleanup = start_top_in_tmux(
         &session,
-        "-x",
-        "100",
-        "-y",
-        "30",
-        &cmd,
-    ]);
-    let _cleanup = Cleanup(session.clone());
+        Path::new(env!("CARGO_BIN_EXE_portwatch")),
+        ns.inode,
+        (100, 30),
+    );
 
     // Wait for the TUI to be up (its footer) before making traffic.
     let up = wait_screen(&session, Duration::from_secs(30), |s| s.contains("q quit"));
@@ -63,17 +53,7 @@ fn top_shows_the_unpooled_client_first_with_the_badge_and_q_restores_the_shell()
 
     // Unpooled client: ~200 connections/s for up to 20 s, in the namespace.
     let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let churn = std::thread::spawn(move || {
-        ns.run(move || {
-            let addr = start_server("127.0.0.1:8080");
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && !stop2.load(Ordering::Relaxed) {
-                client_exchange(addr, 1);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-    });
+    let churn = churn_unpooled(ns, 8080, Duration::from_secs(20), stop.clone());
 
     let service = expected_service();
     let mut last = String::new();
@@ -124,7 +104,44 @@ fn wait_screen(session: &str, timeout: Duration, mut f: impl FnMut(&str) -> bool
     }
 }
 
+/// Kills the tmux session it names when dropped.
 struct Cleanup(String);
+
+/// `BIN top -d 0.5 --netns NETNS` in a new detached tmux session of
+/// `size` (columns, rows); the pane then says "PW-EXITED <status>" and
+/// stays 60 s. Only the test's namespace counts: other traffic on the
+/// host (other suites) must not show. The session goes with the returned
+/// guard.
+fn start_top_in_tmux(session: &str, bin: &Path, netns: u32, size: (u16, u16)) -> Cleanup {
+    let cmd = format!(
+        "{} top -d 0.5 --netns {netns}; echo PW-EXITED $?; sleep 60",
+        bin.display()
+    );
+    let (w, h) = (size.0.to_string(), size.1.to_string());
+    tmux(&["new-session", "-d", "-s", session, "-x", &w, "-y", &h, &cmd]);
+    Cleanup(session.to_string())
+}
+
+/// An unpooled client in `ns`, on a thread of its own: a new connection to
+/// a server on 127.0.0.1:`port` about every 5 ms (~200/s), one exchange
+/// each, for `run_for` or until `stop` is set.
+fn churn_unpooled(
+    ns: Netns,
+    port: u16,
+    run_for: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        ns.run(move || {
+            let addr = start_server(&format!("127.0.0.1:{port}"));
+            let deadline = Instant::now() + run_for;
+            while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+                client_exchange(addr, 1);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+    })
+}
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
@@ -189,39 +206,13 @@ fn pressing_a_shows_every_advice_item_in_full_at_80x24() {
     let ns = Netns::new("pwt-advice", &[]);
     // The test's namespace only: other traffic on the host brings advice
     // of its own (other namespaces) that this test is not about.
-    let cmd = format!(
-        "{} top -d 0.5 --netns {}; echo PW-EXITED $?; sleep 60",
-        portwatch_bin().display(),
-        ns.inode
-    );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        &session,
-        "-x",
-        "80",
-        "-y",
-        "24",
-        &cmd,
-    ]);
-    let _cleanup = Cleanup(session.clone());
+    let _cleanup = start_top_in_tmux(&session, &portwatch_bin(), ns.inode, (80, 24));
     let up = wait_screen(&session, Duration::from_secs(30), |s| s.contains("q quit"));
     assert!(up, "top did not start:\n{}", capture(&session));
 
     // An unpooled client: its verdict brings the TIME_WAIT advice with it.
     let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let churn = std::thread::spawn(move || {
-        ns.run(move || {
-            let addr = start_server("127.0.0.1:8081");
-            let deadline = Instant::now() + Duration::from_secs(25);
-            while Instant::now() < deadline && !stop2.load(Ordering::Relaxed) {
-                client_exchange(addr, 1);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-    });
+    let churn = churn_unpooled(ns, 8081, Duration::from_secs(25), stop.clone());
     let mut header = String::new();
     let advised = wait_screen(&session, Duration::from_secs(20), |s| {
         header = s.lines().nth(3).unwrap_or("").to_string();

@@ -33,13 +33,7 @@ fn churn(bind: &str, comm: &'static str, family: &str) {
     let ns = Netns::new(comm, &[]);
     let mut tracer = trace_netns(&ns);
     let bind = bind.to_string();
-    let server = ns.run(move || {
-        let addr = start_server(&bind);
-        for _ in 0..N {
-            client_exchange(addr, 1);
-        }
-        addr
-    });
+    let server = ns.run(move || start_server_with_connections(&bind, N));
     let ok = tracer.wait_for(WAIT, |seen| {
         outbound_closes(seen, &ns, comm).len() >= N
             && of(seen, "close", ns.inode)
@@ -145,11 +139,8 @@ fn port_exhaustion_is_reported_for_every_failed_connect() {
     let (server, errors) = ns.run(|| {
         // A fixed port outside the shrunk range: a listener on an ephemeral
         // port would take one of the ten for itself.
-        let addr = start_server("127.0.0.1:80");
         // Each connection leaves a TIME_WAIT socket holding its port.
-        for _ in 0..PORTS {
-            client_exchange(addr, 1);
-        }
+        let addr = start_server_with_connections("127.0.0.1:80", PORTS);
         let errors: Vec<Option<i32>> = (0..FAILING)
             .map(|_| {
                 TcpStream::connect(addr)
@@ -319,10 +310,7 @@ fn io_uring_connect_port_exhaustion_is_reported() {
     );
     let mut tracer = trace_netns(&ns);
     let (server, result) = ns.run(|| {
-        let addr = start_server("127.0.0.1:80");
-        for _ in 0..10 {
-            client_exchange(addr, 1);
-        }
+        let addr = start_server_with_connections("127.0.0.1:80", 10);
         // The range is dry: connect through io_uring.
         let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");

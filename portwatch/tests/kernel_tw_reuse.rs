@@ -12,33 +12,20 @@
 //! TIME_WAIT sockets (the others close at once, counted as
 //! TCPTimeWaitOverflow): portwatch shows no more than 50.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
-use common::{Netns, Tracer, kernel_tests_enabled};
+use common::{
+    Netns, Tracer, kernel_tests_enabled, send_a_byte_and_close_first, start_draining_server,
+    top_batch_json_args,
+};
 
 const RANGE: u64 = 100;
 const CONNECTIONS: usize = 240;
-
-/// Reads to EOF, then closes: the client's FIN comes first.
-fn server(port: u16) -> SocketAddr {
-    // A fixed port outside the range: port 0 would take one of its ports.
-    let l = TcpListener::bind(("127.0.0.1", port)).expect("bind");
-    let addr = l.local_addr().expect("addr");
-    thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { break };
-            let mut rest = Vec::new();
-            let _ = s.read_to_end(&mut rest);
-        }
-    });
-    addr
-}
 
 /// 20 connections/s; returns how many connects failed.
 fn client(addr: SocketAddr, n: usize) -> usize {
@@ -49,17 +36,40 @@ fn client(addr: SocketAddr, n: usize) -> usize {
         if let Some(wait) = due.checked_duration_since(Instant::now()) {
             thread::sleep(wait);
         }
-        match TcpStream::connect(addr) {
-            Ok(mut c) => {
-                let _ = c.write_all(b"x");
-                let _ = c.shutdown(std::net::Shutdown::Write);
-                let mut rest = Vec::new();
-                let _ = c.read_to_end(&mut rest);
-            }
-            Err(_) => failed += 1,
+        if send_a_byte_and_close_first(addr).is_err() {
+            failed += 1;
         }
     }
     failed
+}
+
+/// A server on 127.0.0.1:`port` in `ns` and, started after it, `top
+/// --batch --json` (50 rows, socket tables re-read every second) watching
+/// `ns` from the host's namespace.
+fn server_on_and_top_watching(ns: &Netns, port: u16) -> (SocketAddr, Tracer) {
+    // A fixed port outside the range: port 0 would take one of its ports.
+    let addr = ns.run(move || start_draining_server(("127.0.0.1", port), false));
+    let netns = ns.inode.to_string();
+    let top = Tracer::start(&top_batch_json_args(&[
+        "--rows", "50", "--resync", "1", "--netns", &netns,
+    ]));
+    (addr, top)
+}
+
+/// Waits until `top`'s latest snapshot counts all `n` connections of the
+/// pair to :`port` in `netns` (20 s at most; it must get there), stops
+/// `top` (it must exit successfully) and returns every snapshot it printed.
+fn snapshots_until_all_seen(mut top: Tracer, netns: u32, port: u16, n: usize) -> Vec<Value> {
+    let all_seen = top.wait_for(Duration::from_secs(20), |snaps| {
+        snaps.last().is_some_and(|s| {
+            of_ns(s, "pairs", netns)
+                .iter()
+                .any(|p| p["dport"] == port && p["new_total"] == n as u64)
+        })
+    });
+    let (_, snaps) = top.stop_successfully("top");
+    assert!(all_seen, "not every connection was seen");
+    snaps
 }
 
 fn of_ns<'a>(snap: &'a Value, table: &str, netns: u32) -> Vec<&'a Value> {
@@ -83,34 +93,11 @@ fn tw_reuse_keeps_every_count_within_the_range_and_nothing_is_called_exhausted()
         ],
     );
     let netns = ns.inode;
-    let addr = ns.run(|| server(7613));
-    let mut top = Tracer::start(&[
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--resync",
-        "1",
-        "--rows",
-        "50",
-        "--netns",
-        &netns.to_string(),
-    ]);
+    let (addr, top) = server_on_and_top_watching(&ns, 7613);
     let failed = ns.run(move || client(addr, CONNECTIONS));
     assert_eq!(failed, 0, "tcp_tw_reuse should let every connect succeed");
     // Until a frame has seen every connection.
-    let port = addr.port();
-    let all_seen = top.wait_for(Duration::from_secs(20), |snaps| {
-        snaps.last().is_some_and(|s| {
-            of_ns(s, "pairs", netns)
-                .iter()
-                .any(|p| p["dport"] == port && p["new_total"] == CONNECTIONS as u64)
-        })
-    });
-    let (ok, stderr, snaps) = top.stop();
-    assert!(ok, "top failed: {stderr:?}");
-    assert!(all_seen, "not every connection was seen");
+    let snaps = snapshots_until_all_seen(top, netns, addr.port(), CONNECTIONS);
     assert!(snaps.len() >= 10, "{} snapshots", snaps.len());
 
     let mut peak_pair_tw = 0;
@@ -175,33 +162,10 @@ fn tw_buckets_overflow_keeps_time_wait_at_the_bucket_limit() {
         ],
     );
     let netns = ns.inode;
-    let addr = ns.run(|| server(7614));
-    let mut top = Tracer::start(&[
-        "top",
-        "--batch",
-        "--json",
-        "--interval",
-        "1",
-        "--resync",
-        "1",
-        "--rows",
-        "50",
-        "--netns",
-        &netns.to_string(),
-    ]);
+    let (addr, top) = server_on_and_top_watching(&ns, 7614);
     let failed = ns.run(move || client(addr, N));
     assert_eq!(failed, 0);
-    let port = addr.port();
-    let all_seen = top.wait_for(Duration::from_secs(20), |snaps| {
-        snaps.last().is_some_and(|s| {
-            of_ns(s, "pairs", netns)
-                .iter()
-                .any(|p| p["dport"] == port && p["new_total"] == N as u64)
-        })
-    });
-    let (ok, stderr, snaps) = top.stop();
-    assert!(ok, "top failed: {stderr:?}");
-    assert!(all_seen, "not every connection was seen");
+    let snaps = snapshots_until_all_seen(top, netns, addr.port(), N);
     let mut overflow = false;
     let mut peak = 0;
     for s in &snaps {

@@ -26,6 +26,14 @@ fn read_all(bytes: &[u8]) -> Vec<Input> {
     inputs
 }
 
+/// Writes `inputs`, which must read back exactly; returns the written
+/// file's minor format version.
+fn round_trip_minor_version(inputs: &[Input]) -> u16 {
+    let bytes = write_all(inputs);
+    assert_eq!(read_all(&bytes), inputs);
+    Reader::new(&bytes[..]).unwrap().minor_version()
+}
+
 /// A single-threaded process: the thread has the process's name.
 fn task(comm: &str) -> Task {
     task_in_thread(comm, comm)
@@ -43,23 +51,11 @@ fn task_in_thread(comm: &str, thread: &str) -> Task {
 
 fn close(saddr: IpAddr, daddr: IpAddr, task: Option<Task>) -> ConnClose {
     ConnClose {
-        start_ns: 5_000_000_000,
-        end_ns: 5_002_500_000,
         handshake_ns: Some(45_000),
-        task,
-        netns: 4026532000,
-        direction: Direction::Outbound,
         saddr,
         sport: 40001,
-        daddr,
-        dport: 443,
         bytes: Some((517, 4096)),
-        local_close: true,
-        peer_close: false,
-        established: true,
-        errno: None,
-        syn_retrans: 0,
-        bound_port: false,
+        ..synthetic::closed_here(task, 4026532000, (daddr, 443), 5_000_000_000, 5_002_500_000)
     }
 }
 
@@ -922,10 +918,8 @@ fn namespace_readings_round_trip_between_events() {
         Input::Netns(stale),
         Input::Tick { now_ns: 13_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
     assert_eq!(
-        Reader::new(&bytes[..]).unwrap().minor_version(),
+        round_trip_minor_version(&inputs),
         portwatch::tracefile::MINOR_VERSION
     );
 }
@@ -955,9 +949,7 @@ fn workload_names_round_trip_between_events() {
         Input::Workload(docker),
         Input::Tick { now_ns: 13_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 4);
+    assert!(round_trip_minor_version(&inputs) >= 4);
 }
 
 #[test]
@@ -992,9 +984,7 @@ fn socket_owners_round_trip_and_keep_the_time_chain() {
         }),
         Input::Tick { now_ns: 10_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 3);
+    assert!(round_trip_minor_version(&inputs) >= 3);
 }
 
 /// Symbolized connect() stacks (format 1.4, record 0x90): read back as
@@ -1005,24 +995,10 @@ fn call_stacks_round_trip_between_events() {
     let host = synthetic::host(1_000);
     let t = task("client");
     let close = |end_ns: u64| {
+        let to = (IpAddr::V4(Ipv4Addr::LOCALHOST), 80);
         Input::Event(Event::Close(ConnClose {
-            start_ns: end_ns - 500,
-            end_ns,
             handshake_ns: Some(100),
-            task: Some(t),
-            netns: 7,
-            direction: Direction::Outbound,
-            saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            sport: 40_000,
-            daddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            dport: 80,
-            bytes: None,
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..synthetic::closed_here(Some(t), 7, to, end_ns - 500, end_ns)
         }))
     };
     let stack = |ts_ns: u64, daddr: IpAddr, frames: &[&str], note: Option<&str>| {
@@ -1063,9 +1039,7 @@ fn call_stacks_round_trip_between_events() {
         ),
         Input::Tick { now_ns: 7_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 5);
+    assert!(round_trip_minor_version(&inputs) >= 5);
 }
 
 /// Format 1.8: the client runtime record (0x91) reads back as written, so
@@ -1093,10 +1067,8 @@ fn client_runtimes_round_trip() {
         rt(44, "", "native", ""),
         Input::Tick { now_ns: 2_000 },
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
     assert_eq!(
-        Reader::new(&bytes[..]).unwrap().minor_version(),
+        round_trip_minor_version(&inputs),
         portwatch::tracefile::MINOR_VERSION
     );
 }
@@ -1155,7 +1127,5 @@ fn socket_tables_without_time_wait_round_trip_and_keep_the_time_chain() {
         }),
         Input::Event(Event::Close(close(v6, v6, None))),
     ];
-    let bytes = write_all(&inputs);
-    assert_eq!(read_all(&bytes), inputs);
-    assert!(Reader::new(&bytes[..]).unwrap().minor_version() >= 9);
+    assert!(round_trip_minor_version(&inputs) >= 9);
 }

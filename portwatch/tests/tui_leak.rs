@@ -6,34 +6,19 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use portwatch::engine::{Config, Engine, Model};
-use portwatch::event::Comm;
-use portwatch::input::{Input, SockState, SocketEntry, SocketOwner, SocketOwners, SocketTable};
+use portwatch::input::{Input, SocketTable};
 use portwatch::tui::app::{App, View};
-use portwatch::tui::draw::draw;
 use portwatch::tui::screen::build;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 
 mod engine_support;
 use engine_support::*;
+mod tui_support;
+use tui_support::screen_as_text;
 
 const NS: u32 = 4026531840;
 
 fn render(app: &App, m: &Model, w: u16, h: u16) -> String {
-    let screen = build(m, app, None);
-    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| draw(f, app, &screen)).unwrap();
-    let buf = term.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..h {
-        let mut line = String::new();
-        for x in 0..w {
-            line.push_str(buf[(x, y)].symbol());
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
+    screen_as_text(app, &build(m, app, None), w, h)
 }
 
 /// A client (pid 42) holding the ten ports of 40000-40009 in CLOSE_WAIT
@@ -46,18 +31,7 @@ fn leaking() -> Model {
     for i in 0..4 {
         e.apply(&connect_error(t, "127.0.0.1:7000", S + i * MS, 99));
     }
-    let entries: Vec<SocketEntry> = (0..10u16)
-        .map(|i| SocketEntry {
-            state: SockState::Other(8),
-            saddr: "127.0.0.1".parse().unwrap(),
-            sport: 40000 + i,
-            daddr: "127.0.0.1".parse().unwrap(),
-            dport: 7000,
-            expires_ms: 0,
-            uid: 0,
-            inode: 100 + u32::from(i),
-        })
-        .collect();
+    let entries = close_wait_sockets("127.0.0.1", "127.0.0.1:7000", 10, 100);
     for s in 2..=14 {
         e.apply(&Input::Sockets(SocketTable {
             ts_ns: s * S,
@@ -66,20 +40,7 @@ fn leaking() -> Model {
             without_time_wait: false,
         }));
         if s == 2 {
-            e.apply(&Input::SocketOwners(SocketOwners {
-                ts_ns: 2 * S + MS,
-                owners: entries
-                    .iter()
-                    .map(|x| SocketOwner {
-                        inode: x.inode,
-                        pid: 42,
-                        comm: Comm::new("leaky"),
-                        cgroup_id: 5,
-                    })
-                    .collect(),
-                not_found: 0,
-                failed: 0,
-            }));
+            e.apply(&all_owned_by(2 * S + MS, &entries, 42, "leaky", 5));
         }
     }
     e.apply(&tick(14 * S));

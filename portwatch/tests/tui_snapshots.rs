@@ -6,26 +6,10 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use portwatch::tui::app::{App, View};
-use portwatch::tui::draw::draw;
 use portwatch::tui::view::*;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 
-fn render(app: &App, screen: &Screen, w: u16, h: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| draw(f, app, screen)).unwrap();
-    let buf = term.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..h {
-        let mut line = String::new();
-        for x in 0..w {
-            line.push_str(buf[(x, y)].symbol());
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
+mod tui_support;
+use tui_support::{drawn_cells, screen_as_text as render};
 
 fn header(eaddr: f64, lost: u64) -> Header {
     Header {
@@ -306,9 +290,7 @@ fn header_highlights_eaddrnotavail_and_lost_events() {
     s.header = header(35.0, 12);
     let mut a = app(View::Services);
     a.no_color = false;
-    let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
-    term.draw(|f| draw(f, &a, &s)).unwrap();
-    let buf = term.backend().buffer().clone();
+    let buf = drawn_cells(&a, &s, 80, 24);
     // Header lines hold only ASCII before these words, so byte = column.
     let line = |y: u16| -> String { (0..80).map(|x| buf[(x, y)].symbol().to_string()).collect() };
     let lost = line(1).find("lost 12").expect("lost count in header") as u16;
@@ -330,9 +312,7 @@ fn header_shows_a_full_conntrack_table_in_red() {
     ));
     let mut a = app(View::Services);
     a.no_color = false;
-    let mut term = Terminal::new(TestBackend::new(140, 24)).unwrap();
-    term.draw(|f| draw(f, &a, &s)).unwrap();
-    let buf = term.backend().buffer().clone();
+    let buf = drawn_cells(&a, &s, 140, 24);
     let line: String = (0..140).map(|x| buf[(x, 1)].symbol().to_string()).collect();
     let x = line
         .find("conntrack 261900/262144")
@@ -462,9 +442,7 @@ fn pressure_bar_turns_yellow_at_50_and_red_at_90_percent_without_no_color() {
     let colours = |no_color: bool| -> String {
         let mut a = app(View::Destinations);
         a.no_color = no_color;
-        let mut term = Terminal::new(TestBackend::new(80, 24)).unwrap();
-        term.draw(|f| draw(f, &a, &s)).unwrap();
-        let buf = term.backend().buffer().clone();
+        let buf = drawn_cells(&a, &s, 80, 24);
         let mut out = String::new();
         for y in 0..24u16 {
             let line: String = (0..80u16)

@@ -7,6 +7,67 @@ use crate::clock::WallClock;
 use crate::event::{Comm, ConnClose, Direction, Event, Task};
 use crate::input::{HostInfo, Input, Sysctls};
 
+/// A bare host record for benchmarks: host namespace 1, the default port
+/// range and no other sysctl known.
+pub fn bare_host() -> Input {
+    Input::Host(HostInfo {
+        hostname: "bench".into(),
+        kernel: "6.18".into(),
+        clock: WallClock {
+            mono_ns: 0,
+            unix_ns: 1_700_000_000_000_000_000,
+        },
+        netns: 1,
+        sysctls: Sysctls {
+            port_range: (32768, 60999),
+            ..Sysctls::default()
+        },
+    })
+}
+
+/// The main thread of process `pid`: its thread carries the process's name.
+pub fn main_thread(pid: u32, comm: &str, cgroup_id: u64) -> Task {
+    Task {
+        pid,
+        tid: pid,
+        comm: Comm::new(comm),
+        thread: Comm::new(comm),
+        cgroup_id,
+    }
+}
+
+/// An established outbound connection of `task` in `netns`, from
+/// 127.0.0.1:40000 to `daddr`:`dport`, open from `start_ns` to `end_ns`
+/// and closed first by this host (so its TIME_WAIT is here); no handshake
+/// time or byte counts (set them with `..` where they matter).
+pub fn closed_here(
+    task: Option<Task>,
+    netns: u32,
+    (daddr, dport): (IpAddr, u16),
+    start_ns: u64,
+    end_ns: u64,
+) -> ConnClose {
+    ConnClose {
+        start_ns,
+        end_ns,
+        handshake_ns: None,
+        task,
+        netns,
+        direction: Direction::Outbound,
+        saddr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        sport: 40000,
+        daddr,
+        dport,
+        bytes: None,
+        local_close: true,
+        peer_close: false,
+        established: true,
+        errno: None,
+        syn_retrans: 0,
+        bound_port: false,
+    }
+}
+
 /// A plausible host record.
 pub fn host(mono_ns: u64) -> HostInfo {
     HostInfo {
@@ -72,24 +133,13 @@ pub fn churn(events: usize, rate_per_s: u64) -> Vec<Input> {
         };
         sport = if sport >= 60997 { 32768 } else { sport + 2 };
         let lifetime_ns = 200_000 + rand(2_000_000);
+        let hot = (IpAddr::V4(Ipv4Addr::new(10, 0, 9, 20)), 5432);
         out.push(Input::Event(Event::Close(ConnClose {
-            start_ns: now_ns - lifetime_ns,
-            end_ns: now_ns,
             handshake_ns: Some(30_000 + rand(40_000)),
-            task: Some(task),
-            netns: 4026531840,
-            direction: Direction::Outbound,
             saddr: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 5)),
             sport,
-            daddr: IpAddr::V4(Ipv4Addr::new(10, 0, 9, 20)),
-            dport: 5432,
             bytes: Some((80 + rand(400), 200 + rand(4000))),
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..closed_here(Some(task), 4026531840, hot, now_ns - lifetime_ns, now_ns)
         })));
     }
     out

@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -158,6 +159,45 @@ impl Netns {
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         self.thread.run(f)
     }
+
+    /// `top --batch --json` (a snapshot a second, 50 rows) watching this
+    /// namespace, started inside it: ends by itself after `iterations`
+    /// snapshots.
+    pub fn start_top_watching_it(&self, iterations: usize) -> Tracer {
+        let (iterations, netns) = (iterations.to_string(), self.inode.to_string());
+        self.start_portwatch(&top_batch_json_args(&[
+            "--rows",
+            "50",
+            "--iterations",
+            &iterations,
+            "--netns",
+            &netns,
+        ]))
+    }
+
+    /// Starts `portwatch <args>` inside the namespace (a child of its
+    /// thread) and waits until it is tracing.
+    pub fn start_portwatch(&self, args: &[impl AsRef<str>]) -> Tracer {
+        let args: Vec<String> = args.iter().map(|a| a.as_ref().to_string()).collect();
+        Tracer::attach(self.run(move || Tracer::spawn(&args)))
+    }
+}
+
+/// Loads the nftables `ruleset` into the calling thread's network namespace
+/// (call from a [`Netns::run`] closure). Write it over several lines: nft
+/// 1.0.6 rejects the one-line form.
+pub fn nft_load(ruleset: &str) {
+    let mut nft = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("nft (install nftables: cargo xtask setup)");
+    nft.stdin
+        .take()
+        .expect("stdin")
+        .write_all(ruleset.as_bytes())
+        .expect("write ruleset");
+    assert!(nft.wait().expect("nft").success(), "nft rejected {ruleset}");
 }
 
 /// A loopback echo-style server started inside the namespace (call from a
@@ -184,6 +224,51 @@ pub fn start_server(bind: &str) -> SocketAddr {
         })
         .expect("spawn server");
     addr
+}
+
+/// A loopback server started inside the namespace (call from a
+/// `Netns::run` closure) that reads each connection to EOF and then closes
+/// it: gracefully (its FIN answers the client's), or with SO_LINGER {1, 0}
+/// (an RST, no TIME_WAIT anywhere) when `reset`.
+pub fn start_draining_server(bind: impl std::net::ToSocketAddrs, reset: bool) -> SocketAddr {
+    let l = TcpListener::bind(bind).expect("bind");
+    let addr = l.local_addr().expect("addr");
+    thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { break };
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest);
+            if reset {
+                let lg = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: a valid socket fd and a linger struct of the size given.
+                let r = unsafe {
+                    libc::setsockopt(
+                        s.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&raw const lg).cast(),
+                        size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                assert_eq!(r, 0, "SO_LINGER");
+            }
+        }
+    });
+    addr
+}
+
+/// One connection carrying one byte, closed first by the client (its FIN
+/// goes first), which then waits for the server's answer (FIN or RST).
+pub fn send_a_byte_and_close_first(addr: SocketAddr) -> std::io::Result<()> {
+    let mut c = TcpStream::connect(addr)?;
+    c.write_all(b"x")?;
+    c.shutdown(std::net::Shutdown::Write)?;
+    let mut rest = Vec::new();
+    let _ = c.read_to_end(&mut rest);
+    Ok(())
 }
 
 /// One connection carrying `requests` request/response exchanges, closed by
@@ -213,15 +298,15 @@ pub struct Tracer {
 
 impl Tracer {
     /// Starts `portwatch <args>` and waits until it says it is tracing.
-    pub fn start(args: &[&str]) -> Tracer {
+    pub fn start(args: &[impl AsRef<str>]) -> Tracer {
         Tracer::attach(Tracer::spawn(args))
     }
 
     /// Spawns `portwatch <args>` with piped output, without waiting: for
     /// tests that start several at once (see [`Tracer::attach`]).
-    pub fn spawn(args: &[&str]) -> Child {
+    pub fn spawn(args: &[impl AsRef<str>]) -> Child {
         Command::new(portwatch_bin())
-            .args(args)
+            .args(args.iter().map(AsRef::as_ref))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -327,6 +412,71 @@ impl Tracer {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Collects lines until `done(seen)` holds; panics after `timeout`
+    /// with every line `what` (e.g. "trace") printed.
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) {
+        assert!(self.wait_for(timeout, done), "{what} saw {:#?}", self.seen);
+    }
+
+    /// Stops portwatch, which must exit successfully; returns its stderr
+    /// lines and every line it printed. `what` names it in the panic.
+    pub fn stop_successfully(self, what: &str) -> (Vec<String>, Vec<serde_json::Value>) {
+        let (ok, stderr, seen) = self.stop();
+        assert!(ok, "{what} failed: {stderr:?}");
+        (stderr, seen)
+    }
+
+    /// [`Tracer::stop_successfully`], and its summary must count no lost
+    /// event; returns every line it printed.
+    pub fn stop_without_loss(self, what: &str) -> Vec<serde_json::Value> {
+        let (stderr, seen) = self.stop_successfully(what);
+        assert_no_loss(&stderr);
+        seen
+    }
+
+    /// For `top --batch --json`: waits (20 s at most) until it printed
+    /// `n` snapshots, stops it (it must exit successfully) and returns the
+    /// last snapshot.
+    pub fn last_of_snapshots(mut self, n: usize) -> serde_json::Value {
+        assert!(
+            self.wait_for(Duration::from_secs(20), |s| s.len() >= n),
+            "top printed {} snapshots",
+            self.seen.len()
+        );
+        let (_, mut snaps) = self.stop_successfully("top");
+        snaps.pop().expect("a snapshot")
+    }
+}
+
+/// The arguments of `portwatch top --batch --json --interval 1` followed
+/// by `extra`: a JSON snapshot a second.
+pub fn top_batch_json_args(extra: &[&str]) -> Vec<String> {
+    ["top", "--batch", "--json", "--interval", "1"]
+        .iter()
+        .chain(extra)
+        .map(|a| a.to_string())
+        .collect()
+}
+
+/// The row of `snapshot[table]` for which `matches` holds; panics naming
+/// the table and showing the snapshot when there is none.
+pub fn row_where<'a>(
+    snapshot: &'a serde_json::Value,
+    table: &str,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> &'a serde_json::Value {
+    snapshot[table]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {table} in {snapshot}"))
+        .iter()
+        .find(|r| matches(r))
+        .unwrap_or_else(|| panic!("no such row in {table}: {snapshot}"))
 }
 
 impl Drop for Tracer {
@@ -383,8 +533,7 @@ pub fn assert_no_loss(stderr: &[String]) {
 /// echoed, prefixed).
 pub fn top_batch_json(rows: u32, args: &[&str]) -> (Child, mpsc::Receiver<serde_json::Value>) {
     let mut child = Command::new(portwatch_bin())
-        .args(["top", "--batch", "--json", "--interval", "1", "--rows"])
-        .arg(rows.to_string())
+        .args(top_batch_json_args(&["--rows", &rows.to_string()]))
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -431,4 +580,77 @@ pub fn top_batch_snapshots(
         v.push(s);
     }
     v
+}
+
+/// `addr` as the `sockaddr_in` that raw socket calls take.
+pub fn sockaddr_in_of(addr: std::net::SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: addr.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*addr.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// Starts a [`start_server`] on `bind` (call from a `Netns::run` closure)
+/// and makes `connections` connections of one exchange each to it, one
+/// after the other; returns the server's address.
+pub fn start_server_with_connections(bind: &str, connections: usize) -> SocketAddr {
+    let addr = start_server(bind);
+    for _ in 0..connections {
+        client_exchange(addr, 1);
+    }
+    addr
+}
+
+/// `promtool check metrics` (the `promtool` given) must accept the
+/// exposition `text` without a word of complaint.
+pub fn assert_promtool_accepts(promtool: impl AsRef<std::ffi::OsStr>, text: &str) {
+    let mut check = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    check
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("piping the exposition to promtool");
+    let out = check.wait_with_output().expect("promtool");
+    let msg =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && msg.trim().is_empty(),
+        "promtool check metrics:\n{msg}"
+    );
+}
+
+/// connect() on a fresh socket of type `ty` (blocking; no retry on EINTR,
+/// unlike std) to `to`: its errno, 0 on success. The socket is closed
+/// then (a handshake still under way is abandoned).
+pub fn connect_errno(ty: libc::c_int, to: std::net::SocketAddrV4) -> i32 {
+    let sin = sockaddr_in_of(to);
+    // SAFETY: plain socket calls on a socket this function owns; the
+    // sockaddr_in is fully initialised and outlives the call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, ty, 0);
+        assert!(fd >= 0, "socket");
+        let r = libc::connect(
+            fd,
+            (&raw const sin).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        let errno = if r == 0 {
+            0
+        } else {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        };
+        libc::close(fd);
+        errno
+    }
 }

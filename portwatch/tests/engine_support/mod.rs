@@ -4,9 +4,11 @@
 use std::net::IpAddr;
 
 use portwatch::clock::WallClock;
+use portwatch::engine::{Advice, Model};
 use portwatch::event::{Cause, Comm, ConnClose, ConnectError, Direction, Event, Task};
 use portwatch::input::{
-    Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, Sysctls,
+    Conntrack, ConntrackStats, HostInfo, Input, KernelCounters, LocalNetworks, SockState,
+    SocketEntry, SocketOwner, SocketOwners, Sysctls,
 };
 
 pub const S: u64 = 1_000_000_000;
@@ -49,13 +51,7 @@ pub fn cgroup(id: u64, path: &str) -> Input {
 }
 
 pub fn task(pid: u32, comm: &str, cgroup_id: u64) -> Task {
-    Task {
-        pid,
-        tid: pid,
-        comm: Comm::new(comm),
-        thread: Comm::new(comm),
-        cgroup_id,
-    }
+    portwatch::tracefile::synthetic::main_thread(pid, comm, cgroup_id)
 }
 
 /// One outbound connection from `t` to `dst`, started at `start_ns`, living
@@ -198,4 +194,91 @@ pub fn unanswered(t: Task, dst: &str, start_ns: u64, wait_ns: u64, syn_retrans: 
         syn_retrans,
         ..c
     }))
+}
+
+/// The model's advice with `key`; panics listing every piece of advice
+/// when there is none.
+pub fn advice_with_key<'m>(m: &'m Model, key: &str) -> &'m Advice {
+    m.system
+        .advice
+        .iter()
+        .find(|a| a.key == key)
+        .unwrap_or_else(|| panic!("no advice {key}: {:#?}", m.system.advice))
+}
+
+/// The fields every JSON verdict carries, in `top --batch` and `report` alike.
+pub const VERDICT_JSON_FIELDS: [&str; 9] = [
+    "daddr",
+    "dport",
+    "verdict",
+    "new_per_sec",
+    "lifetime_p50_ms",
+    "time_wait",
+    "budget_share",
+    "evidence",
+    "fix",
+];
+
+/// `n` CLOSE_WAIT sockets from `saddr`, local ports from 40000, to `dst`
+/// ("addr:port"), inodes from `first_inode`: what a socket-table read
+/// shows of a client that leaks its connections.
+pub fn close_wait_sockets(saddr: &str, dst: &str, n: u16, first_inode: u32) -> Vec<SocketEntry> {
+    let (daddr, dport) = split(dst);
+    (0..n)
+        .map(|i| SocketEntry {
+            state: SockState::Other(8),
+            saddr: saddr.parse().unwrap(),
+            sport: 40000 + i,
+            daddr,
+            dport,
+            expires_ms: 0,
+            uid: 0,
+            inode: first_inode + u32::from(i),
+        })
+        .collect()
+}
+
+/// The owners of `sockets`, all of them process `pid` named `comm` in
+/// cgroup `cgroup_id`, as read at `ts_ns`.
+pub fn all_owned_by(
+    ts_ns: u64,
+    sockets: &[SocketEntry],
+    pid: u32,
+    comm: &str,
+    cgroup_id: u64,
+) -> Input {
+    Input::SocketOwners(SocketOwners {
+        ts_ns,
+        owners: sockets
+            .iter()
+            .map(|x| SocketOwner {
+                inode: x.inode,
+                pid,
+                comm: Comm::new(comm),
+                cgroup_id,
+            })
+            .collect(),
+        not_found: 0,
+        failed: 0,
+    })
+}
+
+/// A socket from 127.0.0.1:`sport` to 127.0.0.1:7000 in `state`, its timer
+/// due in `expires_ms`, inode 0: a row of a socket-table read.
+pub fn socket_to_7000(state: SockState, sport: u16, expires_ms: u32) -> SocketEntry {
+    SocketEntry {
+        state,
+        saddr: "127.0.0.1".parse().unwrap(),
+        sport,
+        daddr: "127.0.0.1".parse().unwrap(),
+        dport: 7000,
+        expires_ms,
+        uid: 0,
+        inode: 0,
+    }
+}
+
+/// [`socket_to_7000`] in TIME_WAIT, which ends in `expires_ms`.
+pub fn time_wait_to_7000(sport: u16, expires_ms: u32) -> SocketEntry {
+    socket_to_7000(SockState::TimeWait, sport, expires_ms)
 }
