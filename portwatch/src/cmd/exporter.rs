@@ -9,7 +9,6 @@ use anyhow::{Context, Result, bail};
 use crate::cli::ExporterArgs;
 use crate::engine::Engine;
 use crate::exporter::{Limits, http};
-use crate::live::LiveSource;
 use crate::pipeline::sinks::exporter::ExporterSink;
 use crate::pipeline::{Pipeline, Recorder, StopSignals};
 
@@ -33,21 +32,11 @@ async fn exporter(args: ExporterArgs, listen: SocketAddr) -> Result<()> {
     // Bind first: a taken port is an error before the probes load.
     let listener = http::bind(listen).await?;
     super::note_netns_name(&args.filter);
-    let recorder = match &args.record {
-        Some(p) => Some(Recorder::create(p, args.force)?),
-        None => None,
-    };
+    let recorder = (args.record.as_deref())
+        .map(|p| Recorder::create(p, args.force))
+        .transpose()?;
     // The exporter exposes no call sites: it does not pay for stacks.
-    crate::probe::set_stack_sample(0);
-    let mut source = match LiveSource::start(&args.runtime.runtime_root) {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(r) = recorder {
-                r.discard();
-            }
-            return Err(e);
-        }
-    };
+    let (mut source, recorder) = super::start_live(&args.runtime.runtime_root, 0, recorder)?;
     source.set_resync(Duration::from_secs_f64(args.resync.max(0.5)));
     let engine = Engine::new(super::engine_config(&args.verdict));
     let limits = Limits {

@@ -25,6 +25,27 @@ pub(crate) fn block_on<F: std::future::Future<Output = anyhow::Result<()>>>(
         .block_on(fut)
 }
 
+/// Loads and attaches the probes for a live command, sampling one active
+/// open in `stack_sample` for call sites (0: none). When they cannot start,
+/// the recording that was opened for the run is discarded, so a failed start
+/// leaves no empty trace behind.
+pub(crate) fn start_live(
+    runtime_root: &std::path::Path,
+    stack_sample: u32,
+    recorder: Option<crate::pipeline::Recorder>,
+) -> anyhow::Result<(crate::live::LiveSource, Option<crate::pipeline::Recorder>)> {
+    crate::probe::set_stack_sample(stack_sample);
+    match crate::live::LiveSource::start(runtime_root) {
+        Ok(source) => Ok((source, recorder)),
+        Err(e) => {
+            if let Some(r) = recorder {
+                r.discard();
+            }
+            Err(e)
+        }
+    }
+}
+
 /// The engine configuration for the verdict flags, the same for top,
 /// top --batch, replay and report (so a report agrees with the live view).
 pub(crate) fn engine_config(v: &crate::cli::VerdictArgs) -> crate::engine::Config {

@@ -7,7 +7,6 @@ use anyhow::{Result, bail};
 
 use crate::cli::TopArgs;
 use crate::engine::Engine;
-use crate::live::LiveSource;
 use crate::pipeline::sinks::batch::BatchSink;
 use crate::pipeline::{Pipeline, Recorder, StopSignals};
 use crate::tui::run::TuiSink;
@@ -27,22 +26,13 @@ pub fn run(args: TopArgs) -> Result<()> {
 }
 
 async fn top(args: TopArgs) -> Result<()> {
-    let recorder = match &args.record {
-        Some(p) => Some(Recorder::create(p, args.force)?),
-        None => None,
-    };
+    let recorder = (args.record.as_deref())
+        .map(|p| Recorder::create(p, args.force))
+        .transpose()?;
     // The probes before the terminal, so a failure is reported on a
     // normal screen.
-    crate::probe::set_stack_sample(args.stack_sample);
-    let mut source = match LiveSource::start(&args.runtime.runtime_root) {
-        Ok(s) => s,
-        Err(e) => {
-            if let Some(r) = recorder {
-                r.discard();
-            }
-            return Err(e);
-        }
-    };
+    let (mut source, recorder) =
+        super::start_live(&args.runtime.runtime_root, args.stack_sample, recorder)?;
     source.set_resync(Duration::from_secs_f64(args.resync_s.max(0.5)));
     // Before the terminal is taken, so it is read.
     super::note_netns_name(&args.filter);

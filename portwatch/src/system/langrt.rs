@@ -11,10 +11,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 
 use crate::input::ProcRuntime;
+use crate::system::worker;
 
 /// The runtime read off an executable's name and its mapped files.
 /// `go` tells whether the executable has a Go build-info section (checked
@@ -145,72 +144,54 @@ const CACHE_ENTRIES: usize = 8192;
 
 /// Detects runtimes on its own thread; never blocks its caller.
 pub struct Worker {
-    tx: Option<mpsc::SyncSender<u32>>,
-    rx: mpsc::Receiver<ProcRuntime>,
-    handle: Option<JoinHandle<()>>,
+    thread: worker::Worker<u32, ProcRuntime>,
     /// Requests dropped because the worker was behind.
     pub dropped: u64,
 }
 
 impl Worker {
     pub fn spawn(proc_root: PathBuf) -> std::io::Result<Worker> {
-        let (tx, in_rx) = mpsc::sync_channel::<u32>(QUEUE);
-        let (out_tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("portwatch-langrt".into())
-            .spawn(move || {
-                let mut cache: HashMap<(u32, PathBuf), ProcRuntime> = HashMap::new();
-                let mut go_by_exe = HashMap::new();
-                for pid in in_rx {
-                    let dir = proc_root.join(pid.to_string());
-                    let Ok(exe) = std::fs::read_link(dir.join("exe")) else {
-                        continue;
-                    };
-                    let key = (pid, exe);
-                    let found = match cache.get(&key) {
-                        Some(r) => Some(r.clone()),
-                        None => detect_with(&proc_root, pid, &mut go_by_exe),
-                    };
-                    if let Some(r) = found {
-                        if cache.len() >= CACHE_ENTRIES {
-                            cache.clear();
-                        }
-                        cache.insert(key, r.clone());
-                        if out_tx.send(r).is_err() {
-                            return;
-                        }
+        let thread = worker::Worker::spawn("portwatch-langrt", Some(QUEUE), move || {
+            let mut cache: HashMap<(u32, PathBuf), ProcRuntime> = HashMap::new();
+            let mut go_by_exe = HashMap::new();
+            move |pid: u32, out: &worker::Answers<ProcRuntime>| {
+                let dir = proc_root.join(pid.to_string());
+                let Ok(exe) = std::fs::read_link(dir.join("exe")) else {
+                    return Ok(());
+                };
+                let key = (pid, exe);
+                let found = match cache.get(&key) {
+                    Some(r) => Some(r.clone()),
+                    None => detect_with(&proc_root, pid, &mut go_by_exe),
+                };
+                if let Some(r) = found {
+                    if cache.len() >= CACHE_ENTRIES {
+                        cache.clear();
                     }
+                    cache.insert(key, r.clone());
+                    out.send(r)?;
                 }
-            })?;
-        Ok(Worker {
-            tx: Some(tx),
-            rx,
-            handle: Some(handle),
-            dropped: 0,
-        })
+                Ok(())
+            }
+        })?;
+        Ok(Worker { thread, dropped: 0 })
     }
 
     /// Queues a pid; never blocks.
     pub fn ask(&mut self, pid: u32) {
-        if let Some(tx) = &self.tx
-            && tx.try_send(pid).is_err()
-        {
+        if self.thread.send(pid).is_err() {
             self.dropped += 1;
         }
     }
 
     /// What was detected so far; never blocks.
     pub fn try_recv(&self) -> Vec<ProcRuntime> {
-        self.rx.try_iter().collect()
+        self.thread.try_recv().collect()
     }
 
     /// Waits for everything queued (end of a run).
     pub fn finish(&mut self) -> Vec<ProcRuntime> {
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        self.try_recv()
+        self.thread.finish()
     }
 }
 

@@ -11,6 +11,7 @@ pub mod procfs;
 pub mod runtime;
 pub mod sockdiag;
 pub mod symbols;
+pub mod worker;
 
 use std::path::PathBuf;
 

@@ -15,9 +15,8 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::mpsc;
 
-use super::{procfs, read_to_string, sockdiag};
+use super::{procfs, read_to_string, sockdiag, worker};
 use crate::clock::monotonic_now_ns;
 use crate::input::{LocalNetworks, NetnsInfo, SocketTable};
 
@@ -189,9 +188,7 @@ pub struct Request {
 /// the caller polls [`Worker::try_recv`] and is never blocked by a slow
 /// namespace.
 pub struct Worker {
-    tx: Option<mpsc::Sender<Request>>,
-    rx: mpsc::Receiver<Reading>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    thread: worker::Worker<Request, Reading>,
     /// Requests sent whose readings have not all come back.
     pending: usize,
 }
@@ -200,30 +197,17 @@ impl Worker {
     pub fn spawn() -> std::io::Result<Worker> {
         // The namespace of the thread that spawns the worker: its home.
         let home = File::open("/proc/thread-self/ns/net")?;
-        let (tx, req_rx) = mpsc::channel::<Request>();
-        let (out_tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("pw-netns".into())
-            .spawn(move || {
-                let mut reader = sockdiag::Reader::new();
-                for req in req_rx {
-                    for (netns, tasks) in req.namespaces {
-                        let table = req.tables.map(|states| (&mut reader, states));
-                        if out_tx
-                            .send(read_netns(netns, &tasks, &home, table))
-                            .is_err()
-                        {
-                            return;
-                        }
-                    }
+        let thread = worker::Worker::spawn("pw-netns", None, move || {
+            let mut reader = sockdiag::Reader::new();
+            move |req: Request, out: &worker::Answers<Reading>| {
+                for (netns, tasks) in req.namespaces {
+                    let table = req.tables.map(|states| (&mut reader, states));
+                    out.send(read_netns(netns, &tasks, &home, table))?;
                 }
-            })?;
-        Ok(Worker {
-            tx: Some(tx),
-            rx,
-            handle: Some(handle),
-            pending: 0,
-        })
+                Ok(())
+            }
+        })?;
+        Ok(Worker { thread, pending: 0 })
     }
 
     /// Queues a request; readings come back in order.
@@ -232,9 +216,7 @@ impl Worker {
             return;
         }
         let n = req.namespaces.len();
-        if let Some(tx) = &self.tx
-            && tx.send(req).is_ok()
-        {
+        if self.thread.send(req).is_ok() {
             self.pending += n;
         }
     }
@@ -246,18 +228,9 @@ impl Worker {
 
     /// The readings done so far, without waiting.
     pub fn try_recv(&mut self) -> Vec<Reading> {
-        let out: Vec<Reading> = self.rx.try_iter().collect();
+        let out: Vec<Reading> = self.thread.try_recv().collect();
         self.pending = self.pending.saturating_sub(out.len());
         out
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

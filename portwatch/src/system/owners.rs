@@ -14,10 +14,10 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use crate::event::Comm;
 use crate::input::{SocketOwner, SocketOwners};
+use crate::system::worker;
 
 /// Descriptors read per walk at most: ~100 ms of readlinks on a busy host.
 pub const MAX_FDS_PER_WALK: usize = 1_000_000;
@@ -183,30 +183,20 @@ type Request = (u64, Vec<u32>);
 /// without blocking. One request in flight at a time (the caller checks
 /// [`Resolver::busy`]), so a slow walk delays answers, never intake.
 pub struct Resolver {
-    tx: Option<mpsc::Sender<Request>>,
-    rx: mpsc::Receiver<SocketOwners>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    thread: worker::Worker<Request, SocketOwners>,
     busy: bool,
 }
 
 impl Resolver {
     pub fn spawn(cgroup_mount: Option<&Path>) -> std::io::Result<Resolver> {
         let mut lookup = Lookup::new("/proc", cgroup_mount.map(Path::to_path_buf));
-        let (tx, req_rx) = mpsc::channel::<Request>();
-        let (out_tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("pw-owners".into())
-            .spawn(move || {
-                for (ts_ns, wanted) in req_rx {
-                    if out_tx.send(lookup.lookup(ts_ns, &wanted)).is_err() {
-                        return;
-                    }
-                }
-            })?;
+        let thread = worker::Worker::spawn("pw-owners", None, move || {
+            move |(ts_ns, wanted): Request, out: &worker::Answers<SocketOwners>| {
+                out.send(lookup.lookup(ts_ns, &wanted))
+            }
+        })?;
         Ok(Resolver {
-            tx: Some(tx),
-            rx,
-            handle: Some(handle),
+            thread,
             busy: false,
         })
     }
@@ -216,28 +206,17 @@ impl Resolver {
     }
 
     pub fn request(&mut self, ts_ns: u64, wanted: Vec<u32>) {
-        if let Some(tx) = &self.tx
-            && tx.send((ts_ns, wanted)).is_ok()
-        {
+        if self.thread.send((ts_ns, wanted)).is_ok() {
             self.busy = true;
         }
     }
 
     pub fn try_recv(&mut self) -> Option<SocketOwners> {
-        let r = self.rx.try_recv().ok();
+        let r = self.thread.try_recv().next();
         if r.is_some() {
             self.busy = false;
         }
         r
-    }
-}
-
-impl Drop for Resolver {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 

@@ -22,11 +22,11 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use serde::Deserialize;
 
 use crate::input::Workload;
+use crate::system::worker;
 
 /// The runtime a cgroup path says a container belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -321,52 +321,29 @@ pub struct Answer {
 /// Looks names up in a thread of its own; the caller polls
 /// [`Worker::try_recv`] and is never blocked by a slow disk.
 pub struct Worker {
-    tx: Option<mpsc::Sender<WorkloadKeys>>,
-    rx: mpsc::Receiver<Answer>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    thread: worker::Worker<WorkloadKeys, Answer>,
 }
 
 impl Worker {
     pub fn spawn(dirs: RuntimeDirs) -> std::io::Result<Worker> {
-        let (tx, req_rx) = mpsc::channel::<WorkloadKeys>();
-        let (out_tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("pw-runtime".into())
-            .spawn(move || {
-                for keys in req_rx {
-                    let found = dirs.lookup(&keys);
-                    if out_tx.send(Answer { keys, found }).is_err() {
-                        return;
-                    }
-                }
-            })?;
-        Ok(Worker {
-            tx: Some(tx),
-            rx,
-            handle: Some(handle),
-        })
+        let thread = worker::Worker::spawn("pw-runtime", None, move || {
+            move |keys: WorkloadKeys, out: &worker::Answers<Answer>| {
+                let found = dirs.lookup(&keys);
+                out.send(Answer { keys, found })
+            }
+        })?;
+        Ok(Worker { thread })
     }
 
     pub fn request(&self, keys: WorkloadKeys) {
-        if let Some(tx) = &self.tx
-            && tx.send(keys).is_err()
-        {
+        if self.thread.send(keys).is_err() {
             log::debug!("runtime worker gone");
         }
     }
 
     /// The answers so far, without waiting.
     pub fn try_recv(&self) -> Vec<Answer> {
-        self.rx.try_iter().collect()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
+        self.thread.try_recv().collect()
     }
 }
 

@@ -26,14 +26,13 @@
 //! one line per frame, and saying what is known for interpreters and JITs.
 
 use std::collections::HashMap;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use blazesym::symbolize::{self, Symbolized, Symbolizer};
 
 use crate::event::StackSample;
 use crate::input::{CallStack, MAX_STACK_FRAMES};
+use crate::system::worker;
 
 /// A sampled stack as the probe read it: user addresses, innermost first,
 /// or why there are none.
@@ -58,9 +57,7 @@ pub const NEW_PER_PID_PER_S: u32 = 16;
 const BUDGET_PIDS: usize = 4096;
 
 pub struct Worker {
-    tx: Option<mpsc::SyncSender<Vec<RawStack>>>,
-    rx: mpsc::Receiver<CallStack>,
-    handle: Option<JoinHandle<()>>,
+    thread: worker::Worker<Vec<RawStack>, CallStack>,
     /// Samples not yet handed to the thread, and when it last got some.
     pending: Vec<RawStack>,
     sent_at: Instant,
@@ -70,24 +67,17 @@ pub struct Worker {
 
 impl Worker {
     pub fn spawn() -> std::io::Result<Worker> {
-        let (tx, in_rx) = mpsc::sync_channel::<Vec<RawStack>>(QUEUE_BATCHES);
-        let (out_tx, rx) = mpsc::channel();
-        let handle = std::thread::Builder::new()
-            .name("portwatch-symbols".into())
-            .spawn(move || {
-                let mut s = Names::new();
-                for batch in in_rx {
-                    for raw in batch {
-                        if out_tx.send(s.call_stack(&raw)).is_err() {
-                            return;
-                        }
-                    }
+        let thread = worker::Worker::spawn("portwatch-symbols", Some(QUEUE_BATCHES), || {
+            let mut s = Names::new();
+            move |batch: Vec<RawStack>, out: &worker::Answers<CallStack>| {
+                for raw in batch {
+                    out.send(s.call_stack(&raw))?;
                 }
-            })?;
+                Ok(())
+            }
+        })?;
         Ok(Worker {
-            tx: Some(tx),
-            rx,
-            handle: Some(handle),
+            thread,
             pending: Vec::new(),
             sent_at: Instant::now(),
             behind: Vec::new(),
@@ -112,42 +102,38 @@ impl Worker {
             return;
         }
         let batch = std::mem::take(&mut self.pending);
-        if let Some(tx) = &self.tx
-            && let Err(mpsc::TrySendError::Full(batch) | mpsc::TrySendError::Disconnected(batch)) =
-                tx.try_send(batch)
-        {
-            let why = "not symbolized: the symbolizer thread was behind";
-            self.behind
-                .extend(batch.iter().map(|r| unnamed(r, Vec::new(), why.into())));
+        if let Err(worker::Refused(batch)) = self.thread.send(batch) {
+            self.not_symbolized(&batch, "not symbolized: the symbolizer thread was behind");
         }
+    }
+
+    /// Samples the thread could not take, kept as frameless call sites.
+    fn not_symbolized(&mut self, batch: &[RawStack], why: &str) {
+        self.behind
+            .extend(batch.iter().map(|r| unnamed(r, Vec::new(), why.into())));
     }
 
     /// The stacks symbolized so far; never blocks.
     pub fn try_recv(&mut self) -> Vec<CallStack> {
         let mut out = std::mem::take(&mut self.behind);
-        out.extend(self.rx.try_iter());
+        out.extend(self.thread.try_recv());
         out
     }
 
     /// Waits for everything queued (at the end of a run, so the last
     /// samples reach the recording).
     pub fn finish(&mut self) -> Vec<CallStack> {
-        if let Some(tx) = &self.tx
-            && !self.pending.is_empty()
-        {
-            // Blocking: the run is over and these are its last samples.
+        if !self.pending.is_empty() {
+            // Waiting: the run is over and these are its last samples.
             let batch = std::mem::take(&mut self.pending);
-            if let Err(mpsc::SendError(batch)) = tx.send(batch) {
-                let why = "not symbolized: the symbolizer thread stopped";
-                self.behind
-                    .extend(batch.iter().map(|r| unnamed(r, Vec::new(), why.into())));
+            if let Err(worker::Refused(batch)) = self.thread.send_waiting(batch) {
+                self.not_symbolized(&batch, "not symbolized: the symbolizer thread stopped");
             }
         }
-        self.tx = None;
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-        self.try_recv()
+        let done = self.thread.finish();
+        let mut out = std::mem::take(&mut self.behind);
+        out.extend(done);
+        out
     }
 }
 
