@@ -558,7 +558,8 @@ pub fn write_text(w: &mut impl Write, ev: &Event, clock: &WallClock) -> io::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Comm, Direction, Task};
+    use crate::event::{Comm, Task};
+    use crate::tracefile::synthetic;
 
     const CLOCK: WallClock = WallClock {
         mono_ns: 0,
@@ -668,24 +669,12 @@ mod tests {
     }
 
     fn close() -> Event {
+        let daddr = ("127.0.0.1".parse().unwrap(), 8080);
         Event::Close(ConnClose {
-            start_ns: 1_000_000,
-            end_ns: 3_500_000,
             handshake_ns: Some(80_000),
-            task: Some(task()),
-            netns: 4026532000,
-            direction: Direction::Outbound,
-            saddr: "127.0.0.1".parse().unwrap(),
             sport: 40001,
-            daddr: "127.0.0.1".parse().unwrap(),
-            dport: 8080,
             bytes: Some((100, 2000)),
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..synthetic::closed_here(Some(task()), 4026532000, daddr, 1_000_000, 3_500_000)
         })
     }
 

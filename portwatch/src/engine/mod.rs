@@ -273,33 +273,15 @@ mod tests {
     use super::*;
     use crate::clock::NS_PER_S;
     use crate::event::{ConnClose, Direction, Task};
+    use crate::tracefile::synthetic;
     use service::{ServiceId, ServiceKind};
 
     fn conn(pid: u32, comm: &str, cgroup_id: u64, dport: u16, end_ns: u64) -> Input {
+        let task = synthetic::main_thread(pid, comm, cgroup_id);
+        let daddr = ("10.0.0.1".parse().unwrap(), dport);
         Input::Event(Event::Close(ConnClose {
-            start_ns: end_ns - 1_000_000,
-            end_ns,
             handshake_ns: Some(50_000),
-            task: Some(Task {
-                pid,
-                tid: pid,
-                comm: Comm::new(comm),
-                thread: Comm::new(comm),
-                cgroup_id,
-            }),
-            netns: 1,
-            direction: Direction::Outbound,
-            saddr: "127.0.0.1".parse().unwrap(),
-            sport: 40000,
-            daddr: "10.0.0.1".parse().unwrap(),
-            dport,
-            bytes: None,
-            local_close: true,
-            peer_close: false,
-            established: true,
-            errno: None,
-            syn_retrans: 0,
-            bound_port: false,
+            ..synthetic::closed_here(Some(task), 1, daddr, end_ns - 1_000_000, end_ns)
         }))
     }
 
