@@ -129,6 +129,7 @@ impl Filter {
     /// Events as [`Filter::matches`]; a namespace's socket table and
     /// readings only with `--netns` naming that namespace (or none). A name
     /// is looked up as of this input: every input teaches the names.
+    #[inline]
     pub fn matches_input(&mut self, input: &Input) -> bool {
         // No criterion (the usual run): everything passes, and there is
         // nothing to look at (this runs for every input).
